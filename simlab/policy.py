@@ -1,0 +1,72 @@
+"""Log-linear policies pi_theta(a|x) = exp(theta^T phi(x,a)) / Z_theta(x)   (spec §1.1, §1.3).
+
+Features are an array ``phi`` of shape (n_x, n_y, d). All functions are vectorised over contexts and
+use a max-subtracted log-sum-exp, so they stay finite for any finite theta.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simlab._jit import kernel
+
+
+@kernel
+def _log_softmax_kernel(logits: np.ndarray, out: np.ndarray) -> None:
+    n_x, n_y = logits.shape
+    for x in range(n_x):
+        m = logits[x, 0]
+        for a in range(1, n_y):
+            if logits[x, a] > m:
+                m = logits[x, a]
+        s = 0.0
+        for a in range(n_y):
+            s += np.exp(logits[x, a] - m)
+        lse = m + np.log(s)
+        for a in range(n_y):
+            out[x, a] = logits[x, a] - lse
+
+
+def log_policy(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """log pi_theta(a|x) for all (x, a), shape (n_x, n_y); stable log-softmax of phi @ theta."""
+    logits = np.ascontiguousarray(phi @ np.asarray(theta, dtype=np.float64))
+    out = np.empty_like(logits)
+    _log_softmax_kernel(logits, out)
+    return out
+
+
+def policy(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """pi_theta(a|x), shape (n_x, n_y)."""
+    return np.exp(log_policy(theta, phi))
+
+
+def mean_feature(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """phibar_theta(x) = E_{pi_theta(.|x)} phi(x, .), shape (n_x, d)."""
+    return np.einsum("xa,xad->xd", policy(theta, phi), phi)
+
+
+def score(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """s_theta(x,a) = grad_theta log pi_theta(a|x) = phi(x,a) - phibar_theta(x), shape (n_x, n_y, d)."""
+    return phi - mean_feature(theta, phi)[:, None, :]
+
+
+def feature_covariance(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Cov_theta(x) = -Hessian of log pi_theta(a|x) (same for every a), shape (n_x, d, d)."""
+    s = score(theta, phi)
+    return np.einsum("xa,xad,xae->xde", policy(theta, phi), s, s)
+
+
+def kl_to(theta: np.ndarray, theta_other: np.ndarray, phi: np.ndarray,
+          p_x: np.ndarray | None = None) -> float:
+    """E_x KL(pi_theta(.|x) || pi_other(.|x)) with contexts weighted by p_x (default uniform)."""
+    lp = log_policy(theta, phi)
+    lq = log_policy(theta_other, phi)
+    per_x = np.sum(np.exp(lp) * (lp - lq), axis=1)
+    w = np.full(phi.shape[0], 1.0 / phi.shape[0]) if p_x is None else np.asarray(p_x)
+    return float(w @ per_x)
+
+
+def expected_reward(theta: np.ndarray, phi: np.ndarray, reward: np.ndarray,
+                    p_x: np.ndarray | None = None) -> float:
+    """J(theta; r) = E_x sum_a pi_theta(a|x) r(x,a) for a reward table of shape (n_x, n_y)."""
+    w = np.full(phi.shape[0], 1.0 / phi.shape[0]) if p_x is None else np.asarray(p_x)
+    return float(w @ np.sum(policy(theta, phi) * reward, axis=1))
