@@ -1,0 +1,109 @@
+"""Samplers over the atoms of a :class:`~simlab.env.atoms.PairAtoms` (spec §1.2).
+
+Two ways to draw an iid sample of size n:
+
+- ``multinomial_counts``: the counts N ~ Multinomial(n, p0). Exact empirical objectives only need N,
+  so a fit costs O(#atoms) whatever n (n up to 2^20 is cheap).
+- ``sample_atoms``: n individual atom indices from a Vose alias table, O(1) per draw after an O(A)
+  set-up; stochastic solvers use this.
+
+Both take a ``numpy.random.Generator``; seeds come from ``numpy.random.SeedSequence`` per cell.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simlab._jit import kernel
+from simlab.validation import check_int, check_probabilities
+
+
+@kernel
+def _build_alias_kernel(p: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> None:
+    """Vose's alias method: prob[i] is the chance to keep column i, alias[i] the fallback atom."""
+    n = p.size
+    scaled = p * n
+    small = np.empty(n, dtype=np.int64)
+    large = np.empty(n, dtype=np.int64)
+    ns = 0
+    nl = 0
+    for i in range(n):
+        if scaled[i] < 1.0:
+            small[ns] = i
+            ns += 1
+        else:
+            large[nl] = i
+            nl += 1
+    while ns > 0 and nl > 0:
+        ns -= 1
+        s = small[ns]
+        nl -= 1
+        g = large[nl]
+        prob[s] = scaled[s]
+        alias[s] = g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        if scaled[g] < 1.0:
+            small[ns] = g
+            ns += 1
+        else:
+            large[nl] = g
+            nl += 1
+    for k in range(nl):
+        prob[large[k]] = 1.0
+        alias[large[k]] = large[k]
+    for k in range(ns):
+        prob[small[k]] = 1.0
+        alias[small[k]] = small[k]
+
+
+@kernel
+def _sample_alias_kernel(prob: np.ndarray, alias: np.ndarray, rng: np.random.Generator,
+                         out: np.ndarray) -> None:
+    n_atoms = prob.size
+    for i in range(out.size):
+        u = rng.random() * n_atoms
+        col = int(u)
+        if col >= n_atoms:
+            col = n_atoms - 1
+        out[i] = col if (u - col) < prob[col] else alias[col]
+
+
+class AliasTable:
+    """Alias table for O(1) draws from a discrete law ``p`` (entries in [0, 1], summing to 1)."""
+
+    def __init__(self, p: np.ndarray):
+        p = check_probabilities("p", p)
+        self.prob = np.empty(p.size)
+        self.alias = np.empty(p.size, dtype=np.int64)
+        _build_alias_kernel(p / p.sum(), self.prob, self.alias)
+
+
+def sample_atoms(table: AliasTable, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n iid atom indices (int64) drawn from ``table``."""
+    n = check_int("n", n, 0)
+    out = np.empty(n, dtype=np.int64)
+    _sample_alias_kernel(table.prob, table.alias, rng, out)
+    return out
+
+
+def multinomial_counts(p0: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """N ~ Multinomial(n, p0) as an int64 vector."""
+    n = check_int("n", n, 0)
+    p = check_probabilities("p0", p0)
+    return rng.multinomial(n, p / p.sum()).astype(np.int64)
+
+
+def nested_counts(p0: np.ndarray, ns, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Counts of the first n draws of one iid stream, for every n in ``ns`` (common random numbers).
+
+    Built from independent multinomial increments, so counts[n2] - counts[n1] ~ Multinomial(n2 - n1)
+    independently of counts[n1]: exactly the law of nested prefixes of one sample.
+    """
+    ns = sorted({check_int("n", n, 0) for n in ns})
+    p = check_probabilities("p0", p0)
+    p = p / p.sum()
+    out, total, prev = {}, np.zeros(p.size, dtype=np.int64), 0
+    for n in ns:
+        total = total + rng.multinomial(n - prev, p)
+        out[n] = total.copy()
+        prev = n
+    return out

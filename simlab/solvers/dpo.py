@@ -1,0 +1,133 @@
+"""DPO solvers: the exact empirical/population minimiser over weighted atoms and numba SGD (spec §3.1)."""
+from __future__ import annotations
+
+import numpy as np
+
+from simlab._jit import kernel
+from simlab.env.atoms import PairAtoms
+from simlab.env.sampling import AliasTable
+from simlab.objectives.dpo import dpo_value_grad_hess
+from simlab.solvers.checkpoints import log_checkpoints
+from simlab.solvers.exact import NewtonResult, NoMinimizerError, newton
+from simlab.special import sigmoid
+from simlab.validation import check_choice, check_float, check_int
+
+STEP_SCHEDULES = ("constant", "inv_sqrt")
+
+
+def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
+                  theta0: np.ndarray | None = None, gtol: float = 1e-10) -> NewtonResult:
+    """argmin_theta sum_j w_j l_DPO,j(theta) by Newton to ||grad|| <= gtol (default 1e-10).
+
+    With ``weights = atoms.p0`` this is the exact population minimiser; with N/n it is the empirical
+    one (cost independent of n). Raises :class:`NoMinimizerError` when the weighted design is rank
+    deficient (no unique minimiser) or the sample is separable (no finite minimiser).
+    """
+    dphi, y, _, w = atoms.support(np.asarray(weights, dtype=np.float64))
+    if w.size == 0:
+        raise NoMinimizerError("empty sample: no atom has positive weight")
+    sigma = (dphi * w[:, None]).T @ dphi
+    ev = np.linalg.eigvalsh(sigma)
+    if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
+        raise NoMinimizerError(
+            f"the sampled pair design is rank deficient (lambda_min = {ev[0]:.2e}): no unique minimiser")
+    x0 = np.asarray(theta_ref, dtype=np.float64) if theta0 is None else np.asarray(theta0, float)
+    try:
+        result = newton(lambda th: dpo_value_grad_hess(th, theta_ref, beta, dphi, y, w), x0, gtol=gtol)
+    except NoMinimizerError:
+        if is_separable(dphi, y, w):
+            raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser") from None
+        raise
+    # On separable data the gradient vanishes only by saturation, i.e. once every margin exceeds
+    # ~log(1/gtol) > 20; so a converged fit with all margins below 20 is a genuine minimiser.
+    if beta * np.max(np.abs(dphi @ (result.x - theta_ref))) > 20.0 and is_separable(dphi, y, w):
+        raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser")
+    return result
+
+
+def is_separable(dphi: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:
+    """True iff some v != 0 has (2y_j - 1) dphi_j^T v >= 0 on every weighted atom with a strict
+    inequality somewhere: then the logistic loss decreases forever along v (no finite minimiser).
+
+    Decided by the LP max sum_j c_j^T v s.t. c_j^T v >= 0, -1 <= v <= 1, c_j = w_j (2y_j - 1) dphi_j
+    (atoms with 0 < y < 1 constrain both signs).
+    """
+    from scipy.optimize import linprog
+
+    sgn = 2.0 * y - 1.0
+    hard = (y == 0.0) | (y == 1.0)
+    rows = [-(sgn[hard, None] * dphi[hard])]
+    soft = ~hard
+    if np.any(soft):
+        rows += [dphi[soft], -dphi[soft]]
+    A_ub = np.vstack(rows)
+    c = -np.sum((w[hard] * sgn[hard])[:, None] * dphi[hard], axis=0)
+    res = linprog(c, A_ub=A_ub, b_ub=np.zeros(A_ub.shape[0]), bounds=[(-1.0, 1.0)] * dphi.shape[1],
+                  method="highs")
+    return bool(res.status == 0 and -res.fun > 1e-9 * max(1.0, float(np.abs(c).sum())))
+
+
+@kernel
+def _sgd_dpo_kernel(theta0: np.ndarray, theta_ref: np.ndarray, beta: float, dphi: np.ndarray,
+                    y: np.ndarray, prob: np.ndarray, alias: np.ndarray, T: int, batch: int,
+                    step: float, inv_sqrt: bool, radius: float, checkpoints: np.ndarray,
+                    rng: np.random.Generator, history: np.ndarray) -> None:
+    d = theta0.size
+    n_atoms = prob.size
+    theta = theta0.copy()
+    grad = np.zeros(d)
+    c = 0
+    for t in range(T):
+        grad[:] = 0.0
+        for _ in range(batch):
+            u = rng.random() * n_atoms
+            col = min(int(u), n_atoms - 1)
+            j = col if (u - col) < prob[col] else alias[col]
+            h = 0.0
+            for k in range(d):
+                h += dphi[j, k] * (theta[k] - theta_ref[k])
+            g = beta * (sigmoid(beta * h) - y[j]) / batch
+            for k in range(d):
+                grad[k] += g * dphi[j, k]
+        lr = step / np.sqrt(t + 1.0) if inv_sqrt else step
+        for k in range(d):
+            theta[k] -= lr * grad[k]
+        if radius > 0.0:
+            nrm = 0.0
+            for k in range(d):
+                nrm += theta[k] * theta[k]
+            nrm = np.sqrt(nrm)
+            if nrm > radius:
+                for k in range(d):
+                    theta[k] *= radius / nrm
+        while c < checkpoints.size and checkpoints[c] == t + 1:
+            history[c, :] = theta
+            c += 1
+
+
+def sgd_dpo(atoms: PairAtoms, theta_ref: np.ndarray, beta: float, T: int, step: float,
+            rng: np.random.Generator, schedule: str = "inv_sqrt", batch: int = 1,
+            theta0: np.ndarray | None = None, radius: float = 0.0,
+            n_checkpoints: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Minibatch SGD on the DPO loss with pairs drawn afresh from ``atoms.p0`` at every step.
+
+    theta_{t+1} = Proj_{||theta|| <= radius}(theta_t - a_t g_t), a_t = step (constant) or
+    step / sqrt(t + 1) (inv_sqrt); radius = 0 means no projection. The whole loop is one numba call.
+    Returns (checkpoints, history) with history[i] the iterate after checkpoints[i] steps.
+    """
+    T = check_int("T", T, 1)
+    batch = check_int("batch", batch, 1)
+    step = check_float("step", step, 0.0, low_open=True)
+    radius = check_float("radius", radius, 0.0)
+    check_choice("schedule", schedule, STEP_SCHEDULES)
+    beta = check_float("beta", beta, 0.0, low_open=True)
+    if np.any(np.isnan(atoms.y)):
+        raise ValueError("atoms must carry labels (feedback 'bt' or 'deterministic') for DPO")
+    table = AliasTable(atoms.p0)
+    cps = log_checkpoints(T, n_checkpoints)
+    history = np.empty((cps.size, atoms.dim))
+    theta_ref = np.ascontiguousarray(theta_ref, dtype=np.float64)
+    x0 = theta_ref.copy() if theta0 is None else np.ascontiguousarray(theta0, dtype=np.float64)
+    _sgd_dpo_kernel(x0, theta_ref, beta, atoms.dphi, atoms.y, table.prob, table.alias, T, batch,
+                    step, schedule == "inv_sqrt", radius, cps, rng, history)
+    return cps, history
