@@ -1,0 +1,537 @@
+"""SAIL and oracle-robust SAIL on log-linear policies (spec §5.1–5.3, identities 7, 24–28).
+
+Inputs are arrays: features ``phi (n_x, n_y, d)``, context law ``p_x (n_x,)``, ``theta_ref (d,)``, the
+temperature ``beta`` and an oracle table ``P (n_x, n_y, n_y)`` with ``P[x,a,b] + P[x,b,a] = 1``
+(``P[x,a,b]`` = probability that a beats b).
+
+**SAIL** (§5.1). With the margin h_theta(x,a,b) = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)) and
+the soft-label logistic loss l(h; P) = softplus(h) - P h = -log sigma(-h) - P h,
+
+    L_SAIL(theta; P) = E_x sum_{a,b} pi_theta(a|x) pi_theta(b|x) l(h_theta(x,a,b); P(x,a,b)),
+
+where pairs are drawn from the current policy *inside* the objective. Its gradient has an on-policy DPO
+term and a sampling-score term (s_theta = phi - phibar_theta):
+
+    grad L_SAIL = E_{x; a,b ~ pi_theta iid}[(sigma(h) - P) beta dphi + l(h; P)(s_theta(x,a) + s_theta(x,b))].
+
+**Oracle-robust SAIL** (§5.2). Box set W_rho(P_obs) = {P : |P - P_obs| <= rho, P(x,a,b) + P(x,b,a) = 1,
+P in [0, 1]}. Derivation (derived in the spec; checked here against brute force): l is affine in P with
+slope -h and the weights pi pi do not depend on P, so the sup is attained pointwise at
+P = clip(P_obs - rho sign h, 0, 1) — and the ordered pair (b, a), whose margin is -h and whose observed
+probability is 1 - P_obs, asks for exactly the complementary value, so the antisymmetry constraint
+does not bind. Hence, with c+ = min(rho, P_obs) and c- = min(rho, 1 - P_obs),
+
+    L^W_rho(theta) = L_SAIL(theta; P_obs) + E_{x; a,b ~ pi_theta}[c+ [h]_+ + c- [-h]_+]      (always valid)
+                   = L_SAIL(theta; P_obs) + rho E|h_theta|     iff rho <= min(P_obs, 1 - P_obs) everywhere
+                                                              (the "interior" regime; "clipped" otherwise).
+
+R(theta) = E|h_theta| is the oracle sensitivity E|dl/dP| (it includes beta, so lambda = rho). The interior
+form overestimates when clipping is active, so the clipped form is the one used everywhere.
+
+**Weak convexity** (§5.3, derived in the spec, loose): F = L^W_rho is omega-weakly convex on the ball
+||theta - theta_ref|| <= B with omega <= L_sm + rho omega_R, see :func:`weak_convexity_bound`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from simlab._jit import kernel
+from simlab.policy import policy
+from simlab.validation import check_array, check_float, check_int, check_probabilities
+
+LOG2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# scalar pieces
+# --------------------------------------------------------------------------------------------------
+@kernel
+def _softplus(h):
+    """softplus(h) = log(1 + e^h), stable for any finite h."""
+    return max(h, 0.0) + math.log1p(math.exp(-abs(h)))
+
+
+@kernel
+def _sigmoid(h):
+    """sigma(h) = 1/(1 + e^-h), stable for any finite h."""
+    if h >= 0.0:
+        return 1.0 / (1.0 + math.exp(-h))
+    e = math.exp(h)
+    return e / (1.0 + e)
+
+
+def soft_label_loss(h, P):
+    """l(h; P) = softplus(h) - P h = -log sigma(-h) - P h (spec §5.1, identity 7), elementwise."""
+    h = np.asarray(h, dtype=np.float64)
+    return np.logaddexp(0.0, h) - np.asarray(P, dtype=np.float64) * h
+
+
+# --------------------------------------------------------------------------------------------------
+# exact objective over all (x, a, b): one kernel for SAIL (rho = 0) and the robust objective
+# --------------------------------------------------------------------------------------------------
+@kernel
+def _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_slope, grad):
+    """F(theta) = sum_x p_x sum_{a,b} pi_a pi_b [l(h_ab; P_ab) + c+_ab [h_ab]_+ + c-_ab [-h_ab]_+].
+
+    Writes into ``grad``:
+        sum_x p_x sum_{a,b} pi_a pi_b [(sigma(h) - P + kink_slope * pen'(h)) beta dphi
+                                        + c_score (l + pen)(s_a + s_b)],
+    with pen'(h) = c+ (h > 0), -c- (h < 0), 0 at h = 0 (a Clarke subgradient). kink_slope = 1 gives a
+    subgradient of F; kink_slope = 0 gives g_i of the prox-linear model (§5.4). rho = 0 gives SAIL.
+    Cost O(n_x n_y (n_y + d)): margins are beta (theta - theta_ref)^T phi(x, .), differenced.
+    """
+    n_x, n_y, d = phi.shape
+    for k in range(d):
+        grad[k] = 0.0
+    value = 0.0
+    logits = np.empty(n_y)
+    pi = np.empty(n_y)
+    m = np.empty(n_y)
+    coef_phi = np.empty(n_y)   # coefficient of beta * phi(x, a) in the gradient
+    coef_s = np.empty(n_y)     # coefficient of s(x, a) in the gradient
+    for x in range(n_x):
+        mx = -np.inf
+        for a in range(n_y):
+            la = 0.0
+            ma = 0.0
+            for k in range(d):
+                la += phi[x, a, k] * theta[k]
+                ma += phi[x, a, k] * (theta[k] - theta_ref[k])
+            logits[a] = la
+            m[a] = beta * ma
+            if la > mx:
+                mx = la
+        z = 0.0
+        for a in range(n_y):
+            pi[a] = math.exp(logits[a] - mx)
+            z += pi[a]
+        for a in range(n_y):
+            pi[a] /= z
+            coef_phi[a] = 0.0
+            coef_s[a] = 0.0
+        vx = 0.0
+        for a in range(n_y):
+            for b in range(n_y):
+                w = pi[a] * pi[b]
+                h = m[a] - m[b]
+                p = P[x, a, b]
+                loss = _softplus(h) - p * h
+                slope = _sigmoid(h) - p
+                if rho > 0.0:
+                    if h > 0.0:
+                        cp = min(rho, p)
+                        loss += cp * h
+                        slope += kink_slope * cp
+                    elif h < 0.0:
+                        cm = min(rho, 1.0 - p)
+                        loss -= cm * h
+                        slope -= kink_slope * cm
+                vx += w * loss
+                coef_phi[a] += w * slope
+                coef_phi[b] -= w * slope
+                coef_s[a] += w * loss
+                coef_s[b] += w * loss
+        value += p_x[x] * vx
+        # s(x,a) = phi(x,a) - phibar(x); sum_a coef_s[a] s(x,a) = sum_a (coef_s[a] - pi_a C) phi(x,a)
+        csum = 0.0
+        for a in range(n_y):
+            csum += coef_s[a]
+        for a in range(n_y):
+            c = p_x[x] * (beta * coef_phi[a] + c_score * (coef_s[a] - pi[a] * csum))
+            for k in range(d):
+                grad[k] += c * phi[x, a, k]
+    return value
+
+
+def _check_problem(theta, phi, p_x, theta_ref, beta, P):
+    phi = check_array("phi", phi, ndim=3)
+    n_x, n_y, d = phi.shape
+    theta = check_array("theta", theta, shape=(d,))
+    theta_ref = check_array("theta_ref", theta_ref, shape=(d,))
+    p_x = check_probabilities("p_x", p_x)
+    if p_x.shape != (n_x,):
+        raise ValueError(f"p_x must have shape ({n_x},), got {p_x.shape}")
+    beta = check_float("beta", beta, low=0.0, low_open=True)
+    P = check_oracle("P", P, n_x, n_y)
+    return theta, phi, p_x, theta_ref, beta, P
+
+
+def check_oracle(name: str, P, n_x: int, n_y: int) -> np.ndarray:
+    """Validate an oracle table: shape (n_x, n_y, n_y), entries in [0, 1], P[x,a,b] + P[x,b,a] = 1."""
+    P = check_array(name, P, shape=(n_x, n_y, n_y))
+    if np.any(P < 0.0) or np.any(P > 1.0):
+        raise ValueError(f"{name} entries must lie in [0, 1]")
+    if np.max(np.abs(P + P.transpose(0, 2, 1) - 1.0)) > 1e-9:
+        raise ValueError(f"{name} must satisfy {name}[x,a,b] + {name}[x,b,a] = 1 (tolerance 1e-9)")
+    return P
+
+
+def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -> tuple[float, np.ndarray]:
+    """Exact L_SAIL(theta; P) and its gradient (spec §5.1), summing over all (x, a, b).
+
+    ``c_score`` multiplies the sampling-score term of the gradient (§9 switch ``sail.c_score``): 1 is
+    SAIL, 0 is on-policy DPO (then the "gradient" ignores the theta-dependence of the sampling).
+    """
+    theta, phi, p_x, theta_ref, beta, P = _check_problem(theta, phi, p_x, theta_ref, beta, P)
+    c_score = check_float("c_score", c_score)
+    grad = np.empty(phi.shape[2])
+    value = _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, 0.0, c_score, 1.0, grad)
+    return float(value), grad
+
+
+def robust_sail_value_grad(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> tuple[float, np.ndarray]:
+    """Exact L^W_rho(theta) (clipped decomposition, §5.2) and a Clarke subgradient (pen'(0) := 0)."""
+    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    grad = np.empty(phi.shape[2])
+    value = _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 1.0, grad)
+    return float(value), grad
+
+
+# --------------------------------------------------------------------------------------------------
+# the decomposition, its regime, and the brute-force sup over the box
+# --------------------------------------------------------------------------------------------------
+def interior_radius(P_obs) -> float:
+    """min over pairs a != b of min(P_obs, 1 - P_obs): the interior form is exact iff rho <= this."""
+    P_obs = np.asarray(P_obs, dtype=np.float64)
+    off = ~np.eye(P_obs.shape[1], dtype=bool)
+    q = P_obs[:, off]
+    return float(np.min(np.minimum(q, 1.0 - q)))
+
+
+def shrinkage_threshold(P_obs) -> float:
+    """rho_bar = max over pairs of |P_obs - 1/2| (§5.2): rho >= rho_bar makes theta_ref stationary."""
+    return float(np.max(np.abs(np.asarray(P_obs, dtype=np.float64) - 0.5)))
+
+
+def robust_regime(P_obs, rho: float) -> str:
+    """``"interior"`` if rho <= min(P_obs, 1 - P_obs) on every pair (then L^W = L_SAIL + rho R), else
+    ``"clipped"`` (the box meets 0 or 1 somewhere and only the clipped form is exact)."""
+    return "interior" if rho <= interior_radius(P_obs) else "clipped"
+
+
+@dataclass(frozen=True)
+class RobustSailDecomposition:
+    """The parts of L^W_rho(theta) (spec §5.2).
+
+    value : L^W_rho = sail_value + penalty (exact, clipped form).
+    sail_value : L_SAIL(theta; P_obs).
+    penalty : E[min(rho, P_obs)[h]_+ + min(rho, 1 - P_obs)[-h]_+].
+    sensitivity : R(theta) = E|h_theta| (includes beta).
+    interior_value : sail_value + rho * sensitivity (= value in the interior regime, >= value otherwise).
+    regime : "interior" or "clipped" (see :func:`robust_regime`).
+    """
+
+    value: float
+    sail_value: float
+    penalty: float
+    sensitivity: float
+    interior_value: float
+    regime: str
+
+
+def _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta):
+    """(W, H): W[x,a,b] = p_x pi(a|x) pi(b|x), H[x,a,b] = h_theta(x,a,b)."""
+    pi = policy(theta, phi)
+    W = p_x[:, None, None] * pi[:, :, None] * pi[:, None, :]
+    m = beta * (phi @ (theta - theta_ref))
+    return W, m[:, :, None] - m[:, None, :]
+
+
+def robust_sail_decomposition(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> RobustSailDecomposition:
+    """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (§5.2)."""
+    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    W, H = _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta)
+    sail = float(np.sum(W * soft_label_loss(H, P_obs)))
+    pen = np.minimum(rho, P_obs) * np.maximum(H, 0.0) + np.minimum(rho, 1.0 - P_obs) * np.maximum(-H, 0.0)
+    penalty = float(np.sum(W * pen))
+    sens = float(np.sum(W * np.abs(H)))
+    return RobustSailDecomposition(sail + penalty, sail, penalty, sens, sail + rho * sens,
+                                   robust_regime(P_obs, rho))
+
+
+def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> float:
+    """sup over the box W_rho(P_obs) of L_SAIL(theta; P), by enumeration (test reference, §7.3).
+
+    Per context and unordered pair {a, b} the contribution pi_a pi_b [l(h; P) + l(-h; 1 - P)] is affine
+    in the free value P = P(x,a,b) in [max(P_obs - rho, 0), min(P_obs + rho, 1)] (P(x,b,a) = 1 - P is
+    forced), so its max is at one of the two endpoints; both are evaluated and the larger kept.
+    Diagonal pairs have h = 0 and contribute pi_a^2 log 2.
+    """
+    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    W, H = _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta)
+    n_y = phi.shape[1]
+    total = LOG2 * float(np.trace(W, axis1=1, axis2=2).sum())
+    for a in range(n_y):
+        for b in range(a + 1, n_y):
+            h, p, w = H[:, a, b], P_obs[:, a, b], W[:, a, b]
+            ends = np.stack([np.maximum(p - rho, 0.0), np.minimum(p + rho, 1.0)])
+            vals = soft_label_loss(h, ends) + soft_label_loss(-h, 1.0 - ends)
+            total += float(np.sum(w * vals.max(axis=0)))
+    return total
+
+
+# --------------------------------------------------------------------------------------------------
+# unbiased single-sample stochastic gradients (numba)
+# --------------------------------------------------------------------------------------------------
+@kernel
+def _draw_index(cdf, u):
+    """Smallest i with u < cdf[i] (inverse-CDF draw; the last index absorbs round-off)."""
+    n = cdf.size
+    for i in range(n - 1):
+        if u < cdf[i]:
+            return i
+    return n - 1
+
+
+@kernel
+def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, g, row, work):
+    """Draw x ~ p_x, a, b ~ pi_theta(.|x) iid, y ~ Bern(P(x,a,b)); add to ``g`` (d,)
+
+        (sigma(h) - y + kink_slope * pen'(h)) beta dphi + (l_y(h) + pen(h)) (s(a) + s(b)),
+
+    l_y(h) = softplus(-(2y - 1) h), pen with c+/- from P (not from y) (§5.5). Its mean is the gradient
+    of F for kink_slope = 1 and the model part g_i for kink_slope = 0. Writes beta dphi into ``row`` and
+    returns (h, c+, c-). ``work`` is scratch of length >= 2 n_y.
+    """
+    n_x, n_y, d = phi.shape
+    x = _draw_index(cdf_x, rng.random())
+    logits = work[:n_y]
+    cdf = work[n_y:2 * n_y]
+    mx = -np.inf
+    for a in range(n_y):
+        la = 0.0
+        for k in range(d):
+            la += phi[x, a, k] * theta[k]
+        logits[a] = la
+        if la > mx:
+            mx = la
+    z = 0.0
+    for a in range(n_y):
+        z += math.exp(logits[a] - mx)
+        cdf[a] = z
+    for a in range(n_y):
+        cdf[a] /= z
+    a_ = _draw_index(cdf, rng.random())
+    b_ = _draw_index(cdf, rng.random())
+    h = 0.0
+    for k in range(d):
+        row[k] = beta * (phi[x, a_, k] - phi[x, b_, k])
+        h += row[k] * (theta[k] - theta_ref[k])
+    p = P[x, a_, b_]
+    y = 1.0 if rng.random() < p else 0.0
+    cp = min(rho, p)
+    cm = min(rho, 1.0 - p)
+    pen = cp * max(h, 0.0) + cm * max(-h, 0.0)
+    kink = 0.0
+    if h > 0.0:
+        kink = cp
+    elif h < 0.0:
+        kink = -cm
+    loss_y = _softplus(-(2.0 * y - 1.0) * h)
+    c_row = _sigmoid(h) - y + kink_slope * kink
+    c_s = loss_y + pen
+    # s(a) + s(b) = phi(a) + phi(b) - 2 phibar(x); phibar(x) = sum_c pi_c phi(x, c)
+    prev = 0.0
+    for c in range(n_y):
+        pc = cdf[c] - prev
+        prev = cdf[c]
+        for k in range(d):
+            g[k] -= 2.0 * c_s * pc * phi[x, c, k]
+    for k in range(d):
+        g[k] += c_row * row[k] + c_s * (phi[x, a_, k] + phi[x, b_, k])
+    return h, cp, cm
+
+
+@kernel
+def _stochastic_gradients_kernel(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out):
+    n_y, d = phi.shape[1], phi.shape[2]
+    row = np.empty(d)
+    work = np.empty(2 * n_y)
+    for i in range(out.shape[0]):
+        for k in range(d):
+            out[i, k] = 0.0
+        _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out[i], row,
+                              work)
+
+
+def stochastic_gradients(theta, phi, p_x, theta_ref, beta, P_obs, rho, n: int,
+                         rng: np.random.Generator, kinks: bool = True) -> np.ndarray:
+    """n iid single-sample gradient estimates, shape (n, d) (§5.1, §5.5).
+
+    Each draws x ~ p_x, a, b ~ pi_theta(.|x) iid and a label y ~ Bern(P_obs(x,a,b)); with rho = 0 and
+    ``kinks`` it is unbiased for grad L_SAIL(theta; P_obs), with rho > 0 for the Clarke subgradient of
+    L^W_rho returned by :func:`robust_sail_value_grad`; ``kinks=False`` drops the pen'(h) beta dphi term
+    (the part Algorithm A linearises; its kinks are kept exact in the prox-linear model).
+    """
+    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    n = check_int("n", n, low=1)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator")
+    out = np.empty((n, phi.shape[2]))
+    _stochastic_gradients_kernel(theta, phi, np.cumsum(p_x), theta_ref, beta, P_obs, rho,
+                                 1.0 if kinks else 0.0, rng, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# unordered penalty pairs k = (x, {a, b}) used by the prox-linear model (§5.4)
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PenaltyPairs:
+    """The kinked part of F over unordered pairs k = (x, {a < b}) (spec §5.4).
+
+    F(z) = S(z) + sum_k w_k(z) pen_k(z), w_k = 2 p_x(x) pi_z(a|x) pi_z(b|x),
+    pen_k = c+_k [t_k]_+ + c-_k [-t_k]_+, t_k = rows_k^T z - offsets_k = beta dphi_k^T (z - theta_ref).
+    """
+
+    x: np.ndarray          # (K,) int64
+    a: np.ndarray          # (K,) int64
+    b: np.ndarray          # (K,) int64
+    rows: np.ndarray       # (K, d) beta * dphi
+    offsets: np.ndarray    # (K,) rows @ theta_ref
+    c_plus: np.ndarray     # (K,) min(rho, P_obs)
+    c_minus: np.ndarray    # (K,) min(rho, 1 - P_obs)
+
+
+def penalty_pairs(phi, theta_ref, beta, P_obs, rho) -> PenaltyPairs:
+    """Enumerate the unordered pairs of :class:`PenaltyPairs` for the box radius ``rho``."""
+    phi = check_array("phi", phi, ndim=3)
+    n_x, n_y, d = phi.shape
+    theta_ref = check_array("theta_ref", theta_ref, shape=(d,))
+    beta = check_float("beta", beta, low=0.0, low_open=True)
+    P_obs = check_oracle("P_obs", P_obs, n_x, n_y)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    xs, as_, bs = [], [], []
+    for x in range(n_x):
+        for a in range(n_y):
+            for b in range(a + 1, n_y):
+                xs.append(x), as_.append(a), bs.append(b)
+    x, a, b = (np.asarray(v, dtype=np.int64) for v in (xs, as_, bs))
+    rows = np.ascontiguousarray(beta * (phi[x, a] - phi[x, b]))
+    p = P_obs[x, a, b]
+    return PenaltyPairs(x, a, b, rows, rows @ theta_ref, np.minimum(rho, p), np.minimum(rho, 1.0 - p))
+
+
+@kernel
+def _pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
+    """w_k(theta) = 2 p_x(x_k) pi_theta(a_k|x_k) pi_theta(b_k|x_k)."""
+    n_x, n_y, d = phi.shape
+    logpi = np.empty((n_x, n_y))
+    for x in range(n_x):
+        mx = -np.inf
+        for a in range(n_y):
+            la = 0.0
+            for k in range(d):
+                la += phi[x, a, k] * theta[k]
+            logpi[x, a] = la
+            if la > mx:
+                mx = la
+        z = 0.0
+        for a in range(n_y):
+            z += math.exp(logpi[x, a] - mx)
+        lz = mx + math.log(z)
+        for a in range(n_y):
+            logpi[x, a] -= lz
+    for k in range(pair_x.size):
+        x = pair_x[k]
+        out[k] = 2.0 * p_x[x] * math.exp(logpi[x, pair_a[k]] + logpi[x, pair_b[k]])
+
+
+# --------------------------------------------------------------------------------------------------
+# weak convexity (§5.3)
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WeakConvexityConstants:
+    """Derived (loose) constants of §5.3 on the ball ||theta - theta_ref|| <= B.
+
+    h_max = 2 beta B_phi B; L_sm <= B_phi^2 [18 (h_max + log 2) + 16 beta + beta^2] (smoothness of SAIL);
+    omega_R <= beta B_phi^2 (36 B_phi B + 16) (weak convexity of the penalty); omega <= L_sm + rho omega_R;
+    L_G = 2 beta B_phi + 4 B_phi (h_max + log 2 + rho h_max) + 2 rho beta B_phi (single-sample ||G||).
+    """
+
+    h_max: float
+    L_sm: float
+    omega_R: float
+    omega: float
+    L_G: float
+
+
+def weak_convexity_bound(beta: float, B_phi: float, radius: float, rho: float) -> WeakConvexityConstants:
+    """The §5.3 constants for feature bound B_phi = max ||phi||, ball radius B and box radius rho."""
+    beta = check_float("beta", beta, low=0.0, low_open=True)
+    B_phi = check_float("B_phi", B_phi, low=0.0, low_open=True)
+    radius = check_float("radius", radius, low=0.0, low_open=True)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    h_max = 2.0 * beta * B_phi * radius
+    L_sm = B_phi ** 2 * (18.0 * (h_max + LOG2) + 16.0 * beta + beta ** 2)
+    omega_R = beta * B_phi ** 2 * (36.0 * B_phi * radius + 16.0)
+    L_G = 2.0 * beta * B_phi + 4.0 * B_phi * (h_max + LOG2 + rho * h_max) + 2.0 * rho * beta * B_phi
+    return WeakConvexityConstants(h_max, L_sm, omega_R, L_sm + rho * omega_R, L_G)
+
+
+def feature_bound(phi) -> float:
+    """B_phi = max over (x, a) of ||phi(x, a)||."""
+    return float(np.max(np.linalg.norm(np.asarray(phi, dtype=np.float64), axis=-1)))
+
+
+def sample_ball(center, radius: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n points uniform in the ball ||theta - center|| <= radius, shape (n, d)."""
+    center = np.asarray(center, dtype=np.float64)
+    d = center.size
+    v = rng.standard_normal((n, d))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    r = radius * rng.random(n) ** (1.0 / d)
+    return center + r[:, None] * v
+
+
+def project_ball(theta, center, radius: float) -> np.ndarray:
+    """Euclidean projection onto {||theta - center|| <= radius}."""
+    delta = np.asarray(theta, dtype=np.float64) - center
+    norm = float(np.linalg.norm(delta))
+    return center + delta * (radius / norm) if norm > radius else center + delta
+
+
+def weak_convexity_gaps(theta, theta2, phi, p_x, theta_ref, beta, P_obs, rho) -> np.ndarray:
+    """Per pair i: 2 [F(theta_i) + <g_i, theta2_i - theta_i> - F(theta2_i)] / ||theta2_i - theta_i||^2
+    (not clipped at 0), g_i the Clarke subgradient at theta_i. F is omega-weakly convex iff all <= omega."""
+    theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+    theta2 = np.atleast_2d(np.asarray(theta2, dtype=np.float64))
+    out = np.empty(theta.shape[0])
+    f2 = [robust_sail_value_grad(t2, phi, p_x, theta_ref, beta, P_obs, rho)[0] for t2 in theta2]
+    for i, (t1, t2) in enumerate(zip(theta, theta2)):
+        f1, g1 = robust_sail_value_grad(t1, phi, p_x, theta_ref, beta, P_obs, rho)
+        diff = t2 - t1
+        out[i] = 2.0 * (f1 + g1 @ diff - f2[i]) / float(diff @ diff)
+    return out
+
+
+def weak_convexity_estimate(phi, p_x, theta_ref, beta, P_obs, rho, radius: float, n_pairs: int,
+                            rng: np.random.Generator) -> float:
+    """omega_hat = max over sampled pairs in the ball of the subgradient-inequality gap (§5.3), >= 0.
+
+    Half the pairs are global (both ends uniform in the ball), half local (theta2 = theta + r v with
+    r log-uniform in [1e-3 B, 0.3 B], projected), since the sup is approached at short distances.
+    """
+    n_pairs = check_int("n_pairs", n_pairs, low=2)
+    radius = check_float("radius", radius, low=0.0, low_open=True)
+    theta_ref = np.asarray(theta_ref, dtype=np.float64)
+    n_glob = n_pairs // 2
+    t1 = sample_ball(theta_ref, radius, n_pairs, rng)
+    t2 = np.empty_like(t1)
+    t2[:n_glob] = sample_ball(theta_ref, radius, n_glob, rng)
+    n_loc = n_pairs - n_glob
+    v = rng.standard_normal((n_loc, t1.shape[1]))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    r = radius * 10.0 ** rng.uniform(-3.0, math.log10(0.3), n_loc)
+    for i in range(n_loc):
+        t2[n_glob + i] = project_ball(t1[n_glob + i] + r[i] * v[i], theta_ref, radius)
+    keep = np.linalg.norm(t2 - t1, axis=1) > 0
+    gaps = weak_convexity_gaps(t1[keep], t2[keep], phi, p_x, theta_ref, beta, P_obs, rho)
+    return float(max(0.0, gaps.max()))

@@ -1,0 +1,177 @@
+"""SAIL / oracle-robust SAIL objective: identities 7, 24-28 of spec §8."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simlab.objectives import sail as S
+from tests.sail.instances import problem, random_instance
+from tests.taylor import assert_taylor
+
+SEEDS = range(6)
+
+
+def test_soft_label_loss_forms():
+    """Identity 7: softplus(h) - P h = -log sigma(-h) - P h; log sigma(h) - log sigma(-h) = h."""
+    rng = np.random.default_rng(0)
+    h, P = 8 * rng.standard_normal(1000), rng.random(1000)
+    log_sig = lambda t: -np.logaddexp(0.0, -t)
+    np.testing.assert_allclose(S.soft_label_loss(h, P), -log_sig(-h) - P * h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(log_sig(h) - log_sig(-h), h, rtol=0, atol=1e-12)
+    assert S.soft_label_loss(0.0, 0.3) == pytest.approx(math.log(2.0), abs=1e-15)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sail_gradient_matches_finite_differences(seed):
+    """Identity 24: the SAIL gradient with its score term equals central FD (and passes Taylor)."""
+    inst = random_instance(seed)
+    args = problem(inst)
+    rng = np.random.default_rng(100 + seed)
+    theta = rng.standard_normal(3)
+    f = lambda t: S.sail_value_grad(t, *args)[0]
+    _, g = S.sail_value_grad(theta, *args)
+    fd = np.array([(f(theta + 1e-6 * e) - f(theta - 1e-6 * e)) / 2e-6 for e in np.eye(3)])
+    np.testing.assert_allclose(g, fd, rtol=1e-8, atol=1e-8)
+    assert_taylor(f, lambda t: S.sail_value_grad(t, *args)[1], theta, rng=rng)
+
+
+def test_score_term_switch_matters():
+    """c_score = 0 (on-policy DPO) drops the score term, which is not negligible here."""
+    args = problem(random_instance(0))
+    theta = np.array([0.5, -1.0, 0.7])
+    g1 = S.sail_value_grad(theta, *args)[1]
+    g0 = S.sail_value_grad(theta, *args, c_score=0.0)[1]
+    assert np.linalg.norm(g1 - g0) > 1e-2 * np.linalg.norm(g1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_robust_subgradient_taylor_off_kinks(seed):
+    """The Clarke subgradient is the gradient of F away from the kink hyperplanes."""
+    args = problem(random_instance(seed))
+    rng = np.random.default_rng(200 + seed)
+    theta = rng.standard_normal(3)
+    f = lambda t: S.robust_sail_value_grad(t, *args, 0.1)[0]
+    assert_taylor(f, lambda t: S.robust_sail_value_grad(t, *args, 0.1)[1], theta,
+                  steps=2.0 ** -np.arange(13, 21), rng=rng)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("rho", [0.0, 0.01, 0.05, 0.2, 0.6])
+def test_decomposition_equals_brute_force(seed, rho):
+    """Identity 25: clipped form = brute-force sup over the box endpoints; interior form where valid,
+    and an overestimate where clipping is active."""
+    args = problem(random_instance(seed))
+    rng = np.random.default_rng(300 + seed)
+    for theta in 2.0 * rng.standard_normal((20, 3)):
+        dec = S.robust_sail_decomposition(theta, *args, rho)
+        brute = S.robust_sail_brute_force(theta, *args, rho)
+        kernel_value = S.robust_sail_value_grad(theta, *args, rho)[0]
+        assert abs(dec.value - brute) <= 1e-10
+        assert abs(kernel_value - brute) <= 1e-10
+        assert dec.interior_value >= dec.value - 1e-12
+        if dec.regime == "interior":
+            assert abs(dec.interior_value - brute) <= 1e-10
+
+
+def test_both_regimes_occur_and_interior_overestimates():
+    args = problem(random_instance(0))
+    radius = S.interior_radius(args[4])
+    assert S.robust_regime(args[4], 0.5 * radius) == "interior"
+    assert S.robust_regime(args[4], radius + 0.05) == "clipped"
+    theta = np.array([1.0, -2.0, 0.5])
+    gaps = [S.robust_sail_decomposition(theta, *args, rho).interior_value
+            - S.robust_sail_brute_force(theta, *args, rho) for rho in (0.3, 0.45)]
+    assert max(gaps) > 1e-3
+
+
+def test_sensitivity_zero_at_reference_and_homogeneous_only_with_frozen_weights():
+    """Identity 26: R(theta_ref) = 0; R(theta_ref + s v) = |s| R(theta_ref + v) holds with frozen
+    weights and fails with theta-dependent weights."""
+    phi, p_x, tr, beta, P = problem(random_instance(1))
+    assert S.robust_sail_decomposition(tr, phi, p_x, tr, beta, P, 0.1).sensitivity == 0.0
+    v = np.array([0.8, -0.4, 1.1])
+    R = lambda th: S.robust_sail_decomposition(th, phi, p_x, tr, beta, P, 0.1).sensitivity
+    pi = S.policy(tr + v, phi)
+    W = p_x[:, None, None] * pi[:, :, None] * pi[:, None, :]
+    m = phi @ v
+    frozen = lambda s: float(np.sum(W * np.abs(beta * s * (m[:, :, None] - m[:, None, :]))))
+    for s in (-2.0, 0.5, 3.0):
+        assert abs(frozen(s) - abs(s) * frozen(1.0)) <= 1e-12
+        assert abs(R(tr + s * v) - abs(s) * R(tr + v)) > 1e-3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_radius_monotone_concave_affine_interior_and_certificate(seed):
+    """Identity 27: rho -> L^W_rho nondecreasing, concave, affine in the interior; certificate."""
+    inst = random_instance(seed)
+    args = problem(inst)
+    rng = np.random.default_rng(400 + seed)
+    rhos = np.linspace(0.0, 1.0, 41)
+    rho_true = float(np.max(np.abs(inst["P_obs"] - inst["P_true"])))
+    inner = S.interior_radius(inst["P_obs"])
+    for theta in 2.0 * rng.standard_normal((10, 3)):
+        vals = np.array([S.robust_sail_value_grad(theta, *args, r)[0] for r in rhos])
+        assert np.all(np.diff(vals) >= -1e-12)
+        assert np.all(np.diff(vals, 2) <= 1e-12)
+        R = S.robust_sail_decomposition(theta, *args, 0.0).sensitivity
+        in_int = rhos <= inner
+        np.testing.assert_allclose(vals[in_int], vals[0] + rhos[in_int] * R, rtol=0, atol=1e-12)
+        truth = S.sail_value_grad(theta, *problem(inst, "P_true"))[0]
+        for r in (rho_true, 1.5 * rho_true):
+            assert truth <= S.robust_sail_value_grad(theta, *args, r)[0] + 1e-12
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_stochastic_gradient_is_unbiased(seed):
+    """Identity 24: mean of single-sample gradients within 4 SE of the exact (sub)gradient (h != 0)."""
+    args = problem(random_instance(seed))
+    rng = np.random.default_rng(500 + seed)
+    theta = args[2] + rng.standard_normal(3)
+    n = 200_000
+    for rho, kinks in ((0.0, True), (0.1, True), (0.1, False)):
+        G = S.stochastic_gradients(theta, *args, rho, n, rng, kinks=kinks)
+        if kinks:
+            exact = S.robust_sail_value_grad(theta, *args, rho)[1]
+        else:  # the prox-linear model part g = grad S + sum_k pen_k grad w_k
+            exact = np.empty(3)
+            S._robust_sail_kernel(theta, *(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a
+                                           for a in args), rho, 1.0, 0.0, exact)
+        se = G.std(axis=0) / math.sqrt(n)
+        assert np.all(np.abs(G.mean(axis=0) - exact) <= 4 * se), (rho, kinks)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("rho", [0.05, 0.1, 0.3])
+def test_weak_convexity_with_derived_constant(seed, rho):
+    """Identity 28: subgradient and midpoint forms hold with omega of §5.3; omega_hat <= omega."""
+    inst = random_instance(seed)
+    args = problem(inst)
+    B = 3.0
+    omega = S.weak_convexity_bound(args[3], S.feature_bound(args[0]), B, rho).omega
+    rng = np.random.default_rng(600 + seed)
+    t1 = S.sample_ball(args[2], B, 200, rng)
+    t2 = S.sample_ball(args[2], B, 200, rng)
+    gaps = S.weak_convexity_gaps(t1, t2, *args, rho)
+    assert np.all(gaps <= omega + 1e-12)
+    F = lambda t: S.robust_sail_value_grad(t, *args, rho)[0]
+    for a, b in zip(t1[:50], t2[:50]):
+        mid = F(0.5 * (a + b))
+        assert mid <= 0.5 * (F(a) + F(b)) + omega / 8 * float((a - b) @ (a - b)) + 1e-12
+    omega_hat = S.weak_convexity_estimate(*args, rho, B, 200, rng)
+    assert 0.0 < omega_hat <= omega
+
+
+def test_bad_input_names_the_field():
+    phi, p_x, tr, beta, P = problem(random_instance(0))
+    with pytest.raises(ValueError, match="rho"):
+        S.robust_sail_value_grad(tr, phi, p_x, tr, beta, P, 1.5)
+    with pytest.raises(ValueError, match="P"):
+        S.sail_value_grad(tr, phi, p_x, tr, beta, P + 0.1)
+    with pytest.raises(ValueError, match="beta"):
+        S.sail_value_grad(tr, phi, p_x, tr, 0.0, P)
+    with pytest.raises(ValueError, match="theta"):
+        S.sail_value_grad(np.zeros(4), phi, p_x, tr, beta, P)
+    with pytest.raises(ValueError, match="p_x"):
+        S.sail_value_grad(tr, phi, np.array([0.2, 0.2]), tr, beta, P)
