@@ -1,0 +1,199 @@
+"""Command line: ``simlab run | check | list | results | report``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario
+
+
+def _mode(args) -> str:
+    return "full" if getattr(args, "full", False) else "quick"
+
+
+def _add_common(p: argparse.ArgumentParser, modes: bool = True) -> None:
+    if modes:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--quick", action="store_true", help="quick grid (default; CI-sized)")
+        g.add_argument("--full", action="store_true", help="full grid (long sweeps)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--store", default=None, help="results store (default: $SIMLAB_STORE or results/simlab.sqlite)")
+    p.add_argument("--master", type=int, default=DEFAULT_MASTER_SEED, help="master seed (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a scenario's cells into the store (resumes)")
+    p.add_argument("name")
+    _add_common(p)
+
+    p = sub.add_parser("check", help="run and judge claims; print verdicts; write JSON, figures, report")
+    p.add_argument("ids", nargs="*", help="claim ids or prefixes (default: all)")
+    _add_common(p)
+    p.add_argument("--json", default=None, help="write the verdict rows to this JSON file")
+    p.add_argument("--table", action="store_true", help="print a convergence table per verdict row")
+    p.add_argument("--calibrate", action="store_true",
+                   help="rerun the claims over 30 master seeds and record the spread of the measured value")
+    p.add_argument("--masters", type=int, default=30, help="master seeds for --calibrate (>= 30 to record)")
+    p.add_argument("--no-figures", action="store_true", help="skip figures and the report")
+
+    sub.add_parser("list", help="list scenarios and claims")
+
+    p = sub.add_parser("results", help="export a scenario's stored cells")
+    p.add_argument("name")
+    p.add_argument("--csv", default=None, help="write CSV here (default: print to stdout)")
+    p.add_argument("--store", default=None)
+    p.add_argument("--master", type=int, default=None, help="only this master seed")
+
+    p = sub.add_parser("report", help="write figures/REPORT.md from the stored cells (runs nothing)")
+    p.add_argument("ids", nargs="*")
+    p.add_argument("--full", action="store_true")
+    p.add_argument("--store", default=None)
+    p.add_argument("--master", type=int, default=DEFAULT_MASTER_SEED)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ValueError as exc:
+        print(f"simlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nsimlab: interrupted; finished cells are kept in the store and a re-run resumes",
+              file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args) -> int:
+    from simlab.experiments.scenario import load_scenario
+    from simlab.experiments.store import Store
+    from simlab.experiments.sweep import run_scenario
+
+    sc = load_scenario(args.name)
+    store = Store(args.store)
+    try:
+        stats = run_scenario(sc, _mode(args), args.workers, store, args.master, not args.no_progress)
+    finally:
+        store.close()
+    print(f"{sc.name} ({_mode(args)}): {stats.total} cells, {stats.skipped} already stored, "
+          f"{stats.ran} run in {stats.seconds:.1f}s; store {store.path}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from simlab.experiments.claims import calibrate, check
+    from simlab.report import verdict_table
+
+    mode = _mode(args)
+    if args.calibrate:
+        if args.masters < 30:
+            raise ValueError(f"--masters must be >= 30 to calibrate, got {args.masters}")
+        out = calibrate(args.ids, mode, args.workers, args.store, args.masters, not args.no_progress)
+        print(f"{'claim|kind':48} {'mean':>10} {'sd':>10} {'tol':>6} {'tol/sd':>7} calibrated")
+        for k, e in out.items():
+            print(f"{k:48} {e['mean']:>10.4g} {e['sd']:>10.3g} {e['tol']:>6g} {e['tol_over_sd']:>7.1f} {e['calibrated']}")
+        return 0 if all(e["calibrated"] for e in out.values()) else 1
+    t0 = time.perf_counter()
+    rows = check(args.ids, mode, args.workers, args.store, args.master, not args.no_progress)
+    print(verdict_table(rows))
+    if args.table:
+        from simlab.report import convergence_table_text
+
+        for r in rows:
+            if r.table:
+                print(f"\n{r.id} ({r.kind})\n{convergence_table_text(r)}")
+    print(f"\n{sum(r.verdict == 'pass' for r in rows)}/{len(rows)} checks pass "
+          f"({time.perf_counter() - t0:.1f}s wall)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": mode, "master": args.master,
+                                               "claims": [r.to_json() for r in rows]}, indent=2) + "\n")
+    if not args.no_figures:
+        path = _write_report(rows, mode, args.store, args.master)
+        print(f"report: {path}")
+    return 0 if all(r.verdict == "pass" for r in rows) else 1
+
+
+def _write_report(rows, mode, store_path, master) -> Path:
+    from simlab.experiments.claims import scenario_frame
+    from simlab.experiments.scenario import load_scenario
+    from simlab.experiments.store import Store
+    from simlab.report import claim_figures, figures_dir, study_figures, write_report
+
+    store = Store(store_path)
+    try:
+        scenarios = [load_scenario(n) for n in dict.fromkeys(r.scenario for r in rows)]
+        frames = {sc.name: scenario_frame(sc, store, master, mode) for sc in scenarios}
+    finally:
+        store.close()
+    outdir = figures_dir()
+    figs = claim_figures(rows, frames, outdir)
+    extra = study_figures(scenarios, frames, outdir)
+    return write_report(rows, figs, extra, outdir / "REPORT.md", mode)
+
+
+def _cmd_list(args) -> int:
+    from simlab.experiments.scenario import load_scenario, scenario_names
+
+    for name in scenario_names():
+        sc = load_scenario(name)
+        q = len(sc.cells("quick"))
+        f = len(sc.cells("full"))
+        print(f"scenario {name} (v{sc.version}, {sc.study}): {sc.description} [{q} quick / {f} full cells]")
+        for c in sc.claims:
+            print(f"  claim {c.id:34} {c.kind:24} predicted {c.predicted:g}  tol {c.tol:g}")
+    return 0
+
+
+def _cmd_results(args) -> int:
+    from simlab.experiments.store import results
+
+    df = results(args.name, args.store, args.master)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {len(df)} rows to {args.csv}")
+    else:
+        print(df.to_string(max_rows=40))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from simlab.experiments.claims import check
+
+    mode = "full" if args.full else "quick"
+    rows = check(args.ids, mode, store_path=args.store, master=args.master, progress=False, run=False)
+    print(f"report: {_write_report(rows, mode, args.store, args.master)}")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "results": _cmd_results,
+             "report": _cmd_report}
+
+
+def scenario_main(scenario: Scenario, argv=None) -> int:
+    """Entry point of ``python scenarios/NAME.py [--quick|--full] [--workers N]``: run, then check
+    the scenario's claims."""
+    import os
+
+    os.environ.setdefault("SIMLAB_SCENARIOS", str(Path(scenario.path or sys.argv[0]).resolve().parent))
+    p = argparse.ArgumentParser(prog=f"python scenarios/{scenario.name}.py")
+    _add_common(p)
+    args = p.parse_args(argv)
+    mode = _mode(args)
+    ids = sorted({c.id for c in scenario.claims})
+    head = ["check", *ids] if ids else ["run", scenario.name]
+    argv2 = head + [f"--{mode}", "--master", str(args.master)]
+    if args.workers:
+        argv2 += ["--workers", str(args.workers)]
+    if args.store:
+        argv2 += ["--store", args.store]
+    if args.no_progress:
+        argv2.append("--no-progress")
+    return main(argv2)

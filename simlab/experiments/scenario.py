@@ -1,0 +1,258 @@
+"""Scenarios and claims as data (spec §7).
+
+A :class:`Scenario` declares a pure cell function, its grids per mode, seeds and the claims it feeds.
+A :class:`Claim` is a declarative record: the engine turns stored rows into verdicts without rerunning.
+Seeds: the root is ``SeedSequence(master, spawn_key=(scenario tag,))``; every cell derives its seeds
+from (master, scenario, params, replicate) only, never from worker count or grid position, so a
+quick-mode cell and the same full-mode cell are identical and reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("quick", "full")
+KINDS = ("tight", "upper", "identity-in-expectation", "ordering", "identity")
+DEFAULT_MASTER_SEED = 20261123
+
+
+def stable_hash(obj) -> int:
+    """A 63-bit integer hash of a JSON-serialisable object, stable across processes and runs."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=float)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def cell_key(params: Mapping) -> str:
+    """Canonical text of a cell's parameters (the store's key)."""
+    return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=float)
+
+
+@dataclass(frozen=True)
+class CellSeeds:
+    """Seeds of one cell: ``instance`` for the environment draw, ``sample`` for the data.
+
+    ``instance`` depends only on (master, scenario, params['env_draw']); ``sample`` on (master,
+    scenario, params without the shared axes, replicate), so cells that differ only along
+    ``shared_seed_axes`` share their sample stream (nested prefixes / common random numbers).
+    """
+
+    instance: np.random.SeedSequence
+    sample: np.random.SeedSequence
+    replicate: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One verdict row: a claim of a paper, the quantity measured and how it is judged (spec §7.1).
+
+    kind: ``tight`` (|slope - predicted| <= tol and the CI meets the band), ``upper`` (slope <=
+    predicted + tol for ``direction="inf"``, >= predicted - tol for ``"zero"``),
+    ``identity-in-expectation`` (|mean(metric) - 1| <= tol), ``ordering`` (95% CI of mean(metric) on
+    ``side`` of 0), ``identity`` (max |metric| <= tol). ``evaluate`` replaces the built-in judgement by
+    ``evaluate(df) -> Measurement`` for anything else. ``where`` filters the scenario's rows;
+    ``also`` lists extra metrics whose slopes are reported (not judged) beside the check.
+    """
+
+    id: str
+    kind: str
+    metric: str
+    predicted: float
+    tol: float
+    paper: str
+    statement: str
+    quantity: str
+    x: str | None = None
+    cut: float | None = None
+    direction: str = "inf"
+    side: str = "<"
+    where: Mapping = field(default_factory=dict)
+    also: tuple = ()
+    notes: str = ""
+    evaluate: Callable | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind in ("tight", "upper") and self.x is None and self.evaluate is None:
+            raise ValueError(f"claim {self.id!r}: kind {self.kind!r} needs x (the swept variable)")
+        if self.direction not in ("inf", "zero"):
+            raise ValueError(f"claim {self.id!r}: direction must be 'inf' or 'zero'")
+        if self.side not in ("<", ">"):
+            raise ValueError(f"claim {self.id!r}: side must be '<' or '>'")
+        if not self.tol >= 0:
+            raise ValueError(f"claim {self.id!r}: tol must be >= 0, got {self.tol!r}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A runnable study: ``cell(params, seeds) -> dict[str, float]`` over a grid per mode.
+
+    ``grids[mode]`` is a dict axis -> list of values (one Cartesian product) or a list of such dicts
+    (a union of products); a product dict may carry ``"seeds": int`` to override ``seeds[mode]``.
+    ``fixed`` is merged into every cell's params.
+    """
+
+    name: str
+    version: str
+    study: str
+    description: str
+    cell: Callable
+    grids: Mapping
+    seeds: Mapping
+    fixed: Mapping = field(default_factory=dict)
+    shared_seed_axes: tuple = ()
+    claims: tuple = ()
+    figures: tuple = ()
+    crn_note: str = ""
+    path: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "claims", tuple(self.claims))
+        object.__setattr__(self, "figures", tuple(self.figures))
+        for mode in MODES:
+            if mode not in self.grids:
+                raise ValueError(f"scenario {self.name!r}: grids must define mode {mode!r}")
+            if mode not in self.seeds:
+                raise ValueError(f"scenario {self.name!r}: seeds must define mode {mode!r}")
+            s = self.seeds[mode]
+            if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+                raise ValueError(f"scenario {self.name!r}: seeds[{mode!r}] must be an integer >= 1, got {s!r}")
+            for product in self._products(mode):
+                for axis, values in product.items():
+                    if axis == "seeds":
+                        if isinstance(values, bool) or not isinstance(values, int) or values < 1:
+                            raise ValueError(f"scenario {self.name!r}: grid 'seeds' must be an integer >= 1")
+                        continue
+                    if not isinstance(values, (list, tuple)) or len(values) == 0:
+                        raise ValueError(f"scenario {self.name!r}: grid axis {axis!r} in mode {mode!r} "
+                                         "must be a non-empty list of values")
+                    for v in values:
+                        if not isinstance(v, (int, float, str, bool)) or (isinstance(v, float) and not np.isfinite(v)):
+                            raise ValueError(f"scenario {self.name!r}: grid axis {axis!r} has an invalid "
+                                             f"value {v!r} (allowed: finite numbers, strings, booleans)")
+
+    def _products(self, mode: str) -> list[dict]:
+        grid = self.grids[mode]
+        products = [grid] if isinstance(grid, Mapping) else list(grid)
+        if not products or not all(isinstance(p, Mapping) for p in products):
+            raise ValueError(f"scenario {self.name!r}: grids[{mode!r}] must be a dict or a list of dicts")
+        return products
+
+    @property
+    def tag(self) -> int:
+        """Integer tag of the scenario used in seed derivation."""
+        return stable_hash(self.name)
+
+    def cells(self, mode: str) -> list[tuple[dict, int]]:
+        """All (params, replicate) of ``mode``, deduplicated, in a deterministic order."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        out, seen = [], set()
+        for product in self._products(mode):
+            axes = [a for a in product if a != "seeds"]
+            n_seeds = int(product.get("seeds", self.seeds[mode]))
+            for values in itertools.product(*(product[a] for a in axes)):
+                params = dict(self.fixed)
+                params.update(zip(axes, values))
+                for r in range(n_seeds):
+                    key = (cell_key(params), r)
+                    if key not in seen:
+                        seen.add(key)
+                        out.append((params, r))
+        return out
+
+    def seeds_for(self, params: Mapping, replicate: int, master: int) -> CellSeeds:
+        """The cell's seeds (see :class:`CellSeeds`)."""
+        env_draw = int(params.get("env_draw", 0))
+        reduced = {k: v for k, v in params.items() if k not in self.shared_seed_axes}
+        instance = np.random.SeedSequence(master, spawn_key=(self.tag, 0, env_draw))
+        sample = np.random.SeedSequence(master, spawn_key=(self.tag, 1, stable_hash(reduced), replicate))
+        return CellSeeds(instance=instance, sample=sample, replicate=replicate)
+
+    def config(self) -> dict:
+        """The resolved configuration recorded as provenance with every run."""
+        return {"name": self.name, "version": self.version, "study": self.study,
+                "fixed": dict(self.fixed), "grids": {m: self.grids[m] for m in MODES},
+                "seeds": dict(self.seeds), "shared_seed_axes": list(self.shared_seed_axes),
+                "claims": sorted({c.id for c in self.claims})}
+
+
+# ---------------------------------------------------------------- discovery
+
+def scenario_dir() -> Path:
+    """Where scenario files live: $SIMLAB_SCENARIOS, ./scenarios, or next to the package source."""
+    env = os.environ.get("SIMLAB_SCENARIOS")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd() / "scenarios", Path(__file__).resolve().parents[2] / "scenarios"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError("no scenarios directory found (set SIMLAB_SCENARIOS or run from the repo root)")
+
+
+def scenario_names() -> list[str]:
+    """Names of all scenario files."""
+    return sorted(p.stem for p in scenario_dir().glob("*.py") if not p.stem.startswith("_"))
+
+
+_LOADED: dict[str, Scenario] = {}
+
+
+def load_scenario(name: str) -> Scenario:
+    """Import ``scenarios/<name>.py`` and return its ``SCENARIO`` (clear errors for bad input)."""
+    if name in _LOADED:
+        return _LOADED[name]
+    names = scenario_names()
+    if name not in names:
+        raise ValueError(f"unknown scenario {name!r}; known scenarios: {', '.join(names) or '(none)'}")
+    path = scenario_dir() / f"{name}.py"
+    module_name = f"simlab_scenarios.{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ValueError(f"scenario file {path} failed to load: {type(exc).__name__}: {exc}") from exc
+    scenario = getattr(module, "SCENARIO", None)
+    if not isinstance(scenario, Scenario):
+        raise ValueError(f"scenario file {path} must define SCENARIO = Scenario(...)")
+    if scenario.name != name:
+        raise ValueError(f"scenario file {path} declares name {scenario.name!r}; it must equal the file name {name!r}")
+    object.__setattr__(scenario, "path", str(path))
+    _LOADED[name] = scenario
+    return scenario
+
+
+def all_claims() -> list[tuple[Scenario, Claim]]:
+    """Every (scenario, claim) pair declared by the scenario files, in file order."""
+    out = []
+    for name in scenario_names():
+        sc = load_scenario(name)
+        out += [(sc, c) for c in sc.claims]
+    return out
+
+
+def select_claims(ids: Sequence[str] | None) -> list[tuple[Scenario, Claim]]:
+    """Claims whose id equals or starts with one of ``ids`` (all if empty); unknown ids fail clearly."""
+    pairs = all_claims()
+    if not ids:
+        return pairs
+    chosen = []
+    for i in ids:
+        hits = [p for p in pairs if p[1].id == i or p[1].id.startswith(i + ".")]
+        if not hits:
+            known = sorted({c.id for _, c in pairs})
+            raise ValueError(f"unknown claim id {i!r}; known claims: {', '.join(known)}")
+        chosen += [p for p in hits if p not in chosen]
+    return chosen

@@ -1,0 +1,152 @@
+"""Running a scenario's cells, in parallel across processes, into the store.
+
+The sweep knows nothing about alignment: it expands (params, replicate) cells, skips those already
+stored, runs the rest (in-process for one worker, else a process pool whose workers are pinned to one
+BLAS/numba thread each, so nothing is oversubscribed), and commits each finished cell at once.
+The numbers depend only on (scenario, params, replicate, master seed), never on the worker count.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario, cell_key, load_scenario
+from simlab.experiments.store import Store
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class SweepStats:
+    scenario: str
+    total: int
+    skipped: int
+    ran: int
+    seconds: float
+
+
+def run_cell(scenario: Scenario, params: dict, replicate: int, master: int) -> tuple[dict, float]:
+    """Run one cell; returns (metrics as plain floats, seconds). Non-finite values are kept (NaN)."""
+    seeds = scenario.seeds_for(params, replicate, master)
+    t0 = time.perf_counter()
+    metrics = scenario.cell(dict(params), seeds)
+    seconds = time.perf_counter() - t0
+    if not isinstance(metrics, dict):
+        raise TypeError(f"scenario {scenario.name!r}: cell must return a dict, got {type(metrics).__name__}")
+    return {str(k): float(v) for k, v in metrics.items()}, seconds
+
+
+def _worker_init() -> None:
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+
+
+def _worker_task(name: str, scenario_dir: str, params: dict, replicate: int, master: int):
+    os.environ["SIMLAB_SCENARIOS"] = scenario_dir
+    scenario = load_scenario(name)
+    metrics, seconds = run_cell(scenario, params, replicate, master)
+    return params, replicate, metrics, seconds
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = None,
+                 store: Store | None = None, master: int = DEFAULT_MASTER_SEED,
+                 progress: bool = True) -> SweepStats:
+    """Run every missing cell of ``scenario`` in ``mode``; finished cells are committed one by one."""
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    own_store = store is None
+    store = Store() if own_store else store
+    t0 = time.perf_counter()
+    try:
+        cells = scenario.cells(mode)
+        done = store.done_keys(scenario.name, scenario.version, master)
+        todo = [(p, r) for p, r in cells if (cell_key(p), r) not in done]
+        if not todo:
+            return SweepStats(scenario.name, len(cells), len(cells), 0, 0.0)
+        run_id = store.start_run(scenario.name, scenario.version, mode, master,
+                                 scenario.config() | {"master": master})
+        bar = _progress(len(todo), scenario.name, progress)
+
+        def commit(params, replicate, metrics, seconds):
+            store.add_cell(scenario.name, scenario.version, master, cell_key(params), replicate,
+                           params, metrics, seconds, run_id)
+            bar.update(1)
+
+        try:
+            if workers == 1 or len(todo) == 1:
+                for params, r in todo:
+                    commit(params, r, *run_cell(scenario, params, r, master))
+            else:
+                _run_pool(scenario, todo, workers, master, commit)
+        finally:
+            bar.close()
+        return SweepStats(scenario.name, len(cells), len(cells) - len(todo), len(todo),
+                          time.perf_counter() - t0)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _run_pool(scenario: Scenario, todo, workers: int, master: int, commit) -> None:
+    from pathlib import Path
+
+    scen_dir = str(Path(scenario.path).parent) if scenario.path else os.environ.get("SIMLAB_SCENARIOS", "")
+    saved = {v: os.environ.get(v) for v in THREAD_VARS}
+    _worker_init()  # children inherit the pinned thread counts at start-up
+    ctx = get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    try:
+        pending = set()
+        it = iter(todo)
+        window = 4 * workers + 16  # bounded queue: little is in flight when interrupted
+
+        def refill():
+            for params, r in it:
+                pending.add(pool.submit(_worker_task, scenario.name, scen_dir, params, r, master))
+                if len(pending) >= window:
+                    return
+
+        refill()
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                pending.discard(fut)
+                commit(*fut.result())
+            refill()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        for var, val in saved.items():
+            if val is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = val
+
+
+class _NullBar:
+    def update(self, k):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, name: str, enabled: bool):
+    if not enabled:
+        return _NullBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="cell", dynamic_ncols=True, mininterval=0.5,
+                bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining} ({rate_fmt})")
+
