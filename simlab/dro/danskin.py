@@ -1,0 +1,134 @@
+"""Danskin (envelope) gradients and exact Hessians of f-divergence robust objectives (spec §2.4).
+
+For R(theta) = sup_{q in ball(p)} sum_j q_j l_j(theta) with a unique worst case q*, Danskin gives
+grad R = sum_j q*_j grad l_j (q* frozen, "detached").  The Hessians below differentiate the dual
+solution as well (implicit function theorem on the 1-D dual), so Newton on R is exact:
+
+* penalised KL, fixed tau:  H = sum q H_j + Cov_q(grad l)/tau.
+* constrained KL (tau* solves KL(q_tau||p) = eps):
+  H = sum q H_j + Cov_q(grad l)/tau - c c^T / (tau Var_q l),  c = Cov_q(l, grad l).
+* chi^2 (zeta* interior, S = {l > zeta*}, r = sqrt(sum_S p (l - zeta)^2), c_eps = sqrt(1 + 2 eps)):
+  with F(theta, zeta) = zeta + c_eps r,  H = F_tt - F_tz F_zt / F_zz.
+
+Per-atom Hessians are passed as ``hess_sum``: either an (A, d, d) array or a callable
+``w -> sum_j w_j H_j`` (rank-one structure, e.g. DPO, stays O(A d^2)).
+
+The reference codes differentiate through the softmax weights instead ("non-detached"):
+``non_detached_softmax_gradient`` returns that gradient, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau),
+which is *not* the envelope gradient (switch ``dro.weights``, spec §9).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simlab.dro.chi2 import chi2_worst_case
+from simlab.dro.kl import kl_penalized, kl_worst_case
+from simlab.validation import check_array, check_choice
+
+DIVERGENCES = ("kl", "chi2")
+
+
+def _hess_sum(hess_sum, w: np.ndarray) -> np.ndarray:
+    if callable(hess_sum):
+        return np.asarray(hess_sum(w), dtype=np.float64)
+    return np.einsum("j,jkl->kl", w, hess_sum)
+
+
+def _check_grads(grads, n: int) -> np.ndarray:
+    grads = check_array("grads", grads, ndim=2)
+    if grads.shape[0] != n:
+        raise ValueError(f"grads must have one row per atom ({n}), got shape {grads.shape}")
+    return grads
+
+
+def danskin_gradient(q, grads) -> np.ndarray:
+    """Envelope gradient sum_j q_j grad l_j for frozen worst-case weights q (spec §2.4)."""
+    q = np.asarray(q, dtype=np.float64)
+    return q @ _check_grads(grads, q.size)
+
+
+def non_detached_softmax_gradient(losses, grads, probs, tau) -> np.ndarray:
+    """Autograd of sum_j P_j(theta) l_j(theta) with P = softmax_p(l/tau) not detached (spec §2.4):
+    sum_j P_j grad l_j (1 + (l_j - sum_k P_k l_k)/tau).  Differs from the envelope gradient by
+    O(1) relatively when tau is comparable to the loss spread."""
+    _, P = kl_penalized(losses, probs, tau)
+    l = np.asarray(losses, dtype=np.float64)
+    coef = P * (1.0 + (l - P @ l) / tau)
+    return coef @ _check_grads(grads, l.size)
+
+
+def kl_penalized_value_grad_hess(losses, grads, hess_sum, probs, tau):
+    """tau log E_p e^{l/tau}, its gradient sum q grad l and Hessian sum q H + Cov_q(grad l)/tau."""
+    value, q = kl_penalized(losses, probs, tau)
+    grads = _check_grads(grads, q.size)
+    grad = q @ grads
+    cg = grads - grad
+    hess = _hess_sum(hess_sum, q) + (cg.T * q) @ cg / tau
+    return value, grad, hess, q
+
+
+def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, radius):
+    """Robust value R = sup_{D(q||p) <= radius} <q, l>, its Danskin gradient and exact Hessian.
+
+    Returns (value, grad, hess, q).  ``divergence`` in {"kl", "chi2"}.  At radius 0 this is the
+    nominal objective; in the saturated case (value = max l) the Hessian is that of the max.
+    """
+    check_choice("divergence", divergence, DIVERGENCES)
+    l = np.asarray(losses, dtype=np.float64)
+    if divergence == "kl":
+        res = kl_worst_case(l, probs, radius)
+    else:
+        res = chi2_worst_case(l, probs, radius)
+    q = res.q
+    grads = _check_grads(grads, q.size)
+    grad = q @ grads
+    hess = _hess_sum(hess_sum, q)
+    if divergence == "kl":
+        tau = res.tau
+        if 0.0 < tau < np.inf:
+            cg = grads - grad
+            dl = l - q @ l
+            var_l = float(q @ dl**2)
+            c = (q * dl) @ cg
+            hess = hess + (cg.T * q) @ cg / tau
+            if var_l > 0:
+                hess = hess - np.outer(c, c) / (tau * var_l)
+        return res.value, grad, hess, q
+    zeta = res.zeta
+    if not np.isfinite(zeta) or zeta >= np.max(l[np.asarray(probs) > 0]):
+        return res.value, grad, hess, q
+    p = np.asarray(probs, dtype=np.float64)
+    c_eps = np.sqrt(1.0 + 2.0 * float(radius))
+    act = (l > zeta) & (p > 0)
+    e = np.where(act, l - zeta, 0.0)
+    pa = np.where(act, p, 0.0)
+    r = np.sqrt(pa @ e**2)
+    pe = pa * e
+    m = pe @ grads                       # sum_S p (l - zeta) grad l
+    s1 = pe.sum()                        # sum_S p (l - zeta)
+    g_act = pa @ grads                   # sum_S p grad l
+    # F_tt = c [ (sum_S p grad grad^T + sum_S p (l - zeta) H)/r - m m^T / r^3 ]
+    F_tt = c_eps * (((grads.T * pa) @ grads + _hess_sum(hess_sum, pe)) / r - np.outer(m, m) / r**3)
+    F_tz = c_eps * (-g_act / r + m * s1 / r**3)
+    F_zz = c_eps * (pa.sum() / r - s1**2 / r**3)
+    hess = F_tt - np.outer(F_tz, F_tz) / F_zz if F_zz > 0 else F_tt
+    return res.value, grad, hess, q
+
+
+def worst_case(losses, probs, divergence: str, radius) -> tuple[float, np.ndarray]:
+    """Exact worst-case expectation sup_q sum_j q_j l_j over the ball of the given radius around
+    the discrete law ``probs`` (spec §2.1-2.2).  Returns (value, q).
+
+    divergence "kl":   KL(q||p) <= radius (1-D dual in the temperature; saturation at
+                       radius >= log(1/P_max)).
+    divergence "chi2": 1/2 E_p (q/p - 1)^2 <= radius (exact dual min_zeta zeta +
+                       sqrt(1 + 2 radius) ||(l - zeta)_+||_{L2(p)}; saturation at
+                       (1 + 2 radius) P_max >= 1).
+    Works for weighted atoms (population p0) and empirical/uniform weights; raises ValueError
+    naming the argument on a negative radius, probabilities not summing to 1 (tolerance 1e-9),
+    NaN losses or a shape mismatch.
+    """
+    check_choice("divergence", divergence, DIVERGENCES)
+    res = kl_worst_case(losses, probs, radius) if divergence == "kl" else chi2_worst_case(losses, probs, radius)
+    return res.value, res.q
+

@@ -1,0 +1,388 @@
+"""Wasserstein worst cases for losses that see the features only through a margin (spec §2.3).
+
+Cost: move only the feature part z = dphi of each atom, at Euclidean cost; labels/rewards fixed.
+
+* Linear loss l(z) = a^T z + b, any W_p (p >= 1): sup_{W_p <= eps} E_Q l = E_p l + eps ||a||, attained by
+  shifting every atom by eps a/||a||  (``w_linear_worst_case``).
+* Margin-linear loss l_j(z) = ell_j(g^T z) with slope vector g (DPO: g = beta (theta - theta_ref);
+  REBEL: g = (theta - theta_anc)/eta).  Worst moves are along u = g/||g||; with s = ||g||, the
+  margin shift t = delta s and mu = lambda_W / s^2 the exact W_2 value is the 1-D dual
+
+      sup_{W_2 <= eps} E_Q l = inf_{mu > 0} mu s^2 eps^2 + sum_j p_j sup_t [ell_j(m_j + t) - mu t^2],
+
+  whose mu-derivative is s^2 eps^2 - sum_j p_j t_j(mu)^2 (decreasing in mu).  ``w2_margin_worst_case``
+  solves it by safeguarded Newton on log mu; the per-atom inner problems are solved globally:
+  concave (unique root) when 2 mu >= sup ell'' (1/4 logistic, 2 squared), otherwise split at the
+  inflection points of ell' - 2 mu t into monotone pieces and keep the best root.
+  Losses (``loss``): "logistic"  ell_j(h) = softplus(h) - y_j h  (targets = labels y in [0, 1]);
+                     "squared"   ell_j(h) = (h - r_j)^2           (targets = r, e.g. Delta r~).
+  Squared closed form: sup E_Q (m - r)^2 = (rms_p(m - r) + eps s)^2.
+* Gradient-norm surrogate S = E_p l + eps sqrt(E_p ||grad_z l||^2) = E_p ell + eps s rms_p(ell')
+  (first-order expansion): exact - S = O(eps^2) for smooth losses, exactly eps^2 s^2 for the squared
+  loss, 0 for linear losses; for losses convex in z, S <= exact <= E_p l + eps Lip_z(l).
+* ``w2_margin_value_grad_hess`` / ``w2_surrogate_value_grad_hess`` return value, gradient and Hessian
+  in g.  The exact gradient is Danskin's: sum_j p_j ell_j'(h'_j) (z_j + delta_j u) at the moved
+  features; the Hessian comes from the implicit function theorem on the saddle system in
+  (lambda_W, delta) (an arrow matrix, O(A d^2)).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from simlab._jit import kernel
+from simlab.dro._inputs import check_radius
+from simlab.special import sigmoid, softplus
+from simlab.validation import check_array, check_choice, check_probabilities
+
+LOSSES = ("logistic", "squared")
+_LOGISTIC, _SQUARED = 0, 1
+
+
+class W2WorstCase(NamedTuple):
+    """Exact W_2 worst case of a margin-linear loss: dual value; per-atom margin shifts t_j
+    (the moved feature is z_j + (t_j/s) u); the multiplier mu = lambda_W/s^2 (inf at radius 0);
+    and the number of outer dual iterations.
+
+    In the nonconcave regime (mu < 1/8, logistic) T(mu) = sum p t^2 can jump at mu*: the value is
+    still exact, but the worst case then splits one atom between its two inner maximisers
+    (a Kantorovich coupling) and ``shift`` holds only one branch."""
+
+    value: float
+    shift: np.ndarray
+    mu: float
+    iterations: int
+
+
+@kernel
+def _ell(kind: int, h: float, target: float) -> tuple:
+    """(ell, ell', ell'', ell''') of the margin loss at h."""
+    if kind == _SQUARED:
+        e = h - target
+        return e * e, 2.0 * e, 2.0, 0.0
+    s = sigmoid(h)
+    v = s * (1.0 - s)
+    return softplus(h) - target * h, s - target, v, v * (1.0 - 2.0 * s)
+
+
+@kernel
+def _root_decreasing(m: float, y: float, mu: float, a: float, b: float, x0: float) -> float:
+    """Root of r(t) = sigma(m+t) - y - 2 mu t on [a, b] where r is monotone and changes sign."""
+    ra = sigmoid(m + a) - y - 2.0 * mu * a
+    x = min(max(x0, a), b)
+    lo, hi = a, b
+    for _ in range(200):
+        s = sigmoid(m + x)
+        r = s - y - 2.0 * mu * x
+        if r == 0.0:
+            return x
+        if (r > 0.0) == (ra > 0.0):
+            lo = x
+        else:
+            hi = x
+        dr = s * (1.0 - s) - 2.0 * mu
+        xn = x - r / dr if dr != 0.0 else 0.5 * (lo + hi)
+        if not (xn > lo and xn < hi):
+            xn = 0.5 * (lo + hi)
+        if abs(xn - x) <= 1e-15 * (1.0 + abs(x)) or hi - lo <= 1e-15 * (1.0 + abs(x)):
+            return xn
+        x = xn
+    return x
+
+
+@kernel
+def _logistic_inner(m: float, y: float, mu: float, t0: float) -> float:
+    """argmax_t softplus(m+t) - y (m+t) - mu t^2, solved globally."""
+    lo = -y / (2.0 * mu)
+    hi = (1.0 - y) / (2.0 * mu)
+    if mu >= 0.125:
+        return _root_decreasing(m, y, mu, lo, hi, t0)
+    s = np.sqrt(1.0 - 8.0 * mu)
+    hh = np.log((1.0 + s) / (1.0 - s))
+    b1 = min(max(-m - hh, lo), hi)
+    b2 = min(max(-m + hh, lo), hi)
+    best_t = 0.0
+    best_v = -np.inf
+    edges = (lo, b1, b2, hi)
+    for k in range(3):
+        a = edges[k]
+        b = edges[k + 1]
+        if b <= a:
+            continue
+        ra = sigmoid(m + a) - y - 2.0 * mu * a
+        rb = sigmoid(m + b) - y - 2.0 * mu * b
+        if ra * rb > 0.0:
+            continue
+        t = _root_decreasing(m, y, mu, a, b, 0.5 * (a + b))
+        v = softplus(m + t) - y * (m + t) - mu * t * t
+        if v > best_v:
+            best_v = v
+            best_t = t
+    return best_t
+
+
+@kernel
+def _inner_sweep(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray, mu: float,
+                 t: np.ndarray) -> tuple:
+    """Solve every inner problem at mu (warm start from t, updated in place).
+    Returns (T = sum p t^2, dT/dmu, sum p [ell(m + t) - mu t^2])."""
+    T = 0.0
+    dT = 0.0
+    val = 0.0
+    for j in range(m.size):
+        if p[j] <= 0.0:
+            t[j] = 0.0
+            continue
+        if kind == _SQUARED:
+            tj = (m[j] - tgt[j]) / (mu - 1.0)
+        else:
+            tj = _logistic_inner(m[j], tgt[j], mu, t[j])
+        t[j] = tj
+        l0, l1, l2, _ = _ell(kind, m[j] + tj, tgt[j])
+        T += p[j] * tj * tj
+        denom = l2 - 2.0 * mu
+        if denom < 0.0:
+            dT += p[j] * 4.0 * tj * tj / denom
+        val += p[j] * (l0 - mu * tj * tj)
+    return T, dT, val
+
+
+@kernel
+def _w2_dual_kernel(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray, kappa: float,
+                    mu0: float, mu_floor: float, t: np.ndarray, max_iter: int) -> tuple:
+    """Solve T(mu) = kappa (T decreasing) by Newton on log mu inside a bisection bracket.
+    Returns (mu, dual value, iterations); t holds the inner maximisers at mu."""
+    lo = mu_floor
+    hi = np.inf
+    mu = max(mu0, 1.0001 * mu_floor) if mu_floor > 0.0 else mu0
+    it = 0
+    dual = np.inf
+    while it < max_iter:
+        it += 1
+        T, dT, val = _inner_sweep(kind, m, tgt, p, mu, t)
+        dual = mu * kappa + val
+        if T > kappa:
+            lo = mu
+        else:
+            hi = mu
+        if abs(T - kappa) <= 1e-14 * kappa or (hi < np.inf and hi - lo <= 1e-15 * hi):
+            break
+        cand = -1.0
+        if dT < 0.0 and T > 0.0:
+            # Newton on log T(mu) = log kappa in the variable log mu
+            cand = mu * np.exp(-(np.log(T) - np.log(kappa)) * T / (mu * dT))
+        if not (cand > lo and cand < hi):
+            if hi == np.inf:
+                cand = 4.0 * mu
+            elif lo <= mu_floor:
+                cand = mu_floor + 0.25 * (hi - mu_floor)
+            else:
+                cand = np.sqrt(lo * hi)
+        if abs(cand - mu) <= 1e-15 * mu:
+            break
+        mu = cand
+    return mu, dual, it
+
+
+def _check_margin_inputs(margins, targets, probs, loss):
+    check_choice("loss", loss, LOSSES)
+    m = check_array("margins", margins, ndim=1)
+    tgt = check_array("targets", targets, shape=m.shape)
+    p = check_probabilities("probs", probs)
+    if p.shape != m.shape:
+        raise ValueError(f"probs must have the shape of margins {m.shape}, got {p.shape}")
+    if loss == "logistic" and np.any((tgt < 0) | (tgt > 1)):
+        raise ValueError("targets (labels) must lie in [0, 1] for the logistic loss")
+    return m, tgt, p, (_LOGISTIC if loss == "logistic" else _SQUARED)
+
+
+@kernel
+def _loss_moments_kernel(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray) -> tuple:
+    """(E_p ell, E_p ell'^2) at the unmoved margins."""
+    v = 0.0
+    g2 = 0.0
+    for j in range(m.size):
+        l0, l1, _, _ = _ell(kind, m[j], tgt[j])
+        v += p[j] * l0
+        g2 += p[j] * l1 * l1
+    return v, g2
+
+
+def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logistic", targets=None,
+                         max_iter: int = 200) -> W2WorstCase:
+    """Exact sup_{W_2(Q, p) <= radius} E_Q ell(g^T z) for margins m_j = g^T z_j and s = ||g||
+    (spec §2.3).  ``targets`` are the labels (logistic) or regression targets (squared)."""
+    m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
+    radius = check_radius(radius)
+    s = check_array("slope_norm", np.atleast_1d(slope_norm), shape=(1,))[0]
+    if s < 0:
+        raise ValueError(f"slope_norm must be >= 0, got {s!r}")
+    kappa = (s * radius) ** 2
+    base, g2 = _loss_moments_kernel(kind, m, tgt, p)
+    t = np.zeros_like(m)
+    if kappa == 0.0 or g2 == 0.0 and kind == _LOGISTIC:
+        return W2WorstCase(float(base), t, np.inf, 0)
+    if kind == _SQUARED:
+        rms = np.sqrt(g2) / 2.0  # ell' = 2e
+        e = m - tgt
+        t = np.where(p > 0, e * np.sqrt(kappa) / rms, 0.0) if rms > 0 else np.where(p > 0, np.sqrt(kappa), 0.0)
+        mu = 1.0 + rms / np.sqrt(kappa)
+        return W2WorstCase(float((rms + s * radius) ** 2), t, float(mu), 0)
+    mu0 = np.sqrt(g2) / (2.0 * np.sqrt(kappa))
+    mu, dual, it = _w2_dual_kernel(kind, m, tgt, p, kappa, mu0, 0.0, t, max_iter)
+    return W2WorstCase(float(dual), t, float(mu), int(it))
+
+
+def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logistic",
+                        targets=None) -> float:
+    """Gradient-norm surrogate E_p ell + radius * s * rms_p(ell') (spec §2.3)."""
+    m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
+    radius = check_radius(radius)
+    base, g2 = _loss_moments_kernel(kind, m, tgt, p)
+    return float(base + radius * float(slope_norm) * np.sqrt(g2))
+
+
+def w_linear_worst_case(a, z, probs, radius, b=None) -> tuple[float, np.ndarray]:
+    """Linear loss l(z) = a^T z + b under any W_p ball (p >= 1): value E_p l + radius ||a||, attained
+    by moving every atom to z + radius a/||a|| (returned as the moved atoms)  (spec §2.3)."""
+    z = check_array("z", z, ndim=2)
+    a = check_array("a", a, shape=(z.shape[1],))
+    p = check_probabilities("probs", probs)
+    if p.shape[0] != z.shape[0]:
+        raise ValueError(f"probs must have length {z.shape[0]} (rows of z), got {p.shape[0]}")
+    b = np.zeros(z.shape[0]) if b is None else check_array("b", b, shape=(z.shape[0],))
+    radius = check_radius(radius)
+    na = float(np.linalg.norm(a))
+    moved = z + (radius * a / na if na > 0 else 0.0)
+    return float(p @ (z @ a + b) + radius * na), moved
+
+
+@kernel
+def _w2_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarray, p: np.ndarray,
+                   t: np.ndarray, mu: float, grad: np.ndarray, hess: np.ndarray) -> None:
+    """Danskin gradient and implicit-function Hessian of the exact W_2 value in g (see module doc)."""
+    A, d = z.shape
+    s = 0.0
+    for k in range(d):
+        s += g[k] * g[k]
+    s = np.sqrt(s)
+    lam = mu * s * s
+    u = g / s
+    grad[:] = 0.0
+    hess[:, :] = 0.0
+    v = np.zeros(d)
+    S = 0.0
+    w = np.empty(d)
+    kv = np.empty(d)
+    proj_coef = 0.0
+    for j in range(A):
+        if p[j] <= 0.0:
+            continue
+        delta = t[j] / s
+        h = 0.0
+        for k in range(d):
+            w[k] = z[j, k] + delta * u[k]
+            h += g[k] * w[k]
+        _, l1, l2, _ = _ell(kind, h, tgt[j])
+        a = l2 * s * s - 2.0 * lam
+        b = -2.0 * delta
+        proj_coef += p[j] * l1 * delta / s
+        for k in range(d):
+            grad[k] += p[j] * l1 * w[k]
+            kv[k] = l2 * s * w[k] + l1 * u[k]
+        for k in range(d):
+            v[k] += p[j] * kv[k] * b / a
+            for c in range(d):
+                hess[k, c] += p[j] * (l2 * w[k] * w[c] - kv[k] * kv[c] / a)
+        S -= p[j] * b * b / a
+    for k in range(d):
+        for c in range(d):
+            proj = (1.0 if k == c else 0.0) - u[k] * u[c]
+            hess[k, c] += proj_coef * proj
+            if S > 0.0:
+                hess[k, c] -= v[k] * v[c] / S
+
+
+def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
+    """Exact W_2 robust value of sum_j p_j ell_j(g^T z_j) with its gradient and Hessian in g
+    (spec §2.3, §2.4).  Returns (value, grad, hess, W2WorstCase).
+
+    At g = 0 the value is not differentiable (it grows like radius ||g|| rms(ell')); the nominal
+    gradient/Hessian are returned there (the nominal gradient lies in the subdifferential).
+    """
+    z = check_array("z", z, ndim=2)
+    g = check_array("g", g, shape=(z.shape[1],))
+    s = float(np.linalg.norm(g))
+    res = w2_margin_worst_case(z @ g, s, probs, radius, loss, targets)
+    d = z.shape[1]
+    grad = np.empty(d)
+    hess = np.empty((d, d))
+    tgt = np.ascontiguousarray(targets, dtype=np.float64)
+    p = np.ascontiguousarray(probs, dtype=np.float64)
+    kind = _LOGISTIC if loss == "logistic" else _SQUARED
+    if s == 0.0 or not np.isfinite(res.mu):
+        _surrogate_vgh_kernel(kind, g, z, tgt, p, 0.0, grad, hess)
+    else:
+        _w2_vgh_kernel(kind, g, z, tgt, p, res.shift, res.mu, grad, hess)
+    return res.value, grad, hess, res
+
+
+@kernel
+def _surrogate_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarray,
+                          p: np.ndarray, radius: float, grad: np.ndarray,
+                          hess: np.ndarray) -> float:
+    """S(g) = E ell + radius ||g|| sqrt(E ell'^2), its gradient and Hessian (radius 0: nominal)."""
+    A, d = z.shape
+    s = 0.0
+    for k in range(d):
+        s += g[k] * g[k]
+    s = np.sqrt(s)
+    base = 0.0
+    Q = 0.0
+    ga = np.zeros(d)   # E[ell' ell'' z]
+    grad[:] = 0.0
+    hess[:, :] = 0.0
+    M = np.zeros((d, d))  # E[(ell''^2 + ell' ell''') z z^T]
+    for j in range(A):
+        if p[j] <= 0.0:
+            continue
+        h = 0.0
+        for k in range(d):
+            h += g[k] * z[j, k]
+        l0, l1, l2, l3 = _ell(kind, h, tgt[j])
+        base += p[j] * l0
+        Q += p[j] * l1 * l1
+        for k in range(d):
+            grad[k] += p[j] * l1 * z[j, k]
+            ga[k] += p[j] * l1 * l2 * z[j, k]
+            for c in range(d):
+                hess[k, c] += p[j] * l2 * z[j, k] * z[j, c]
+                M[k, c] += p[j] * (l2 * l2 + l1 * l3) * z[j, k] * z[j, c]
+    if radius == 0.0 or s == 0.0 or Q == 0.0:
+        return base
+    R = np.sqrt(Q)
+    for k in range(d):
+        uk = g[k] / s
+        grad[k] += radius * (R * uk + s * ga[k] / R)
+        for c in range(d):
+            uc = g[c] / s
+            d2s = ((1.0 if k == c else 0.0) - uk * uc) / s
+            d2R = M[k, c] / R - ga[k] * ga[c] / (R * R * R)
+            hess[k, c] += radius * (R * d2s + uk * ga[c] / R + ga[k] * uc / R + s * d2R)
+    return base + radius * s * R
+
+
+def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
+    """The gradient-norm surrogate S(g) = E_p ell(g^T z) + radius ||g|| rms_p(ell') with gradient and
+    Hessian in g (spec §2.3; the WDPO paper's objective with radius = rho0).  Not differentiable at
+    g = 0 (the nominal derivatives are returned there)."""
+    z = check_array("z", z, ndim=2)
+    g = check_array("g", g, shape=(z.shape[1],))
+    _, tgt, p, kind = _check_margin_inputs(z @ g, targets, probs, loss)
+    radius = check_radius(radius)
+    d = z.shape[1]
+    grad = np.empty(d)
+    hess = np.empty((d, d))
+    value = _surrogate_vgh_kernel(kind, g, z, tgt, p, radius, grad, hess)
+    return float(value), grad, hess

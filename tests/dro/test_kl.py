@@ -1,0 +1,103 @@
+"""KL duals (spec §2.1; identities 8, 9, 11, 22 of §8)."""
+import numpy as np
+import pytest
+
+from simlab.dro import kl_divergence, kl_penalized, kl_radius_of_tau, kl_worst_case, worst_case
+from tests.dro.brute_force import primal_worst_case
+
+
+def _instance(seed, n=8, uniform=False):
+    rng = np.random.default_rng(seed)
+    l = rng.standard_normal(n) * rng.uniform(0.3, 3)
+    p = np.full(n, 1.0 / n) if uniform else rng.dirichlet(np.ones(n))
+    return l, p
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_penalized_value_is_sup_over_q(seed):
+    l, p = _instance(seed)
+    tau = [0.1, 0.5, 1.0, 3.0, 10.0][seed]
+    value, q = kl_penalized(l, p, tau)
+    assert value == pytest.approx(q @ l - tau * kl_divergence(q, p), abs=1e-12)
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(200):
+        r = rng.dirichlet(np.ones(l.size) * 0.5)
+        assert r @ l - tau * kl_divergence(r, p) <= value + 1e-12
+
+
+def test_penalized_stable_for_tiny_tau():
+    l, p = _instance(0)
+    value, q = kl_penalized(l, p, 1e-8)
+    assert np.isfinite(value) and value == pytest.approx(l.max() + 1e-8 * np.log(p[np.argmax(l)]), abs=1e-12)
+    assert q[np.argmax(l)] == pytest.approx(1.0)
+
+
+def test_softmax_shift_invariance():
+    l, p = _instance(1)
+    for c in (-1e3, 0.0, 7.5, 1e3):
+        assert np.max(np.abs(kl_penalized(l - c, p, 0.7)[1] - kl_penalized(l, p, 0.7)[1])) <= 1e-14
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("radius", [0.01, 0.1, 0.5])
+def test_constrained_dual_equals_primal(seed, radius):
+    l, p = _instance(seed, uniform=seed % 2 == 0)
+    res = kl_worst_case(l, p, radius)
+    primal = primal_worst_case(l, p, radius, "kl")
+    assert res.value == pytest.approx(primal, abs=1e-7)
+    # certificate: feasible, on the boundary, attains the value
+    assert res.q.sum() == pytest.approx(1.0, abs=1e-14)
+    assert kl_divergence(res.q, p) == pytest.approx(radius, rel=1e-9)
+    assert res.q @ l == pytest.approx(res.value, abs=1e-12)
+    assert kl_radius_of_tau(l, p, res.tau) == pytest.approx(radius, rel=1e-9)
+
+
+def test_saturation():
+    l, p = _instance(3)
+    pmax = p[np.argmax(l)]
+    for radius in (np.log(1 / pmax), np.log(1 / pmax) + 1.0):
+        value, q = worst_case(l, p, "kl", radius)
+        assert value == l.max() and q[np.argmax(l)] == 1.0
+    just_below = kl_worst_case(l, p, 0.999 * np.log(1 / pmax))
+    assert just_below.value < l.max() and just_below.value > l.max() - 0.1
+
+
+def test_monotone_in_radius_and_small_radius_expansion():
+    l, p = _instance(4, n=30)
+    radii = np.geomspace(1e-8, 1.0, 40)
+    vals = np.array([worst_case(l, p, "kl", r)[0] for r in radii])
+    assert np.all(np.diff(vals) >= -1e-12)
+    mean = p @ l
+    var = p @ (l - mean) ** 2
+    assert worst_case(l, p, "kl", 0.0)[0] == pytest.approx(mean, abs=1e-15)
+    ratio = (vals - mean - np.sqrt(2 * radii * var)) / radii
+    assert np.all(np.abs(ratio[radii < 1e-2]) < 10 * (1 + np.max(np.abs(l)))**2)
+
+
+def test_zero_weight_atoms_carry_no_mass():
+    l, p = _instance(5)
+    p2 = np.append(p, 0.0)
+    l2 = np.append(l, 100.0)
+    a = kl_worst_case(l, p, 0.2)
+    b = kl_worst_case(l2, p2, 0.2)
+    assert b.value == pytest.approx(a.value, abs=1e-12) and b.q[-1] == 0.0
+
+
+@pytest.mark.parametrize("bad,field", [
+    (dict(radius=-0.1), "radius"),
+    (dict(probs=np.full(8, 0.13)), "probs"),
+    (dict(losses=np.r_[np.nan, np.zeros(7)]), "losses"),
+    (dict(probs=np.full(7, 1 / 7)), "probs"),
+    (dict(tau=0.0), "tau"),
+])
+def test_bad_input_names_the_argument(bad, field):
+    args = dict(losses=np.zeros(8), probs=np.full(8, 1 / 8), radius=0.1, tau=1.0)
+    args.update(bad)
+    with pytest.raises(ValueError, match=field):
+        if "tau" in bad:
+            kl_penalized(args["losses"], args["probs"], args["tau"])
+        else:
+            worst_case(args["losses"], args["probs"], "kl", args["radius"])
+    if "tau" not in bad:
+        with pytest.raises(ValueError, match=field):
+            worst_case(args["losses"], args["probs"], "chi2", args["radius"])
