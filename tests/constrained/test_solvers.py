@@ -1,0 +1,150 @@
+"""Identities 33, 35, 37 of spec §8 and the dual algorithms (CAID, one-shot CAN, GDA)."""
+import numpy as np
+import pytest
+
+from simlab.env.gap import gap_preset, make_gap_env
+from simlab.objectives import constrained as C
+from simlab.solvers import dual as S
+
+
+def _env(seed, **kw):
+    return make_gap_env(gap_preset(**kw), seed)
+
+
+@pytest.mark.parametrize("seed,m,beta", [(0, 1, 1.0), (1, 2, 1.0), (2, 1, 1.0), (3, 2, 0.3), (0, 1, 0.1)])
+def test_identity35_strong_duality_and_complementary_slackness(seed, m, beta):
+    env = _env(seed, m=m, beta=beta)
+    ds = S.solve_dual(env)
+    assert ds.converged
+    primal = S.solve_primal_distribution(env)
+    assert primal.value == pytest.approx(ds.value, abs=1e-8)
+    assert np.all(primal.constraint >= -1e-8)
+    assert abs(ds.lam @ ds.grad) <= 1e-8
+    assert np.all(ds.grad >= -1e-8)
+    assert np.all(ds.lam >= 0)
+    # pi*(lambda*) solves U-CA: it is feasible and attains V*
+    lp = C.optimal_log_policy(env, ds.lam)
+    assert C.regularised_reward(env, lp) == pytest.approx(ds.value, abs=1e-8)
+
+
+@pytest.mark.parametrize("seed,m", [(0, 1), (1, 2), (5, 1), (6, 2), (7, 1)])
+def test_identity33_duality_ordering(seed, m):
+    env = _env(seed, m=m, t=0.5)
+    v_star = S.solve_dual(env).value
+    dp = S.minimise_parametrised_dual(env)
+    vp = S.solve_primal_theta(env)
+    assert dp.converged and vp.converged
+    assert vp.value <= dp.value + 1e-9          # weak duality over theta
+    assert dp.value <= v_star + 1e-9            # D_p <= D
+    assert np.all(vp.constraint >= -1e-10)
+
+
+def test_dp_minimisers_agree_bisection_vs_newton_and_realizable_lambda():
+    env = _env(0, t=0.3)
+    dp = S.minimise_parametrised_dual(env)
+    assert S.bisect_parametrised_dual(env, 2.0) == pytest.approx(dp.lam[0], abs=1e-9)
+    real = _env(0, t=0.0)
+    assert np.allclose(S.minimise_parametrised_dual(real).lam, S.solve_dual(real).lam, atol=1e-8)
+    with pytest.raises(ValueError, match="m = 1"):
+        S.bisect_parametrised_dual(_env(0, m=2), 1.0)
+
+
+def test_lambda_nu_offset_and_projected_newton_at_the_bound():
+    env = _env(2)  # the constraint is inactive at lambda = 0 for this draw
+    ds = S.solve_dual(env)
+    if ds.grad[0] > 0:
+        assert ds.lam[0] == 0.0
+    env = _env(0)
+    lam_star = S.solve_dual(env).lam
+    lam_nu = S.solve_dual(env, linear_offset=0.05).lam
+    assert np.all(lam_nu >= lam_star)  # subtracting M nu ||lambda||_1 pushes the minimiser out
+    g = C.dual_value_grad_hess(env, lam_nu)[1]
+    assert np.allclose(g, 0.05, atol=1e-9)
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_caid_exact_converges_to_dp_star(m):
+    env = _env(1, m=m, t=0.3)
+    target = S.minimise_parametrised_dual(env)
+    run = S.caid(env, eta=1.0 / C.dual_smoothness_bound(env), T=200)
+    gap = run.dual_p - target.value
+    assert np.all(gap >= -1e-10)
+    assert gap[-1] < 1e-9
+    assert np.allclose(run.lam[-1], target.lam, atol=1e-4)
+    # the in-kernel exact D_p matches the multistart evaluation at a checkpoint
+    j = len(run.t) // 2
+    assert run.dual_p[j] == pytest.approx(C.parametrised_dual(env, run.lam[j]).value, abs=1e-10)
+
+
+def test_stochastic_dual_gradient_is_unbiased():
+    env = _env(0, m=2, t=0.3)
+    cdf = np.empty_like(env.log_ref)
+    theta = env.theta_ref + 0.3
+    S._policy_cdf_kernel(theta, env.phi, cdf)
+    cdf_x = np.cumsum(env.p_x)
+    rng = np.random.default_rng(11)
+    reps = np.empty((400, env.m))
+    out = np.empty(env.m)
+    for r in range(reps.shape[0]):
+        S._sampled_constraint_kernel(cdf_x, cdf, env.constraint, 20, 4, rng, out)
+        reps[r] = out
+    exact = C.constraint_theta(env, theta)[0]
+    se = reps.std(axis=0, ddof=1) / np.sqrt(reps.shape[0])
+    assert np.all(np.abs(reps.mean(axis=0) - exact) <= 4 * se)
+
+
+def test_sampled_caid_and_inexact_inner_run():
+    env = _env(0, t=0.3)
+    target = S.minimise_parametrised_dual(env).value
+    run = S.caid(env, eta=0.1, T=300, n_prompts=30, n_responses=4, rng=np.random.default_rng(0))
+    assert run.best_dual_p[-1] - target < 1e-3
+    assert np.all(np.diff(run.best_dual_p) <= 0)
+    inexact = S.caid(env, eta=0.1, T=100, eps_app=1e-3)
+    assert inexact.inner.max() > 0
+    with pytest.raises(ValueError, match="eta"):
+        S.caid(env, eta=0.0, T=10)
+    with pytest.raises(ValueError, match="n_prompts"):
+        S.caid(env, eta=0.1, T=10, n_prompts=-1)
+
+
+def test_identity37_can_plugin_dual_gd_matches_newton_and_population():
+    env = _env(0)
+    rng = np.random.default_rng(3)
+    r_s, g_s = S.sample_reference(env, 600, 128, rng)
+    b_bar = g_s.reshape(-1, env.m).mean(axis=0) + env.b
+    lam_gd, _, ok = S.can_projected_gd(r_s, g_s, b_bar, env.beta)
+    assert ok
+    newton = S.projected_newton(lambda l: (*S.plugin_dual(l, r_s, g_s, b_bar, env.beta), None), np.ones(1))
+    assert lam_gd == pytest.approx(newton.lam, abs=1e-4)  # GD stops when iterates move < 1e-5
+    # plug-in gradient and Hessian vs finite differences
+    lam = np.array([0.7])
+    _, g, H = S.plugin_dual(lam, r_s, g_s, b_bar, env.beta)
+    h = 1e-6
+    fd = (S.plugin_dual(lam + h, r_s, g_s, b_bar, env.beta)[0] - S.plugin_dual(lam - h, r_s, g_s, b_bar, env.beta)[0]) / (2 * h)
+    assert fd == pytest.approx(g[0], abs=1e-7)
+    fdH = (S.plugin_dual(lam + h, r_s, g_s, b_bar, env.beta)[1] - S.plugin_dual(lam - h, r_s, g_s, b_bar, env.beta)[1]) / (2 * h)
+    assert fdH == pytest.approx(H[0, 0], abs=1e-6)
+    # the plug-in lambda-hat is close to lambda* at N K = 76800
+    assert abs(newton.lam[0] - S.solve_dual(env).lam[0]) < 0.1
+    one = S.one_shot_can(env, 600, 128, np.random.default_rng(3))
+    assert one.converged and one.theta.shape == (env.d,)
+
+
+def test_gda_small_steps_follow_the_saddle_and_record():
+    env = _env(0, t=0.3)
+    L = S.lagrangian_curvature_bound(env)
+    run = S.gradient_descent_ascent(env, alpha_theta=0.3 / L, alpha_lam=0.3 / L, T=4000)
+    target = S.minimise_parametrised_dual(env)
+    assert run.lam.shape == (len(run.t), 1)
+    assert abs(run.lam[-1, 0] - target.lam[0]) < 1e-3
+    with pytest.raises(ValueError, match="alpha_lam"):
+        S.gradient_descent_ascent(env, 0.1, -1.0, 10)
+
+
+def test_lemma3_lower_bound_reported():
+    """Lemma 3 with nu-hat: D - C(lambda) nu-hat <= D_p (soft: the proxy is local, so only report)."""
+    env = _env(0, t=0.3)
+    lam = S.solve_dual(env).lam
+    nu = C.gap_proxy(env, np.linspace(0, lam[0] + 1, 5)[:, None])["nu_hat"]
+    slack = C.parametrised_dual(env, lam).value - (C.dual_value(env, lam) - C.duality_constant(env, lam) * nu)
+    assert np.isfinite(slack)
