@@ -54,19 +54,27 @@ def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
 
 
 @kernel
-def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float) -> tuple:
-    """For q = p e^{alpha (l - lmax)}/Z: (log Z, E_q[l - lmax], Var_q l)."""
+def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float,
+                         w: np.ndarray) -> tuple:
+    """Unnormalised tilted weights w = p e^{alpha (l - lmax)} (written to w) and, for q = w/Z,
+    (log Z, E_q[l - lmax], Var_q l, third central moment of l under q)."""
     z = 0.0
     s1 = 0.0
     s2 = 0.0
+    s3 = 0.0
     for j in range(l.size):
         c = l[j] - lmax
-        w = p[j] * np.exp(alpha * c)
-        z += w
-        s1 += w * c
-        s2 += w * c * c
+        wj = p[j] * np.exp(alpha * c)
+        w[j] = wj
+        z += wj
+        s1 += wj * c
+        s2 += wj * c * c
+        s3 += wj * c * c * c
     m1 = s1 / z
-    return np.log(z), m1, max(s2 / z - m1 * m1, 0.0)
+    m2 = s2 / z
+    var = max(m2 - m1 * m1, 0.0)
+    k3 = s3 / z - 3.0 * m1 * m2 + 2.0 * m1 * m1 * m1
+    return np.log(z), m1, var, k3
 
 
 @kernel
@@ -85,21 +93,25 @@ def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: fl
 
 @kernel
 def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, var_p: float,
-                    k_max: float, max_iter: int) -> tuple:
-    """Solve K(alpha) = radius for alpha = 1/tau; returns (alpha, iterations).
+                    max_iter: int, q: np.ndarray) -> tuple:
+    """Solve K(alpha) = radius for alpha = 1/tau; returns (alpha, log Z, iterations) and leaves
+    the unnormalised worst-case weights of the final alpha in q (no extra exponential pass).
 
-    Requires 0 < radius < k_max = log(1/P_max).  Safeguarded Newton on log alpha:
-    dK/dlog(alpha) = alpha^2 Var_q(l); a step leaving the bracket is replaced by bisection.
+    Requires 0 < radius < log(1/P_max).  Safeguarded Halley iteration on x = log alpha:
+    F = K - radius, F' = alpha^2 Var_q l, F'' = 2 alpha^2 Var_q l + alpha^3 kappa3_q; a step that
+    leaves the bisection bracket is replaced by bisection (or expansion while unbracketed).
     """
     alpha = np.sqrt(2.0 * radius / var_p)  # small-radius guess K ~ alpha^2 Var_p / 2
     lo = 0.0
     hi = np.inf
     it = 0
+    log_z = 0.0
+    fresh = False  # True iff q and log_z belong to the current alpha
     while it < max_iter:
         it += 1
-        log_z, m1, var_q = _tilt_moments_kernel(l, p, lmax, alpha)
-        k = alpha * m1 - log_z
-        resid = k - radius
+        log_z, m1, var_q, k3 = _tilt_moments_kernel(l, p, lmax, alpha, q)
+        fresh = True
+        resid = alpha * m1 - log_z - radius
         if resid > 0.0:
             hi = alpha
         else:
@@ -107,12 +119,15 @@ def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, va
         floor = 4e-16 * (abs(alpha * m1) + abs(log_z)) + 1e-15 * radius
         if abs(resid) <= floor or (hi < np.inf and hi - lo <= 1e-15 * hi):
             break
-        slope = alpha * alpha * var_q
-        step_ok = slope > 0.0
-        if step_ok:
-            cand = alpha * np.exp(-resid / slope)
-            step_ok = cand > lo and cand < hi and np.isfinite(cand)
-        if step_ok:
+        f1 = alpha * alpha * var_q
+        f2 = 2.0 * f1 + alpha * alpha * alpha * k3
+        den = 2.0 * f1 * f1 - resid * f2
+        cand = -1.0
+        if f1 > 0.0:
+            step = 2.0 * resid * f1 / den if den > 0.0 else resid / f1
+            cand = alpha * np.exp(-step)
+        fresh = False
+        if cand > lo and cand < hi and np.isfinite(cand):
             if abs(cand - alpha) <= 1e-14 * alpha:
                 alpha = cand
                 break
@@ -123,7 +138,9 @@ def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, va
             alpha = 0.25 * hi
         else:
             alpha = np.sqrt(lo * hi)
-    return alpha, it
+    if not fresh:
+        log_z = _tilt_moments_kernel(l, p, lmax, alpha, q)[0]
+    return alpha, log_z, it
 
 
 def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
@@ -146,7 +163,7 @@ def kl_radius_of_tau(losses, probs, tau) -> float:
     l, p = check_losses_probs(losses, probs)
     tau = check_tau(tau)
     lmax = _support_max_kernel(l, p)[0]
-    log_z, m1, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau)
+    log_z, m1, _, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau, np.empty_like(l))
     return float(max(m1 / tau - log_z, 0.0))
 
 
@@ -164,9 +181,9 @@ def kl_worst_case(losses, probs, radius, max_iter: int = 200) -> KLWorstCase:
     if radius >= -np.log(pmax):  # saturation: all mass on the argmax
         q = np.where((l == lmax) & (p > 0.0), p, 0.0) / pmax
         return KLWorstCase(float(lmax), q, 0.0, 0)
-    alpha, it = _kl_dual_kernel(l, p, lmax, radius, var, -np.log(pmax), max_iter)
     q = np.empty_like(l)
-    log_z = _softmax_weights_kernel(l, p, lmax, alpha, q)
+    alpha, log_z, it = _kl_dual_kernel(l, p, lmax, radius, var, max_iter, q)
+    q /= np.exp(log_z)
     value = lmax + (radius + log_z) / alpha
     return KLWorstCase(float(value), q, float(1.0 / alpha), int(it))
 
