@@ -197,3 +197,7 @@ def scenario_main(scenario: Scenario, argv=None) -> int:
     if args.no_progress:
         argv2.append("--no-progress")
     return main(argv2)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

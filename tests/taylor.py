@@ -6,7 +6,7 @@ import numpy as np
 
 def taylor_remainders(f, grad, x, v, steps=None):
     """Return (steps, |f(x+hv)-f(x)|, |f(x+hv)-f(x)-h<g,v>|) for a geometric sequence of h."""
-    steps = np.asarray(steps if steps is not None else 2.0 ** -np.arange(4, 12), dtype=float)
+    steps = np.asarray(steps if steps is not None else 2.0 ** -np.arange(8, 16), dtype=float)
     f0 = f(x)
     g = grad(x)
     r0 = np.array([abs(f(x + h * v) - f0) for h in steps])

@@ -1,0 +1,1 @@
+SCENARIO = "not a scenario"

@@ -1,0 +1,156 @@
+"""The experiment engine: seeds, store, resume, workers, rate fits, verdicts, CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simlab.experiments.claims import check
+from simlab.experiments.rates import fit_rate, verdict_tight, verdict_upper
+from simlab.experiments.scenario import Claim, Scenario, load_scenario, select_claims
+from simlab.experiments.store import Store
+from simlab.experiments.sweep import run_scenario
+
+FIXTURES = Path(__file__).parent / "fixture_scenarios"
+
+
+@pytest.fixture(autouse=True)
+def _scenarios(monkeypatch):
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(FIXTURES))
+    from simlab.experiments import scenario as mod
+    mod._LOADED.clear()
+    yield
+    mod._LOADED.clear()
+
+
+def _cells(store_path):
+    st = Store(store_path)
+    try:
+        return sorted((r["cell_key"], r["replicate"], r["err"], r["instance"]) for r in st.rows("toy"))
+    finally:
+        st.close()
+
+
+def test_rate_fit_recovers_a_known_slope():
+    rng = np.random.default_rng(0)
+    x = np.repeat([10, 100, 1000, 10000], 200)
+    rep = np.tile(np.arange(200), 4)
+    y = 3.0 * x**-0.75 * rng.lognormal(0, 0.3, x.size)
+    fit = fit_rate(x, y, rep, cut=100)
+    assert abs(fit.slope + 0.75) < 0.03 and fit.ci[0] < -0.75 < fit.ci[1]
+    assert fit.x.tolist() == [100, 1000, 10000]
+    assert np.isnan(fit.local_rates()[0]) and abs(fit.local_rates()[-1] + 0.75) < 0.1
+
+
+def test_verdicts():
+    assert verdict_tight(-1.02, (-1.08, -0.96), -1.0, 0.15)[0]
+    assert not verdict_tight(-0.7, (-0.75, -0.65), -1.0, 0.15)[0]
+    ok, note = verdict_tight(-1.0, (-1.5, -0.5), -1.0, 0.15)
+    assert not ok and "inconclusive" in note
+    assert verdict_upper(-1.0, -0.5, 0.1, "inf")[0]        # faster decay passes an upper bound
+    assert not verdict_upper(-0.2, -0.5, 0.1, "inf")[0]
+    assert verdict_upper(1.4, 1.0, 0.1, "zero")[0]
+    assert not verdict_upper(0.5, 1.0, 0.1, "zero")[0]
+
+
+def test_check_judges_real_data_and_a_false_bound_fails(tmp_path):
+    rows = check(None, "quick", workers=1, store_path=tmp_path / "s.sqlite", progress=False)
+    got = {(r.id, r.kind): r for r in rows}
+    assert got[("toy.rate", "tight")].verdict == "pass"
+    assert got[("toy.rate", "upper")].verdict == "pass"
+    assert got[("toy.slow", "upper")].verdict == "fail"      # flat curve vs a -1/2 bound
+    assert got[("toy.ratio", "identity-in-expectation")].verdict == "pass"
+    assert got[("toy.order", "ordering")].verdict == "pass"
+    row = got[("toy.rate", "tight")].to_json()
+    for key in ("id", "kind", "predicted", "measured", "ci", "verdict", "seconds"):
+        assert key in row
+    assert len(row["ci"]) == 2 and row["table"][0]["x"] == 10
+
+
+def test_resume_skips_finished_cells_and_workers_do_not_change_numbers(tmp_path):
+    sc = load_scenario("toy")
+    one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
+    s1 = run_scenario(sc, "quick", workers=1, store=Store(one), progress=False)
+    assert s1.ran == 160
+    again = run_scenario(sc, "quick", workers=1, store=Store(one), progress=False)
+    assert again.ran == 0 and again.skipped == 160
+    run_scenario(sc, "quick", workers=2, store=Store(two), progress=False)
+    assert _cells(one) == _cells(two)
+
+
+def test_same_master_same_numbers_other_master_other_numbers(tmp_path):
+    sc = load_scenario("toy")
+    p = sc.cells("quick")[5]
+    a = sc.seeds_for(*p, master=1).sample.generate_state(4)
+    b = sc.seeds_for(*p, master=1).sample.generate_state(4)
+    c = sc.seeds_for(*p, master=2).sample.generate_state(4)
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_kill_minus_9_loses_only_cells_in_flight(tmp_path):
+    store = tmp_path / "kill.sqlite"
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(FIXTURES))
+    cmd = [sys.executable, "-m", "simlab.cli", "run", "toy", "--full", "--workers", "2", "--store",
+           str(store), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.3)
+        if store.exists() and len(_cells(store)) >= 20:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(_cells(store))
+    assert 0 < partial < 120
+    subprocess.run(cmd, env=env, check=True, timeout=120)
+    after = _cells(store)
+    assert len(after) == 120 and len({(k, r) for k, r, _, _ in after}) == 120
+    clean = tmp_path / "clean.sqlite"
+    subprocess.run([*cmd[:-3], "--store", str(clean), "--no-progress"], env=env, check=True, timeout=120)
+    assert _cells(clean) == after
+
+
+def test_bad_scenarios_and_ids_fail_clearly(monkeypatch):
+    with pytest.raises(ValueError, match="unknown scenario 'nope'"):
+        load_scenario("nope")
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(Path(__file__).parent / "fixture_broken"))
+    with pytest.raises(ValueError, match="must define SCENARIO"):
+        load_scenario("broken")
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(FIXTURES))
+    with pytest.raises(ValueError, match="unknown claim id"):
+        select_claims(["toy.missing"])
+    cell = lambda p, s: {}
+    with pytest.raises(ValueError, match="non-empty list"):
+        Scenario("x", "1", "s", "d", cell, grids={"quick": {"n": []}, "full": {"n": [1]}}, seeds={"quick": 1, "full": 1})
+    with pytest.raises(ValueError, match="mode 'full'"):
+        Scenario("x", "1", "s", "d", cell, grids={"quick": {"n": [1]}}, seeds={"quick": 1, "full": 1})
+    with pytest.raises(ValueError, match="seeds"):
+        Scenario("x", "1", "s", "d", cell, grids={"quick": {"n": [1]}, "full": {"n": [1]}}, seeds={"quick": 0, "full": 1})
+    with pytest.raises(ValueError, match="invalid value"):
+        Scenario("x", "1", "s", "d", cell, grids={"quick": {"n": [float("nan")]}, "full": {"n": [1]}}, seeds={"quick": 1, "full": 1})
+    with pytest.raises(ValueError, match="kind"):
+        Claim(id="c", kind="vibes", metric="m", predicted=0, tol=0.1, paper="", statement="", quantity="")
+
+
+def test_cli_check_json_and_exit_code(tmp_path):
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(FIXTURES))
+    out = tmp_path / "out.json"
+    res = subprocess.run([sys.executable, "-m", "simlab.cli", "check", "toy.rate", "--quick", "--workers", "1",
+                          "--store", str(tmp_path / "c.sqlite"), "--json", str(out), "--no-figures", "--table",
+                          "--no-progress"], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(out.read_text())["claims"]
+    assert [r["kind"] for r in rows] == ["tight", "upper"] and all(r["verdict"] == "pass" for r in rows)
+    assert "local rate" in res.stdout
+    bad = subprocess.run([sys.executable, "-m", "simlab.cli", "check", "toy.slow", "--workers", "1",
+                          "--store", str(tmp_path / "c.sqlite"), "--no-figures", "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "FAIL" in bad.stdout
+    unknown = subprocess.run([sys.executable, "-m", "simlab.cli", "run", "nope"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr
