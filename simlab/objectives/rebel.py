@@ -1,0 +1,291 @@
+"""REBEL and DRO-REBEL per-iteration objectives over weighted atoms (spec §4.1-§4.5).
+
+Residual of one pair (spec §1.1): e_theta(z) = (theta - theta_anc)^T dphi / eta - dr~, with the scaled
+update u = (theta - theta_anc)/eta and the anchor theta_anc = theta_t (``prev``) or theta_ref (``ref``).
+Loss l = e^2;  grad_theta l = (2/eta) e dphi;  Hess_theta l = (2/eta^2) dphi dphi^T.
+
+* REBEL (§4.1): min sum_j w_j e_j^2, closed form theta = theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr.
+* W2-REBEL (§4.3): sup_{W2 <= eps} E_Q e^2 = (rms_w(e) + eps ||u||)^2, so the exact update minimises the
+  square-root regression rms_w(e) + eps ||theta - theta_anc|| / eta.  The gradient-norm surrogate of the
+  code (``WREBELOptimizer``) is F_W = E e^2 + 2 rho0 ||u|| rms(e) (exact - F_W = rho0^2 ||u||^2 at rho0 = eps).
+* KL-/chi^2-REBEL (§4.4, §4.5): sup over an f-divergence ball of E_Q e^2 by the DRO toolbox
+  (``simlab.dro``: constrained KL, penalised KL at fixed tau, exact chi^2, Danskin gradients with exact
+  Hessians, and the reference code's non-detached softmax gradient).
+* The code's chi^2 variant (``Chi2REBELOptimizer``, spec §4.5, switch ``chi2.dual``): g(zeta) = zeta +
+  sqrt(2 rho_chi E_w (l - zeta)_+^2) minimised over the candidates {min l - 1} u {l_j} u {max l + 1};
+  weights w_j (l_j - zeta*)_+ / lambda*, lambda* = max(sqrt(2 rho_chi E_w (l - zeta*)_+^2), 1e-6), not
+  detached.  It uses sqrt(2 rho_chi) where the exact dual has sqrt(1 + 2 eps).
+
+Every function takes atom arrays (dphi (A, d), dr (A,)) and weights w (A,) (p0 or N/n); a = a' atoms
+(dphi = 0) contribute a constant.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from simlab._jit import kernel
+from simlab.dro import (kl_penalized_value_grad_hess, non_detached_softmax_gradient,
+                        w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
+from simlab.validation import check_array, check_choice, check_float
+
+ANCHORS = ("prev", "ref")
+CHI2_CODE_LAMBDA_FLOOR = 1e-6
+
+
+def _check(theta, theta_anc, eta, dphi, dr, w=None):
+    dphi = check_array("dphi", dphi, ndim=2)
+    n, d = dphi.shape
+    theta = check_array("theta", theta, shape=(d,))
+    theta_anc = check_array("theta_anc", theta_anc, shape=(d,))
+    eta = check_float("eta", eta, 0.0, low_open=True)
+    dr = check_array("dr", dr, shape=(n,))
+    if w is not None:
+        w = check_array("w", w, shape=(n,))
+        if np.any(w < 0):
+            raise ValueError("w (atom weights) must be >= 0")
+    return theta, theta_anc, eta, dphi, dr, w
+
+
+@kernel
+def _residuals_kernel(u: np.ndarray, dphi: np.ndarray, dr: np.ndarray, out: np.ndarray) -> None:
+    n, d = dphi.shape
+    for j in range(n):
+        h = 0.0
+        for k in range(d):
+            h += dphi[j, k] * u[k]
+        out[j] = h - dr[j]
+
+
+@kernel
+def _rebel_vgh_kernel(u: np.ndarray, eta: float, dphi: np.ndarray, dr: np.ndarray, w: np.ndarray,
+                      grad: np.ndarray, gram: np.ndarray) -> tuple:
+    """(sum w e^2, sum w e dphi into grad, sum w dphi dphi^T into gram, sum w)."""
+    n, d = dphi.shape
+    grad[:] = 0.0
+    gram[:, :] = 0.0
+    value = 0.0
+    mass = 0.0
+    for j in range(n):
+        if w[j] == 0.0:
+            continue
+        e = -dr[j]
+        for k in range(d):
+            e += dphi[j, k] * u[k]
+        value += w[j] * e * e
+        mass += w[j]
+        for k in range(d):
+            grad[k] += w[j] * e * dphi[j, k]
+            for m in range(k + 1):
+                gram[k, m] += w[j] * dphi[j, k] * dphi[j, m]
+    for k in range(d):
+        for m in range(k):
+            gram[m, k] = gram[k, m]
+    return value, mass
+
+
+def rebel_residuals(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
+    """Per-atom residuals e_j = (theta - theta_anc)^T dphi_j / eta - dr_j (spec §4.1)."""
+    theta, theta_anc, eta, dphi, dr, _ = _check(theta, theta_anc, eta, dphi, dr)
+    out = np.empty(dphi.shape[0])
+    _residuals_kernel((theta - theta_anc) / eta, dphi, dr, out)
+    return out
+
+
+def rebel_losses(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
+    """Per-atom REBEL losses l_j = e_j^2."""
+    return rebel_residuals(theta, theta_anc, eta, dphi, dr) ** 2
+
+
+def rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w):
+    """(sum w e^2, (2/eta) sum w e dphi, (2/eta^2) sum w dphi dphi^T) (spec §4.1)."""
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    d = dphi.shape[1]
+    grad = np.empty(d)
+    gram = np.empty((d, d))
+    value, _ = _rebel_vgh_kernel((theta - theta_anc) / eta, eta, dphi, dr, w, grad, gram)
+    return value, 2.0 * grad / eta, 2.0 * gram / eta**2
+
+
+def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
+    """REBEL closed form (spec §4.1): theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr~.
+
+    Noiseless and realizable with a full-rank design this is theta_anc + eta w* exactly.
+    """
+    _, theta_anc, eta, dphi, dr, w = _check(np.zeros(np.shape(dphi)[1]), theta_anc, eta, dphi, dr, w)
+    gram = (dphi * w[:, None]).T @ dphi
+    return theta_anc + eta * (np.linalg.pinv(gram, hermitian=True) @ (dphi.T @ (w * dr)))
+
+
+def rebel_fixed_point(theta_anc, eta, w_star) -> np.ndarray:
+    """theta_anc + eta w*: the population REBEL minimiser for a realizable reward (spec §4.1); with
+    anchor = ref it is the KL-regularised optimum at coefficient 1/eta (spec §4.1, identity 4)."""
+    return np.asarray(theta_anc, dtype=np.float64) + eta * np.asarray(w_star, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- Wasserstein (spec §4.3)
+
+def w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius):
+    """Square-root regression rms_w(e) + radius ||theta - theta_anc|| / eta, its gradient and Hessian.
+
+    Its square is the exact W2 worst case sup_{W2 <= radius} E_Q e^2 (spec §2.3, §4.3), so both have the
+    same minimiser. Gradient: sum w e dphi / (eta rms) + radius v/(eta ||v||), v = theta - theta_anc;
+    Hessian: (sum w dphi dphi^T / eta^2 - g_r g_r^T)/rms + radius (I - v v^T/||v||^2)/(eta ||v||).
+    Not differentiable at v = 0 (the norm term) or at rms = 0; the smooth parts are returned there.
+    """
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    radius = check_float("radius", radius, 0.0)
+    d = dphi.shape[1]
+    v = theta - theta_anc
+    grad = np.empty(d)
+    gram = np.empty((d, d))
+    sq, mass = _rebel_vgh_kernel(v / eta, eta, dphi, dr, w, grad, gram)
+    rms = np.sqrt(sq / mass)
+    hess = np.zeros((d, d))
+    if rms > 0:
+        g_r = grad / (mass * eta * rms)
+        hess = (gram / (mass * eta**2) - np.outer(g_r, g_r)) / rms
+    else:
+        g_r = np.zeros(d)
+    nv = float(np.linalg.norm(v))
+    value = rms + radius * nv / eta
+    if nv > 0 and radius > 0:
+        vh = v / nv
+        g_r = g_r + radius * vh / eta
+        hess = hess + radius * (np.eye(d) - np.outer(vh, vh)) / (eta * nv)
+    return float(value), g_r, hess
+
+
+def w2_rebel_threshold(dphi, dr, w) -> float:
+    """||E_w[dr dphi]|| / rms_w(dr): theta_anc is the exact W2-REBEL minimiser iff radius >= this
+    (spec §4.3; the subgradient condition at u = 0)."""
+    dphi = check_array("dphi", dphi, ndim=2)
+    dr = check_array("dr", dr, shape=(dphi.shape[0],))
+    w = check_array("w", w, shape=(dphi.shape[0],))
+    mass = w.sum()
+    rms = np.sqrt(w @ dr**2 / mass)
+    return float(np.linalg.norm(dphi.T @ (w * dr)) / mass / rms)
+
+
+def w2_rebel_surrogate_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, rho0):
+    """The code's gradient-norm surrogate F_W = E e^2 + 2 rho0 ||u|| rms(e) (spec §4.3, switch
+    ``w.objective``) with gradient and Hessian in theta: the toolbox's margin surrogate in g = u,
+    chained through u = (theta - theta_anc)/eta. Not differentiable at u = 0."""
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    rho0 = check_float("rho0", rho0, 0.0)
+    mass = w.sum()
+    value, grad, hess = w2_surrogate_value_grad_hess((theta - theta_anc) / eta, dphi, dr, w / mass,
+                                                    rho0, loss="squared")
+    return mass * value, mass * grad / eta, mass * hess / eta**2
+
+
+# ---------------------------------------------------------------- f-divergences (spec §4.4, §4.5)
+
+def _loss_parts(theta, theta_anc, eta, dphi, dr):
+    e = np.empty(dphi.shape[0])
+    _residuals_kernel((theta - theta_anc) / eta, dphi, dr, e)
+    grads = (2.0 / eta) * e[:, None] * dphi
+    scale = 2.0 / eta**2
+
+    def hess_sum(q):
+        return scale * ((dphi * q[:, None]).T @ dphi)
+
+    return e * e, grads, hess_sum
+
+
+def _normalised(w):
+    mass = w.sum()
+    if not mass > 0:
+        raise ValueError("w (atom weights) must have a positive sum")
+    return w / mass
+
+
+def f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, divergence: str, radius):
+    """sup_{D(q||w) <= radius} sum q e^2 for divergence "kl" (constrained) or "chi2" (exact dual,
+    c = sqrt(1 + 2 radius)), its Danskin gradient and exact Hessian (spec §4.4, §4.5; toolbox §2).
+    ``w`` is normalised to a law. Returns (value, grad, hess, q)."""
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
+    return worst_case_value_grad_hess(losses, grads, hess_sum, _normalised(w), divergence, radius)
+
+
+def kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, tau):
+    """tau log E_w e^{e^2/tau} with gradient sum_j softmax_j (2/eta) e_j dphi_j (detached weights) and
+    exact Hessian (spec §4.4, fixed tau as in ``KLREBELOptimizer``). Returns (value, grad, hess, q)."""
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
+    return kl_penalized_value_grad_hess(losses, grads, hess_sum, _normalised(w), tau)
+
+
+def kl_rebel_non_detached_gradient(theta, theta_anc, eta, dphi, dr, w, tau) -> np.ndarray:
+    """The reference code's KL-REBEL gradient: autograd of sum_j P_j l_j with P = softmax_w(l/tau) not
+    detached, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau) (spec §2.4, switch ``dro.weights``)."""
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
+    return non_detached_softmax_gradient(losses, grads, _normalised(w), tau)
+
+
+class Chi2CodeDual(NamedTuple):
+    """The code's chi^2 dual (``Chi2REBELOptimizer``): g(zeta*), zeta*, lambda*, weights w_j (the
+    code's unnormalised (l_j - zeta*)_+ / (n lambda*), here with atom law p in place of 1/n)."""
+
+    value: float
+    zeta: float
+    lam: float
+    weights: np.ndarray
+
+
+def chi2_code_dual(losses, probs, rho_chi) -> Chi2CodeDual:
+    """g(zeta) = zeta + sqrt(2 rho_chi E_p (l - zeta)_+^2) minimised over the code's candidate set
+    {min l - 1} u unique(l) u {max l + 1} (spec §4.5). Evaluated for all candidates at once by sorting
+    (O(A log A); the code's scan is O(n^2) with the same result). For rho_chi > 1/2 the minimum of g
+    over all zeta equals the exact chi^2 value at radius rho_chi - 1/2, but the candidate scan only
+    returns an upper bound of it (exact when zeta* happens to be a loss value); for rho_chi < 1/2 g is
+    unbounded below and the scan returns zeta* = min l - 1."""
+    l = check_array("losses", losses, ndim=1)
+    p = check_array("probs", probs, shape=l.shape)
+    rho_chi = check_float("rho_chi", rho_chi, 0.0, low_open=True)
+    keep = p > 0
+    cands = np.concatenate([[l[keep].min() - 1.0], np.unique(l[keep]), [l[keep].max() + 1.0]])
+    order = np.argsort(-l[keep])
+    ls, ps = l[keep][order], p[keep][order]
+    # for zeta = cands[i], the active set is {l > zeta}: a prefix of the decreasing order
+    m0, m1, m2 = (np.concatenate([[0.0], np.cumsum(ps * ls**k)]) for k in (0, 1, 2))
+    k = np.searchsorted(-ls, -cands, side="left")  # number of l strictly greater than zeta
+    s2 = np.maximum(m2[k] - 2 * cands * m1[k] + cands**2 * m0[k], 0.0)
+    g = cands + np.sqrt(2.0 * rho_chi * s2)
+    i = int(np.argmin(g))
+    zeta = float(cands[i])
+    lam = max(float(np.sqrt(2.0 * rho_chi * s2[i])), CHI2_CODE_LAMBDA_FLOOR)
+    weights = p * np.maximum(l - zeta, 0.0) / lam
+    return Chi2CodeDual(float(g[i]), zeta, lam, weights)
+
+
+def chi2_code_loss_gradient(losses, grads, probs, rho_chi) -> tuple[float, np.ndarray]:
+    """The code's chi^2 loss L = sum_j w_j l_j and its autograd gradient with w and lambda* not detached
+    (zeta* held constant; spec §4.5): with a_j = (l_j - zeta*)_+,
+    dL = sum_j c_j grad l_j, c_j = p_j [1(l_j > zeta*) l_j + a_j]/lambda* - L 2 rho_chi p_j a_j/lambda*^2
+    (the last term is absent when lambda* sits at its floor)."""
+    dual = chi2_code_dual(losses, probs, rho_chi)
+    l = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(probs, dtype=np.float64)
+    grads = check_array("grads", grads, shape=(l.size, None))
+    a = np.maximum(l - dual.zeta, 0.0)
+    L = float(dual.weights @ l)
+    coef = p * ((l > dual.zeta) * l + a) / dual.lam
+    if dual.lam > CHI2_CODE_LAMBDA_FLOOR:
+        coef = coef - L * 2.0 * rho_chi * p * a / dual.lam**2
+    return L, coef @ grads
+
+
+def chi2_rebel_code_loss_gradient(theta, theta_anc, eta, dphi, dr, w, rho_chi):
+    """``Chi2REBELOptimizer`` on REBEL losses: (sum_j w_j e_j^2 with the code's weights, its gradient)."""
+    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
+    return chi2_code_loss_gradient(losses, grads, _normalised(w), rho_chi)
+
+
+def check_anchor(anchor: str) -> str:
+    """Validate the regression anchor switch ``rebel.anchor`` (prev | ref)."""
+    return check_choice("anchor", anchor, ANCHORS)
