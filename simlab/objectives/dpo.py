@@ -16,11 +16,11 @@ from simlab.validation import check_array, check_float
 
 
 @kernel
-def _dpo_vgh_kernel(delta: np.ndarray, beta: float, dphi: np.ndarray, y: np.ndarray,
-                    w: np.ndarray, grad: np.ndarray, hess: np.ndarray) -> float:
+def _dpo_value_grad_kernel(delta: np.ndarray, beta: float, dphi: np.ndarray, y: np.ndarray,
+                           w: np.ndarray, grad: np.ndarray, curvature: np.ndarray) -> float:
+    """Value, gradient, and per-atom curvature w_j beta^2 sigma(h_j)(1 - sigma(h_j))."""
     n, d = dphi.shape
     grad[:] = 0.0
-    hess[:, :] = 0.0
     value = 0.0
     for j in range(n):
         h = 0.0
@@ -30,15 +30,21 @@ def _dpo_vgh_kernel(delta: np.ndarray, beta: float, dphi: np.ndarray, y: np.ndar
         s = sigmoid(h)
         value += w[j] * (softplus(h) - y[j] * h)
         gj = w[j] * beta * (s - y[j])
-        hj = w[j] * beta * beta * s * (1.0 - s)
+        curvature[j] = w[j] * beta * beta * s * (1.0 - s)
         for k in range(d):
             grad[k] += gj * dphi[j, k]
-            for m in range(k + 1):
-                hess[k, m] += hj * dphi[j, k] * dphi[j, m]
-    for k in range(d):
-        for m in range(k):
-            hess[m, k] = hess[k, m]
     return value
+
+
+def dpo_vgh_unchecked(delta: np.ndarray, beta: float, dphi: np.ndarray, y: np.ndarray,
+                      w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(value, grad, Hessian) at delta = theta - theta_ref without input checks (solver inner loops).
+
+    The Hessian sum_j c_j dphi_j dphi_j^T is one BLAS product."""
+    grad = np.empty(dphi.shape[1])
+    curvature = np.empty(dphi.shape[0])
+    value = _dpo_value_grad_kernel(delta, beta, dphi, y, w, grad, curvature)
+    return value, grad, (dphi.T * curvature) @ dphi
 
 
 @kernel
@@ -72,11 +78,7 @@ def _check(theta, theta_ref, beta, dphi, y, w=None):
 def dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w):
     """(sum_j w_j l_j, its gradient, its Hessian) over weighted atoms (spec §3.1)."""
     delta, beta, dphi, y, w = _check(theta, theta_ref, beta, dphi, y, w)
-    d = dphi.shape[1]
-    grad = np.empty(d)
-    hess = np.empty((d, d))
-    value = _dpo_vgh_kernel(delta, beta, dphi, y, w, grad, hess)
-    return value, grad, hess
+    return dpo_vgh_unchecked(delta, beta, dphi, y, w)
 
 
 def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
@@ -85,6 +87,34 @@ def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
     out = np.empty(dphi.shape[0])
     _dpo_losses_kernel(delta, beta, dphi, y, out)
     return out
+
+
+def dpo_soft_label_support(atoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Collapse weighted label atoms onto unordered pairs with soft labels (exact, spec §3.1).
+
+    Atoms (x, a, b, y) and (x, b, a, 1 - y) have the same loss, softplus(-h) + h = softplus(h), and
+    both labels of a pair share dphi; so sum_j w_j l_j = sum_k W_k (softplus(h_k) - Ybar_k h_k) + c
+    over unordered pairs k = (x, {a < b}) with total weight W_k, soft label Ybar_k (the weight on
+    'a beats b' in canonical orientation divided by W_k), and c = (weight of a = b atoms) * log 2.
+    Returns (dphi_k, Ybar_k, W_k, c) restricted to W_k > 0: 4x to 5x fewer rows for every fit.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    x, a, b, y, wk = atoms.x[keep], atoms.a[keep], atoms.b[keep], atoms.y[keep], w[keep]
+    diag = a == b
+    const = float(wk[diag].sum() * np.log(2.0))
+    x, a, b, y, wk = x[~diag], a[~diag], b[~diag], y[~diag], wk[~diag]
+    flip = a > b
+    lo, hi = np.where(flip, b, a), np.where(flip, a, b)
+    win = np.where(flip, 1.0 - y, y) * wk
+    n_y = int(max(atoms.a.max(), atoms.b.max())) + 1
+    pair_id = (x * n_y + lo) * n_y + hi
+    uniq, first, inverse = np.unique(pair_id, return_index=True, return_inverse=True)
+    W = np.bincount(inverse, weights=wk, minlength=uniq.size)
+    Y = np.bincount(inverse, weights=win, minlength=uniq.size) / W
+    idx = np.flatnonzero(keep)[np.flatnonzero(~diag)[first]]
+    dphi = atoms.dphi[idx] * np.where(flip[first], -1.0, 1.0)[:, None]
+    return np.ascontiguousarray(dphi), Y, W, const
 
 
 def dpo_fisher(theta, theta_ref, beta, dphi, w) -> np.ndarray:

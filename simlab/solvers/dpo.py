@@ -6,11 +6,11 @@ import numpy as np
 from simlab._jit import kernel
 from simlab.env.atoms import PairAtoms
 from simlab.env.sampling import AliasTable
-from simlab.objectives.dpo import dpo_value_grad_hess
+from simlab.objectives.dpo import dpo_soft_label_support, dpo_vgh_unchecked
 from simlab.solvers.checkpoints import log_checkpoints
 from simlab.solvers.exact import NewtonResult, NoMinimizerError, newton
 from simlab.special import sigmoid
-from simlab.validation import check_choice, check_float, check_int
+from simlab.validation import check_array, check_choice, check_float, check_int
 
 STEP_SCHEDULES = ("constant", "inv_sqrt")
 
@@ -23,21 +23,31 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
     one (cost independent of n). Raises :class:`NoMinimizerError` when the weighted design is rank
     deficient (no unique minimiser) or the sample is separable (no finite minimiser).
     """
-    dphi, y, _, w = atoms.support(np.asarray(weights, dtype=np.float64))
+    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    beta = check_float("beta", beta, 0.0, low_open=True)
+    weights = check_array("weights", weights, shape=(atoms.size,))
+    if np.any(np.isnan(atoms.y)):
+        raise ValueError("atoms must carry labels (feedback 'bt' or 'deterministic') for DPO")
+    dphi, y, w, const = dpo_soft_label_support(atoms, weights)
     if w.size == 0:
-        raise NoMinimizerError("empty sample: no atom has positive weight")
-    sigma = (dphi * w[:, None]).T @ dphi
-    ev = np.linalg.eigvalsh(sigma)
-    if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
-        raise NoMinimizerError(
-            f"the sampled pair design is rank deficient (lambda_min = {ev[0]:.2e}): no unique minimiser")
-    x0 = np.asarray(theta_ref, dtype=np.float64) if theta0 is None else np.asarray(theta0, float)
+        raise NoMinimizerError("no sampled pair has two distinct actions: the DPO loss is constant")
+    x0 = theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(atoms.dim,))
+
+    def fgh(theta):
+        value, grad, hess = dpo_vgh_unchecked(theta - theta_ref, beta, dphi, y, w)
+        return value + const, grad, hess
+
     try:
-        result = newton(lambda th: dpo_value_grad_hess(th, theta_ref, beta, dphi, y, w), x0, gtol=gtol)
+        result = newton(fgh, x0, gtol=gtol)
     except NoMinimizerError:
         if is_separable(dphi, y, w):
             raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser") from None
         raise
+    # The Hessian has the null space of the sampled design: a flat direction means no unique minimiser.
+    ev = np.linalg.eigvalsh(result.hess)
+    if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
+        raise NoMinimizerError(
+            f"the sampled pair design is rank deficient (lambda_min = {ev[0]:.2e}): no unique minimiser")
     # On separable data the gradient vanishes only by saturation, i.e. once every margin exceeds
     # ~log(1/gtol) > 20; so a converged fit with all margins below 20 is a genuine minimiser.
     if beta * np.max(np.abs(dphi @ (result.x - theta_ref))) > 20.0 and is_separable(dphi, y, w):

@@ -26,6 +26,7 @@ class NewtonResult:
     grad_norm: float
     iterations: int
     converged: bool
+    hess: np.ndarray  # Hessian at x (for H-norm errors and rank checks)
 
 
 def newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], x0,
@@ -44,7 +45,7 @@ def newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], x0
         if not np.isfinite(f) or not np.isfinite(gnorm):
             raise NoMinimizerError(f"objective is not finite at iteration {it} (f={f}, |g|={gnorm})")
         if gnorm <= gtol:
-            return NewtonResult(x, float(f), gnorm, it, True)
+            return NewtonResult(x, float(f), gnorm, it, True, H)
         if it == max_iter:
             break
         step = _newton_direction(H, g)

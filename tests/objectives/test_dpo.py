@@ -128,3 +128,20 @@ def test_sgd_converges_and_is_reproducible():
     assert np.all(np.linalg.norm(proj, axis=1) <= 0.5 + 1e-12)
     with pytest.raises(ValueError, match="schedule"):
         sgd_dpo(atoms, env.theta_ref, env.beta, 10, 1.0, np.random.default_rng(0), schedule="adam")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_soft_label_support_is_an_exact_rewrite(seed):
+    from simlab.objectives.dpo import dpo_soft_label_support
+
+    env = make_env(preset("E1", theta_ref_norm=0.3), seed)
+    atoms = env.atoms("offline")
+    w = multinomial_counts(atoms.p0, 500 * (seed + 1), np.random.default_rng(seed)) / (500 * (seed + 1))
+    theta = np.random.default_rng(seed + 10).standard_normal(8)
+    dphi, ybar, W, const = dpo_soft_label_support(atoms, w)
+    full = dpo_value_grad_hess(theta, env.theta_ref, env.beta, atoms.dphi, atoms.y, w)
+    comp = dpo_value_grad_hess(theta, env.theta_ref, env.beta, dphi, ybar, W)
+    assert abs(full[0] - comp[0] - const) < 1e-13
+    np.testing.assert_allclose(full[1], comp[1], atol=1e-14)
+    np.testing.assert_allclose(full[2], comp[2], atol=1e-14)
+    assert W.size <= env.spec.n_x * env.spec.n_y * (env.spec.n_y - 1) // 2
