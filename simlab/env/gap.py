@@ -13,6 +13,7 @@ to them and q_perp is a further direction orthogonal to all of [Q, q]. t = 0 is 
 
 pi_ref has logits v_ref^T psi with v_ref in span(Q), so pi_ref = pi_{theta_ref}, theta_ref = U(t)^T v_ref,
 lies in the class for every t and the distribution-space problem (D, V*, lambda*) does not depend on t.
+Utility directions have cosine -``conflict`` with w_r (default 0.5), so the constraints bind.
 Thresholds b_i = q_b * E_x[max_a g_i(x, a) - E_{pi_ref} g_i(x, .)] (q_b = ``threshold_fraction``), and the
 constraint functions are c_i(x, a) = g_i(x, a) - E_{pi_ref(.|x)} g_i - b_i, so a constraint reads
 E_x E_pi c_i >= 0. Every random draw depends on the seed only, never on t, so sweeping t changes nothing
@@ -45,6 +46,8 @@ class GapSpec:
     threshold_fraction : q_b in [0, 1): b_i = q_b * max_pi E_x[E_pi g_i - E_ref g_i].
     reward_norm, utility_norm : ||w_r||, ||w_g,i|| (>= 0, > 0).
     ref_norm : ||v_ref|| (>= 0), the size of the reference logits ("theta_ref small random").
+    conflict : in [0, 1); each w_g,i has cosine -conflict with w_r (design choice, so that the
+        constraints bind: with independent directions about one draw in six has lambda* = 0).
     """
 
     n_x: int = 8
@@ -58,6 +61,7 @@ class GapSpec:
     reward_norm: float = 2.0
     utility_norm: float = 2.0
     ref_norm: float = 0.5
+    conflict: float = 0.5
 
     def __post_init__(self):
         check_int("n_x", self.n_x, 1)
@@ -71,6 +75,7 @@ class GapSpec:
         check_float("reward_norm", self.reward_norm, 0.0)
         check_float("utility_norm", self.utility_norm, 0.0, low_open=True)
         check_float("ref_norm", self.ref_norm, 0.0)
+        check_float("conflict", self.conflict, 0.0, 1.0 - 1e-12)
 
 
 def gap_preset(**overrides) -> GapSpec:
@@ -139,6 +144,21 @@ class GapEnv:
         return self.U.T @ (self.v_ref + (self.w_r + self.W_g.T @ lam) / self.beta)
 
 
+def _conflicting_directions(rng: np.random.Generator, w_r: np.ndarray, m: int, conflict: float) -> np.ndarray:
+    """m unit vectors with cosine -conflict to w_r: -conflict * w_r/||w_r|| + sqrt(1 - conflict^2) z_i,
+    z_i random unit vectors orthogonal to w_r (design choice: utility and reward pull apart, so the
+    constraints bind at the unconstrained optimum)."""
+    d_psi = w_r.shape[0]
+    z = rng.standard_normal((m, d_psi))
+    norm_r = np.linalg.norm(w_r)
+    if norm_r == 0.0:
+        return z / np.linalg.norm(z, axis=1, keepdims=True)
+    u = w_r / norm_r
+    z -= np.outer(z @ u, u)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    return -conflict * u[None, :] + np.sqrt(1.0 - conflict ** 2) * z
+
+
 def gap_basis(w_r: np.ndarray, W_g: np.ndarray, d: int, rng: np.random.Generator) -> tuple:
     """Orthonormal (Q, q, q_perp) of the gap knob: span(Q) contains w_r, w_g1..w_g(m-1) plus random
     directions (d - 1 columns in all), q is the part of w_gm orthogonal to Q, q_perp is orthogonal to all."""
@@ -164,15 +184,17 @@ def make_gap_env(spec: GapSpec, seed) -> GapEnv:
     if not isinstance(spec, GapSpec):
         raise ValueError(f"spec must be a GapSpec, got {type(spec).__name__}")
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(check_int("seed", seed, 0))
-    rngs = dict(zip(_COMPONENTS, (np.random.default_rng(s) for s in ss.spawn(len(_COMPONENTS)))))
+    # children by spawn key, not ss.spawn(): spawning mutates ss, and a reused SeedSequence must give
+    # the same instance (e.g. one draw at several t)
+    rngs = {name: np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i)))
+            for i, name in enumerate(_COMPONENTS)}
     n_x, n_y, d_psi, d, m = spec.n_x, spec.n_y, spec.d_psi, spec.d, spec.m
 
     psi = rngs["features"].standard_normal((n_x, n_y, d_psi))
     psi /= np.linalg.norm(psi, axis=2, keepdims=True)
     w_r = rngs["reward"].standard_normal(d_psi)
     w_r *= spec.reward_norm / np.linalg.norm(w_r)
-    W_g = rngs["utilities"].standard_normal((m, d_psi))
-    W_g *= spec.utility_norm / np.linalg.norm(W_g, axis=1, keepdims=True)
+    W_g = _conflicting_directions(rngs["utilities"], w_r, m, spec.conflict) * spec.utility_norm
     Q, q, q_perp = gap_basis(w_r if spec.reward_norm > 0 else rngs["reward"].standard_normal(d_psi),
                              W_g, d, rngs["basis"])
     v_ref = Q @ rngs["reference"].standard_normal(Q.shape[1])

@@ -23,7 +23,7 @@ from simlab.objectives.constrained import (
 )
 from simlab.policy import log_policy
 from simlab.solvers.checkpoints import log_checkpoints
-from simlab.validation import check_array, check_float, check_int
+from simlab.validation import check_array, check_choice, check_float, check_int
 
 
 # --------------------------------------------------------------------------- projected Newton on lambda >= 0
@@ -68,10 +68,16 @@ def projected_newton(fgh, lam0, tol=1e-11, max_iter=100) -> DualSolution:
             except np.linalg.LinAlgError:
                 step[free] = -g[free]
         alpha = 1.0
+        pg_now = np.linalg.norm(pg)
         while True:
             trial = np.maximum(lam + alpha * step, 0.0)
             ft, gt, Ht, et = fgh(trial)
             if ft <= f + 1e-4 * float(g @ (trial - lam)) or alpha < 1e-12:
+                break
+            # near the minimiser the decrease is below the rounding of f: accept a full step that
+            # halves the projected gradient (the quadratic-convergence regime of Newton)
+            if (alpha == 1.0 and abs(ft - f) <= 1e-12 * max(1.0, abs(f))
+                    and np.linalg.norm(_projected_gradient(trial, gt)) <= 0.5 * pg_now):
                 break
             alpha *= 0.5
         it += 1
@@ -97,10 +103,21 @@ def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 
     return projected_newton(fgh, lam0, tol=tol)
 
 
-def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_random: int = 3) -> DualSolution:
-    """D*_p = min_{lambda >= 0} D_p(lambda): projected Newton with the Danskin gradient E_x E_{theta*} c and
-    the implicit curvature -J H^-1 J^T (valid where the inner maximiser is unique; spec §6.1)."""
+def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_random: int = 3,
+                               method: str | None = None) -> DualSolution:
+    """D*_p = min_{lambda >= 0} D_p(lambda). ``method="bisection"`` (default for m = 1; robust to the kinks
+    of D_p): bisection on the Danskin derivative. ``method="newton"`` (default for m >= 2): projected
+    Newton with the Danskin gradient E_x E_{theta*} c and the implicit curvature -J H^-1 J^T, valid where
+    the inner maximiser is unique (spec §6.1)."""
+    method = check_choice("method", method or ("bisection" if env.m == 1 else "newton"), ("bisection", "newton"))
     lam0 = solve_dual(env).lam if lam0 is None else env.check_multipliers(lam0)
+    if method == "bisection":
+        lam = np.array([bisect_parametrised_dual(env, max(2.0 * float(lam0[0]), 1.0), n_random=n_random)])
+        res = parametrised_dual(env, lam, n_random=n_random)
+        pg = _projected_gradient(lam, res.subgradient)
+        # at a kink of D_p the Danskin subgradient need not vanish: converged means the bracket closed
+        return DualSolution(lam=lam, value=res.value, grad=res.subgradient, hessian=res.hessian,
+                            pg_norm=float(np.linalg.norm(pg)), iterations=0, converged=True, theta=res.theta)
     warm = []
 
     def fgh(lam):

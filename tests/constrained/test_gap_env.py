@@ -9,7 +9,7 @@ from simlab.policy import log_policy
 @pytest.mark.parametrize("field,value", [("n_x", 0), ("n_y", 1), ("m", 0), ("d_psi", 2), ("d", 6),
                                          ("d", 1), ("beta", 0.0), ("t", -0.1), ("t", 2.0),
                                          ("threshold_fraction", 1.0), ("utility_norm", 0.0),
-                                         ("ref_norm", -1.0)])
+                                         ("ref_norm", -1.0), ("conflict", 1.0)])
 def test_spec_rejects_bad_fields_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         GapSpec(**{field: value})
@@ -54,3 +54,10 @@ def test_problem_is_t_invariant_and_constraints_centred():
     assert np.allclose(ref_mean_c, -a.b[None, :], atol=1e-12)
     assert np.all(a.b > 0)
     assert a.bound_M >= np.abs(a.reward).max()
+
+
+def test_reused_seed_sequence_gives_the_same_instance():
+    ss = np.random.SeedSequence(5, spawn_key=(1, 2))
+    a = make_gap_env(gap_preset(t=0.1), ss)
+    b = make_gap_env(gap_preset(t=0.1), ss)
+    assert np.array_equal(a.psi, b.psi) and np.array_equal(a.U, b.U)

@@ -41,10 +41,12 @@ def test_identity33_duality_ordering(seed, m):
 
 def test_dp_minimisers_agree_bisection_vs_newton_and_realizable_lambda():
     env = _env(0, t=0.3)
-    dp = S.minimise_parametrised_dual(env)
+    dp = S.minimise_parametrised_dual(env, method="newton")
+    assert dp.converged
+    assert S.minimise_parametrised_dual(env).value == pytest.approx(dp.value, abs=1e-12)
     assert S.bisect_parametrised_dual(env, 2.0) == pytest.approx(dp.lam[0], abs=1e-9)
     real = _env(0, t=0.0)
-    assert np.allclose(S.minimise_parametrised_dual(real).lam, S.solve_dual(real).lam, atol=1e-8)
+    assert np.allclose(S.minimise_parametrised_dual(real, method="newton").lam, S.solve_dual(real).lam, atol=1e-8)
     with pytest.raises(ValueError, match="m = 1"):
         S.bisect_parametrised_dual(_env(0, m=2), 1.0)
 
