@@ -234,20 +234,30 @@ def load_scenario(name: str) -> Scenario:
     return scenario
 
 
-def all_claims() -> list[tuple[Scenario, Claim]]:
-    """Every (scenario, claim) pair declared by the scenario files, in file order."""
+def all_claims(strict: bool = True) -> list[tuple[Scenario, Claim]]:
+    """Every (scenario, claim) pair declared by the scenario files, in file order.
+
+    With ``strict=False`` a scenario file that fails to load is skipped with a warning on stderr
+    (used when specific claim ids are requested, so one broken study does not block the others).
+    """
     out = []
     for name in scenario_names():
-        sc = load_scenario(name)
+        try:
+            sc = load_scenario(name)
+        except ValueError as exc:
+            if strict:
+                raise
+            print(f"simlab: warning: skipping scenario {name!r}: {exc}", file=sys.stderr)
+            continue
         out += [(sc, c) for c in sc.claims]
     return out
 
 
 def select_claims(ids: Sequence[str] | None) -> list[tuple[Scenario, Claim]]:
     """Claims whose id equals or starts with one of ``ids`` (all if empty); unknown ids fail clearly."""
-    pairs = all_claims()
     if not ids:
-        return pairs
+        return all_claims(strict=True)
+    pairs = all_claims(strict=False)
     chosen = []
     for i in ids:
         hits = [p for p in pairs if p[1].id == i or p[1].id.startswith(i + ".")]
