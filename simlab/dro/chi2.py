@@ -30,7 +30,7 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.dro._inputs import check_losses_probs, check_radius
-from simlab.dro.kl import _support_max_kernel
+from simlab.dro.kl import CONSTANT_VAR_RTOL, _support_max_kernel
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -123,6 +123,8 @@ def _chi2_certificate_kernel(l: np.ndarray, p: np.ndarray, c: float, zeta: float
             s2 += p[j] * t * t
         else:
             q[j] = 0.0
+    if s1 <= 0.0:
+        return np.nan
     for j in range(l.size):
         q[j] /= s1
     return zeta + c * np.sqrt(s2)
@@ -157,7 +159,7 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set",
     radius = check_radius(radius)
     check_choice("method", method, CHI2_METHODS)
     lmax, pmax, mean, var = _support_max_kernel(l, p)
-    if radius == 0.0 or var == 0.0:
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
         return Chi2WorstCase(float(mean), p.copy(), -np.inf, 0)
     c2 = 1.0 + 2.0 * radius
     c = np.sqrt(c2)
@@ -178,6 +180,9 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set",
         zeta, it = _chi2_bisection_kernel(l, p, c, lo, lmax, max_iter)
     q = np.empty_like(l)
     value = _chi2_certificate_kernel(l, p, c, zeta, q)
+    if not np.isfinite(value):  # zeta at max l by round-off: the worst case is the argmax
+        q = np.where((l == lmax) & (p > 0.0), p, 0.0) / pmax
+        value = lmax
     return Chi2WorstCase(float(value), q, float(zeta), int(it))
 
 

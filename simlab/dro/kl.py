@@ -21,6 +21,10 @@ import numpy as np
 from simlab._jit import kernel
 from simlab.dro._inputs import check_losses_probs, check_radius, check_tau
 
+# losses whose p-variance is below this (relative to 1 + mean^2) are constant up to round-off:
+# every ball then has the worst case p and the value E_p l.
+CONSTANT_VAR_RTOL = 1e-28
+
 
 class KLWorstCase(NamedTuple):
     """Constrained KL worst case: value, worst-case weights q, dual temperature tau (0 if saturated,
@@ -176,7 +180,7 @@ def kl_worst_case(losses, probs, radius, max_iter: int = 200) -> KLWorstCase:
     l, p = check_losses_probs(losses, probs)
     radius = check_radius(radius)
     lmax, pmax, mean, var = _support_max_kernel(l, p)
-    if radius == 0.0 or var == 0.0:
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
         return KLWorstCase(float(mean), p.copy(), np.inf, 0)
     if radius >= -np.log(pmax):  # saturation: all mass on the argmax
         q = np.where((l == lmax) & (p > 0.0), p, 0.0) / pmax

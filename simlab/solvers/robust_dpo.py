@@ -55,6 +55,50 @@ def fit_robust_dpo_exact(objective: str, atoms: PairAtoms, weights: np.ndarray, 
                   theta0, gtol=gtol)
 
 
+def reference_optimality_margin(objective: str, atoms: PairAtoms, weights: np.ndarray,
+                                theta_ref: np.ndarray, beta: float, radius: float) -> float:
+    """min over unit v of the directional derivative R'(theta_ref; v) (derived here).
+
+    At theta_ref every margin is 0 and l_j = log 2 + t beta (1/2 - y_j) dphi_j^T v + O(t^2) along
+    theta_ref + t v, so R'(theta_ref; v) = sup_{q in ball} sum_j q_j c_j^T v with
+    c_j = beta (1/2 - y_j) dphi_j (KL/chi^2 balls; a convex, positively homogeneous function of v,
+    minimised over the unit sphere by SLSQP from several starts), and
+    beta (E_w[(1/2 - y) dphi]^T v + radius rms_w(1/2 - y)) for both W_2 objectives.  A margin >= 0 means
+    theta_ref is the robust minimiser (the objective has a kink there and Newton cannot reach it): the
+    minimiser collapses to theta_ref beyond a threshold radius.  Smooth objectives return -inf
+    unless the nominal gradient vanishes.
+    """
+    from scipy.optimize import minimize
+
+    from simlab.dro import worst_case
+
+    dphi, y, _, w = atoms.support(np.asarray(weights, dtype=np.float64))
+    w = w / w.sum()
+    C = (beta * (0.5 - y))[:, None] * dphi
+    mean_c = w @ C
+    if objective in ("wdpo_exact", "wdpo_surrogate"):
+        return float(radius * beta * np.sqrt(w @ (0.5 - y) ** 2) - np.linalg.norm(mean_c))
+    if objective not in ("kldpo_constrained", "chi2dpo"):
+        return 0.0 if np.linalg.norm(mean_c) == 0.0 else -np.inf
+    div = "kl" if objective == "kldpo_constrained" else "chi2"
+
+    def directional(v):
+        value, q = worst_case(C @ v, w, div, radius)
+        return value, C.T @ q
+
+    best = np.inf
+    rng = np.random.default_rng(0)
+    starts = [-mean_c / max(np.linalg.norm(mean_c), 1e-300)] + list(rng.standard_normal((4, C.shape[1])))
+    for v0 in starts:
+        v0 = v0 / np.linalg.norm(v0)
+        res = minimize(directional, v0, jac=True, method="SLSQP",
+                       constraints=[{"type": "eq", "fun": lambda v: v @ v - 1.0, "jac": lambda v: 2 * v}],
+                       options={"ftol": 1e-12, "maxiter": 500})
+        v = res.x / np.linalg.norm(res.x)
+        best = min(best, directional(v)[0])
+    return float(best)
+
+
 def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
                    tau: float, clip: float = 10.0, theta0: np.ndarray | None = None,
                    gtol: float = 1e-10, max_iter: int = 100) -> NewtonResult:

@@ -87,3 +87,14 @@ def test_monotone_in_radius_and_limit():
     assert worst_case(l, p, "chi2", 0.0)[0] == pytest.approx(mean, abs=1e-15)
     ratio = (vals - mean - np.sqrt(2 * radii * var)) / radii
     assert np.all(np.abs(ratio[radii < 1e-2]) < 1e3)
+
+
+def test_losses_constant_up_to_round_off():
+    """All-equal losses with round-off noise (e.g. every DPO margin 0 at theta = theta_ref)."""
+    rng = np.random.default_rng(0)
+    l = np.log(2.0) + rng.choice([0.0, 1.1e-16, -1.1e-16], 500)
+    p = rng.dirichlet(np.ones(500))
+    for div in ("kl", "chi2"):
+        for radius in (1e-3, 0.05, 0.5):
+            value, q = worst_case(l, p, div, radius)
+            assert value == pytest.approx(np.log(2.0), abs=1e-15) and np.all(np.isfinite(q))
