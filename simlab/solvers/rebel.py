@@ -10,8 +10,8 @@ robust minimiser; w = N/n: the empirical one):
 * ``"kl"`` (constrained ball), ``"kl_tau"`` (fixed temperature), ``"chi2"`` (exact dual): Newton with the
   toolbox's Danskin gradients and exact Hessians, from the OLS point, to ||grad|| <= gtol.
 
-``online_rebel_exact`` runs the online loop of spec §4.9 with an exact inner solve; the numba loop with
-SGD/Adam inner steps lives in :mod:`simlab.solvers.rebel_online`.
+``online_rebel_exact`` runs the online loop of spec §4.9 with an exact inner solve; ``online_rebel_sgd``
+runs the same loop with SGD/Adam inner steps on each fresh batch, the whole loop in one numba call.
 """
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simlab._jit import kernel
+from simlab.dro.chi2 import _chi2_active_set_kernel, _chi2_bisection_kernel, _chi2_certificate_kernel
+from simlab.dro.kl import CONSTANT_VAR_RTOL, _kl_dual_kernel, _support_max_kernel
 from simlab.env.environment import Env
 from simlab.env.sampling import multinomial_counts
-from simlab.objectives.rebel import (check_anchor, f_rebel_value_grad_hess,
+from simlab.objectives.rebel import (CHI2_CODE_LAMBDA_FLOOR, check_anchor, f_rebel_value_grad_hess,
                                      kl_rebel_penalized_value_grad_hess, rebel_ols,
                                      w2_rebel_surrogate_value_grad_hess, w2_rebel_threshold,
                                      w2_rebel_value_grad_hess)
@@ -153,3 +156,360 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
         rew.append(r)
         kls.append(k)
     return OnlineLog(np.array(thetas), np.array(lam), alphas, np.array(rew), np.array(kls))
+
+
+# ---------------------------------------------------------------- numba online loop with SGD/Adam inner steps
+
+SGD_OBJECTIVES = ("rebel", "w2", "w2_surrogate", "kl_tau", "kl", "chi2", "chi2_code")
+OPTIMIZERS = ("sgd", "adam")
+WEIGHTS = ("detached", "non_detached")
+_SGD_CODE = {name: k for k, name in enumerate(SGD_OBJECTIVES)}
+
+
+@kernel
+def _kl_weights_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndarray) -> None:
+    """Worst-case weights of the constrained KL ball (the toolbox's dual kernels, spec §2.1)."""
+    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
+        q[:] = p
+        return
+    if radius >= -np.log(pmax):
+        for j in range(l.size):
+            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+        return
+    alpha, log_z, _ = _kl_dual_kernel(l, p, lmax, radius, var, 200, q)
+    z = np.exp(log_z)
+    for j in range(l.size):
+        q[j] /= z
+
+
+@kernel
+def _chi2_weights_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndarray) -> None:
+    """Worst-case weights of the exact chi^2 ball (the toolbox's active-set dual, spec §2.2)."""
+    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    c2 = 1.0 + 2.0 * radius
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
+        q[:] = p
+        return
+    if c2 * pmax >= 1.0:
+        for j in range(l.size):
+            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+        return
+    zeta, _, ok = _chi2_active_set_kernel(l, p, c2, mean, 200)
+    if not ok:
+        lo = zeta if np.isfinite(zeta) else mean - np.sqrt(var / (2.0 * radius)) - 1.0
+        zeta, _ = _chi2_bisection_kernel(l, p, np.sqrt(c2), lo, lmax, 200)
+    value = _chi2_certificate_kernel(l, p, np.sqrt(c2), zeta, q)
+    if not np.isfinite(value):
+        for j in range(l.size):
+            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+
+
+@kernel
+def _chi2_code_coef_kernel(l: np.ndarray, rho: float, coef: np.ndarray) -> None:
+    """Gradient coefficients of the code's chi^2 loss on a uniform batch (objectives.rebel.
+    chi2_code_loss_gradient): zeta* from the candidate scan, lambda* and w not detached."""
+    n = l.size
+    srt = np.sort(l)[::-1]
+    best = np.inf
+    zeta = 0.0
+    # candidates: min l - 1, every l value, max l + 1; prefix sums over the decreasing order
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    k = 0
+    n_cand = n + 2
+    for c in range(n_cand):
+        if c == 0:
+            z = srt[0] + 1.0
+        elif c == n_cand - 1:
+            z = srt[n - 1] - 1.0
+        else:
+            z = srt[c - 1]
+        while k < n and srt[k] > z:
+            s0 += 1.0
+            s1 += srt[k]
+            s2 += srt[k] * srt[k]
+            k += 1
+        tail = max(s2 - 2.0 * z * s1 + z * z * s0, 0.0) / n
+        g = z + np.sqrt(2.0 * rho * tail)
+        if g < best:
+            best = g
+            zeta = z
+    tail = 0.0
+    for j in range(n):
+        a = max(l[j] - zeta, 0.0)
+        tail += a * a / n
+    lam = np.sqrt(2.0 * rho * tail)
+    floor = lam <= CHI2_CODE_LAMBDA_FLOOR
+    lam = max(lam, CHI2_CODE_LAMBDA_FLOOR)
+    L = 0.0
+    for j in range(n):
+        L += max(l[j] - zeta, 0.0) * l[j] / (n * lam)
+    for j in range(n):
+        a = max(l[j] - zeta, 0.0)
+        ind = 1.0 if l[j] > zeta else 0.0
+        coef[j] = (ind * l[j] + a) / (n * lam)
+        if not floor:
+            coef[j] -= L * 2.0 * rho * a / (n * lam * lam)
+
+
+@kernel
+def _draw(cdf: np.ndarray, u: float) -> int:
+    k = 0
+    while k < cdf.size - 1 and cdf[k] < u:
+        k += 1
+    return k
+
+
+@kernel
+def _policy_table(theta: np.ndarray, phi: np.ndarray, logpi: np.ndarray) -> None:
+    n_x, n_y, d = phi.shape
+    for x in range(n_x):
+        mx = -np.inf
+        for a in range(n_y):
+            s = 0.0
+            for k in range(d):
+                s += phi[x, a, k] * theta[k]
+            logpi[x, a] = s
+            mx = max(mx, s)
+        z = 0.0
+        for a in range(n_y):
+            z += np.exp(logpi[x, a] - mx)
+        lz = mx + np.log(z)
+        for a in range(n_y):
+            logpi[x, a] -= lz
+
+
+@kernel
+def _log_metrics(logpi: np.ndarray, logpi_ref: np.ndarray, p_x: np.ndarray, rewards: np.ndarray,
+                 J: np.ndarray) -> float:
+    """J[i] = E_x sum_a pi r_i(x, a) for each reward table; returns E_x KL(pi || pi_ref)."""
+    n_x, n_y = logpi.shape
+    J[:] = 0.0
+    kl = 0.0
+    for x in range(n_x):
+        for a in range(n_y):
+            pa = np.exp(logpi[x, a])
+            kl += p_x[x] * pa * (logpi[x, a] - logpi_ref[x, a])
+            for i in range(rewards.shape[0]):
+                J[i] += p_x[x] * pa * rewards[i, x, a]
+    return kl
+
+
+@kernel
+def _pair_lambda_min(logpi: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: float) -> float:
+    """lambda_min of E[dphi dphi^T] for a ~ pi, b ~ (1 - mix) pi + mix uniform (mix = 0: online)."""
+    n_x, n_y, d = phi.shape
+    S = np.zeros((d, d))
+    m1 = np.zeros(d)
+    m2 = np.zeros(d)
+    for x in range(n_x):
+        m1[:] = 0.0
+        m2[:] = 0.0
+        for a in range(n_y):
+            pa = np.exp(logpi[x, a])
+            pb = (1.0 - mix) * pa + mix / n_y
+            for k in range(d):
+                m1[k] += pa * phi[x, a, k]
+                m2[k] += pb * phi[x, a, k]
+            for k in range(d):
+                for c in range(d):
+                    S[k, c] += p_x[x] * (pa + pb) * phi[x, a, k] * phi[x, a, c]
+        for k in range(d):
+            for c in range(d):
+                S[k, c] -= p_x[x] * (m1[k] * m2[c] + m2[k] * m1[c])
+    return np.linalg.eigvalsh(S)[0]
+
+
+@kernel
+def _batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi: np.ndarray,
+                           dr: np.ndarray, code: int, radius: float, non_detached: bool, e: np.ndarray,
+                           l: np.ndarray, coef: np.ndarray, unif: np.ndarray, grad: np.ndarray) -> None:
+    """Gradient of one batch objective (uniform weights) at theta into ``grad``; ``code`` indexes
+    SGD_OBJECTIVES. e, l, coef are work arrays (residuals, losses, per-pair gradient weights)."""
+    n, d = dphi.shape
+    # residuals, losses and the mean gradient pieces
+    sq = 0.0
+    un = 0.0
+    for k in range(d):
+        un += (theta[k] - anc[k]) ** 2
+    un = np.sqrt(un) / eta
+    for i in range(n):
+        h = 0.0
+        for k in range(d):
+            h += dphi[i, k] * (theta[k] - anc[k])
+        e[i] = h / eta - dr[i]
+        l[i] = e[i] * e[i]
+        sq += l[i] / n
+    rms = np.sqrt(sq)
+    # per-atom weights c_i so that grad = sum_i c_i (2/eta) e_i dphi_i (+ norm terms)
+    if code == 0 or code == 1 or code == 2:
+        coef[:] = 1.0 / n
+    elif code == 3:
+        lmax = l.max()
+        z = 0.0
+        for i in range(n):
+            coef[i] = np.exp((l[i] - lmax) / radius)
+            z += coef[i]
+        pl = 0.0
+        for i in range(n):
+            coef[i] /= z
+            pl += coef[i] * l[i]
+        for i in range(n):
+            coef[i] = coef[i] * (1.0 + (l[i] - pl) / radius) if non_detached else coef[i]
+    elif code == 4:
+        _kl_weights_kernel(l, unif, radius, coef)
+    elif code == 5:
+        _chi2_weights_kernel(l, unif, radius, coef)
+    else:
+        _chi2_code_coef_kernel(l, radius, coef)
+    for k in range(d):
+        grad[k] = 0.0
+    for i in range(n):
+        c = coef[i] * 2.0 * e[i] / eta
+        for k in range(d):
+            grad[k] += c * dphi[i, k]
+    if code == 1 or code == 2:
+        # grad holds (2/eta) E[e dphi]; add the update-size terms (min-norm subgradient at u = 0)
+        if code == 1:
+            for k in range(d):
+                grad[k] /= 2.0 * rms if rms > 0.0 else 1.0
+            pen = radius / eta
+        else:
+            for k in range(d):
+                grad[k] *= 1.0 + (radius * un / rms if rms > 0.0 else 0.0)
+            pen = 2.0 * radius * rms / eta
+        if un > 0.0:
+            for k in range(d):
+                grad[k] += pen * (theta[k] - anc[k]) / (eta * un)
+        else:
+            gn = 0.0
+            for k in range(d):
+                gn += grad[k] * grad[k]
+            gn = np.sqrt(gn)
+            shrink = max(0.0, 1.0 - pen / gn) if gn > 0.0 else 0.0
+            for k in range(d):
+                grad[k] *= shrink
+
+
+@kernel
+def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noise_values: np.ndarray,
+                       noise_cdf: np.ndarray, theta_ref: np.ndarray, theta0: np.ndarray, eta: float,
+                       T: int, n: int, k_in: int, lr: float, adam: bool, beta1: float, beta2: float,
+                       adam_eps: float, weight_decay: float, code: int, radius: float,
+                       non_detached: bool, anchor_ref: bool, mix: float, rewards: np.ndarray,
+                       rng: np.random.Generator, theta_hist: np.ndarray, lam_hist: np.ndarray,
+                       J_hist: np.ndarray, kl_hist: np.ndarray) -> None:
+    n_x, n_y, d = phi.shape
+    theta = theta0.copy()
+    anc = np.empty(d)
+    logpi = np.empty((n_x, n_y))
+    logpi_ref = np.empty((n_x, n_y))
+    _policy_table(theta_ref, phi, logpi_ref)
+    x_cdf = np.cumsum(p_x)
+    cdf_a = np.empty(n_y)
+    cdf_b = np.empty(n_y)
+    dphi = np.empty((n, d))
+    dr = np.empty(n)
+    e = np.empty(n)
+    l = np.empty(n)
+    coef = np.empty(n)
+    unif = np.full(n, 1.0 / n)
+    grad = np.empty(d)
+    m_adam = np.zeros(d)
+    v_adam = np.zeros(d)
+    step = 0
+    J = np.empty(rewards.shape[0])
+    _policy_table(theta, phi, logpi)
+    kl_hist[0] = _log_metrics(logpi, logpi_ref, p_x, rewards, J)
+    J_hist[0, :] = J
+    theta_hist[0, :] = theta
+    for t in range(T):
+        lam_hist[t] = _pair_lambda_min(logpi, phi, p_x, mix)
+        # fresh pairs from the current policy (a ~ pi_t, b ~ (1 - mix) pi_t + mix uniform)
+        for i in range(n):
+            x = _draw(x_cdf, rng.random())
+            acc = 0.0
+            for a in range(n_y):
+                acc += np.exp(logpi[x, a])
+                cdf_a[a] = acc
+                cdf_b[a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
+            a = _draw(cdf_a, rng.random() * cdf_a[n_y - 1])
+            b = _draw(cdf_b, rng.random() * cdf_b[n_y - 1])
+            xi_a = noise_values[_draw(noise_cdf, rng.random())]
+            xi_b = noise_values[_draw(noise_cdf, rng.random())]
+            dr[i] = reward[x, a] + xi_a - reward[x, b] - xi_b
+            for k in range(d):
+                dphi[i, k] = phi[x, a, k] - phi[x, b, k]
+        for k in range(d):
+            anc[k] = theta_ref[k] if anchor_ref else theta[k]
+        for _ in range(k_in):
+            _batch_gradient_kernel(theta, anc, eta, dphi, dr, code, radius, non_detached, e, l, coef,
+                                   unif, grad)
+            step += 1
+            if adam:
+                b1c = 1.0 - beta1**step
+                b2c = 1.0 - beta2**step
+                for k in range(d):
+                    m_adam[k] = beta1 * m_adam[k] + (1.0 - beta1) * grad[k]
+                    v_adam[k] = beta2 * v_adam[k] + (1.0 - beta2) * grad[k] * grad[k]
+                    theta[k] -= lr * (weight_decay * theta[k]
+                                      + (m_adam[k] / b1c) / (np.sqrt(v_adam[k] / b2c) + adam_eps))
+            else:
+                for k in range(d):
+                    theta[k] -= lr * (grad[k] + weight_decay * theta[k])
+        _policy_table(theta, phi, logpi)
+        kl_hist[t + 1] = _log_metrics(logpi, logpi_ref, p_x, rewards, J)
+        J_hist[t + 1, :] = J
+        theta_hist[t + 1, :] = theta
+
+
+def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Generator,
+                     objective: str = "rebel", radius: float = 0.0, anchor: str = "prev",
+                     sampler: str = "online", mix: float = 0.5, inner_steps: int = 1,
+                     optimizer: str = "adam", lr: float = 1e-2, weights: str = "detached",
+                     weight_decay: float = 0.0, betas: tuple = (0.9, 0.999), adam_eps: float = 1e-8,
+                     alphas=(0.0, 0.5, 1.0), theta0: np.ndarray | None = None) -> OnlineLog:
+    """The online loop of spec §4.9 with ``inner_steps`` SGD or Adam(W) steps per fresh batch, all in one
+    numba call (switch ``rebel.inner``; the DRO-REBEL code takes one AdamW step per batch of 128).
+
+    ``objective`` in {rebel, w2, w2_surrogate, kl_tau, kl, chi2, chi2_code}; ``radius`` is eps (w2, kl,
+    chi2), rho0 (w2_surrogate), tau (kl_tau) or rho_chi (chi2_code). Batch objectives and gradients:
+    rebel (2/eta) mean e dphi; w2 the exact sqrt-regression gradient (min-norm subgradient at u = 0);
+    w2_surrogate the code's F_W; kl_tau softmax(l/tau) weights, detached or not (``weights``, switch
+    ``dro.weights``); kl / chi2 the toolbox's exact worst-case weights (Danskin); chi2_code the
+    ``Chi2REBELOptimizer`` gradient. Adam state persists across iterations (one optimizer, as in a
+    trainer); weight_decay is decoupled (AdamW) for Adam and L2 for SGD.
+    """
+    check_choice("objective", objective, SGD_OBJECTIVES)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("weights", weights, WEIGHTS)
+    check_anchor(anchor)
+    check_choice("sampler", sampler, ("online", "online_mixed"))
+    T = check_int("T", T, 1)
+    n = check_int("n", n, 2)
+    inner_steps = check_int("inner_steps", inner_steps, 1)
+    eta = check_float("eta", eta, 0.0, low_open=True)
+    lr = check_float("lr", lr, 0.0, low_open=True)
+    radius = check_float("radius", radius, 0.0)
+    mix = check_float("mix", mix, 0.0, 1.0) if sampler == "online_mixed" else 0.0
+    weight_decay = check_float("weight_decay", weight_decay, 0.0)
+    beta1 = check_float("betas[0]", betas[0], 0.0, 1.0)
+    beta2 = check_float("betas[1]", betas[1], 0.0, 1.0)
+    if objective in ("kl_tau", "chi2_code") and radius == 0.0:
+        raise ValueError(f"radius must be > 0 for objective {objective!r} (tau or rho_chi)")
+    alphas = np.asarray(alphas, dtype=np.float64)
+    rewards = np.ascontiguousarray(np.stack([env.reward_of(env.mixture_reward(float(a))) for a in alphas]))
+    d = env.spec.d
+    theta0 = env.theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(d,)).copy()
+    theta_hist = np.empty((T + 1, d))
+    lam = np.empty(T)
+    J = np.empty((T + 1, alphas.size))
+    kls = np.empty(T + 1)
+    _online_sgd_kernel(env.phi, env.p_x, env.reward, env.noise_values, np.cumsum(env.noise_probs),
+                       np.ascontiguousarray(env.theta_ref), theta0, eta, T, n, inner_steps, lr,
+                       optimizer == "adam", beta1, beta2, float(adam_eps), weight_decay,
+                       _SGD_CODE[objective], radius, weights == "non_detached", anchor == "ref", mix,
+                       rewards, rng, theta_hist, lam, J, kls)
+    return OnlineLog(theta_hist, lam, alphas, J, kls)
