@@ -221,6 +221,19 @@ def box_qp_dual(g, A, b, u_minus, u_plus, kappa: float, zbar, gap_tol: float = 1
     return BoxQPResult(z, s, float(gap), int(iters), float(mu), bool(gap <= max(gap_tol, floor)))
 
 
+def prox_linear_model(z, phi, p_x, theta_ref, beta, P_obs, rho, pairs) -> tuple[np.ndarray, np.ndarray,
+                                                                             np.ndarray]:
+    """The prox-linear model of F at z_i = z (module docstring): (g_i, u-, u+) with
+    g_i = grad S(z) + sum_k pen_k(z) grad w_k(z) and u+/-_k = w_k(z) c+/-_k for ``pairs`` (:func:`penalty_pairs`)."""
+    z, phi, p_x, theta_ref, beta, P_obs = _check_problem(z, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    g = np.empty(phi.shape[2])
+    _robust_sail_kernel(z, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 0.0, g)
+    w = np.empty(pairs.x.size)
+    _pair_weights_kernel(z, phi, p_x, pairs.x, pairs.a, pairs.b, w)
+    return g, w * pairs.c_minus, w * pairs.c_plus
+
+
 @kernel
 def _prox_linear_kernel(theta, gamma, z0, phi, p_x, theta_ref, beta, P_obs, rho, pair_x, pair_a, pair_b,
                         A, b, c_plus, c_minus, a_norm2, radius, damping_inv, tol, max_outer, gap_tol,
