@@ -41,7 +41,8 @@ def duality_gap_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     for name, label in (("G2", "G2 = V* - D*_p"), ("G1", "G1 = D*_p - V*_p")):
         v = rows[name].to_numpy()
         pos = v > 1e-12
-        ax[0, 0].loglog(nu[pos], v[pos], "o-", label=label)
+        if pos.any():
+            ax[0, 0].loglog(nu[pos], v[pos], "o-", label=label)
         if (~pos).any():
             ax[0, 0].loglog(nu[~pos], np.full((~pos).sum(), 1e-12), "x", label=f"{name} <= 1e-12 (zero gap)")
     ax[0, 0].loglog(nu, nu * rows["G2"].max() / nu.max(), "k:", label="slope 1")
@@ -50,8 +51,62 @@ def duality_gap_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     ax[0, 0].legend(fontsize=7)
     d = rows["dual_distance"].to_numpy()
     pos = d > 1e-12
-    ax[0, 1].loglog(nu[pos], d[pos], "o-", label="||lam*_p - lam*||")
+    if pos.any():
+        ax[0, 1].loglog(nu[pos], d[pos], "o-", label="||lam*_p - lam*||")
     ax[0, 1].loglog(nu, np.sqrt(nu / nu.max()) * d.max(), "k:", label="slope 1/2")
     ax[0, 1].set_xlabel("nu-hat")
     ax[0, 1].legend(fontsize=7)
     return [_save(fig, Path(outdir) / "constrained_duality_gaps.png")]
+
+
+def dual_trajectory_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
+    """Phase plot (lambda_t, E_x E_{pi_t} c) of CAID (50 steps) and GDA (2000 steps, alpha_lam/alpha_theta
+    = 10, alpha_theta = 1/L-hat_theta) from (theta_ref, 0) on E6 draw 0 (t = 0.3); recomputed, not stored."""
+    from simlab.env.gap import gap_preset, make_gap_env
+    from simlab.objectives.constrained import dual_smoothness_bound
+    from simlab.solvers.dual import caid, gradient_descent_ascent, lagrangian_curvature_bound, minimise_parametrised_dual
+
+    env = make_gap_env(gap_preset(t=0.3), 0)
+    target = minimise_parametrised_dual(env)
+    L_theta = lagrangian_curvature_bound(env)
+    fig, ax = _figure(2)
+    for scale, style in ((1.0, "-"), (0.3, "--")):
+        gda = gradient_descent_ascent(env, scale / L_theta, 10 * scale / L_theta, T=2000, n_checkpoints=400)
+        ax[0, 0].plot(gda.lam[:, 0], gda.constraint[:, 0], style, lw=0.8,
+                      label=f"GDA alpha_theta = {scale:g}/L, ratio 10")
+        ax[0, 1].semilogx(np.maximum(gda.t, 1), gda.lam[:, 0], style, lw=0.8, label=f"GDA {scale:g}/L")
+    run = caid(env, eta=1.0 / dual_smoothness_bound(env), T=50, lam0=np.zeros(1), theta0=env.theta_ref,
+               n_checkpoints=50)
+    ax[0, 0].plot(run.lam[:, 0], run.constraint[:, 0], "o-", ms=3, label="CAID (exact inner)")
+    ax[0, 1].semilogx(np.maximum(run.t, 1), run.lam[:, 0], "o-", ms=3, label="CAID")
+    ax[0, 0].axhline(0.0, color="k", lw=0.5)
+    ax[0, 1].axhline(target.lam[0], color="k", lw=0.5)
+    ax[0, 0].plot([target.lam[0]], [0.0], "k*", ms=10, label="(lambda*_p, 0)")
+    ax[0, 0].set_xlabel("lambda")
+    ax[0, 0].set_ylabel("E_x E_pi c (constraint slack)")
+    ax[0, 1].set_xlabel("iteration")
+    ax[0, 1].set_ylabel("lambda")
+    ax[0, 0].legend(fontsize=7)
+    ax[0, 1].legend(fontsize=7)
+    return [_save(fig, Path(outdir) / "constrained_dual_trajectories.png")]
+
+
+def slack_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
+    """|E_x E_pi c| vs threshold fraction q_b: one-shot pi*_p(lambda*) vs multi-shot pi*_p(lambda*_p)
+    (mean and quartiles over environment draws; the CAID paper's Figure 1 analogue)."""
+    if df is None or df.empty or "slack_one" not in df:
+        return []
+    fig, ax = _figure(1, width=5.2)
+    for col, label in (("slack_one", "one-shot pi*_p(lambda*)"), ("slack_multi", "multi-shot pi*_p(lambda*_p)")):
+        g = df.assign(v=df[col].abs()).groupby("q")["v"]
+        q = np.array(sorted(df["q"].unique()))
+        mean = g.mean().reindex(q).to_numpy()
+        lo = g.quantile(0.25).reindex(q).to_numpy()
+        hi = g.quantile(0.75).reindex(q).to_numpy()
+        ax[0, 0].plot(q, mean, "o-", label=label)
+        ax[0, 0].fill_between(q, lo, hi, alpha=0.2)
+    ax[0, 0].set_yscale("symlog", linthresh=1e-10)
+    ax[0, 0].set_xlabel("threshold fraction q_b (b = q_b max_pi E[g - g_ref])")
+    ax[0, 0].set_ylabel("|constraint slack|")
+    ax[0, 0].legend(fontsize=8)
+    return [_save(fig, Path(outdir) / "constrained_slack_vs_threshold.png")]
