@@ -90,7 +90,7 @@ SCENARIO = Scenario(
     grids={
         "quick": [
             {"experiment": ["rate_n"], "d": [8], "n": [2**10, 2**12, 2**14, 2**16]},
-            {"experiment": ["rate_d"], "d": [2, 4, 8, 16], "n": [2**14]},
+            {"experiment": ["rate_d"], "d": [2, 4, 8, 16], "n": [2**14], "seeds": 256},
             {"experiment": ["fisher"], "d": [8], "n": [2**16], "seeds": 512},
         ],
         "full": [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -31,8 +32,8 @@ def claim_figures(rows: list[CheckRow], frames: dict[str, pd.DataFrame], outdir:
         if m.fit is None:
             continue
         path = outdir / f"{row.id}.png"
-        out[row.id] = plot_rate(m.fit, path, f"{row.id}: {claim.quantity}", claim.x, claim.metric,
-                                claim.predicted, claim.cut)
+        title = f"{row.id}\n{textwrap.shorten(claim.quantity, 80, placeholder='...')}"
+        out[row.id] = plot_rate(m.fit, path, title, claim.x, claim.metric, claim.predicted, claim.cut)
     return out
 
 

@@ -4,3 +4,21 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_kernels():
+    """Compile (or load from the numba cache) the foundation's kernels once per test session."""
+    import numpy as np
+
+    from simlab.env import make_env, preset
+    from simlab.env.sampling import AliasTable, sample_atoms
+    from simlab.solvers.dpo import fit_dpo_exact, sgd_dpo
+
+    env = make_env(preset("E5"), 0)
+    atoms = env.atoms()
+    sample_atoms(AliasTable(atoms.p0), 4, np.random.default_rng(0))
+    fit_dpo_exact(atoms, atoms.p0, env.theta_ref, env.beta)
+    sgd_dpo(atoms, env.theta_ref, env.beta, 4, 0.1, np.random.default_rng(0))

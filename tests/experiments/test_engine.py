@@ -154,3 +154,27 @@ def test_cli_check_json_and_exit_code(tmp_path):
     unknown = subprocess.run([sys.executable, "-m", "simlab.cli", "run", "nope"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr
+
+
+def test_report_and_figures_are_written(tmp_path, monkeypatch):
+    from simlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["check", "toy.rate", "toy.ratio", "--workers", "1", "--store", str(tmp_path / "r.sqlite"),
+                 "--no-progress"])
+    assert code == 0
+    report = (tmp_path / "figures" / "REPORT.md").read_text()
+    assert (tmp_path / "figures" / "toy.rate.png").stat().st_size > 10_000
+    assert "| `toy.rate` | tight |" in report and "![toy.rate](toy.rate.png)" in report
+    assert main(["report", "toy.rate", "--store", str(tmp_path / "r.sqlite")]) == 0
+    assert main(["results", "toy", "--store", str(tmp_path / "r.sqlite"), "--csv", str(tmp_path / "t.csv")]) == 0
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 161
+
+
+def test_scenario_script_runs_its_checks(tmp_path):
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(FIXTURES))
+    res = subprocess.run([sys.executable, str(FIXTURES / "toy.py"), "--quick", "--workers", "1", "--store",
+                          str(tmp_path / "s.sqlite"), "--no-progress"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert "toy.rate" in res.stdout and "FAIL" in res.stdout  # toy.slow is a deliberately false bound
+    assert res.returncode == 1

@@ -32,3 +32,8 @@ SCENARIO = Scenario(
               paper="none", statement="-err < 0", quantity="-err"),
     ),
 )
+
+if __name__ == "__main__":
+    from simlab.cli import scenario_main
+
+    raise SystemExit(scenario_main(SCENARIO))
