@@ -56,26 +56,39 @@ def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 
 
 def rho_sweep_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
-    """True-oracle SAIL loss L_SAIL(theta; P_true) of the robust solution vs rho, against the
-    non-robust (rho = 0) solution, for the adversarial box oracle and the style confounder."""
-    rows = _rows(df, "rho_sweep", ("oracle", "rho", "true_loss_robust", "true_loss_nonrobust"))
+    """Robust solution theta_rho vs the non-robust (rho = 0) one as rho varies, for the adversarial box
+    oracle and the style confounder: top, the true-oracle SAIL loss L_SAIL(theta; P_true); bottom, the
+    KL-regularised true reward J(theta; r*) - beta KL(pi_theta || pi_ref) with its maximum."""
+    rows = _rows(df, "rho_sweep", ("oracle", "rho", "true_loss_robust", "true_loss_nonrobust",
+                                   "reg_reward_robust", "reg_reward_nonrobust"))
     if rows.empty:
         return []
     import matplotlib.pyplot as plt
 
     apply_style()
     oracles = sorted(rows["oracle"].unique())
-    fig, axes = plt.subplots(1, len(oracles), figsize=(5.2 * len(oracles), 4), squeeze=False)
+    fig, axes = plt.subplots(2, len(oracles), figsize=(5.2 * len(oracles), 7), squeeze=False, sharex=True)
     titles = {"box": "adversarial box oracle", "confounder": "style confounder (kappa_s = 1)"}
-    for ax, oracle in zip(axes[0], oracles):
+    panels = (("true_loss_robust", "true_loss_nonrobust", None, "L_SAIL(theta; P_true)  (lower is better)"),
+              ("reg_reward_robust", "reg_reward_nonrobust", "reg_reward_optimum",
+               "J(theta; r*) - beta KL  (higher is better)"))
+    for j, oracle in enumerate(oracles):
         sub = rows[rows["oracle"] == oracle].groupby("rho").mean(numeric_only=True).sort_index()
         rho = sub.index.to_numpy(float)
-        ax.plot(rho, sub["true_loss_robust"], marker="o", label="robust solution theta_rho")
-        ax.axhline(sub["true_loss_nonrobust"].iloc[0], color="gray", ls="--", label="non-robust (rho = 0)")
-        if "rho_true" in sub.columns:
-            ax.axvline(sub["rho_true"].iloc[0], color="black", ls=":", lw=1, label="rho_true")
-        ax.set(xlabel="box radius rho", ylabel="L_SAIL(theta; P_true)", title=titles.get(oracle, oracle))
-        ax.legend(fontsize=8)
+        for i, (robust, nonrobust, optimum, ylabel) in enumerate(panels):
+            ax = axes[i, j]
+            ax.plot(rho, sub[robust], marker="o", label="robust solution theta_rho")
+            ax.axhline(sub[nonrobust].iloc[0], color="gray", ls="--", label="non-robust (rho = 0)")
+            if optimum is not None and optimum in sub.columns:
+                ax.axhline(sub[optimum].iloc[0], color="green", ls="-.", label="KL-optimal policy")
+            if "rho_true" in sub.columns:
+                ax.axvline(sub["rho_true"].iloc[0], color="black", ls=":", lw=1, label="rho_true")
+            ax.set(ylabel=ylabel)
+            if i == 0:
+                ax.set_title(titles.get(oracle, oracle))
+            else:
+                ax.set_xlabel("box radius rho")
+            ax.legend(fontsize=7)
     fig.tight_layout()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
