@@ -317,20 +317,66 @@ def _draw(cdf_row, u):
 
 
 @kernel
-def _sampled_constraint_kernel(cdf_x, cdf, c, n_prompts, n_responses, rng, out):
-    """out = (1/N) sum_n (1/K) sum_k c(x_n, a_nk), x_n ~ p_x (cdf_x), a_nk ~ pi(.|x_n) (cdf)."""
+def _multinomial_into(n, probs, rng, out):
+    """out ~ Multinomial(n, probs) by the conditional-binomial chain (probs sums to 1)."""
+    k = probs.shape[0]
+    rem_n = n
+    rem_p = 1.0
+    for a in range(k - 1):
+        if rem_n == 0 or rem_p <= 0.0:
+            out[a] = 0
+            continue
+        q = min(max(probs[a] / rem_p, 0.0), 1.0)
+        out[a] = rng.binomial(rem_n, q)
+        rem_n -= out[a]
+        rem_p -= probs[a]
+    out[k - 1] = rem_n
+
+
+@kernel
+def _sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
+    """out = (1/(N K)) sum_n sum_k c(x_n, a_nk) with x_n ~ p_x and a_nk ~ pi(.|x_n), drawn through its
+    sufficient counts: N_x ~ Multinomial(N, p_x), then counts ~ Multinomial(N_x K, pi(.|x)) per context
+    (the same law as N K individual draws, at O(n_x n_y) binomial draws per call)."""
+    n_x, n_y = pi.shape
     m = c.shape[2]
+    prompts = np.empty(n_x, dtype=np.int64)
+    counts = np.empty(n_y, dtype=np.int64)
+    _multinomial_into(n_prompts, p_x, rng, prompts)
     for i in range(m):
         out[i] = 0.0
-    for _ in range(n_prompts):
-        x = _draw(cdf_x, rng.random())
-        for _k in range(n_responses):
-            a = _draw(cdf[x], rng.random())
-            for i in range(m):
-                out[i] += c[x, a, i]
+    for x in range(n_x):
+        if prompts[x] == 0:
+            continue
+        _multinomial_into(prompts[x] * n_responses, pi[x], rng, counts)
+        for a in range(n_y):
+            if counts[a] > 0:
+                for i in range(m):
+                    out[i] += counts[a] * c[x, a, i]
     scale = 1.0 / (n_prompts * n_responses)
     for i in range(m):
         out[i] *= scale
+
+
+@kernel
+def _policy_kernel(theta, phi, pi):
+    """pi[x, a] = pi_theta(a|x)."""
+    n_x, n_y, d = phi.shape
+    for x in range(n_x):
+        mx = -np.inf
+        for a in range(n_y):
+            s = 0.0
+            for k in range(d):
+                s += phi[x, a, k] * theta[k]
+            pi[x, a] = s
+            if s > mx:
+                mx = s
+        tot = 0.0
+        for a in range(n_y):
+            pi[x, a] = np.exp(pi[x, a] - mx)
+            tot += pi[x, a]
+        for a in range(n_y):
+            pi[x, a] /= tot
 
 
 @kernel
@@ -360,9 +406,7 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
     grad = np.empty(d)
     hess = np.empty((d, d))
     u = np.empty(m)
-    cdf = np.empty((n_x, n_y))
-    cdf_x = np.cumsum(p_x)
-    cdf_x[n_x - 1] = 1.0
+    pi_table = np.empty((n_x, n_y))
 
     def dp_at(lam_v, theta_warm):
         for x in range(n_x):
@@ -392,8 +436,8 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
         if n_prompts == 0:
             _constraint_kernel(theta, phi, p_x, c, u)
         else:
-            _policy_cdf_kernel(theta, phi, cdf)
-            _sampled_constraint_kernel(cdf_x, cdf, c, n_prompts, n_responses, rng, u)
+            _policy_kernel(theta, phi, pi_table)
+            _sampled_constraint_kernel(p_x, pi_table, c, n_prompts, n_responses, rng, u)
         for i in range(m):
             lam[i] = max(lam[i] - eta * u[i], 0.0)
         theta_star, dp = dp_at(lam, theta_star)

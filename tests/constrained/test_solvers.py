@@ -78,21 +78,27 @@ def test_caid_exact_converges_to_dp_star(m):
     assert run.dual_p[j] == pytest.approx(C.parametrised_dual(env, run.lam[j]).value, abs=1e-10)
 
 
-def test_stochastic_dual_gradient_is_unbiased():
+def test_stochastic_dual_gradient_is_unbiased_with_the_right_variance():
     env = _env(0, m=2, t=0.3)
-    cdf = np.empty_like(env.log_ref)
     theta = env.theta_ref + 0.3
-    S._policy_cdf_kernel(theta, env.phi, cdf)
-    cdf_x = np.cumsum(env.p_x)
+    pi = np.empty_like(env.log_ref)
+    S._policy_kernel(theta, env.phi, pi)
+    assert np.allclose(pi.sum(axis=1), 1.0, atol=1e-14)
     rng = np.random.default_rng(11)
-    reps = np.empty((400, env.m))
+    N, K = 20, 4
+    reps = np.empty((4000, env.m))
     out = np.empty(env.m)
     for r in range(reps.shape[0]):
-        S._sampled_constraint_kernel(cdf_x, cdf, env.constraint, 20, 4, rng, out)
+        S._sampled_constraint_kernel(env.p_x, pi, env.constraint, N, K, rng, out)
         reps[r] = out
     exact = C.constraint_theta(env, theta)[0]
     se = reps.std(axis=0, ddof=1) / np.sqrt(reps.shape[0])
     assert np.all(np.abs(reps.mean(axis=0) - exact) <= 4 * se)
+    # variance of N x K individual draws: (Var_x m(x) + E_x Var(c | x) / K) / N per coordinate
+    m_x = np.einsum("xa,xai->xi", pi, env.constraint)
+    var_in = np.einsum("xa,xai->xi", pi, (env.constraint - m_x[:, None, :]) ** 2)
+    var = (env.p_x @ (m_x - exact) ** 2 + (env.p_x @ var_in) / K) / N
+    assert np.allclose(reps.var(axis=0, ddof=1), var, rtol=0.1)
 
 
 def test_sampled_caid_and_inexact_inner_run():
