@@ -102,7 +102,7 @@ CLAIMS = (
 )
 
 SCENARIO = Scenario(
-    name="constrained_floor", version="1", study="Constrained alignment",
+    name="constrained_floor", version="2", study="Constrained alignment",
     description="Best-iterate floor of stochastic CAID vs dual step and approximation error on E6 (t = 0.3).",
     cell=cell, fixed={"env_draw": 0},
     grids={"quick": {"eta_scale": [1.0, 0.5, 0.25, 0.125, 0.0625]},

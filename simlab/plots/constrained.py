@@ -92,21 +92,20 @@ def dual_trajectory_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 
 
 def slack_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
-    """|E_x E_pi c| vs threshold fraction q_b: one-shot pi*_p(lambda*) vs multi-shot pi*_p(lambda*_p)
-    (mean and quartiles over environment draws; the CAID paper's Figure 1 analogue)."""
+    """Signed constraint slack E_x E_pi c vs threshold fraction q_b: one-shot pi*_p(lambda*) vs multi-shot
+    pi*_p(lambda*_p) (mean and quartiles over environment draws; the CAID paper's Figure 1 analogue).
+    Negative slack is a violated constraint."""
     if df is None or df.empty or "slack_one" not in df:
         return []
     fig, ax = _figure(1, width=5.2)
+    q = np.array(sorted(df["q"].unique()))
     for col, label in (("slack_one", "one-shot pi*_p(lambda*)"), ("slack_multi", "multi-shot pi*_p(lambda*_p)")):
-        g = df.assign(v=df[col].abs()).groupby("q")["v"]
-        q = np.array(sorted(df["q"].unique()))
-        mean = g.mean().reindex(q).to_numpy()
-        lo = g.quantile(0.25).reindex(q).to_numpy()
-        hi = g.quantile(0.75).reindex(q).to_numpy()
-        ax[0, 0].plot(q, mean, "o-", label=label)
-        ax[0, 0].fill_between(q, lo, hi, alpha=0.2)
-    ax[0, 0].set_yscale("symlog", linthresh=1e-10)
+        g = df.groupby("q")[col]
+        ax[0, 0].plot(q, g.mean().reindex(q).to_numpy(), "o-", label=label)
+        ax[0, 0].fill_between(q, g.quantile(0.25).reindex(q).to_numpy(), g.quantile(0.75).reindex(q).to_numpy(),
+                              alpha=0.2)
+    ax[0, 0].axhline(0.0, color="k", lw=0.5)
     ax[0, 0].set_xlabel("threshold fraction q_b (b = q_b max_pi E[g - g_ref])")
-    ax[0, 0].set_ylabel("|constraint slack|")
+    ax[0, 0].set_ylabel("constraint slack E_x E_pi c")
     ax[0, 0].legend(fontsize=8)
     return [_save(fig, Path(outdir) / "constrained_slack_vs_threshold.png")]
