@@ -112,3 +112,16 @@ def test_bad_input_names_the_field():
         qp = _random_qp(0)
         qp["u_minus"] = -qp["u_minus"]
         box_qp_dual(**qp)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_envelope_gradient_is_path_independent_to_1e10(seed):
+    """The prox is the unique fixed point: undamped and damped prox-linear loops agree to 1e-10."""
+    inst = random_instance(seed)
+    plain = _prox(inst)
+    damped = RobustSailProx(*problem(inst), 0.1, 3.0, 0.1, damping=5.0)
+    for theta in S.sample_ball(inst["theta_ref"], 3.5, 4, np.random.default_rng(800 + seed)):
+        a, b = plain.prox(theta), damped.prox(theta)
+        assert a.converged and b.converged
+        np.testing.assert_allclose(a.gradient, b.gradient, rtol=0, atol=1e-10)
+        assert abs(a.envelope - b.envelope) <= 1e-12

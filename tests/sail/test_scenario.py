@@ -45,3 +45,10 @@ def test_certificate_evaluation_flags_a_violation(scenario):
     ok = pd.DataFrame({"oracle": ["box"] * 3, "rho_factor": [0.5, 1.0, 1.5], "cert_gap": [0.02, -1e-3, -2e-3]})
     bad = ok.assign(cert_gap=[0.02, 1e-6, -2e-3])
     assert claim.evaluate(ok).passed and not claim.evaluate(bad).passed
+
+
+def test_figures_skip_missing_rows(tmp_path):
+    from simlab.plots.sail import rho_sweep_figure, stationarity_figure
+
+    assert stationarity_figure(pd.DataFrame(), tmp_path) == []
+    assert rho_sweep_figure(pd.DataFrame({"experiment": ["decomposition"]}), tmp_path) == []
