@@ -128,7 +128,11 @@ def convergence_table(fit: RateFit) -> list[dict]:
 def scenario_frame(scenario: Scenario, store: Store, master: int, mode: str | None = None) -> pd.DataFrame:
     """The scenario's stored rows for this master seed, restricted to ``mode``'s cells if given."""
     df = pd.DataFrame(store.rows(scenario.name, scenario.version, master))
-    if mode is None or df.empty:
+    if df.empty:
+        return df
+    # a canonical row order: verdicts must not depend on the order in which cells finished
+    df = df.sort_values(["cell_key", "replicate"], kind="stable").reset_index(drop=True)
+    if mode is None:
         return df
     wanted = {(cell_key(p), r) for p, r in scenario.cells(mode)}
     keep = [(k, int(r)) in wanted for k, r in zip(df["cell_key"], df["replicate"])]
