@@ -164,6 +164,7 @@ SGD_OBJECTIVES = ("rebel", "w2", "w2_surrogate", "kl_tau", "kl", "chi2", "chi2_c
 OPTIMIZERS = ("sgd", "adam")
 WEIGHTS = ("detached", "non_detached")
 _SGD_CODE = {name: k for k, name in enumerate(SGD_OBJECTIVES)}
+EXP_CUTOFF = -40.0
 
 
 @kernel
@@ -298,28 +299,25 @@ def _log_metrics(logpi: np.ndarray, logpi_ref: np.ndarray, p_x: np.ndarray, rewa
 
 
 @kernel
-def _pair_lambda_min(logpi: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: float) -> float:
-    """lambda_min of E[dphi dphi^T] for a ~ pi, b ~ (1 - mix) pi + mix uniform (mix = 0: online)."""
-    n_x, n_y, d = phi.shape
-    S = np.zeros((d, d))
-    m1 = np.zeros(d)
-    m2 = np.zeros(d)
+def _pair_lambda_min(pi: np.ndarray, phi2: np.ndarray, p_x: np.ndarray, mix: float) -> float:
+    """lambda_min of E[dphi dphi^T] for a ~ pi, b ~ (1 - mix) pi + mix uniform (mix = 0: online):
+    sum_x p_x [E_a phi phi^T + E_b phi phi^T - m_a m_b^T - m_b m_a^T]; phi2 is phi as (n_x n_y, d)."""
+    n_x, n_y = pi.shape
+    d = phi2.shape[1]
+    wts = np.empty(n_x * n_y)
+    Ma = np.zeros((n_x, d))
+    Mb = np.zeros((n_x, d))
     for x in range(n_x):
-        m1[:] = 0.0
-        m2[:] = 0.0
         for a in range(n_y):
-            pa = np.exp(logpi[x, a])
+            pa = pi[x, a]
             pb = (1.0 - mix) * pa + mix / n_y
+            wts[x * n_y + a] = p_x[x] * (pa + pb)
             for k in range(d):
-                m1[k] += pa * phi[x, a, k]
-                m2[k] += pb * phi[x, a, k]
-            for k in range(d):
-                for c in range(d):
-                    S[k, c] += p_x[x] * (pa + pb) * phi[x, a, k] * phi[x, a, c]
-        for k in range(d):
-            for c in range(d):
-                S[k, c] -= p_x[x] * (m1[k] * m2[c] + m2[k] * m1[c])
-    return np.linalg.eigvalsh(S)[0]
+                Ma[x, k] += pa * phi2[x * n_y + a, k]
+                Mb[x, k] += p_x[x] * pb * phi2[x * n_y + a, k]
+    S = (phi2 * wts.reshape(-1, 1)).T @ phi2
+    C = Ma.T @ Mb
+    return np.linalg.eigvalsh(S - C - C.T)[0]
 
 
 @kernel
@@ -350,7 +348,10 @@ def _batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi:
         lmax = l.max()
         z = 0.0
         for i in range(n):
-            coef[i] = np.exp((l[i] - lmax) / radius)
+            # weights below e^-40 of the largest do not change the normaliser in double precision;
+            # setting them to 0 avoids libm's slow path for very negative arguments (~20x slower)
+            arg = (l[i] - lmax) / radius
+            coef[i] = np.exp(arg) if arg > EXP_CUTOFF else 0.0
             z += coef[i]
         pl = 0.0
         for i in range(n):
@@ -399,7 +400,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
                        T: int, n: int, k_in: int, lr: float, adam: bool, beta1: float, beta2: float,
                        adam_eps: float, weight_decay: float, code: int, radius: float,
                        non_detached: bool, anchor_ref: bool, mix: float, rewards: np.ndarray,
-                       rng: np.random.Generator, theta_hist: np.ndarray, lam_hist: np.ndarray,
+                       log_coverage: bool, rng: np.random.Generator, theta_hist: np.ndarray, lam_hist: np.ndarray,
                        J_hist: np.ndarray, kl_hist: np.ndarray) -> None:
     n_x, n_y, d = phi.shape
     theta = theta0.copy()
@@ -408,8 +409,10 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     logpi_ref = np.empty((n_x, n_y))
     _policy_table(theta_ref, phi, logpi_ref)
     x_cdf = np.cumsum(p_x)
-    cdf_a = np.empty(n_y)
-    cdf_b = np.empty(n_y)
+    phi2 = np.ascontiguousarray(phi.reshape(n_x * n_y, d))
+    pi = np.empty((n_x, n_y))
+    cdf_a = np.empty((n_x, n_y))
+    cdf_b = np.empty((n_x, n_y))
     dphi = np.empty((n, d))
     dr = np.empty(n)
     e = np.empty(n)
@@ -426,17 +429,19 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     J_hist[0, :] = J
     theta_hist[0, :] = theta
     for t in range(T):
-        lam_hist[t] = _pair_lambda_min(logpi, phi, p_x, mix)
+        for x in range(n_x):
+            acc = 0.0
+            for a in range(n_y):
+                pi[x, a] = np.exp(logpi[x, a])
+                acc += pi[x, a]
+                cdf_a[x, a] = acc
+                cdf_b[x, a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
+        lam_hist[t] = _pair_lambda_min(pi, phi2, p_x, mix) if log_coverage else np.nan
         # fresh pairs from the current policy (a ~ pi_t, b ~ (1 - mix) pi_t + mix uniform)
         for i in range(n):
             x = _draw(x_cdf, rng.random())
-            acc = 0.0
-            for a in range(n_y):
-                acc += np.exp(logpi[x, a])
-                cdf_a[a] = acc
-                cdf_b[a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
-            a = _draw(cdf_a, rng.random() * cdf_a[n_y - 1])
-            b = _draw(cdf_b, rng.random() * cdf_b[n_y - 1])
+            a = _draw(cdf_a[x], rng.random() * cdf_a[x, n_y - 1])
+            b = _draw(cdf_b[x], rng.random() * cdf_b[x, n_y - 1])
             xi_a = noise_values[_draw(noise_cdf, rng.random())]
             xi_b = noise_values[_draw(noise_cdf, rng.random())]
             dr[i] = reward[x, a] + xi_a - reward[x, b] - xi_b
@@ -470,7 +475,8 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
                      sampler: str = "online", mix: float = 0.5, inner_steps: int = 1,
                      optimizer: str = "adam", lr: float = 1e-2, weights: str = "detached",
                      weight_decay: float = 0.0, betas: tuple = (0.9, 0.999), adam_eps: float = 1e-8,
-                     alphas=(0.0, 0.5, 1.0), theta0: np.ndarray | None = None) -> OnlineLog:
+                     alphas=(0.0, 0.5, 1.0), theta0: np.ndarray | None = None,
+                     log_coverage: bool = True) -> OnlineLog:
     """The online loop of spec §4.9 with ``inner_steps`` SGD or Adam(W) steps per fresh batch, all in one
     numba call (switch ``rebel.inner``; the DRO-REBEL code takes one AdamW step per batch of 128).
 
@@ -480,7 +486,8 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
     w2_surrogate the code's F_W; kl_tau softmax(l/tau) weights, detached or not (``weights``, switch
     ``dro.weights``); kl / chi2 the toolbox's exact worst-case weights (Danskin); chi2_code the
     ``Chi2REBELOptimizer`` gradient. Adam state persists across iterations (one optimizer, as in a
-    trainer); weight_decay is decoupled (AdamW) for Adam and L2 for SGD.
+    trainer); weight_decay is decoupled (AdamW) for Adam and L2 for SGD. ``log_coverage=False`` skips the
+    per-iteration lambda_min (an eigen-solve, about half the cost of an iteration at d = 16; NaN logged).
     """
     check_choice("objective", objective, SGD_OBJECTIVES)
     check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -511,5 +518,5 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
                        np.ascontiguousarray(env.theta_ref), theta0, eta, T, n, inner_steps, lr,
                        optimizer == "adam", beta1, beta2, float(adam_eps), weight_decay,
                        _SGD_CODE[objective], radius, weights == "non_detached", anchor == "ref", mix,
-                       rewards, rng, theta_hist, lam, J, kls)
+                       rewards, bool(log_coverage), rng, theta_hist, lam, J, kls)
     return OnlineLog(theta_hist, lam, alphas, J, kls)

@@ -1,0 +1,82 @@
+"""Benchmark of the online DRO-REBEL loop (spec §4.9): one run of T = 100 iterations with n = 128 fresh
+pairs per iteration, d = 16, one Adam step per batch (the DRO-REBEL code's inner loop), per variant:
+``simlab.solvers.rebel.online_rebel_sgd`` (one numba call) against the NumPy/SciPy reference in
+``benchmarks/reference_rebel.py`` run in the same process. Also times the exact-inner loop
+(``online_rebel_exact``, Newton per batch on the atoms) for information.
+
+Run: ``python benchmarks/bench_rebel.py`` (medians of repeated runs; ratios printed).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+from reference_rebel import batch_gradient, online_rebel_reference  # noqa: E402
+from simlab.env import make_env, preset  # noqa: E402
+from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel, online_rebel_exact,  # noqa: E402
+                                  online_rebel_sgd)
+
+RADII = {"rebel": 0.0, "w2": 0.1, "w2_surrogate": 0.01, "kl_tau": 0.1, "kl": 0.05, "chi2": 0.05,
+         "chi2_code": 0.01}
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def check_same_gradients(env, seed=0):
+    """The two implementations compute the same batch gradients (so the timing compares like with like)."""
+    rng = np.random.default_rng(seed)
+    n, d = 128, env.spec.d
+    dphi = rng.standard_normal((n, d))
+    dr = rng.standard_normal(n)
+    anc = rng.standard_normal(d)
+    theta = anc + 0.3 * rng.standard_normal(d)
+    for name in SGD_OBJECTIVES:
+        g = np.empty(d)
+        _batch_gradient_kernel(theta, anc, 1.0, dphi, dr, SGD_OBJECTIVES.index(name), RADII[name], False,
+                               np.empty(n), np.empty(n), np.empty(n), np.full(n, 1.0 / n), g)
+        ref = batch_gradient(theta, anc, 1.0, dphi, dr, name, RADII[name])
+        assert np.max(np.abs(g - ref)) <= 1e-8 * (1 + np.max(np.abs(ref))), name
+
+
+def main(T: int = 100, n: int = 128, d: int = 16, repeats: int = 7) -> None:
+    env = make_env(preset("E2", d=d, n_x=32, mixture=True, alpha_train=0.5), 0)
+    check_same_gradients(env)
+    print(f"online loop: T = {T}, n = {n} per iteration, d = {d}, 1 Adam step per batch; medians of {repeats}")
+    for log_coverage in (True, False):
+        print(f"per-iteration lambda_min logging: {log_coverage}")
+        bench_variants(env, T, n, repeats, log_coverage)
+    for name, radius in (("rebel", 0.0), ("kl", 0.05), ("chi2", 0.05), ("w2", 0.1)):
+        t = median_time(lambda: online_rebel_exact(env, T, n, 1.0, np.random.default_rng(1), name, radius), 3)
+        print(f"exact inner {name:5s}: {1e3 * t:8.1f} ms (Newton per batch on the {env.atoms('online', env.theta_ref).size} atoms)")
+
+
+def bench_variants(env, T, n, repeats, log_coverage):
+    print(f"{'variant':13s} {'simlab ms':>10s} {'numpy ms':>10s} {'speed-up':>9s} {'J(0.5) simlab':>14s} {'J(0.5) numpy':>13s}")
+    for name in SGD_OBJECTIVES:
+        kw = dict(objective=name, radius=RADII[name], inner_steps=1, optimizer="adam", lr=0.05,
+                  log_coverage=log_coverage)
+        ours = lambda: online_rebel_sgd(env, T, n, 1.0, np.random.default_rng(1), **kw)
+        ref = lambda: online_rebel_reference(env, T, n, 1.0, np.random.default_rng(1), **kw)
+        t_ours, t_ref = median_time(ours, repeats), median_time(ref, max(3, repeats // 2))
+        j_ours = np.mean([online_rebel_sgd(env, T, n, 1.0, np.random.default_rng(s), **kw).reward[-1, 1] for s in range(5)])
+        j_ref = np.mean([online_rebel_reference(env, T, n, 1.0, np.random.default_rng(s), **kw)[2][-1, 1] for s in range(5)])
+        print(f"{name:13s} {1e3 * t_ours:10.2f} {1e3 * t_ref:10.2f} {t_ref / t_ours:8.1f}x {j_ours:14.4f} {j_ref:13.4f}")
+
+
+if __name__ == "__main__":
+    main()
