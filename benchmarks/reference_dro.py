@@ -42,3 +42,28 @@ def chi2_worst_case_reference(l: np.ndarray, p: np.ndarray, radius: float) -> tu
     e = np.maximum(l - z, 0.0)
     q = p * e / (p @ e)
     return float(z + np.sqrt(c2) * np.sqrt(p @ e**2)), q
+
+
+def w2_logistic_reference(m: np.ndarray, y: np.ndarray, p: np.ndarray, s: float,
+                          radius: float) -> tuple[float, np.ndarray]:
+    """Exact W_2 value of the logistic margin loss (concave inner regime, mu >= 1/8) by brentq on
+    log mu of sum p t(mu)^2 = (s radius)^2, each inner root by vectorised bisection.  Returns
+    (value, t)."""
+    kappa = (s * radius) ** 2
+
+    def inner(mu):
+        lo = np.where(1 / (1 + np.exp(-m)) - y < 0, -y / (2 * mu), 0.0)
+        hi = np.where(1 / (1 + np.exp(-m)) - y < 0, 0.0, (1 - y) / (2 * mu))
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            r = 1 / (1 + np.exp(-(m + mid))) - y - 2 * mu * mid
+            lo, hi = np.where(r > 0, mid, lo), np.where(r > 0, hi, mid)
+        return 0.5 * (lo + hi)
+
+    log_mu = brentq(lambda lm: np.log(p @ inner(np.exp(lm)) ** 2) - np.log(kappa),
+                    np.log(0.125), np.log(1e6), xtol=1e-13)
+    mu = np.exp(log_mu)
+    t = inner(mu)
+    h = m + t
+    loss = np.logaddexp(0, h) - y * h
+    return float(mu * kappa + p @ (loss - mu * t * t)), t

@@ -158,7 +158,7 @@ CLAIMS = (
 
 SCENARIO = Scenario(
     name="robust_dpo",
-    version="1",
+    version="2",
     study="Robust DPO (WDPO, KLDPO, chi^2-DPO)",
     description="Exact empirical robust DPO fits on E1 against the exact population robust minimisers.",
     cell=cell,

@@ -11,7 +11,7 @@ from simlab.env.atoms import PairAtoms
 from simlab.plots.style import apply_style
 from simlab.solvers.dpo import fit_dpo_exact
 from simlab.solvers.exact import NoMinimizerError
-from simlab.solvers.robust_dpo import fit_robust_dpo_exact, reference_optimality_margin
+from simlab.solvers.robust_dpo import fit_robust_dpo_exact
 
 RADIUS_OBJECTIVES = (("wdpo_exact", "WDPO exact $W_2$ ($\\varepsilon$)"),
                      ("wdpo_surrogate", "WDPO paper surrogate ($\\rho_0$)"),
@@ -24,23 +24,19 @@ def radius_shift_table(atoms: PairAtoms, theta_ref: np.ndarray, beta: float,
     """Rows (objective, radius, shift = ||theta*_radius - theta*_DPO||, collapsed) of exact population
     solves.  ``kldpo_penalized`` is swept over 1/tau (its radius-like knob).  Where Newton finds no
     smooth minimiser and the directional-derivative test certifies theta_ref as the minimiser
-    (``reference_optimality_margin`` >= 0), the row records the collapse theta* = theta_ref."""
+    (``reference_optimality_margin`` >= 0; ``fit_robust_dpo_exact`` returns iterations = -1), the row
+    records the collapse theta* = theta_ref."""
     nominal = fit_dpo_exact(atoms, atoms.p0, theta_ref, beta, gtol=1e-12).x
     rows = []
     sweeps = [(obj, radii, radii) for obj, _ in RADIUS_OBJECTIVES]
     sweeps.append(("kldpo_penalized", taus, 1.0 / taus))
     for obj, knobs, xs in sweeps:
-        theta0 = nominal
         for knob, x in sorted(zip(knobs, xs), key=lambda t: t[1]):
             try:
-                fit = fit_robust_dpo_exact(obj, atoms, atoms.p0, theta_ref, beta, float(knob), theta0=theta0)
+                fit = fit_robust_dpo_exact(obj, atoms, atoms.p0, theta_ref, beta, float(knob))
             except NoMinimizerError:
-                if reference_optimality_margin(obj, atoms, atoms.p0, theta_ref, beta, float(knob)) >= 0:
-                    rows.append({"objective": obj, "radius": float(x), "collapsed": True,
-                                 "shift": float(np.linalg.norm(nominal - np.asarray(theta_ref)))})
                 continue
-            theta0 = fit.x
-            rows.append({"objective": obj, "radius": float(x), "collapsed": False,
+            rows.append({"objective": obj, "radius": float(x), "collapsed": fit.iterations == -1,
                          "shift": float(np.linalg.norm(fit.x - nominal))})
     return rows
 
@@ -63,10 +59,11 @@ def plot_radius_shift(rows: list[dict], outdir: Path, name: str = "robust_dpo_ra
         if col.any():
             ax.loglog(x[col], y[col], "o", ms=6, mfc="none", color=line.get_color())
     x0 = min(r["radius"] for r in rows)
-    y0 = min(r["shift"] for r in rows if r["radius"] == x0)
+    y_lo = min(r["shift"] for r in rows if r["radius"] == x0)
+    y_hi = max(r["shift"] for r in rows if r["radius"] == x0)
     xr = np.geomspace(x0, 0.3, 2)
-    ax.loglog(xr, y0 * np.sqrt(xr / x0), "k:", lw=1, label="slope 1/2")
-    ax.loglog(xr, y0 * xr / x0, "k--", lw=1, label="slope 1")
+    ax.loglog(xr, y_hi * np.sqrt(xr / x0), "k:", lw=1, label="slope 1/2")
+    ax.loglog(xr, y_lo * xr / x0, "k--", lw=1, label="slope 1")
     ax.plot([], [], "ko", mfc="none", label="collapsed to $\\theta_{ref}$ (certified)")
     ax.set_xlabel("radius ($\\varepsilon$, $\\rho_0$ or $1/\\tau$)")
     ax.set_ylabel("$\\|\\theta^*_\\varepsilon - \\theta^*_{DPO}\\|$ (exact, population)")

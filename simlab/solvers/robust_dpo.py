@@ -34,25 +34,69 @@ from simlab.validation import check_choice, check_float, check_int
 SGD_ALGORITHMS = ("wdpo", "kldpo", "chi2dpo")
 
 
+KINK_OBJECTIVES = ("wdpo_exact", "wdpo_surrogate", "kldpo_constrained", "chi2dpo")
+
+
 def fit_robust_dpo_exact(objective: str, atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray,
                          beta: float, radius: float, theta0: np.ndarray | None = None,
                          gtol: float = 1e-10) -> NewtonResult:
     """argmin_theta of the named robust DPO objective around the law ``weights`` on ``atoms``.
 
-    Starts from ``theta0`` or the nominal DPO minimiser for the same weights (the W_2 objectives are
-    not differentiable at theta_ref).  Raises :class:`NoMinimizerError` if Newton fails.
+    Starts from ``theta0`` or the nominal DPO minimiser for the same weights.  The W_2 and
+    constrained-ball objectives have a kink at theta_ref (they grow like |t| along theta_ref + t v),
+    where damped Newton can stall.  For W_2 (closed-form kink test) the start is the better of the
+    nominal minimiser and the minimiser on the steepest-descent ray from theta_ref.  If Newton fails,
+    the steepest-descent direction v* at theta_ref decides
+    (``reference_optimality_margin``): margin >= 0 certifies theta_ref as the minimiser (returned with
+    grad_norm 0 and iterations -1), otherwise Newton restarts from the best point on the ray
+    theta_ref + t v*.  Raises :class:`NoMinimizerError` if that fails too.
     """
+    from scipy.optimize import minimize_scalar
+
     check_choice("objective", objective, OBJECTIVES)
     weights = np.asarray(weights, dtype=np.float64)
     dphi, y, _, w = atoms.support(weights)
     w = w / w.sum()
+    theta_ref = np.asarray(theta_ref, dtype=np.float64)
+
+    def fgh(th):
+        return robust_dpo_value_grad_hess(objective, th, theta_ref, beta, dphi, y, w, radius)
+
+    def collapsed():
+        f, _, H = fgh(theta_ref)
+        extra = {"hess": H} if "hess" in {f_.name for f_ in fields(NewtonResult)} else {}
+        return NewtonResult(x=theta_ref.copy(), fun=float(f), grad_norm=0.0, iterations=-1, converged=True,
+                            **extra)
+
+    def ray_start(v, reach):
+        t = minimize_scalar(lambda s: fgh(theta_ref + s * v)[0], bounds=(0.0, reach), method="bounded",
+                            options={"xatol": 1e-6}).x
+        return theta_ref + t * v
+
+    kink = objective in KINK_OBJECTIVES
     if theta0 is None:
         try:
             theta0 = fit_dpo_exact(atoms, weights, theta_ref, beta, gtol=1e-8).x
         except NoMinimizerError:
-            theta0 = np.asarray(theta_ref, dtype=np.float64) + 1e-3
-    return newton(lambda th: robust_dpo_value_grad_hess(objective, th, theta_ref, beta, dphi, y, w, radius),
-                  theta0, gtol=gtol)
+            theta0 = theta_ref + 1e-3
+        if objective in ("wdpo_exact", "wdpo_surrogate"):
+            # the W_2 kink test is closed-form: decide it first, then start from the better of the
+            # nominal and the ray minimiser (from the nominal alone Newton can stall at the kink)
+            margin, v = _reference_descent(objective, dphi, y, w, beta, radius)
+            if margin >= 0.0:
+                return collapsed()
+            x_ray = ray_start(v, float(np.linalg.norm(theta0 - theta_ref)) + 1.0)
+            if fgh(x_ray)[0] < fgh(theta0)[0]:
+                theta0 = x_ray
+    try:
+        return newton(fgh, theta0, gtol=gtol)
+    except NoMinimizerError:
+        if not kink:
+            raise
+    margin, v = _reference_descent(objective, dphi, y, w, beta, radius)
+    if margin >= 0.0:
+        return collapsed()
+    return newton(fgh, ray_start(v, float(np.linalg.norm(np.asarray(theta0) - theta_ref)) + 1.0), gtol=gtol)
 
 
 def reference_optimality_margin(objective: str, atoms: PairAtoms, weights: np.ndarray,
@@ -68,35 +112,42 @@ def reference_optimality_margin(objective: str, atoms: PairAtoms, weights: np.nd
     minimiser collapses to theta_ref beyond a threshold radius.  Smooth objectives return -inf
     unless the nominal gradient vanishes.
     """
+    dphi, y, _, w = atoms.support(np.asarray(weights, dtype=np.float64))
+    return _reference_descent(objective, dphi, y, w / w.sum(), beta, radius)[0]
+
+
+def _reference_descent(objective, dphi, y, w, beta, radius) -> tuple[float, np.ndarray]:
+    """(min_{|v| = 1} R'(theta_ref; v), the minimising v); see ``reference_optimality_margin``."""
     from scipy.optimize import minimize
 
     from simlab.dro import worst_case
 
-    dphi, y, _, w = atoms.support(np.asarray(weights, dtype=np.float64))
-    w = w / w.sum()
     C = (beta * (0.5 - y))[:, None] * dphi
     mean_c = w @ C
+    norm_c = float(np.linalg.norm(mean_c))
+    v_nom = -mean_c / norm_c if norm_c > 0 else np.eye(dphi.shape[1])[0]
     if objective in ("wdpo_exact", "wdpo_surrogate"):
-        return float(radius * beta * np.sqrt(w @ (0.5 - y) ** 2) - np.linalg.norm(mean_c))
+        return float(radius * beta * np.sqrt(w @ (0.5 - y) ** 2) - norm_c), v_nom
     if objective not in ("kldpo_constrained", "chi2dpo"):
-        return 0.0 if np.linalg.norm(mean_c) == 0.0 else -np.inf
+        return (0.0 if norm_c == 0.0 else -np.inf), v_nom
     div = "kl" if objective == "kldpo_constrained" else "chi2"
 
     def directional(v):
         value, q = worst_case(C @ v, w, div, radius)
         return value, C.T @ q
 
-    best = np.inf
+    best, best_v = np.inf, v_nom
     rng = np.random.default_rng(0)
-    starts = [-mean_c / max(np.linalg.norm(mean_c), 1e-300)] + list(rng.standard_normal((4, C.shape[1])))
-    for v0 in starts:
+    for v0 in [v_nom] + list(rng.standard_normal((4, C.shape[1]))):
         v0 = v0 / np.linalg.norm(v0)
         res = minimize(directional, v0, jac=True, method="SLSQP",
                        constraints=[{"type": "eq", "fun": lambda v: v @ v - 1.0, "jac": lambda v: 2 * v}],
                        options={"ftol": 1e-12, "maxiter": 500})
         v = res.x / np.linalg.norm(res.x)
-        best = min(best, directional(v)[0])
-    return float(best)
+        val = directional(v)[0]
+        if val < best:
+            best, best_v = val, v
+    return float(best), best_v
 
 
 def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
