@@ -24,7 +24,7 @@ from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import constraint_theta, dual_smoothness_bound
 from simlab.plots.constrained import dual_trajectory_figure
 from simlab.solvers.dual import (
-    caid, gradient_descent_ascent, lagrangian_curvature_bound, minimise_parametrised_dual, solve_dual)
+    caid, gradient_descent_ascent, lagrangian_curvature_at_solution, minimise_parametrised_dual, solve_dual)
 
 PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrained Learning' "
          "(arXiv 2505.19387), convergence of the dual iterates; primal-dual 'often fails to converge' (abstract)")
@@ -72,7 +72,7 @@ def _convergence_cell(params: dict, seeds: CellSeeds) -> dict:
 
 def _gda_cell(params: dict, seeds: CellSeeds) -> dict:
     env, target = _instance(1, _seed_key(seeds.instance))
-    L_theta = lagrangian_curvature_bound(env)
+    L_theta = lagrangian_curvature_at_solution(env)
     alpha_theta = float(params["alpha_scale"]) / L_theta
     alpha_lam = float(params["ratio"]) * alpha_theta
     gda = gradient_descent_ascent(env, alpha_theta, alpha_lam, T=2000)

@@ -290,6 +290,30 @@ def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3) -> dict[str, float]:
     return {"nu_hat": max(nu_1, nu_kl), "nu_1": nu_1, "nu_kl": nu_kl}
 
 
+def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1.0, seed: int = 0) -> dict[str, float]:
+    """A global companion of nu-hat (spec §6.4): the A3 errors of the I-projection pi_theta of random
+    policies pi(.|x) ~ Dirichlet(concentration) (iid over x), maximised over ``n_policies`` draws.
+    The I-projection argmin_theta E_x KL(pi_theta || pi) is the Lagrangian maximiser for the reward
+    r = beta (log pi - log pi_ref) (then pi*(lambda) = pi), so it reuses the multistart Newton ascent."""
+    n_policies = check_int("n_policies", n_policies, 1)
+    rng = np.random.default_rng(seed)
+    nu_1 = nu_kl = 0.0
+    for _ in range(n_policies):
+        pi = rng.dirichlet(np.full(env.log_ref.shape[1], concentration), size=env.log_ref.shape[0])
+        log_pi = np.log(np.maximum(pi, 1e-300))
+        r = np.ascontiguousarray(env.beta * (log_pi - env.log_ref))
+        best = None
+        for start in (env.theta_ref, np.zeros(env.d)):
+            th, val, _, _ = _newton_ascent_kernel(np.ascontiguousarray(start, dtype=np.float64), env.phi, env.p_x, r,
+                                                  env.theta_ref, env.beta, 1e-11, 200)
+            if best is None or val > best[1]:
+                best = (th, val)
+        lp = log_policy(best[0], env.phi)
+        nu_1 = max(nu_1, float(np.abs(np.exp(lp) - pi).sum(axis=1).max()))
+        nu_kl = max(nu_kl, float(np.abs(kl_per_context(log_pi, env.log_ref) - kl_per_context(lp, env.log_ref)).max()))
+    return {"nu_global": max(nu_1, nu_kl), "nu_1": nu_1, "nu_kl": nu_kl}
+
+
 def duality_constant(env: GapEnv, lam) -> float:
     """C(lambda) = M + beta + M ||lambda||_1   (spec §6.3)."""
     lam = env.check_multipliers(lam)

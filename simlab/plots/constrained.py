@@ -64,11 +64,11 @@ def dual_trajectory_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     = 10, alpha_theta = 1/L-hat_theta) from (theta_ref, 0) on E6 draw 0 (t = 0.3); recomputed, not stored."""
     from simlab.env.gap import gap_preset, make_gap_env
     from simlab.objectives.constrained import dual_smoothness_bound
-    from simlab.solvers.dual import caid, gradient_descent_ascent, lagrangian_curvature_bound, minimise_parametrised_dual
+    from simlab.solvers.dual import caid, gradient_descent_ascent, lagrangian_curvature_at_solution, minimise_parametrised_dual
 
     env = make_gap_env(gap_preset(t=0.3), 0)
     target = minimise_parametrised_dual(env)
-    L_theta = lagrangian_curvature_bound(env)
+    L_theta = lagrangian_curvature_at_solution(env)
     fig, ax = _figure(2)
     for scale, style in ((1.0, "-"), (0.3, "--")):
         gda = gradient_descent_ascent(env, scale / L_theta, 10 * scale / L_theta, T=2000, n_checkpoints=400)

@@ -584,7 +584,7 @@ def gradient_descent_ascent(env: GapEnv, alpha_theta: float, alpha_lam: float, T
     return GdaRun(t=np.concatenate([[0], cps]), lam=lam_hist, constraint=u_hist, theta=theta_hist)
 
 
-def lagrangian_curvature_bound(env: GapEnv) -> float:
+def lagrangian_curvature_at_solution(env: GapEnv) -> float:
     """L-hat_theta: the largest |eigenvalue| of hess_theta L at (theta*(lambda*), lambda*), the scale of the
     GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (spec §7.3 gda_oscillates)."""
     lam = solve_dual(env).lam

@@ -154,6 +154,19 @@ def test_gap_proxy_zero_when_realizable_and_positive_otherwise():
     assert 0 < small < big
 
 
+def test_global_proxy_projects_policies_in_the_class_exactly():
+    env = _env(2, t=0.3)
+    # I-projection of a policy in the class is itself: check the machinery on pi_theta
+    theta = env.theta_ref + np.random.default_rng(0).standard_normal(env.d)
+    lp = log_policy(theta, env.phi)
+    r = env.beta * (lp - env.log_ref)
+    th, val, gn, _ = C._newton_ascent_kernel(env.theta_ref.copy(), env.phi, env.p_x, np.ascontiguousarray(r),
+                                             env.theta_ref, env.beta, 1e-11, 200)
+    assert np.allclose(log_policy(th, env.phi), lp, atol=1e-9)
+    g = C.global_gap_proxy(env, n_policies=4)
+    assert g["nu_global"] > 0 and g["nu_global"] == max(g["nu_1"], g["nu_kl"])
+
+
 def test_metrics_vanish_at_the_target():
     env = _env(1, m=2)
     lp = C.optimal_log_policy(env, [0.5, 0.5])

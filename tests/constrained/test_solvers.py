@@ -140,7 +140,7 @@ def test_identity37_can_plugin_dual_gd_matches_newton_and_population():
 
 def test_gda_small_steps_follow_the_saddle_and_record():
     env = _env(0, t=0.3)
-    L = S.lagrangian_curvature_bound(env)
+    L = S.lagrangian_curvature_at_solution(env)
     run = S.gradient_descent_ascent(env, alpha_theta=0.3 / L, alpha_lam=0.3 / L, T=4000)
     target = S.minimise_parametrised_dual(env)
     assert run.lam.shape == (len(run.t), 1)
