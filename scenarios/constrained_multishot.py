@@ -8,8 +8,6 @@ U-OPT and R-OPT against pi*(lambda*) are reported (the extended constrained.uopt
 """
 from __future__ import annotations
 
-import numpy as np
-
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import (

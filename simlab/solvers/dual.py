@@ -21,7 +21,6 @@ from simlab.objectives.constrained import (
     lagrangian_theta,
     parametrised_dual,
 )
-from simlab.policy import log_policy
 from simlab.solvers.checkpoints import log_checkpoints
 from simlab.validation import check_array, check_choice, check_float, check_int
 
@@ -678,7 +677,3 @@ def one_shot_can(env: GapEnv, n_prompts: int, n_responses: int, rng: np.random.G
     theta = parametrised_dual(env, lam).theta
     return OneShotResult(lam=lam, iterations=iters, converged=ok, theta=theta)
 
-
-def policy_of(env: GapEnv, theta) -> np.ndarray:
-    """log pi_theta table (n_x, n_y) of a parameter (for metrics)."""
-    return log_policy(check_array("theta", theta, ndim=1, shape=(env.d,)), env.phi)
