@@ -40,6 +40,7 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.policy import policy
+from simlab.special import sigmoid, softplus
 from simlab.validation import check_array, check_float, check_int, check_probabilities
 
 LOG2 = math.log(2.0)
@@ -48,21 +49,6 @@ LOG2 = math.log(2.0)
 # --------------------------------------------------------------------------------------------------
 # scalar pieces
 # --------------------------------------------------------------------------------------------------
-@kernel
-def _softplus(h):
-    """softplus(h) = log(1 + e^h), stable for any finite h."""
-    return max(h, 0.0) + math.log1p(math.exp(-abs(h)))
-
-
-@kernel
-def _sigmoid(h):
-    """sigma(h) = 1/(1 + e^-h), stable for any finite h."""
-    if h >= 0.0:
-        return 1.0 / (1.0 + math.exp(-h))
-    e = math.exp(h)
-    return e / (1.0 + e)
-
-
 def soft_label_loss(h, P):
     """l(h; P) = softplus(h) - P h = -log sigma(-h) - P h (spec §5.1, identity 7), elementwise."""
     h = np.asarray(h, dtype=np.float64)
@@ -118,8 +104,8 @@ def _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_
                 w = pi[a] * pi[b]
                 h = m[a] - m[b]
                 p = P[x, a, b]
-                loss = _softplus(h) - p * h
-                slope = _sigmoid(h) - p
+                loss = softplus(h) - p * h
+                slope = sigmoid(h) - p
                 if rho > 0.0:
                     if h > 0.0:
                         cp = min(rho, p)
@@ -333,8 +319,8 @@ def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope
         kink = cp
     elif h < 0.0:
         kink = -cm
-    loss_y = _softplus(-(2.0 * y - 1.0) * h)
-    c_row = _sigmoid(h) - y + kink_slope * kink
+    loss_y = softplus(-(2.0 * y - 1.0) * h)
+    c_row = sigmoid(h) - y + kink_slope * kink
     c_s = loss_y + pen
     # s(a) + s(b) = phi(a) + phi(b) - 2 phibar(x); phibar(x) = sum_c pi_c phi(x, c)
     prev = 0.0

@@ -29,7 +29,7 @@ from simlab._jit import kernel
 from simlab.objectives.sail import (_check_problem, _pair_weights_kernel, _robust_sail_kernel,
                                     _sample_pair_gradient, penalty_pairs)
 from simlab.solvers.prox import _ball_box_qp_kernel
-from simlab.validation import check_array, check_choice, check_float, check_int
+from simlab.validation import check_choice, check_float, check_int
 
 ALGORITHMS = ("A", "B", "C")
 
