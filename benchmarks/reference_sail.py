@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-_EPS = np.finfo(np.float64).eps
-
 
 def _draw(cdf: np.ndarray, u: float) -> int:
-    i = int(np.searchsorted(cdf[:-1], u, side="right"))
-    return i
+    """Smallest i with u < cdf[i]; the last index absorbs round-off (as in the kernel)."""
+    return int(np.searchsorted(cdf[:-1], u, side="right"))
 
 
 def _one_row_step(g, row, off, c_minus, c_plus, kappa, zbar):
