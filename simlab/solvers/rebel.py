@@ -48,11 +48,13 @@ class RebelFit:
 
 
 def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: float = 0.0,
-              gtol: float = 1e-10) -> RebelFit:
+              gtol: float = 1e-10, max_iter: int = 100) -> RebelFit:
     """argmin_theta of one REBEL/DRO-REBEL iteration's objective over atoms with weights ``w``.
 
     ``radius`` is eps for w2/kl/chi2, rho0 for w2_surrogate and tau for kl_tau (spec §4.3-§4.5).
-    Raises :class:`NoMinimizerError` on a rank-deficient weighted design.
+    Raises :class:`NoMinimizerError` on a rank-deficient weighted design or when Newton does not reach
+    gtol in ``max_iter`` steps (observed for KL/chi^2 at large radii, eps ~ 1, where the empirical robust
+    objective is pinned at the theta-independent loss (xi_a - xi_b)^2 of a = a' pairs and is not smooth).
     """
     check_choice("objective", objective, OBJECTIVES)
     dphi = check_array("dphi", dphi, ndim=2)
@@ -80,7 +82,7 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
         if radius >= w2_rebel_threshold(dphi, dr, w):
             return RebelFit(theta_anc.copy(), float(np.sqrt(w @ dr**2)), 0.0, 0, True)
         fgh = lambda th: w2_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
-    res = newton(fgh, theta_ols, gtol=gtol)
+    res = newton(fgh, theta_ols, gtol=gtol, max_iter=max_iter)
     return RebelFit(res.x, res.fun, res.grad_norm, res.iterations, res.converged)
 
 
@@ -103,13 +105,15 @@ def population_hessian(dphi, dr, w, theta, theta_anc, eta, objective: str, radiu
 class OnlineLog:
     """Per-iteration record of an online run (spec §4.9): iterates theta_0..theta_T (T+1, d);
     lambda_min of the pair second moment under the sampler at theta_t (T,); expected reward
-    J(theta_t; w(alpha)) for every alpha of the grid (T+1, n_alpha); E_x KL(pi_theta_t || pi_ref) (T+1,)."""
+    J(theta_t; w(alpha)) for every alpha of the grid (T+1, n_alpha); E_x KL(pi_theta_t || pi_ref) (T+1,);
+    the number of iterations whose exact update failed (theta kept; 0 for the SGD loop)."""
 
     theta: np.ndarray
     lambda_min: np.ndarray
     alphas: np.ndarray
     reward: np.ndarray
     kl_ref: np.ndarray
+    failures: int = 0
 
 
 def policy_metrics(env: Env, theta: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float]:
@@ -130,7 +134,8 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
 
     Each iteration draws N ~ Multinomial(n, p0(theta_t)) over the atoms of ``sampler`` ("online" or
     "online_mixed") and sets theta_{t+1} = argmin of the empirical objective with anchor theta_t (prev) or
-    theta_ref (ref). A rank-deficient batch (no unique minimiser) keeps theta_{t+1} = theta_t.
+    theta_ref (ref). A failed update (rank-deficient batch or Newton failure) keeps theta_{t+1} = theta_t
+    and is counted in ``failures``.
     """
     T = check_int("T", T, 1)
     n = check_int("n", n, 1)
@@ -138,7 +143,7 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
     check_choice("sampler", sampler, ("online", "online_mixed"))
     alphas = np.asarray(alphas, dtype=np.float64)
     theta = env.theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(env.spec.d,)).copy()
-    thetas, lam, rew, kls = [theta.copy()], [], [], []
+    thetas, lam, rew, kls, failures = [theta.copy()], [], [], [], 0
     r0, k0 = policy_metrics(env, theta, alphas)
     rew.append(r0)
     kls.append(k0)
@@ -151,11 +156,12 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
             theta = fit_rebel(atoms.dphi, atoms.dr, counts / n, anc, eta, objective, radius).x
         except NoMinimizerError:
             theta = theta.copy()
+            failures += 1
         thetas.append(theta.copy())
         r, k = policy_metrics(env, theta, alphas)
         rew.append(r)
         kls.append(k)
-    return OnlineLog(np.array(thetas), np.array(lam), alphas, np.array(rew), np.array(kls))
+    return OnlineLog(np.array(thetas), np.array(lam), alphas, np.array(rew), np.array(kls), failures)
 
 
 # ---------------------------------------------------------------- numba online loop with SGD/Adam inner steps
