@@ -74,7 +74,8 @@ def _population(family: str, seed_key: tuple):
     K = np.logaddexp(0.0, 4 * beta * B)
     gamma = beta**2 / (2.0 + np.exp(4 * beta * B) + np.exp(-4 * beta * B))
     slow_const = K / (gamma * lam_min)
-    interior = 2.0 * np.linalg.norm(atoms.p0 @ ((atoms.y - 0.5)[:, None] * atoms.dphi)) / 0.1
+    rho0 = FAMILIES["wdpo"][0][1]
+    interior = 2.0 * np.linalg.norm(atoms.p0 @ ((atoms.y - 0.5)[:, None] * atoms.dphi)) / rho0
     return env, atoms, targets, H, lam_min, slow_const, interior
 
 
@@ -166,7 +167,7 @@ SCENARIO = Scenario(
         "quick": {"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**10, 2**12, 2**14, 2**16]},
         "full": {"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**k for k in range(9, 19)]},
     },
-    seeds={"quick": 64, "full": 400},
+    seeds={"quick": 128, "full": 400},
     shared_seed_axes=("n",),
     claims=CLAIMS,
     figures=(radius_shift_figure,),

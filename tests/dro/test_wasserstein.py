@@ -1,7 +1,7 @@
 """Wasserstein worst cases (spec §2.3; identities 16, 17, 18 of §8)."""
 import numpy as np
 import pytest
-from scipy.special import expit, log1p
+from scipy.special import log1p
 
 from simlab.dro import (w2_margin_surrogate, w2_margin_value_grad_hess, w2_margin_worst_case,
                         w2_surrogate_value_grad_hess, w_linear_worst_case)
