@@ -43,3 +43,48 @@ def test_empirical_robust_fit_converges_to_tolerance():
     for obj, r in (("kl", 0.05), ("chi2", 0.05), ("w2", 0.1), ("w2_surrogate", 0.1), ("kl_tau", 1.0)):
         res = fit_rebel(atoms.dphi, atoms.dr, w, anc, 1.0, obj, r, gtol=1e-12)
         assert res.converged and res.grad_norm <= 1e-12
+
+
+def _objective_value(obj, radius, theta, anc, atoms, w):
+    from simlab.objectives.rebel import (f_rebel_value_grad_hess, rebel_value_grad_hess,
+                                         w2_rebel_value_grad_hess)
+    if obj == "rebel":
+        return rebel_value_grad_hess(theta, anc, 1.0, atoms.dphi, atoms.dr, w)[0]
+    if obj == "w2":
+        return w2_rebel_value_grad_hess(theta, anc, 1.0, atoms.dphi, atoms.dr, w, radius)[0]
+    return f_rebel_value_grad_hess(theta, anc, 1.0, atoms.dphi, atoms.dr, w, obj, radius)[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_excess_risk_sandwich(seed):
+    """Identity 23: (kappa/2)||theta_n - theta*||^2 <= R(theta_n) - R(theta*) <= [R - R_n](theta_n) +
+    [R_n - R](theta*), kappa = 2 lambda_Sigma/eta^2 (left side for the nominal loss, whose kappa is exact)."""
+    env = make_env(preset("E3"), seed)
+    anc = np.random.default_rng(seed).standard_normal(env.spec.d) * 0.5
+    atoms = env.atoms("online", anc)
+    w = np.random.default_rng(seed + 10).multinomial(4096, atoms.p0) / 4096
+    lam = atoms.coverage()[0]
+    for obj, radius in (("rebel", 0.0), ("kl", 0.05), ("chi2", 0.05), ("w2", 0.1)):
+        star = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, anc, 1.0, obj, radius, gtol=1e-12).x
+        hat = fit_rebel(atoms.dphi, atoms.dr, w, anc, 1.0, obj, radius, gtol=1e-12).x
+        R = lambda t: _objective_value(obj, radius, t, anc, atoms, atoms.p0)
+        Rn = lambda t: _objective_value(obj, radius, t, anc, atoms, w)
+        excess = R(hat) - R(star)
+        assert excess <= (R(hat) - Rn(hat)) + (Rn(star) - R(star)) + 1e-12
+        if obj == "rebel":
+            assert lam * np.sum((hat - star) ** 2) <= excess + 1e-12
+
+
+def test_robust_value_monotone_in_radius():
+    """Identity 22: the robust value is nondecreasing in the radius and equals the nominal value at 0."""
+    env = make_env(preset("E3"), 0)
+    anc = np.zeros(env.spec.d)
+    atoms = env.atoms("online", anc)
+    theta = anc + env.w_star
+    nominal = _objective_value("rebel", 0.0, theta, anc, atoms, atoms.p0)
+    for obj in ("kl", "chi2"):
+        vals = [_objective_value(obj, r, theta, anc, atoms, atoms.p0) for r in (0.0, 1e-3, 1e-2, 0.1, 1.0)]
+        assert vals[0] == pytest.approx(nominal, rel=1e-12)
+        assert np.all(np.diff(vals) >= -1e-12)
+    w2 = [_objective_value("w2", r, theta, anc, atoms, atoms.p0) ** 2 for r in (0.0, 0.01, 0.1)]
+    assert w2[0] == pytest.approx(nominal, rel=1e-12) and np.all(np.diff(w2) > 0)
