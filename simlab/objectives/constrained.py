@@ -272,17 +272,18 @@ def parametrised_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int 
                             local_spread=spread, hessian=curvature)
 
 
-def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3) -> dict[str, float]:
+def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, float]:
     """nu-hat = max over the lambda grid of max{max_x ||pi_theta*(lambda) - pi*(lambda)||_1,
     max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (spec §6.4).
-    Returns nu_hat and its two parts nu_1, nu_kl (each maximised over the grid)."""
+    Returns nu_hat and its two parts nu_1, nu_kl (each maximised over the grid). ``starts`` are extra
+    starts of every inner maximisation."""
     lam_grid = check_array("lam_grid", np.atleast_2d(lam_grid), ndim=2)
     if lam_grid.shape[1] != env.m:
         raise ValueError(f"lam_grid must have shape (n, m={env.m}), got {lam_grid.shape}")
     nu_1 = nu_kl = 0.0
     for lam in lam_grid:
         lp_star = optimal_log_policy(env, lam)
-        theta = maximise_lagrangian(env, lam, n_random=n_random)[0]
+        theta = maximise_lagrangian(env, lam, starts=starts, n_random=n_random)[0]
         lp = log_policy(theta, env.phi)
         nu_1 = max(nu_1, float(np.abs(np.exp(lp) - np.exp(lp_star)).sum(axis=1).max()))
         nu_kl = max(nu_kl, float(np.abs(kl_per_context(lp_star, env.log_ref)

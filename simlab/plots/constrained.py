@@ -32,30 +32,34 @@ def _save(fig, path: Path) -> Path:
 
 
 def duality_gap_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
-    """log-log: G1 = D*_p - V*_p, G2 = V* - D*_p and ||lambda*_p - lambda*|| against nu-hat."""
+    """log-log: G2 = V* - D*_p (and G1 = D*_p - V*_p where positive) and ||lambda*_p - lambda*|| against
+    nu-hat, one line per (m, beta) configuration."""
     if df is None or df.empty or "nu_hat" not in df:
         return []
-    rows = df.sort_values("nu_hat")
+    keys = ["m", "beta"] if {"m", "beta"} <= set(df.columns) else []
+    groups = df.groupby(keys) if keys else [((1, 1.0), df)]
     fig, ax = _figure(2)
-    nu = rows["nu_hat"].to_numpy()
-    for name, label in (("G2", "G2 = V* - D*_p"), ("G1", "G1 = D*_p - V*_p")):
-        v = rows[name].to_numpy()
-        pos = v > 1e-12
+    for key, rows in groups:
+        rows = rows.sort_values("nu_hat")
+        tag = f"m={int(key[0])}, beta={key[1]:g}"
+        nu = rows["nu_hat"].to_numpy()
+        for name, marker in (("G2", "o-"), ("G1", "s--")):
+            v = rows[name].to_numpy()
+            pos = v > 1e-12
+            if pos.any():
+                ax[0, 0].loglog(nu[pos], v[pos], marker, ms=4, label=f"{name} ({tag})")
+        d = rows["dual_distance"].to_numpy()
+        pos = d > 1e-12
         if pos.any():
-            ax[0, 0].loglog(nu[pos], v[pos], "o-", label=label)
-        if (~pos).any():
-            ax[0, 0].loglog(nu[~pos], np.full((~pos).sum(), 1e-12), "x", label=f"{name} <= 1e-12 (zero gap)")
-    ax[0, 0].loglog(nu, nu * rows["G2"].max() / nu.max(), "k:", label="slope 1")
-    ax[0, 0].set_xlabel("nu-hat")
+            ax[0, 1].loglog(nu[pos], d[pos], "o-", ms=4, label=f"||lam*_p - lam*|| ({tag})")
+    nu_all = np.sort(df["nu_hat"].to_numpy())
+    ax[0, 0].loglog(nu_all, nu_all * df["G2"].max() / nu_all.max(), "k:", label="slope 1")
+    ax[0, 1].loglog(nu_all, np.sqrt(nu_all / nu_all.max()) * df["dual_distance"].max(), "k:", label="slope 1/2")
+    ax[0, 0].set_title("G2 = V* - D*_p (G1 = D*_p - V*_p shown where > 1e-12)", fontsize=8)
+    for a in ax[0]:
+        a.set_xlabel("nu-hat")
+        a.legend(fontsize=6)
     ax[0, 0].set_ylabel("gap")
-    ax[0, 0].legend(fontsize=7)
-    d = rows["dual_distance"].to_numpy()
-    pos = d > 1e-12
-    if pos.any():
-        ax[0, 1].loglog(nu[pos], d[pos], "o-", label="||lam*_p - lam*||")
-    ax[0, 1].loglog(nu, np.sqrt(nu / nu.max()) * d.max(), "k:", label="slope 1/2")
-    ax[0, 1].set_xlabel("nu-hat")
-    ax[0, 1].legend(fontsize=7)
     return [_save(fig, Path(outdir) / "constrained_duality_gaps.png")]
 
 

@@ -20,7 +20,9 @@ from simlab.objectives.constrained import (
     dual_value_grad_hess,
     lagrangian_theta,
     parametrised_dual,
+    regularised_reward,
 )
+from simlab.policy import log_policy
 from simlab.solvers.checkpoints import log_checkpoints
 from simlab.validation import check_array, check_choice, check_float, check_int
 
@@ -102,39 +104,71 @@ def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 
     return projected_newton(fgh, lam0, tol=tol)
 
 
+class MaximiserPool:
+    """Local maximisers of L(., lambda) found so far (at any lambda), reused as starts: the local maxima
+    move continuously with lambda, so a branch found at one lambda is found again nearby even where random
+    starts miss it (D_p at small beta and large gap is strongly multimodal)."""
+
+    def __init__(self, capacity: int = 32, min_distance: float = 1e-2):
+        self.capacity = check_int("capacity", capacity, 1)
+        self.min_distance = check_float("min_distance", min_distance, 0.0)
+        self.thetas: list[np.ndarray] = []
+
+    def add(self, theta) -> None:
+        """Keep theta unless a pooled start lies within min_distance (the same branch, nearby lambda)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        if all(np.linalg.norm(theta - t) > self.min_distance for t in self.thetas):
+            self.thetas.append(theta.copy())
+            del self.thetas[: max(0, len(self.thetas) - self.capacity)]
+
+    def evaluate(self, env: GapEnv, lam, n_random: int = 3):
+        """parametrised_dual at lam with the pool as extra starts; the maximiser joins the pool."""
+        res = parametrised_dual(env, lam, starts=self.thetas, n_random=n_random)
+        self.add(res.theta)
+        return res
+
+    def sweep(self, env: GapEnv, lam_grid, n_random: int = 3) -> None:
+        """Seed the pool along a lambda grid, forward then backward (each pass continues every branch)."""
+        grid = np.atleast_2d(np.asarray(lam_grid, dtype=np.float64))
+        for lam in list(grid) + list(grid[::-1]):
+            self.evaluate(env, lam, n_random)
+
+
 def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_random: int = 3,
-                               method: str | None = None) -> DualSolution:
+                               method: str | None = None, pool: MaximiserPool | None = None) -> DualSolution:
     """D*_p = min_{lambda >= 0} D_p(lambda). ``method="bisection"`` (default for m = 1; robust to the kinks
     of D_p): bisection on the Danskin derivative. ``method="newton"`` (default for m >= 2): projected
     Newton with the Danskin gradient E_x E_{theta*} c and the implicit curvature -J H^-1 J^T, valid where
-    the inner maximiser is unique (spec §6.1)."""
+    the inner maximiser is unique (spec §6.1). Every inner maximisation also starts from ``pool``."""
     method = check_choice("method", method or ("bisection" if env.m == 1 else "newton"), ("bisection", "newton"))
     lam0 = solve_dual(env).lam if lam0 is None else env.check_multipliers(lam0)
+    pool = MaximiserPool() if pool is None else pool
     if method == "bisection":
-        lam = np.array([bisect_parametrised_dual(env, max(2.0 * float(lam0[0]), 1.0), n_random=n_random)])
-        res = parametrised_dual(env, lam, n_random=n_random)
+        lam = np.array([bisect_parametrised_dual(env, max(2.0 * float(lam0[0]), 1.0), n_random=n_random,
+                                                 pool=pool)])
+        res = pool.evaluate(env, lam, n_random)
         pg = _projected_gradient(lam, res.subgradient)
         # at a kink of D_p the Danskin subgradient need not vanish: converged means the bracket closed
         return DualSolution(lam=lam, value=res.value, grad=res.subgradient, hessian=res.hessian,
                             pg_norm=float(np.linalg.norm(pg)), iterations=0, converged=True, theta=res.theta)
-    warm = []
 
     def fgh(lam):
-        res = parametrised_dual(env, lam, starts=warm[-1:], n_random=n_random)
-        warm.append(res.theta)
+        res = pool.evaluate(env, lam, n_random)
         return res.value, res.subgradient, res.hessian, res.theta
 
     return projected_newton(fgh, lam0, tol=tol)
 
 
-def bisect_parametrised_dual(env: GapEnv, hi: float, tol: float = 1e-12, n_random: int = 3) -> float:
-    """m = 1 check: the root of the Danskin derivative of D_p on [0, hi] by bisection (0 if D_p'(0) >= 0)."""
+def bisect_parametrised_dual(env: GapEnv, hi: float, tol: float = 1e-12, n_random: int = 3,
+                             pool: MaximiserPool | None = None) -> float:
+    """m = 1: the root of the Danskin derivative of D_p on [0, hi] by bisection (0 if D_p'(0) >= 0)."""
     if env.m != 1:
         raise ValueError(f"bisect_parametrised_dual needs m = 1, got m = {env.m}")
     hi = check_float("hi", hi, 0.0, low_open=True)
+    pool = MaximiserPool() if pool is None else pool
 
     def slope(lv):
-        return float(parametrised_dual(env, [lv], n_random=n_random).subgradient[0])
+        return float(pool.evaluate(env, [lv], n_random).subgradient[0])
 
     if slope(0.0) >= 0:
         return 0.0
@@ -175,7 +209,10 @@ def _polish_kkt(env: GapEnv, theta, tol=1e-12, max_iter=30):
         K[:d, :d] = H
         K[:d, d:] = J[active].T
         K[d:, :d] = J[active]
-        step = np.linalg.solve(K, -res)
+        try:
+            step = np.linalg.solve(K, -res)
+        except np.linalg.LinAlgError:
+            return theta, mu, False
         theta = theta + step[:d]
         mu[active] = mu[active] + step[d:]
         if np.any(mu < 0):
@@ -197,13 +234,15 @@ class PrimalSolution:
     converged: bool
 
 
-def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0) -> PrimalSolution:
+def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0, starts=()) -> PrimalSolution:
     """V*_p = max_theta J_beta(pi_theta) s.t. E_x E_theta c >= 0: multistart SLSQP (theta_ref, the projected
-    optimal logits at lambda*, random starts) then Newton on the KKT system (spec §7.3 duality_gap)."""
+    optimal logits at lambda*, random starts, extra ``starts``) then Newton on the KKT system
+    (spec §7.3 duality_gap)."""
     lam_star = solve_dual(env).lam
     rng = np.random.default_rng(seed)
     guess = env.realizable_theta(lam_star)
-    starts = [guess, env.theta_ref] + [guess + rng.standard_normal(env.d) for _ in range(n_random)]
+    starts = [guess, env.theta_ref] + [guess + rng.standard_normal(env.d) for _ in range(n_random)] + [
+        np.asarray(s, dtype=np.float64) for s in starts]
     zero = np.zeros(env.m)
 
     def fun(th):
@@ -217,10 +256,15 @@ def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0) -> PrimalS
         res = minimize(fun, s, jac=True, method="SLSQP", constraints=cons,
                        options={"ftol": 1e-15, "maxiter": 500})
         theta, mu, ok = _polish_kkt(env, res.x)
+        if not ok:  # keep the SLSQP point (feasible within 1e-10 or skipped below)
+            theta, mu = res.x, np.full(env.m, np.nan)
+        if not np.all(np.isfinite(theta)):
+            continue
         C = constraint_theta(env, theta)[0]
         if np.any(C < -1e-10):
             continue
-        val = lagrangian_theta(env, theta, zero, hessian=False)[0]
+        # J_beta from the log-policy table (stable for large theta, unlike the h-form of the Lagrangian)
+        val = regularised_reward(env, log_policy(theta, env.phi))
         if best is None or val > best.value:
             best = PrimalSolution(value=float(val), solution=theta, constraint=C, multipliers=mu, converged=ok)
     if best is None:
