@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from simlab.experiments.claims import CheckRow, claim_rows, evaluate_claim, load_calibration
+from simlab.experiments.claims import CheckRow, calibration_key, claim_rows, evaluate_claim, load_calibration
 from simlab.experiments.scenario import Scenario, select_claims
 from simlab.plots.rates import plot_rate
 
@@ -57,11 +57,12 @@ def _fmt(v) -> str:
 
 def verdict_table(rows: list[CheckRow]) -> str:
     """Plain-text table: id, kind, predicted, measured with CI, verdict, time."""
-    head = f"{'claim':32} {'kind':24} {'predicted':>9} {'measured':>10} {'95% CI':>22} {'verdict':>7} {'time':>7}"
+    head = f"{'claim':44} {'kind':24} {'predicted':>9} {'measured':>10} {'95% CI':>22} {'verdict':>7} {'time':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
         ci = f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}]"
-        lines.append(f"{r.id:32} {r.kind:24} {_fmt(r.predicted):>9} {_fmt(r.measured):>10} {ci:>22} "
+        name = f"{r.id} [{r.label}]" if r.label else r.id
+        lines.append(f"{name:44} {r.kind:24} {_fmt(r.predicted):>9} {_fmt(r.measured):>10} {ci:>22} "
                      f"{r.verdict.upper():>7} {r.seconds:6.1f}s")
     return "\n".join(lines)
 
@@ -87,13 +88,13 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
           "| claim | kind | predicted | measured | 95% CI | tol | verdict | calibration (tol/sd) | time |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cal = calib.get(f"{r.id}|{r.kind}")
+        cal = calib.get(calibration_key(r))
         cal_txt = f"{cal['tol_over_sd']:.1f} ({cal['masters']} seeds)" if cal else "not calibrated"
-        md.append(f"| `{r.id}` | {r.kind} | {_fmt(r.predicted)} | {_fmt(r.measured)} | "
+        md.append(f"| `{r.id}`{' ' + r.label if r.label else ''} | {r.kind} | {_fmt(r.predicted)} | {_fmt(r.measured)} | "
                   f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}] | {_fmt(r.tol)} | **{r.verdict.upper()}** | {cal_txt} | {r.seconds:.1f}s |")
     md.append("")
     for r in rows:
-        md += [f"## `{r.id}` ({r.kind})", "", f"*{r.paper}*", "", r.statement, "",
+        md += [f"## `{r.id}` ({r.kind}{', ' + r.label if r.label else ''})", "", f"*{r.paper}*", "", r.statement, "",
                f"Quantity: `{r.metric}`" + (f" vs `{r.x}`" if r.x else "") + f"; scenario `{r.scenario}`.", ""]
         if r.notes:
             md += [f"Notes: {r.notes}", ""]

@@ -40,6 +40,7 @@ class Measurement:
 class CheckRow:
     id: str
     kind: str
+    label: str
     predicted: float
     measured: float
     ci: list
@@ -166,7 +167,7 @@ def _row(sc: Scenario, claim: Claim, df: pd.DataFrame) -> CheckRow:
         m = Measurement(float("nan"), (float("nan"), float("nan")), False, f"evaluation error: {exc!r}")
     rows = claim_rows(df, claim) if not df.empty else df
     seconds = float(rows["seconds"].sum()) if "seconds" in rows else 0.0
-    return CheckRow(id=claim.id, kind=claim.kind, predicted=claim.predicted, measured=m.measured,
+    return CheckRow(id=claim.id, kind=claim.kind, label=claim.label, predicted=claim.predicted, measured=m.measured,
                     ci=list(m.ci), verdict="pass" if m.passed else "fail",
                     seconds=seconds + time.perf_counter() - t0, tol=claim.tol, scenario=sc.name,
                     metric=claim.metric, x=claim.x, statement=claim.statement, paper=claim.paper,
@@ -191,26 +192,31 @@ def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=N
     """
     if masters < 2:
         raise ValueError(f"masters must be >= 2, got {masters}")
-    measured: dict[tuple[str, str], list[float]] = {}
+    measured: dict[str, list[float]] = {}
     tols = {}
     for k in range(masters):
         master = DEFAULT_MASTER_SEED + 1000 + k
         for row in check(ids, mode, workers, store_path, master, progress=progress):
-            measured.setdefault((row.id, row.kind), []).append(row.measured)
-            tols[(row.id, row.kind)] = row.tol
+            measured.setdefault(calibration_key(row), []).append(row.measured)
+            tols[calibration_key(row)] = row.tol
     path = calibration_path()
     record = json.loads(path.read_text()) if path.exists() else {}
     out = {}
-    for (cid, kind), vals in measured.items():
+    for key, vals in measured.items():
         v = np.asarray(vals, dtype=float)
         sd = float(np.nanstd(v, ddof=1))
         entry = {"mode": mode, "masters": masters, "mean": float(np.nanmean(v)), "sd": sd,
-                 "tol": tols[(cid, kind)], "tol_over_sd": tols[(cid, kind)] / sd if sd > 0 else float("inf"),
-                 "calibrated": bool(tols[(cid, kind)] >= 4 * sd), "date": time.strftime("%Y-%m-%d")}
-        record[f"{cid}|{kind}"] = entry
-        out[f"{cid}|{kind}"] = entry
+                 "tol": tols[key], "tol_over_sd": tols[key] / sd if sd > 0 else float("inf"),
+                 "calibrated": bool(tols[key] >= 4 * sd), "date": time.strftime("%Y-%m-%d")}
+        record[key] = entry
+        out[key] = entry
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def calibration_key(row) -> str:
+    """'id|kind' or 'id|kind|label' (a CheckRow or a Claim)."""
+    return f"{row.id}|{row.kind}" + (f"|{row.label}" if row.label else "")
 
 
 def load_calibration() -> dict:

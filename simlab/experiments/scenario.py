@@ -60,6 +60,7 @@ class Claim:
     ``side`` of 0), ``identity`` (max |metric| <= tol). ``evaluate`` replaces the built-in judgement by
     ``evaluate(df) -> Measurement`` for anything else. ``where`` filters the scenario's rows;
     ``also`` lists extra metrics whose slopes are reported (not judged) beside the check.
+    ``label`` tells apart rows that share an id and kind (e.g. the preset or the variant).
     """
 
     id: str
@@ -77,6 +78,7 @@ class Claim:
     where: Mapping = field(default_factory=dict)
     also: tuple = ()
     notes: str = ""
+    label: str = ""
     evaluate: Callable | None = None
 
     def __post_init__(self):

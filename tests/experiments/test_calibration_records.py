@@ -13,9 +13,10 @@ def _entries():
 
 @pytest.mark.parametrize("key, entry", _entries())
 def test_tolerance_is_at_least_four_sd(key, entry):
+    from simlab.experiments.claims import calibration_key
     from simlab.experiments.scenario import all_claims
 
-    claims = {f"{c.id}|{c.kind}": c for _, c in all_claims()}
+    claims = {calibration_key(c): c for _, c in all_claims()}
     assert key in claims, f"calibration record {key} has no registered claim"
     assert entry["masters"] >= 30
     assert claims[key].tol >= 4 * entry["sd"], (
