@@ -1,0 +1,46 @@
+"""Lower layers never import higher ones (CONTRIBUTING.md): checked on every module's imports."""
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "simlab"
+LAYERS = [
+    ("simlab._jit", "simlab.validation", "simlab.special"),
+    ("simlab.env", "simlab.policy"),
+    ("simlab.dro", "simlab.objectives"),
+    ("simlab.solvers",),
+    ("simlab.experiments",),
+    ("simlab.plots", "simlab.report", "simlab.cli"),
+]
+
+
+def layer_of(module: str) -> int | None:
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        yield name, path
+
+
+@pytest.mark.parametrize("name, path", list(_modules()), ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_module_imports_only_lower_or_equal_layers(name, path):
+    own = layer_of(name)
+    if own is None:
+        assert name == "simlab", f"{name} is in no layer; add it to LAYERS"
+        return
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [node.module]
+        for t in targets:
+            if t.startswith("simlab.") and layer_of(t) is not None:
+                assert layer_of(t) <= own, f"{name} (layer {own}) imports {t} (layer {layer_of(t)})"
