@@ -11,26 +11,31 @@ from simlab._jit import kernel
 
 
 @kernel
-def _log_softmax_kernel(logits: np.ndarray, out: np.ndarray) -> None:
-    n_x, n_y = logits.shape
+def log_policy_kernel(theta: np.ndarray, phi: np.ndarray, out: np.ndarray) -> None:
+    """out[x, a] = log pi_theta(a|x) by a max-subtracted log-sum-exp; callable from other kernels."""
+    n_x, n_y, d = phi.shape
     for x in range(n_x):
-        m = logits[x, 0]
-        for a in range(1, n_y):
-            if logits[x, a] > m:
-                m = logits[x, a]
-        s = 0.0
+        m = -np.inf
         for a in range(n_y):
-            s += np.exp(logits[x, a] - m)
-        lse = m + np.log(s)
+            s = 0.0
+            for k in range(d):
+                s += phi[x, a, k] * theta[k]
+            out[x, a] = s
+            if s > m:
+                m = s
+        z = 0.0
         for a in range(n_y):
-            out[x, a] = logits[x, a] - lse
+            z += np.exp(out[x, a] - m)
+        lse = m + np.log(z)
+        for a in range(n_y):
+            out[x, a] -= lse
 
 
 def log_policy(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """log pi_theta(a|x) for all (x, a), shape (n_x, n_y); stable log-softmax of phi @ theta."""
-    logits = np.ascontiguousarray(phi @ np.asarray(theta, dtype=np.float64))
-    out = np.empty_like(logits)
-    _log_softmax_kernel(logits, out)
+    phi = np.ascontiguousarray(phi, dtype=np.float64)
+    out = np.empty(phi.shape[:2])
+    log_policy_kernel(np.ascontiguousarray(theta, dtype=np.float64), phi, out)
     return out
 
 
