@@ -156,3 +156,14 @@ def test_lemma3_lower_bound_reported():
     nu = C.gap_proxy(env, np.linspace(0, lam[0] + 1, 5)[:, None])["nu_hat"]
     slack = C.parametrised_dual(env, lam).value - (C.dual_value(env, lam) - C.duality_constant(env, lam) * nu)
     assert np.isfinite(slack)
+
+
+def test_maximiser_pool_never_lowers_the_inner_maximum():
+    env = _env(1, t=1.0, beta=0.1)
+    pool = S.MaximiserPool(capacity=8)
+    pool.sweep(env, np.linspace(0.0, 3.0, 7)[:, None])
+    assert 1 <= len(pool.thetas) <= 8
+    for lam in (0.5, 1.2, 2.0):
+        assert pool.evaluate(env, [lam]).value >= C.parametrised_dual(env, [lam]).value - 1e-12
+    with pytest.raises(ValueError, match="capacity"):
+        S.MaximiserPool(capacity=0)
