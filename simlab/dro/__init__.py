@@ -8,6 +8,9 @@ kl_penalized(losses, probs, tau) -> (value, q)
     tau log E_p e^{l/tau} = sup_q <q, l> - tau KL(q||p), q = softmax_p(l/tau).
 kl_worst_case / chi2_worst_case
     the same solves with the dual variable (tau or zeta) and iteration count.
+kl_worst_case_kernel(l, p, radius, q), chi2_worst_case_kernel(l, p, radius, q)
+    the same solves as numba kernels (no input checks; write q, return (value, dual, iterations)),
+    for whole-loop jitted solvers.
 kl_radius_of_tau, kl_divergence, chi2_divergence
     radius implied by a fixed temperature; the divergences themselves.
 w2_margin_worst_case, w2_margin_value_grad_hess, w2_surrogate_value_grad_hess, w2_margin_surrogate,
@@ -18,7 +21,7 @@ worst_case_value_grad_hess, kl_penalized_value_grad_hess, danskin_gradient,
 non_detached_softmax_gradient
     Danskin gradients with exact Hessians, and the reference codes' non-detached gradient.
 """
-from simlab.dro.chi2 import Chi2WorstCase, chi2_divergence, chi2_worst_case
+from simlab.dro.chi2 import Chi2WorstCase, chi2_divergence, chi2_worst_case, chi2_worst_case_kernel
 from simlab.dro.danskin import (
     danskin_gradient,
     kl_penalized_value_grad_hess,
@@ -26,7 +29,8 @@ from simlab.dro.danskin import (
     worst_case,
     worst_case_value_grad_hess,
 )
-from simlab.dro.kl import KLWorstCase, kl_divergence, kl_penalized, kl_radius_of_tau, kl_worst_case
+from simlab.dro.kl import (KLWorstCase, kl_divergence, kl_penalized, kl_radius_of_tau, kl_worst_case,
+                           kl_worst_case_kernel)
 from simlab.dro.wasserstein import (
     W2WorstCase,
     w2_margin_surrogate,
@@ -38,8 +42,8 @@ from simlab.dro.wasserstein import (
 
 __all__ = [
     "Chi2WorstCase", "KLWorstCase", "W2WorstCase",
-    "chi2_divergence", "chi2_worst_case", "danskin_gradient", "kl_divergence", "kl_penalized",
-    "kl_penalized_value_grad_hess", "kl_radius_of_tau", "kl_worst_case",
+    "chi2_divergence", "chi2_worst_case", "chi2_worst_case_kernel", "danskin_gradient", "kl_divergence", "kl_penalized",
+    "kl_penalized_value_grad_hess", "kl_radius_of_tau", "kl_worst_case", "kl_worst_case_kernel",
     "non_detached_softmax_gradient", "w2_margin_surrogate", "w2_margin_value_grad_hess",
     "w2_margin_worst_case", "w2_surrogate_value_grad_hess", "w_linear_worst_case", "worst_case",
     "worst_case_value_grad_hess",

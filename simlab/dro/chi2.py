@@ -149,8 +149,36 @@ def _chi2_sort_zeta(l: np.ndarray, p: np.ndarray, c2: float, center: float) -> f
     return float(zeta[k] + center)
 
 
-def chi2_worst_case(losses, probs, radius, method: str = "active_set",
-                    max_iter: int = 200) -> Chi2WorstCase:
+@kernel
+def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndarray) -> tuple:
+    """In-numba exact chi^2 worst case by the active-set solve with a bisection fallback (no input
+    checks): writes q, returns (value, zeta, iterations).
+
+    The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
+    (e.g. whole-loop SGD) call it directly.
+    """
+    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
+        q[:] = p
+        return mean, -np.inf, 0
+    c2 = 1.0 + 2.0 * radius
+    c = np.sqrt(c2)
+    if c2 * pmax < 1.0:
+        zeta, it, ok = _chi2_active_set_kernel(l, p, c2, mean, 200)
+        if not ok:
+            lo = zeta if np.isfinite(zeta) else mean - np.sqrt(var / (2.0 * radius)) - 1.0
+            zeta, it2 = _chi2_bisection_kernel(l, p, c, lo, lmax, 200)
+            it += it2
+        value = _chi2_certificate_kernel(l, p, c, zeta, q)
+        if np.isfinite(value):
+            return value, zeta, it
+    # saturation (c^2 P_max >= 1), or zeta = max l by round-off: the worst case is the argmax
+    for j in range(l.size):
+        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+    return lmax, lmax, 0
+
+
+def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2WorstCase:
     """Exact chi^2 worst case sup_{1/2 E_p (q/p - 1)^2 <= radius} <q, l> by its dual (spec §2.2).
 
     Returns ``Chi2WorstCase(value, q, zeta, iterations)``; ``value`` = f(zeta*) = <q*, l>.
@@ -158,31 +186,21 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set",
     l, p = check_losses_probs(losses, probs)
     radius = check_radius(radius)
     check_choice("method", method, CHI2_METHODS)
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
-        return Chi2WorstCase(float(mean), p.copy(), -np.inf, 0)
-    c2 = 1.0 + 2.0 * radius
-    c = np.sqrt(c2)
-    if c2 * pmax >= 1.0:  # saturation
-        q = np.where((l == lmax) & (p > 0.0), p, 0.0) / pmax
-        return Chi2WorstCase(float(lmax), q, float(lmax), 0)
-    zeta0 = mean - np.sqrt(var / (2.0 * radius))
+    q = np.empty_like(l)
     if method == "active_set":
-        zeta, it, ok = _chi2_active_set_kernel(l, p, c2, mean, max_iter)
-        if not ok:
-            lo = zeta if np.isfinite(zeta) else zeta0 - 1.0
-            zeta, it2 = _chi2_bisection_kernel(l, p, c, lo, lmax, max_iter)
-            it += it2
-    elif method == "sort":
+        value, zeta, it = chi2_worst_case_kernel(l, p, radius, q)
+        return Chi2WorstCase(float(value), q, float(zeta), int(it))
+    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    c2 = 1.0 + 2.0 * radius
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean) or c2 * pmax >= 1.0:
+        value, zeta, it = chi2_worst_case_kernel(l, p, radius, q)  # the closed-form cases
+        return Chi2WorstCase(float(value), q, float(zeta), int(it))
+    if method == "sort":
         zeta, it = _chi2_sort_zeta(l, p, c2, mean), 1
     else:
-        lo = min(float(np.min(l[p > 0])), zeta0) - 1.0
-        zeta, it = _chi2_bisection_kernel(l, p, c, lo, lmax, max_iter)
-    q = np.empty_like(l)
-    value = _chi2_certificate_kernel(l, p, c, zeta, q)
-    if not np.isfinite(value):  # zeta at max l by round-off: the worst case is the argmax
-        q = np.where((l == lmax) & (p > 0.0), p, 0.0) / pmax
-        value = lmax
+        lo = min(float(np.min(l[p > 0])), mean - np.sqrt(var / (2.0 * radius))) - 1.0
+        zeta, it = _chi2_bisection_kernel(l, p, np.sqrt(c2), lo, lmax, 200)
+    value = _chi2_certificate_kernel(l, p, np.sqrt(c2), zeta, q)
     return Chi2WorstCase(float(value), q, float(zeta), int(it))
 
 

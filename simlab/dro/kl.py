@@ -38,23 +38,23 @@ class KLWorstCase(NamedTuple):
 
 @kernel
 def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
-    """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l)."""
+    """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l) in two
+    passes (moments taken about max l, so they are O(spread) and the variance keeps its accuracy)."""
     lmax = -np.inf
     for j in range(l.size):
         if p[j] > 0.0 and l[j] > lmax:
             lmax = l[j]
     pmax = 0.0
     m1 = 0.0
+    m2 = 0.0
     for j in range(l.size):
         if p[j] > 0.0:
-            m1 += p[j] * (l[j] - lmax)
-            if l[j] == lmax:
+            c = l[j] - lmax
+            m1 += p[j] * c
+            m2 += p[j] * c * c
+            if c == 0.0:
                 pmax += p[j]
-    var = 0.0
-    for j in range(l.size):
-        c = l[j] - lmax - m1
-        var += p[j] * c * c
-    return lmax, pmax, lmax + m1, var
+    return lmax, pmax, lmax + m1, max(m2 - m1 * m1, 0.0)
 
 
 @kernel
@@ -147,6 +147,28 @@ def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, va
     return alpha, log_z, it
 
 
+@kernel
+def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndarray) -> tuple:
+    """In-numba constrained KL worst case (no input checks): writes q, returns (value, tau, iterations).
+
+    The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
+    directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
+    """
+    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
+        q[:] = p
+        return mean, np.inf, 0
+    if radius >= -np.log(pmax):
+        for j in range(l.size):
+            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+        return lmax, 0.0, 0
+    alpha, log_z, it = _kl_dual_kernel(l, p, lmax, radius, var, 200, q)
+    z = np.exp(log_z)
+    for j in range(l.size):
+        q[j] /= z
+    return lmax + (radius + log_z) / alpha, 1.0 / alpha, it
+
+
 def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
     """Penalised KL worst case (spec §2.1): value = tau log sum_j p_j e^{l_j/tau}
     = max_q <q, l> - tau KL(q||p), attained at q = softmax_p(l/tau) (returned).
@@ -171,7 +193,7 @@ def kl_radius_of_tau(losses, probs, tau) -> float:
     return float(max(m1 / tau - log_z, 0.0))
 
 
-def kl_worst_case(losses, probs, radius, max_iter: int = 200) -> KLWorstCase:
+def kl_worst_case(losses, probs, radius) -> KLWorstCase:
     """Constrained KL worst case sup_{KL(q||p) <= radius} <q, l> by its 1-D dual (spec §2.1).
 
     Returns ``KLWorstCase(value, q, tau, iterations)``; ``value`` is the dual value
@@ -179,17 +201,9 @@ def kl_worst_case(losses, probs, radius, max_iter: int = 200) -> KLWorstCase:
     """
     l, p = check_losses_probs(losses, probs)
     radius = check_radius(radius)
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
-        return KLWorstCase(float(mean), p.copy(), np.inf, 0)
-    if radius >= -np.log(pmax):  # saturation: all mass on the argmax
-        q = np.where((l == lmax) & (p > 0.0), p, 0.0) / pmax
-        return KLWorstCase(float(lmax), q, 0.0, 0)
     q = np.empty_like(l)
-    alpha, log_z, it = _kl_dual_kernel(l, p, lmax, radius, var, max_iter, q)
-    q /= np.exp(log_z)
-    value = lmax + (radius + log_z) / alpha
-    return KLWorstCase(float(value), q, float(1.0 / alpha), int(it))
+    value, tau, it = kl_worst_case_kernel(l, p, radius, q)
+    return KLWorstCase(float(value), q, float(tau), int(it))
 
 
 def kl_divergence(q, p) -> float:

@@ -21,7 +21,7 @@ from dataclasses import fields
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro.chi2 import _chi2_active_set_kernel
+from simlab.dro.chi2 import chi2_worst_case_kernel
 from simlab.env.atoms import PairAtoms
 from simlab.env.sampling import AliasTable
 from simlab.objectives.robust_dpo import OBJECTIVES, kldpo_code_direction, robust_dpo_value_grad_hess
@@ -271,16 +271,7 @@ def _sgd_robust_dpo_kernel(algo: int, theta0: np.ndarray, theta_ref: np.ndarray,
                 for i in range(batch):
                     wts[i] /= z
             else:  # chi2: batch dual solve, Danskin weights
-                mean = 0.0
-                for i in range(batch):
-                    mean += l[i] / batch
-                zeta, _, _ = _chi2_active_set_kernel(l, uni, 1.0 + 2.0 * radius, mean, 200)
-                z = 0.0
-                for i in range(batch):
-                    wts[i] = max(l[i] - zeta, 0.0)
-                    z += wts[i]
-                for i in range(batch):
-                    wts[i] = wts[i] / z if z > 0.0 else 1.0 / batch
+                chi2_worst_case_kernel(l, uni, radius, wts)
             for i in range(batch):
                 j = idx[i]
                 coef = wts[i] * beta * l1[i]
