@@ -16,8 +16,6 @@ Danskin weights).
 """
 from __future__ import annotations
 
-from dataclasses import fields
-
 import numpy as np
 
 from simlab._jit import kernel
@@ -64,9 +62,8 @@ def fit_robust_dpo_exact(objective: str, atoms: PairAtoms, weights: np.ndarray, 
 
     def collapsed():
         f, _, H = fgh(theta_ref)
-        extra = {"hess": H} if "hess" in {f_.name for f_ in fields(NewtonResult)} else {}
         return NewtonResult(x=theta_ref.copy(), fun=float(f), grad_norm=0.0, iterations=-1, converged=True,
-                            **extra)
+                            hess=H)
 
     def ray_start(v, reach):
         t = minimize_scalar(lambda s: fgh(theta_ref + s * v)[0], bounds=(0.0, reach), method="bounded",
@@ -158,7 +155,8 @@ def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray,
     F(theta) = sum_j w_j c_j grad l_j with c_j = min(e^{(l_j - l_bar)/tau}, clip) is not a gradient,
     so its zero is found by Newton's method for equations with the analytic Jacobian
     sum_j w_j c_j H_j + sum_j w_j grad l_j dc_j^T, dc_j = c_j (grad l_j - sum_k w_k grad l_k)/tau
-    (0 where clipped), halving the step until ||F|| decreases.  ``fun`` is the nominal loss there.
+    (0 where clipped), halving the step until ||F|| decreases.  ``fun`` is the nominal loss there;
+    ``grad_norm`` is ||F|| and ``hess`` the Jacobian of F (not symmetric).
     """
     weights = np.asarray(weights, dtype=np.float64)
     dphi, y, _, w = atoms.support(weights)
@@ -176,8 +174,7 @@ def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray,
         J = _code_jacobian(theta, theta_ref, beta, dphi, y, w, tau, clip)
         if fnorm <= gtol:
             value = float(w @ _losses(theta, theta_ref, beta, dphi, y))
-            extra = {"hess": J} if "hess" in {f.name for f in fields(NewtonResult)} else {}
-            return NewtonResult(x=theta, fun=value, grad_norm=fnorm, iterations=it, converged=True, **extra)
+            return NewtonResult(x=theta, fun=value, grad_norm=fnorm, iterations=it, converged=True, hess=J)
         step = np.linalg.solve(J, -F)
         t = 1.0
         while True:
