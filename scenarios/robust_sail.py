@@ -56,7 +56,7 @@ def _seed_key(ss: np.random.SeedSequence) -> tuple:
     return ss.entropy, tuple(ss.spawn_key)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _world(oracle: str, seed_key: tuple):
     """E5 instance, omega_hat (2000 sampled pairs), and its constants; cached per process."""
     env = make_env(preset("E5", oracle=oracle), np.random.SeedSequence(seed_key[0], spawn_key=seed_key[1]))
@@ -340,8 +340,9 @@ CLAIMS = (
           statement=("Projected stochastic composite (prox-linear) updates reach E||grad env_gamma||^2 <= eps "
                      "in O~(eps^-2) oracle calls: E||grad env_gamma(theta_t*)||^2 = O(T^-1/2) with "
                      "alpha ~ 1/sqrt(T) (the unsquared norm decays like T^-1/4)."),
-          quantity=("mean over seeds of ||grad env_{0.1}||^2 at 32 uniform random iterates, Algorithm A "
-                    "(N_b = 1, alpha = 2/sqrt(T)); B and C and the unsquared norm reported beside it"),
+          quantity=("mean over 8 E5 draws x 16 seeds of ||grad env_{0.1}||^2 at 32 uniform random iterates, "
+                    "Algorithm A (N_b = 1, alpha = 2/sqrt(T)), T = 1600..102400; B and C (4 seeds per draw) "
+                    "and the unsquared norm reported beside it"),
           notes="faster decay than -1/2 passes (upper bound); spec §5.6 observed up to -1 near a sharp kink"),
     *(Claim(id="robust_sail.deterministic_rate", kind="upper", metric="avg_env_grad2", x="T", predicted=-1.0,
             tol=0.1, paper=PAPER, where={"experiment": "deterministic", "oracle": oracle},
@@ -361,10 +362,13 @@ CLAIMS = (
 )
 
 _DELTAS = [10.0 ** -k for k in range(2, 11)]
+# The stationarity slope varies between E5 instances (30 master seeds, one instance each: slopes -0.35 ..
+# -0.55, sd 0.058, seed noise only ~0.03), so the rate claim averages over 8 environment draws.
+_DRAWS = list(range(8))
 
 SCENARIO = Scenario(
     name="robust_sail",
-    version="4",
+    version="6",
     study="Oracle-robust SAIL",
     description="E5 with a box-misspecified or style-confounded oracle: decomposition, certificate, rates.",
     cell=cell,
@@ -374,10 +378,10 @@ SCENARIO = Scenario(
              "seeds": 1},
             {"experiment": ["certificate"], "oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5],
              "seeds": 1},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"],
-             "step_rule": ["c/sqrtT"], "T": [1600, 6400, 25600, 102400], "seeds": 48},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"],
-             "step_rule": ["c/sqrtT"], "T": [1600, 6400, 25600]},
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"], "env_draw": _DRAWS,
+             "step_rule": ["c/sqrtT"], "T": [1600, 6400, 25600, 102400], "seeds": 16},
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"], "env_draw": _DRAWS,
+             "step_rule": ["c/sqrtT"], "T": [1600, 6400, 25600], "seeds": 4},
             {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
             {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
              "seeds": 16},
@@ -388,8 +392,10 @@ SCENARIO = Scenario(
              "rho": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4], "seeds": 4},
             {"experiment": ["certificate"], "oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5],
              "seeds": 4},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A", "B", "C"],
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"], "env_draw": _DRAWS,
              "step_rule": ["c/sqrtT"], "T": [400, 1600, 6400, 25600, 102400]},
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"], "env_draw": _DRAWS,
+             "step_rule": ["c/sqrtT"], "T": [400, 1600, 6400, 25600, 102400], "seeds": 16},
             {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
             {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
              "seeds": 16},
