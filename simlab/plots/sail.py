@@ -21,8 +21,9 @@ def _rows(df: pd.DataFrame, experiment: str, needed: tuple[str, ...]) -> pd.Data
 
 
 def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
-    """E||grad env_gamma(theta_t*)||^2 vs T for Algorithms A, B, C (mean over seeds with standard
-    errors, medians dashed), each with its OLS slope over T >= 1600, and the T^-1/2 bound shape."""
+    """E||grad env_gamma(theta_t*)||^2 vs T for Algorithms A, B, C (mean over seeds and environment draws
+    with standard errors, medians dashed), each with its OLS slope over T >= 1600 and its samples per
+    step (B spends K_in per step), and the T^-1/2 bound shape."""
     rows = _rows(df, "stationarity", ("algorithm", "T", "env_grad2"))
     if rows.empty:
         return []
@@ -36,8 +37,9 @@ def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
         se = stats["std"].to_numpy() / np.sqrt(stats["count"].to_numpy())
         use = T >= 1600
         slope = np.polyfit(np.log(T[use]), np.log(stats["mean"].to_numpy()[use]), 1)[0] if use.sum() >= 2 else np.nan
+        per_step = float((sub["samples"] / sub["T"]).mean()) if "samples" in sub.columns else np.nan
         line = ax.errorbar(T, stats["mean"], yerr=se, marker="o", capsize=3,
-                           label=f"{alg}: slope {slope:.2f}")[0]
+                           label=f"{alg}: slope {slope:.2f} ({per_step:g} samples/step)")[0]
         ax.plot(T, stats["median"], ls="--", color=line.get_color(), alpha=0.6)
     T_all = np.sort(rows["T"].unique()).astype(float)
     ref = rows[rows["T"] == T_all[0]]["env_grad2"].mean()
