@@ -98,3 +98,22 @@ def test_losses_constant_up_to_round_off():
         for radius in (1e-3, 0.05, 0.5):
             value, q = worst_case(l, p, div, radius)
             assert value == pytest.approx(np.log(2.0), abs=1e-15) and np.all(np.isfinite(q))
+
+
+def test_numba_entry_point_matches_public_solve():
+    """chi2_worst_case_kernel is callable from other kernels and is the public solve."""
+    from numba import njit
+
+    from simlab.dro import chi2_worst_case_kernel
+
+    @njit
+    def inside(l, p, radius):
+        q = np.empty_like(l)
+        value, zeta, _ = chi2_worst_case_kernel(l, p, radius, q)
+        return value, zeta, q
+
+    l, p = _instance(2, n=50)
+    for radius in (0.0, 0.05, 100.0):
+        value, zeta, q = inside(l, p, radius)
+        ref = chi2_worst_case(l, p, radius)
+        assert value == ref.value and zeta == ref.zeta and np.array_equal(q, ref.q)

@@ -101,3 +101,22 @@ def test_bad_input_names_the_argument(bad, field):
     if "tau" not in bad:
         with pytest.raises(ValueError, match=field):
             worst_case(args["losses"], args["probs"], "chi2", args["radius"])
+
+
+def test_numba_entry_point_matches_public_solve():
+    """kl_worst_case_kernel is callable from other kernels and is the public solve."""
+    from numba import njit
+
+    from simlab.dro import kl_worst_case_kernel
+
+    @njit
+    def inside(l, p, radius):
+        q = np.empty_like(l)
+        value, tau, _ = kl_worst_case_kernel(l, p, radius, q)
+        return value, tau, q
+
+    l, p = _instance(2, n=50)
+    for radius in (0.0, 0.05, 10.0):
+        value, tau, q = inside(l, p, radius)
+        ref = kl_worst_case(l, p, radius)
+        assert value == ref.value and tau == ref.tau and np.array_equal(q, ref.q)
