@@ -14,8 +14,10 @@ Experiments (the ``experiment`` axis):
 - decomposition: max over 200 random theta of |clipped form - brute force| (and interior form where valid).
 - certificate: max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho = f rho_true.
 - stationarity: Algorithms A (claim), B, C with alpha = c/sqrt(T), exact ||grad env_gamma||^2 at 32 uniform
-  random iterates per run (the random-iterate output rule), gamma = 0.1 < 1/omega_hat.
-- deterministic: exact-expectation Algorithm A, alpha = 1/(2 omega_hat); (1/T) sum_t ||grad env(theta_t)||^2.
+  random iterates per run (the random-iterate output rule), gamma = 0.1 < 1/omega_hat, averaged over 8
+  E5 draws (the slope is instance dependent).
+- deterministic: exact-expectation Algorithm A, alpha = 1/(2 omega_hat); (1/T) sum_t ||grad env(theta_t)||^2,
+  slope fitted on the tail T >= 100.
 - inner_cost: dual box-QP iterations to gap <= delta on the prox subproblems at iterates of Algorithm A
   runs (rho = 0.1 and rho = 0.5 >= rho_bar, where the prox often sits on a kink).
 - rho_sweep (figure, report-only): true-oracle SAIL loss and KL-regularised true reward of the robust vs
@@ -48,7 +50,7 @@ RHO = 0.1            # box radius of the rate experiments (< rho_bar)
 STEP_C = 2.0         # alpha = c / sqrt(T), c from the pilot reported in spec §5.6
 INNER_STEPS_B = 16   # K_in of Algorithm B
 N_RANDOM_ITERATES = 32
-DET_T = (10, 30, 100, 300, 1000)
+DET_T = (10, 30, 100, 300, 1000, 3000)
 RHO_SWEEP = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -318,19 +320,22 @@ def evaluate_inner_cost(rows: pd.DataFrame, r2_min: float = 0.9) -> Measurement:
 
 CLAIMS = (
     Claim(id="robust_sail.decomposition", kind="identity", metric="clipped_err", predicted=0.0, tol=1e-10,
-          paper=PAPER, where={"experiment": "decomposition"},
+          label="clipped form", paper=PAPER, where={"experiment": "decomposition"},
           statement=("L^W_rho = L_SAIL(.; P_obs) + E[min(rho, P_obs)[h]_+ + min(rho, 1 - P_obs)[-h]_+] (derived: "
                      "the loss is affine in P with slope -h and the weights do not depend on P, so the sup is "
                      "pointwise at P = clip(P_obs - rho sign h))."),
           quantity="max over 200 theta of |clipped form - brute-force sup over box endpoints|, E5 box and "
                    "confounder, rho in {0.01, 0.05, 0.2} (both regimes)"),
     Claim(id="robust_sail.decomposition", kind="identity", metric="interior_err", predicted=0.0, tol=1e-10,
-          paper=PAPER, where={"experiment": "decomposition", "interior": 1.0},
+          label="interior form", paper=PAPER, where={"experiment": "decomposition", "interior": 1.0},
           statement="In the interior regime rho <= min(P_obs, 1 - P_obs): L^W_rho = L_SAIL + rho E|h_theta|.",
           quantity="max |interior form - brute force| on interior-regime cells (it overestimates elsewhere: "
                    "column interior_overestimate)"),
     Claim(id="robust_sail.certificate", kind="ordering", metric="cert_gap", predicted=0.0, tol=1e-12,
           paper=PAPER, where={"experiment": "certificate"}, evaluate=evaluate_certificate,
+          notes=("30 master seeds (quick): max gap at rho >= rho_true in [-0.0090, -0.0009], never violated; the "
+                 "rho_true/2 control found counter-examples in 29/30 box and 21/30 confounder instances "
+                 "(tol/sd calibration does not apply to a sign check)"),
           statement="rho >= rho_true implies L_SAIL(theta; P_true) <= L^W_rho(theta) for every theta.",
           quantity="max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho in "
                    "{1, 1.5} rho_true (box, confounder); control rho_true/2 reported"),
@@ -343,13 +348,18 @@ CLAIMS = (
           quantity=("mean over 8 E5 draws x 16 seeds of ||grad env_{0.1}||^2 at 32 uniform random iterates, "
                     "Algorithm A (N_b = 1, alpha = 2/sqrt(T)), T = 1600..102400; B and C (4 seeds per draw) "
                     "and the unsquared norm reported beside it"),
-          notes="faster decay than -1/2 passes (upper bound); spec §5.6 observed up to -1 near a sharp kink"),
+          notes=("faster decay than -1/2 passes (upper bound). Per E5 instance the slope ranges -0.35..-0.55 "
+                 "(30 single-instance masters), hence 8 draws; 30 masters: mean -0.465, sd 0.021, range "
+                 "-0.50..-0.42")),
     *(Claim(id="robust_sail.deterministic_rate", kind="upper", metric="avg_env_grad2", x="T", predicted=-1.0,
-            tol=0.1, paper=PAPER, where={"experiment": "deterministic", "oracle": oracle},
+            tol=0.1, cut=100, label=f"{oracle} oracle", paper=PAPER,
+            where={"experiment": "deterministic", "oracle": oracle},
             statement=("With exact expectations the prox-linear method has (1/T) sum_t ||grad env(theta_t)||^2 "
                        "= O(1/T)."),
-            quantity=(f"(1/T) sum_(t<T) ||grad env_0.1(theta_t)||^2, alpha = 1/(2 omega_hat), T in {{10, ..., 1000}}, "
-                      f"{oracle} oracle"))
+            quantity=(f"(1/T) sum_(t<T) ||grad env_0.1(theta_t)||^2, alpha = 1/(2 omega_hat), T in {{10, ..., 3000}}, "
+                      f"fit on T >= 100, {oracle} oracle"),
+            notes=("the partial sum still grows at small T (slower local slope); calibration over 30 masters "
+                   "without the cut failed once at -0.89, so the fit uses the tail as in spec §5.6"))
       for oracle in ("box", "confounder")),
     Claim(id="robust_sail.inner_cost", kind="tight", metric="inner_iterations", x="log_inv_delta",
           predicted=0.9, tol=0.0, paper=PAPER, where={"experiment": "inner_cost"}, evaluate=evaluate_inner_cost,
@@ -358,7 +368,8 @@ CLAIMS = (
                     "log(1/delta), delta = 1e-2..1e-10, prox subproblems at 16 uniform random iterates of "
                     "Algorithm A runs at rho = 0.1 and rho = 0.5 (>= rho_bar); slope reported"),
           notes=("subproblems without an active kink terminate finitely (O(1)); those with one converge "
-                 "linearly, which is where the log(1/delta) cost comes from")),
+                 "linearly, which is where the log(1/delta) cost comes from. 30 master seeds: R^2 in "
+                 "[0.931, 0.990], mean 0.974 (tol/sd calibration does not apply to an R^2 threshold)")),
 )
 
 _DELTAS = [10.0 ** -k for k in range(2, 11)]
