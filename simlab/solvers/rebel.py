@@ -28,7 +28,7 @@ from simlab.objectives.rebel import (CHI2_CODE_LAMBDA_FLOOR, check_anchor, f_reb
                                      kl_rebel_penalized_value_grad_hess, rebel_ols,
                                      w2_rebel_surrogate_value_grad_hess, w2_rebel_threshold,
                                      w2_rebel_value_grad_hess)
-from simlab.policy import kl_to
+from simlab.policy import kl_to, policy
 from simlab.solvers.exact import NoMinimizerError, newton
 from simlab.validation import check_array, check_choice, check_float, check_int
 
@@ -148,8 +148,6 @@ class OnlineLog:
 
 def policy_metrics(env: Env, theta: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float]:
     """(J(theta; w(alpha)) for each alpha (linear reward, spec §1.7), E_x KL(pi_theta || pi_ref))."""
-    from simlab.policy import policy
-
     pi = policy(theta, env.phi)
     mean_phi = np.einsum("x,xa,xad->d", env.p_x, pi, env.phi)
     ws = np.array([env.mixture_reward(float(a)) for a in alphas])
