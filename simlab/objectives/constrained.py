@@ -19,7 +19,7 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.env.gap import GapEnv
-from simlab.policy import log_policy
+from simlab.policy import log_policy, log_policy_kernel
 from simlab.validation import check_array, check_int
 
 
@@ -90,54 +90,32 @@ def optimality_gaps(env: GapEnv, log_pi: np.ndarray, log_pi_star: np.ndarray) ->
 
 @kernel
 def _lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, want_hess):
-    """L(theta, lambda), filling grad and (if want_hess) hess in place; see the module docstring."""
+    """L(theta, lambda) = E_x E_theta[h], h = r_lambda - beta (log pi_theta - log pi_ref), filling grad and
+    (if want_hess) hess in place; see the module docstring (h there differs from this one by a constant
+    per context, which the centred gradient and Hessian do not see)."""
     n_x, n_y, d = phi.shape
     value = 0.0
-    for i in range(d):
-        grad[i] = 0.0
-        for j in range(d):
-            hess[i, j] = 0.0
-    logit = np.empty(n_y)
-    logit_ref = np.empty(n_y)
+    grad[:] = 0.0
+    hess[:, :] = 0.0
+    log_pi = np.empty((n_x, n_y))
+    log_ref = np.empty((n_x, n_y))
+    log_policy_kernel(theta, phi, log_pi)
+    log_policy_kernel(theta_ref, phi, log_ref)
     pi = np.empty(n_y)
     h = np.empty(n_y)
     mean = np.empty(d)
     s = np.empty(d)
     for x in range(n_x):
-        mx = -np.inf
-        mr = -np.inf
-        for a in range(n_y):
-            z = 0.0
-            zr = 0.0
-            for k in range(d):
-                z += phi[x, a, k] * theta[k]
-                zr += phi[x, a, k] * theta_ref[k]
-            logit[a] = z
-            logit_ref[a] = zr
-            if z > mx:
-                mx = z
-            if zr > mr:
-                mr = zr
-        tot = 0.0
-        totr = 0.0
-        for a in range(n_y):
-            pi[a] = np.exp(logit[a] - mx)
-            tot += pi[a]
-            totr += np.exp(logit_ref[a] - mr)
-        lse = mx + np.log(tot)
-        lse_ref = mr + np.log(totr)
-        for a in range(n_y):
-            pi[a] /= tot
-        for k in range(d):
-            mean[k] = 0.0
+        mean[:] = 0.0
         hbar = 0.0
         for a in range(n_y):
-            h[a] = r_lam[x, a] - beta * (logit[a] - logit_ref[a])
+            pi[a] = np.exp(log_pi[x, a])
+            h[a] = r_lam[x, a] - beta * (log_pi[x, a] - log_ref[x, a])
             hbar += pi[a] * h[a]
             for k in range(d):
                 mean[k] += pi[a] * phi[x, a, k]
         w = p_x[x]
-        value += w * (hbar + beta * (lse - lse_ref))
+        value += w * hbar
         for a in range(n_y):
             dh = h[a] - hbar
             for k in range(d):

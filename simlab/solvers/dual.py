@@ -22,7 +22,7 @@ from simlab.objectives.constrained import (
     parametrised_dual,
     regularised_reward,
 )
-from simlab.policy import log_policy
+from simlab.policy import log_policy, log_policy_kernel
 from simlab.solvers.checkpoints import log_checkpoints
 from simlab.validation import check_array, check_choice, check_float, check_int
 
@@ -301,26 +301,14 @@ def solve_primal_distribution(env: GapEnv, max_iter: int = 3000) -> PrimalSoluti
 @kernel
 def _constraint_kernel(theta, phi, p_x, c, out):
     """out = E_x E_theta c (m,)."""
-    n_x, n_y, d = phi.shape
+    n_x, n_y, _ = phi.shape
     m = c.shape[2]
-    for i in range(m):
-        out[i] = 0.0
-    z = np.empty(n_y)
+    log_pi = np.empty((n_x, n_y))
+    log_policy_kernel(theta, phi, log_pi)
+    out[:] = 0.0
     for x in range(n_x):
-        mx = -np.inf
         for a in range(n_y):
-            s = 0.0
-            for k in range(d):
-                s += phi[x, a, k] * theta[k]
-            z[a] = s
-            if s > mx:
-                mx = s
-        tot = 0.0
-        for a in range(n_y):
-            z[a] = np.exp(z[a] - mx)
-            tot += z[a]
-        for a in range(n_y):
-            w = p_x[x] * z[a] / tot
+            w = p_x[x] * np.exp(log_pi[x, a])
             for i in range(m):
                 out[i] += w * c[x, a, i]
 
@@ -328,24 +316,12 @@ def _constraint_kernel(theta, phi, p_x, c, out):
 @kernel
 def _policy_cdf_kernel(theta, phi, cdf):
     """cdf[x, a] = sum_{b <= a} pi_theta(b|x)."""
-    n_x, n_y, d = phi.shape
-    z = np.empty(n_y)
+    n_x, n_y, _ = phi.shape
+    log_policy_kernel(theta, phi, cdf)
     for x in range(n_x):
-        mx = -np.inf
-        for a in range(n_y):
-            s = 0.0
-            for k in range(d):
-                s += phi[x, a, k] * theta[k]
-            z[a] = s
-            if s > mx:
-                mx = s
-        tot = 0.0
-        for a in range(n_y):
-            z[a] = np.exp(z[a] - mx)
-            tot += z[a]
         acc = 0.0
         for a in range(n_y):
-            acc += z[a] / tot
+            acc += np.exp(cdf[x, a])
             cdf[x, a] = acc
         cdf[x, n_y - 1] = 1.0
 
@@ -402,27 +378,6 @@ def _sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
 
 
 @kernel
-def _policy_kernel(theta, phi, pi):
-    """pi[x, a] = pi_theta(a|x)."""
-    n_x, n_y, d = phi.shape
-    for x in range(n_x):
-        mx = -np.inf
-        for a in range(n_y):
-            s = 0.0
-            for k in range(d):
-                s += phi[x, a, k] * theta[k]
-            pi[x, a] = s
-            if s > mx:
-                mx = s
-        tot = 0.0
-        for a in range(n_y):
-            pi[x, a] = np.exp(pi[x, a] - mx)
-            tot += pi[x, a]
-        for a in range(n_y):
-            pi[x, a] /= tot
-
-
-@kernel
 def _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta):
     """Best of two Newton ascents (warm start, projected optimal logits): the exact inner maximiser."""
     t1, v1, g1, _ = _newton_ascent_kernel(theta_warm, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
@@ -449,7 +404,7 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
     grad = np.empty(d)
     hess = np.empty((d, d))
     u = np.empty(m)
-    pi_table = np.empty((n_x, n_y))
+    log_pi = np.empty((n_x, n_y))
 
     def dp_at(lam_v, theta_warm):
         for x in range(n_x):
@@ -479,8 +434,8 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
         if n_prompts == 0:
             _constraint_kernel(theta, phi, p_x, c, u)
         else:
-            _policy_kernel(theta, phi, pi_table)
-            _sampled_constraint_kernel(p_x, pi_table, c, n_prompts, n_responses, rng, u)
+            log_policy_kernel(theta, phi, log_pi)
+            _sampled_constraint_kernel(p_x, np.exp(log_pi), c, n_prompts, n_responses, rng, u)
         for i in range(m):
             lam[i] = max(lam[i] - eta * u[i], 0.0)
         theta_star, dp = dp_at(lam, theta_star)

@@ -4,6 +4,7 @@ import pytest
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.objectives import constrained as C
+from simlab.policy import policy
 from simlab.solvers import dual as S
 
 
@@ -81,8 +82,7 @@ def test_caid_exact_converges_to_dp_star(m):
 def test_stochastic_dual_gradient_is_unbiased_with_the_right_variance():
     env = _env(0, m=2, t=0.3)
     theta = env.theta_ref + 0.3
-    pi = np.empty_like(env.log_ref)
-    S._policy_kernel(theta, env.phi, pi)
+    pi = policy(theta, env.phi)
     assert np.allclose(pi.sum(axis=1), 1.0, atol=1e-14)
     rng = np.random.default_rng(11)
     N, K = 20, 4
