@@ -3,12 +3,54 @@
 All kernels are compiled lazily (no signatures, so nothing compiles at import) and cached on
 disk. ``fastmath`` allows reassociation/contraction for vectorised reductions but never
 ``nnan``/``ninf``: NaN and inf must propagate so that bad input is visible.
+
+Cache validity: numba keys a cached kernel on its own source file only, so a kernel that calls a
+jitted function from another module would keep running stale machine code after that module
+changes. simlab therefore keeps its numba cache in a directory named by a fingerprint of the whole
+package source (``$XDG_CACHE_HOME/simlab-numba/<fingerprint>``, unless ``NUMBA_CACHE_DIR`` is set):
+any source change starts a fresh cache. Only the few most recent fingerprints are kept.
 """
 from __future__ import annotations
 
-from numba import njit
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from numba import config, njit
 
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "reassoc"})
+_KEEP_CACHES = 4
+
+
+def source_fingerprint() -> str:
+    """A hash of every simlab source file (path and bytes)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _configure_cache() -> None:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "simlab-numba"
+    target = base / source_fingerprint()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        os.utime(target)
+        old = sorted((p for p in base.iterdir() if p.is_dir() and p != target),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in old[_KEEP_CACHES - 1:]:
+            shutil.rmtree(stale, ignore_errors=True)
+    except OSError:
+        return  # unwritable home: numba falls back to __pycache__ next to the sources
+    config.CACHE_DIR = str(target)
+
+
+_configure_cache()
 
 
 def kernel(func=None, *, parallel: bool = False):
