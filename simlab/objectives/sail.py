@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.policy import policy
+from simlab.policy import log_policy_kernel, policy
 from simlab.special import sigmoid, softplus
 from simlab.validation import check_array, check_float, check_int, check_probabilities
 
@@ -408,23 +408,8 @@ def penalty_pairs(phi, theta_ref, beta, P_obs, rho) -> PenaltyPairs:
 @kernel
 def _pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
     """w_k(theta) = 2 p_x(x_k) pi_theta(a_k|x_k) pi_theta(b_k|x_k)."""
-    n_x, n_y, d = phi.shape
-    logpi = np.empty((n_x, n_y))
-    for x in range(n_x):
-        mx = -np.inf
-        for a in range(n_y):
-            la = 0.0
-            for k in range(d):
-                la += phi[x, a, k] * theta[k]
-            logpi[x, a] = la
-            if la > mx:
-                mx = la
-        z = 0.0
-        for a in range(n_y):
-            z += math.exp(logpi[x, a] - mx)
-        lz = mx + math.log(z)
-        for a in range(n_y):
-            logpi[x, a] -= lz
+    logpi = np.empty((phi.shape[0], phi.shape[1]))
+    log_policy_kernel(theta, phi, logpi)
     for k in range(pair_x.size):
         x = pair_x[k]
         out[k] = 2.0 * p_x[x] * math.exp(logpi[x, pair_a[k]] + logpi[x, pair_b[k]])
