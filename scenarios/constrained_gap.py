@@ -5,7 +5,12 @@ V* = D* = D(lambda*) by projected Newton (strong duality checked against a direc
 probability table), D*_p by projected Newton on D_p (Danskin gradient, multistart inner Newton),
 V*_p by multistart SLSQP over theta polished by Newton on the KKT system, nu-hat by the spec's proxy
 over lambda in [0, ||lambda*|| + 1] (a global proxy over 16 random Dirichlet policies is reported as
-``nu_global``). Slopes are fitted against the measured nu-hat, never t.
+``nu_global``). Slopes are fitted against the measured nu-hat, never t, on the nu -> 0 regime the claims
+are about: the grid points with t <= 0.1 (the slope over the whole grid is reported beside it). Above
+t ~ 0.1 the local rate bends upward in an instance-dependent way (2.2 to 4.2 between the last two points),
+which made the whole-grid slope vary by sd 0.056 over master seeds (tol/sd 1.8 < 4); on t <= 0.1 the
+local rates are 2.00 +- 0.03 on every instance seen (sd of the slope 0.013). The cut was chosen after
+that calibration; no verdict depends on it (both slopes are ~2 against the bound 1 - 0.1).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from simlab.solvers.dual import (
 PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrained Learning' "
          "(arXiv 2505.19387), Theorems 1-2, Lemma 4")
 POSITIVE = 1e-12
+ASYMPTOTIC_T = 0.1  # rate fits use the grid points with t <= this (the nu -> 0 regime)
 
 
 @functools.lru_cache(maxsize=16)
@@ -135,9 +141,9 @@ def per_configuration(evaluate_one):
     return evaluate
 
 
-def _slope_on_positive(df, metric):
-    """Rate fit of ``metric`` vs nu-hat over the rows where it is positive (None if < 2 such rows)."""
-    rows = df[np.isfinite(df[metric]) & (df[metric] > POSITIVE)]
+def _slope_on_positive(df, metric, t_max=ASYMPTOTIC_T):
+    """Rate fit of ``metric`` vs nu-hat over the rows with t <= t_max where it is positive (None if < 2)."""
+    rows = df[np.isfinite(df[metric]) & (df[metric] > POSITIVE) & (df["t"] <= t_max * (1 + 1e-9))]
     if len(rows) < 2:
         return None
     return fit_rate(rows["nu_hat"].to_numpy(), rows[metric].to_numpy(), rows["replicate"].to_numpy())
@@ -157,22 +163,26 @@ def evaluate_ordering(df) -> Measurement:
 
 
 def evaluate_gap_slope(df) -> Measurement:
-    """upper(1, 0.1, zero) on the positive gaps vs nu-hat; G1 identically 0 is reported as a zero gap."""
+    """upper(1, 0.1, zero) on the positive gaps vs nu-hat (t <= ASYMPTOTIC_T); G1 identically 0 is reported
+    as a zero gap; the whole-grid slopes are reported."""
     if df.empty:
         return Measurement(np.nan, (np.nan, np.nan), False, "no stored rows")
     fit2 = _slope_on_positive(df, "G2")
     fit1 = _slope_on_positive(df, "G1")
     if fit2 is None:
-        return Measurement(np.nan, (np.nan, np.nan), False, "fewer than 2 positive G2 values")
+        return Measurement(np.nan, (np.nan, np.nan), False,
+                           f"fewer than 2 positive G2 values at t <= {ASYMPTOTIC_T:g}")
     ok = fit2.slope >= 1.0 - 0.1
-    notes = [f"G2 = V* - D*_p slope {fit2.slope:.3f} vs nu-hat"]
-    extra = {"slope_G2": fit2.slope}
+    whole = _slope_on_positive(df, "G2", t_max=np.inf)
+    notes = [f"G2 = V* - D*_p slope {fit2.slope:.3f} vs nu-hat on t <= {ASYMPTOTIC_T:g} "
+             f"({whole.slope:.3f} over the whole grid, report only)"]
+    extra = {"slope_G2": fit2.slope, "slope_G2_whole_grid": whole.slope}
     n_pos = int((df["G1"] > POSITIVE).sum())
     if n_pos == 0:
         notes.append(f"G1 = D*_p - V*_p is a zero gap (all <= {POSITIVE:g})")
     elif fit1 is None:
-        notes.append(f"G1 > {POSITIVE:g} at one point only (G1 = {df['G1'].max():.2e} at nu-hat = "
-                     f"{df.loc[df['G1'].idxmax(), 'nu_hat']:.3g}); no G1 slope")
+        notes.append(f"G1 > {POSITIVE:g} at {n_pos} point(s), fewer than 2 with t <= {ASYMPTOTIC_T:g} (max G1 = "
+                     f"{df['G1'].max():.2e} at nu-hat = {df.loc[df['G1'].idxmax(), 'nu_hat']:.3g}); no G1 slope")
     else:
         notes.append(f"G1 slope {fit1.slope:.3f}")
         extra["slope_G1"] = fit1.slope
@@ -198,17 +208,21 @@ def evaluate_theorem1_ratio(df) -> Measurement:
 
 
 def evaluate_dual_distance(df) -> Measurement:
-    """upper(1/2, 0.1, zero) on ||lambda*_p - lambda*|| vs nu-hat; Lemma 4 ratio reported."""
+    """upper(1/2, 0.1, zero) on ||lambda*_p - lambda*|| vs nu-hat (t <= ASYMPTOTIC_T); the whole-grid slope and
+    the Lemma 4 ratio are reported."""
     if df.empty:
         return Measurement(np.nan, (np.nan, np.nan), False, "no stored rows")
     fit = _slope_on_positive(df, "dual_distance")
     if fit is None:
-        return Measurement(np.nan, (np.nan, np.nan), False, "fewer than 2 positive distances")
+        return Measurement(np.nan, (np.nan, np.nan), False,
+                           f"fewer than 2 positive distances at t <= {ASYMPTOTIC_T:g}")
     ok = fit.slope >= 0.5 - 0.1
+    whole = _slope_on_positive(df, "dual_distance", t_max=np.inf)
     ratio = float(np.nanmax(df["ratio_dual_distance"]))
     return Measurement(fit.slope, fit.ci, ok,
+                       f"slope on t <= {ASYMPTOTIC_T:g}; {whole.slope:.3f} over the whole grid (report only); "
                        f"max Lemma 4 ratio ||lam_p - lam*|| / sqrt(2 C nu-hat / mu_D) = {ratio:.3g} (report only)",
-                       fit, {"max_ratio_lemma4": ratio})
+                       fit, {"max_ratio_lemma4": ratio, "slope_whole_grid": whole.slope})
 
 
 T_QUICK = [float(v) for v in np.geomspace(1e-3, 1.0, 8)]
@@ -224,7 +238,8 @@ CLAIMS = (
           evaluate=per_configuration(evaluate_ordering)),
     Claim(id="constrained.duality_gap", kind="upper", metric="G2", x="nu_hat", predicted=1.0, tol=0.1,
           direction="zero", paper=PAPER, statement=STATEMENT_GAP,
-          quantity=QUANTITY_GAP + "; log-log slope of each positive gap", evaluate=per_configuration(evaluate_gap_slope)),
+          quantity=QUANTITY_GAP + f"; log-log slope of each positive gap on t <= {ASYMPTOTIC_T:g}",
+          evaluate=per_configuration(evaluate_gap_slope)),
     Claim(id="constrained.duality_gap", kind="identity", metric="ratio_G1", predicted=1.0, tol=1.0,
           paper=PAPER, statement="Theorem 1 (constant stated): D*_p - V*_p <= C(lambda*_nu) nu.",
           quantity="max over t of G1 / (C(lambda*_nu) nu-hat) <= 1 (gated; nu-hat is a local proxy)",
@@ -232,7 +247,8 @@ CLAIMS = (
     Claim(id="constrained.dual_distance", kind="upper", metric="dual_distance", x="nu_hat", predicted=0.5,
           tol=0.1, direction="zero", paper=PAPER,
           statement="Lemma 4: ||lambda*_p - lambda*|| = O(sqrt(nu)) (shape sqrt(2 C(lambda*_p) nu / mu_D) derived here).",
-          quantity="||lambda*_p - lambda*|| vs nu-hat (E6, m = 1); Lemma 4 ratio reported",
+          quantity=(f"||lambda*_p - lambda*|| vs nu-hat on t <= {ASYMPTOTIC_T:g} (E6, m = 1); whole-grid slope and "
+                    "Lemma 4 ratio reported"),
           evaluate=per_configuration(evaluate_dual_distance)),
 )
 
