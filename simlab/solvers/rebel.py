@@ -317,19 +317,34 @@ def _policy_table(theta: np.ndarray, phi: np.ndarray, logpi: np.ndarray) -> None
 
 
 @kernel
-def _log_metrics(logpi: np.ndarray, logpi_ref: np.ndarray, p_x: np.ndarray, rewards: np.ndarray,
-                 J: np.ndarray) -> float:
+def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, p_x: np.ndarray,
+                 rewards: np.ndarray, J: np.ndarray) -> float:
     """J[i] = E_x sum_a pi r_i(x, a) for each reward table; returns E_x KL(pi || pi_ref)."""
     n_x, n_y = logpi.shape
     J[:] = 0.0
     kl = 0.0
     for x in range(n_x):
         for a in range(n_y):
-            pa = np.exp(logpi[x, a])
-            kl += p_x[x] * pa * (logpi[x, a] - logpi_ref[x, a])
+            w = p_x[x] * pi[x, a]
+            kl += w * (logpi[x, a] - logpi_ref[x, a])
             for i in range(rewards.shape[0]):
-                J[i] += p_x[x] * pa * rewards[i, x, a]
+                J[i] += w * rewards[i, x, a]
     return kl
+
+
+@kernel
+def _policy_and_cdfs(theta: np.ndarray, phi: np.ndarray, mix: float, logpi: np.ndarray,
+                     pi: np.ndarray, cdf_a: np.ndarray, cdf_b: np.ndarray) -> None:
+    """log pi_theta, pi_theta and the per-context CDFs of a ~ pi and b ~ (1 - mix) pi + mix uniform."""
+    _policy_table(theta, phi, logpi)
+    n_x, n_y = logpi.shape
+    for x in range(n_x):
+        acc = 0.0
+        for a in range(n_y):
+            pi[x, a] = np.exp(logpi[x, a])
+            acc += pi[x, a]
+            cdf_a[x, a] = acc
+            cdf_b[x, a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
 
 
 @kernel
@@ -458,26 +473,20 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     v_adam = np.zeros(d)
     step = 0
     J = np.empty(rewards.shape[0])
-    _policy_table(theta, phi, logpi)
-    kl_hist[0] = _log_metrics(logpi, logpi_ref, p_x, rewards, J)
+    _policy_and_cdfs(theta, phi, mix, logpi, pi, cdf_a, cdf_b)
+    kl_hist[0] = _log_metrics(logpi, pi, logpi_ref, p_x, rewards, J)
     J_hist[0, :] = J
     theta_hist[0, :] = theta
     for t in range(T):
-        for x in range(n_x):
-            acc = 0.0
-            for a in range(n_y):
-                pi[x, a] = np.exp(logpi[x, a])
-                acc += pi[x, a]
-                cdf_a[x, a] = acc
-                cdf_b[x, a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
         lam_hist[t] = _pair_lambda_min(pi, phi2, p_x, mix) if log_coverage else np.nan
         # fresh pairs from the current policy (a ~ pi_t, b ~ (1 - mix) pi_t + mix uniform)
+        u = rng.random(5 * n)
         for i in range(n):
-            x = _draw(x_cdf, rng.random())
-            a = _draw(cdf_a[x], rng.random() * cdf_a[x, n_y - 1])
-            b = _draw(cdf_b[x], rng.random() * cdf_b[x, n_y - 1])
-            xi_a = noise_values[_draw(noise_cdf, rng.random())]
-            xi_b = noise_values[_draw(noise_cdf, rng.random())]
+            x = min(np.searchsorted(x_cdf, u[5 * i]), n_x - 1)
+            a = _draw(cdf_a[x], u[5 * i + 1] * cdf_a[x, n_y - 1])
+            b = _draw(cdf_b[x], u[5 * i + 2] * cdf_b[x, n_y - 1])
+            xi_a = noise_values[_draw(noise_cdf, u[5 * i + 3])]
+            xi_b = noise_values[_draw(noise_cdf, u[5 * i + 4])]
             dr[i] = reward[x, a] + xi_a - reward[x, b] - xi_b
             for k in range(d):
                 dphi[i, k] = phi[x, a, k] - phi[x, b, k]
@@ -498,8 +507,8 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
             else:
                 for k in range(d):
                     theta[k] -= lr * (grad[k] + weight_decay * theta[k])
-        _policy_table(theta, phi, logpi)
-        kl_hist[t + 1] = _log_metrics(logpi, logpi_ref, p_x, rewards, J)
+        _policy_and_cdfs(theta, phi, mix, logpi, pi, cdf_a, cdf_b)
+        kl_hist[t + 1] = _log_metrics(logpi, pi, logpi_ref, p_x, rewards, J)
         J_hist[t + 1, :] = J
         theta_hist[t + 1, :] = theta
 
