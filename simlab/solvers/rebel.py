@@ -28,7 +28,7 @@ from simlab.objectives.rebel import (CHI2_CODE_LAMBDA_FLOOR, check_anchor, f_reb
                                      kl_rebel_penalized_value_grad_hess, rebel_ols,
                                      w2_rebel_surrogate_value_grad_hess, w2_rebel_threshold,
                                      w2_rebel_value_grad_hess)
-from simlab.policy import kl_to, policy
+from simlab.policy import kl_to, log_policy_kernel, policy
 from simlab.solvers.exact import NoMinimizerError, newton
 from simlab.validation import check_array, check_choice, check_float, check_int
 
@@ -298,25 +298,6 @@ def _draw(cdf: np.ndarray, u: float) -> int:
 
 
 @kernel
-def _policy_table(theta: np.ndarray, phi: np.ndarray, logpi: np.ndarray) -> None:
-    n_x, n_y, d = phi.shape
-    for x in range(n_x):
-        mx = -np.inf
-        for a in range(n_y):
-            s = 0.0
-            for k in range(d):
-                s += phi[x, a, k] * theta[k]
-            logpi[x, a] = s
-            mx = max(mx, s)
-        z = 0.0
-        for a in range(n_y):
-            z += np.exp(logpi[x, a] - mx)
-        lz = mx + np.log(z)
-        for a in range(n_y):
-            logpi[x, a] -= lz
-
-
-@kernel
 def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, p_x: np.ndarray,
                  rewards: np.ndarray, J: np.ndarray) -> float:
     """J[i] = E_x sum_a pi r_i(x, a) for each reward table; returns E_x KL(pi || pi_ref)."""
@@ -336,7 +317,7 @@ def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, p_x: 
 def _policy_and_cdfs(theta: np.ndarray, phi: np.ndarray, mix: float, logpi: np.ndarray,
                      pi: np.ndarray, cdf_a: np.ndarray, cdf_b: np.ndarray) -> None:
     """log pi_theta, pi_theta and the per-context CDFs of a ~ pi and b ~ (1 - mix) pi + mix uniform."""
-    _policy_table(theta, phi, logpi)
+    log_policy_kernel(theta, phi, logpi)
     n_x, n_y = logpi.shape
     for x in range(n_x):
         acc = 0.0
@@ -456,7 +437,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     anc = np.empty(d)
     logpi = np.empty((n_x, n_y))
     logpi_ref = np.empty((n_x, n_y))
-    _policy_table(theta_ref, phi, logpi_ref)
+    log_policy_kernel(theta_ref, phi, logpi_ref)
     x_cdf = np.cumsum(p_x)
     phi2 = np.ascontiguousarray(phi.reshape(n_x * n_y, d))
     pi = np.empty((n_x, n_y))
