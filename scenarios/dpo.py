@@ -13,14 +13,13 @@ import functools
 import numpy as np
 
 from simlab.env import make_env, preset
-from simlab.env.sampling import nested_counts
+from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.dpo import dpo_fisher, dpo_population_minimizer
 from simlab.solvers.dpo import fit_dpo_exact
 from simlab.solvers.exact import NoMinimizerError
 
 PAPER = "DPO (Rafailov et al. 2023, arXiv 2305.18290); asymptotics derived in spec §3.1"
-LADDER_START = 2**9
 
 
 @functools.lru_cache(maxsize=32)
@@ -37,20 +36,12 @@ def _population(experiment: str, d: int, seed_key: tuple):
     return env, atoms, fit.x, fisher, identity_gap
 
 
-def nested_ladder(n: int) -> list[int]:
-    """The prefix ladder 2^9, 2^10, ..., n shared by every n of a replicate."""
-    ladder = [LADDER_START]
-    while ladder[-1] < n:
-        ladder.append(2 * ladder[-1])
-    return [m for m in ladder if m < n] + [n]
-
-
 def cell(params: dict, seeds: CellSeeds) -> dict:
     experiment, n, d = params["experiment"], int(params["n"]), int(params["d"])
     env, atoms, theta_star, fisher, identity_gap = _population(
         experiment, d, (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))
     rng = np.random.default_rng(seeds.sample)
-    counts = nested_counts(atoms.p0, nested_ladder(n), rng)[n]
+    counts = nested_counts(atoms.p0, prefix_ladder(n), rng)[n]
     lam_min, _ = atoms.coverage()
     out = {"lambda_min": lam_min, "target_identity_gap": identity_gap, "failed": 0.0}
     try:

@@ -36,7 +36,7 @@ import numpy as np
 
 from simlab.dro import chi2_divergence, kl_divergence, kl_worst_case
 from simlab.env import make_env, preset
-from simlab.env.sampling import nested_counts
+from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import Measurement, evaluate_claim
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.rebel import rebel_losses, rebel_residuals, w2_rebel_threshold
@@ -59,14 +59,6 @@ def _env_spec(env: str, d: int):
     if env == "E4":  # fixed coverage with REBEL feedback (symmetric Rademacher noise)
         return preset("E4", d=d, feedback="rewards", noise="rademacher", sigma=0.3)
     return preset(env, d=d)
-
-
-def nested_ladder(n: int, start: int = 2**9) -> list[int]:
-    """The prefix ladder start, 2 start, ..., n shared by every n of a replicate."""
-    ladder = [start]
-    while ladder[-1] < n:
-        ladder.append(2 * ladder[-1])
-    return [m for m in ladder if m < n] + [n]
 
 
 @functools.lru_cache(maxsize=64)
@@ -154,7 +146,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
     env, theta_t, atoms = _instance(env_name, d, key)
     rng = np.random.default_rng(seeds.sample)
-    ladder = nested_ladder(n, start=min(n, int(params.get("n0", 2**9))))
+    ladder = prefix_ladder(n, start=min(n, int(params.get("n0", 2**9))))
     counts = nested_counts(atoms.p0, ladder, rng)[n]
     w = counts / n
     obj = OBJECTIVE[div]
@@ -212,7 +204,7 @@ def _rate_claims(div: str) -> list[Claim]:
     out = []
     for env_name in ("E2", "E3"):
         where = {"experiment": "rate_n", "div": div, "env": env_name}
-        common = dict(metric="err2", x="n", cut=2**10, also=("err2_H",), paper=PAPER, where=where,
+        common = dict(metric="err2", x="n", cut=2**10, also=("err2_H",), paper=PAPER, where=where, label=env_name,
                       quantity=f"E||theta_n - theta*||^2 vs n ({env_name}, {NAMES[div]}, d = 8; H-norm "
                                "slope also reported)")
         out.append(_with_report(Claim(
@@ -240,6 +232,7 @@ def _tradeoff_claims() -> list[Claim]:
             p = SCHEDULE_POWER[(div, schedule)]
             out.append(_with_report(Claim(
                 id="drorebel.radius_tradeoff", kind="tight", metric="err2_nominal", x="n",
+                label=f"{div} eps~n^-{p:g}",
                 predicted=TRADEOFF_SLOPE[(div, schedule)], tol=0.15, paper=PAPER + "; trade-off in the v1 abstract",
                 where={"experiment": "tradeoff", "div": div, "schedule": schedule},
                 statement=f"{div}: with eps_n ~ n^-{p:g} the error to the nominal minimiser decays like "

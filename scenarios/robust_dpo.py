@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from simlab.env import make_env, preset
-from simlab.env.sampling import nested_counts
+from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import evaluate_claim
 from simlab.experiments.scenario import DEFAULT_MASTER_SEED, CellSeeds, Claim, Scenario
 from simlab.objectives.robust_dpo import robust_dpo_value_grad_hess
@@ -84,8 +84,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     env, atoms, targets, H, lam_min, slow_const, interior = _population(
         family, (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))
     rng = np.random.default_rng(seeds.sample)
-    ladder = [2**k for k in range(LADDER_START_LOG2, int(np.log2(n)))] + [n]
-    weights = nested_counts(atoms.p0, ladder, rng)[n] / n
+    weights = nested_counts(atoms.p0, prefix_ladder(n, 2**LADDER_START_LOG2), rng)[n] / n
     (primary, radius), variants = FAMILIES[family]
     out = {"lambda_min": lam_min, "shift_from_dpo": targets["primary"][1], "failed": 0.0}
     if family == "wdpo":

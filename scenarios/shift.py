@@ -126,7 +126,7 @@ def evaluate_shift(rows, metric: str = "minJ") -> Measurement:
 def _claim(setting: str, metric: str, label: str) -> Claim:
     return Claim(
         id="shift.worst_case_reward", kind="ordering", metric=metric, predicted=0.0, tol=0.0, side=">",
-        paper=PAPER, where={"setting": setting},
+        paper=PAPER, where={"setting": setting}, label=f"{setting} {'J' if metric == 'minJ' else 'J-beta KL'}",
         statement=f"{setting} (alpha0 = {ALPHA0[setting]}): the best robust radius raises the worst case over "
                   f"test mixtures of {label} above nominal REBEL.",
         quantity=f"min_alpha {label}: robust minus nominal, method/radius picked on even seeds, CI on odd seeds",

@@ -107,3 +107,14 @@ def nested_counts(p0: np.ndarray, ns, rng: np.random.Generator) -> dict[int, np.
         out[n] = total.copy()
         prev = n
     return out
+
+
+def prefix_ladder(n: int, start: int = 2**9) -> list[int]:
+    """The nested-prefix ladder start, 2 start, 4 start, ..., n (every n of a replicate shares it), so
+    ``nested_counts(p0, prefix_ladder(n), rng)[n]`` is the n-prefix of one iid stream whatever the grid."""
+    n = check_int("n", n, 1)
+    start = check_int("start", start, 1)
+    ladder = [start]
+    while ladder[-1] < n:
+        ladder.append(2 * ladder[-1])
+    return [m for m in ladder if m < n] + [n]

@@ -24,7 +24,8 @@ from simlab.dro.chi2 import _chi2_active_set_kernel, _chi2_bisection_kernel, _ch
 from simlab.dro.kl import CONSTANT_VAR_RTOL, _kl_dual_kernel, _support_max_kernel
 from simlab.env.environment import Env
 from simlab.env.sampling import multinomial_counts
-from simlab.objectives.rebel import (CHI2_CODE_LAMBDA_FLOOR, check_anchor, f_rebel_value_grad_hess,
+from simlab.dro.chi2_code import CHI2_CODE_LAMBDA_FLOOR
+from simlab.objectives.rebel import (check_anchor, f_rebel_value_grad_hess,
                                      kl_rebel_penalized_value_grad_hess, rebel_ols,
                                      w2_rebel_surrogate_value_grad_hess, w2_rebel_threshold,
                                      w2_rebel_value_grad_hess)

@@ -6,7 +6,8 @@ from scipy.optimize import minimize, minimize_scalar
 from simlab.dro import chi2_worst_case, w2_margin_worst_case
 from simlab.env import make_env, preset
 from simlab.objectives.dpo import dpo_population_minimizer
-from simlab.objectives.rebel import (chi2_code_dual, chi2_rebel_code_loss_gradient,
+from simlab.dro.chi2_code import chi2_code_dual
+from simlab.objectives.rebel import (chi2_rebel_code_loss_gradient,
                                      f_rebel_value_grad_hess, kl_rebel_non_detached_gradient,
                                      kl_rebel_penalized_value_grad_hess, rebel_fixed_point, rebel_losses,
                                      rebel_ols, rebel_value_grad_hess, w2_rebel_surrogate_value_grad_hess,
