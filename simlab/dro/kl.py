@@ -10,13 +10,18 @@
   q* is p restricted to the argmax (tau* = 0).
 
 Every function works for weighted atoms (population p0) and uniform/empirical weights alike; atoms
-with p_j = 0 carry no mass (q << p).  All exponentials subtract max l (softmax is shift invariant).
+with p_j = 0 carry no mass (q << p).  All exponentials subtract max l (softmax is shift invariant),
+so every exponent is <= 0 and is taken by :func:`exp_nonpositive`, an exp that LLVM vectorises
+(numba's np.exp is a scalar libm call per element: ~5 ns against ~1 ns vectorised).
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from simlab._jit import kernel
 from simlab.dro._inputs import check_losses_probs, check_radius, check_tau
@@ -24,6 +29,55 @@ from simlab.dro._inputs import check_losses_probs, check_radius, check_tau
 # losses whose p-variance is below this (relative to 1 + mean^2) are constant up to round-off:
 # every ball then has the worst case p and the value E_p l.
 CONSTANT_VAR_RTOL = 1e-28
+
+
+# exp(x) = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2] (Cody-Waite split of ln 2:
+# n * LN2_HI is exact for |n| <= 1100), e^r by its Taylor polynomial of degree 13 (remainder < 2e-18).
+LOG2E = 1.4426950408889634
+LN2_HI = 0.6931471803691238
+LN2_LO = 1.9082149292705877e-10
+EXP_UNDERFLOW = -708.0  # below this e^x < 3.3e-308 is returned as 0 (2^n must stay a normal number)
+
+
+@intrinsic
+def _int64_bits_as_float64(typingctx, bits):
+    """Reinterpret the bits of an int64 as a float64 (LLVM bitcast; vectorises)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+# Not @kernel on purpose: the project flag 'reassoc' would let LLVM fold the two-step reduction
+# (x - n LN2_HI) - n LN2_LO into x - n ln2 and lose up to ~100 ulp near x = -700 (measured); with
+# 'contract' only this is within ~1 ulp of libm over [-708, 0].  It inlines into @kernel loops, which
+# keep their own flags (reassoc for the reductions), so those loops still vectorise.
+@njit(cache=True, fastmath={"contract"}, nogil=True)
+def exp_nonpositive(x: float) -> float:
+    """e^min(x, 0) to ~1 ulp, 0 for x < -708, written so that loops calling it vectorise
+    (no libm call): 2^n by exponent bits, e^r by a degree-13 Horner polynomial."""
+    under = x < EXP_UNDERFLOW
+    x = min(max(x, EXP_UNDERFLOW), 0.0)
+    n = np.floor(x * LOG2E + 0.5)
+    r = (x - n * LN2_HI) - n * LN2_LO
+    e = 1.0 / 6227020800.0
+    e = e * r + 1.0 / 479001600.0
+    e = e * r + 1.0 / 39916800.0
+    e = e * r + 1.0 / 3628800.0
+    e = e * r + 1.0 / 362880.0
+    e = e * r + 1.0 / 40320.0
+    e = e * r + 1.0 / 5040.0
+    e = e * r + 1.0 / 720.0
+    e = e * r + 1.0 / 120.0
+    e = e * r + 1.0 / 24.0
+    e = e * r + 1.0 / 6.0
+    e = e * r + 0.5
+    e = e * r + 1.0
+    e = e * r + 1.0
+    e = e * _int64_bits_as_float64((np.int64(n) + 1023) << 52)
+    return 0.0 if under else e
 
 
 class KLWorstCase(NamedTuple):
@@ -68,7 +122,7 @@ def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float
     s3 = 0.0
     for j in range(l.size):
         c = l[j] - lmax
-        wj = p[j] * np.exp(alpha * c)
+        wj = p[j] * exp_nonpositive(alpha * c)
         w[j] = wj
         z += wj
         s1 += wj * c
@@ -87,7 +141,7 @@ def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: fl
     """q = p e^{alpha (l - lmax)} / Z in place; returns log Z."""
     z = 0.0
     for j in range(l.size):
-        w = p[j] * np.exp(alpha * (l[j] - lmax))
+        w = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
         q[j] = w
         z += w
     for j in range(l.size):
