@@ -111,3 +111,12 @@ def test_bad_switches_name_the_field():
         online_rebel_sgd(env, 2, 8, 1.0, np.random.default_rng(0), "kl_tau", 0.0)
     with pytest.raises(ValueError, match="anchor"):
         online_rebel_sgd(env, 2, 8, 1.0, np.random.default_rng(0), anchor="mid")
+
+
+def test_same_seed_gives_identical_runs():
+    env = make_env(preset("E2", mixture=True, alpha_train=0.5), 1)
+    for sampler in ("online", "online_mixed"):
+        runs = [online_rebel_sgd(env, 4, 64, 1.0, np.random.default_rng(7), "kl", 0.1, lr=0.05,
+                                 sampler=sampler) for _ in range(2)]
+        for field in ("theta", "lambda_min", "reward", "kl_ref"):
+            assert np.array_equal(getattr(runs[0], field), getattr(runs[1], field))
