@@ -234,7 +234,7 @@ QUANTITY_GAP = ("G1 = D*_p - V*_p and G2 = V* - D*_p vs measured nu-hat (E6, m =
 
 CLAIMS = (
     Claim(id="constrained.duality_gap", kind="ordering", metric="min_gap", predicted=0.0, tol=1e-9,
-          paper=PAPER, statement=STATEMENT_GAP, quantity=QUANTITY_GAP + "; min(G1, G2) >= -1e-9",
+          side=">", paper=PAPER, statement=STATEMENT_GAP, quantity=QUANTITY_GAP + "; min(G1, G2) >= -1e-9",
           evaluate=per_configuration(evaluate_ordering)),
     Claim(id="constrained.duality_gap", kind="upper", metric="G2", x="nu_hat", predicted=1.0, tol=0.1,
           direction="zero", paper=PAPER, statement=STATEMENT_GAP,

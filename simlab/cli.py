@@ -97,9 +97,10 @@ def _cmd_check(args) -> int:
         if args.masters < 30:
             raise ValueError(f"--masters must be >= 30 to calibrate, got {args.masters}")
         out = calibrate(args.ids, mode, args.workers, args.store, args.masters, not args.no_progress)
-        print(f"{'claim|kind':48} {'mean':>10} {'sd':>10} {'tol':>6} {'tol/sd':>7} calibrated")
+        print(f"{'claim|kind|label':56} {'mean':>10} {'sd':>10} {'tol':>6} {'margin/sd':>9} {'pass':>5} calibrated")
         for k, e in out.items():
-            print(f"{k:48} {e['mean']:>10.4g} {e['sd']:>10.3g} {e['tol']:>6g} {e['tol_over_sd']:>7.1f} {e['calibrated']}")
+            print(f"{k:56} {e['mean']:>10.4g} {e['sd']:>10.3g} {e['tol']:>6g} {e['margin_sd']:>9.1f} "
+                  f"{e['pass_rate']:>5.2f} {e['calibrated']}")
         return 0 if all(e["calibrated"] for e in out.values()) else 1
     t0 = time.perf_counter()
     rows = check(args.ids, mode, args.workers, args.store, args.master, not args.no_progress)

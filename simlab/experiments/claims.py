@@ -183,31 +183,56 @@ def calibration_path() -> Path:
     return scenario_dir() / "calibration.json"
 
 
+def calibration_margin(claim: Claim, mean: float, sd: float) -> float:
+    """Distance, in master-seed standard deviations, from the mean measured value to the verdict's
+    decision boundary (spec §7.1: a verdict is calibrated when this is >= 4).
+
+    tight and identity-in-expectation: tol / sd (the band's half-width, the spec's rule);
+    upper: (predicted + tol - mean) / sd for direction 'inf', (mean - predicted + tol) / sd for 'zero';
+    ordering: the mean difference's distance from the boundary (0, or -tol/+tol for deterministic
+    orderings with ties within tol) on the claimed side; identity: (tol - mean) / sd.
+    """
+    if not sd > 0:
+        return float("inf")
+    if claim.kind in ("tight", "identity-in-expectation"):
+        return claim.tol / sd
+    if claim.kind == "upper":
+        gap = claim.predicted + claim.tol - mean if claim.direction == "inf" else mean - claim.predicted + claim.tol
+        return gap / sd
+    if claim.kind == "ordering":  # boundary at -tol / +tol (deterministic orderings allow ties within tol)
+        return (claim.tol - mean if claim.side == "<" else mean + claim.tol) / sd
+    return (claim.tol - mean) / sd
+
+
 def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=None,
               masters: int = CALIBRATION_MASTERS, progress: bool = True) -> dict:
     """Rerun the selected claims over ``masters`` independent master seeds and record the spread.
 
-    The record (per claim id and kind: mean, sd of the measured value, tol, tol/sd) is merged into
-    ``scenarios/calibration.json``; a tolerance is calibrated iff tol >= 4 sd.
+    The record per check (key id|kind|label: mean and sd of the measured value over masters, tol, the
+    margin of :func:`calibration_margin`, the pass rate) is merged into ``scenarios/calibration.json``;
+    a check is calibrated iff its margin is >= 4 sd.
     """
     if masters < 2:
         raise ValueError(f"masters must be >= 2, got {masters}")
+    claims = {calibration_key(c): c for _, c in select_claims(ids)}
     measured: dict[str, list[float]] = {}
-    tols = {}
+    passed: dict[str, int] = {}
     for k in range(masters):
         master = DEFAULT_MASTER_SEED + 1000 + k
         for row in check(ids, mode, workers, store_path, master, progress=progress):
-            measured.setdefault(calibration_key(row), []).append(row.measured)
-            tols[calibration_key(row)] = row.tol
+            key = calibration_key(row)
+            measured.setdefault(key, []).append(row.measured)
+            passed[key] = passed.get(key, 0) + (row.verdict == "pass")
     path = calibration_path()
     record = json.loads(path.read_text()) if path.exists() else {}
     out = {}
     for key, vals in measured.items():
         v = np.asarray(vals, dtype=float)
-        sd = float(np.nanstd(v, ddof=1))
-        entry = {"mode": mode, "masters": masters, "mean": float(np.nanmean(v)), "sd": sd,
-                 "tol": tols[key], "tol_over_sd": tols[key] / sd if sd > 0 else float("inf"),
-                 "calibrated": bool(tols[key] >= 4 * sd), "date": time.strftime("%Y-%m-%d")}
+        mean, sd = float(np.nanmean(v)), float(np.nanstd(v, ddof=1))
+        margin = calibration_margin(claims[key], mean, sd)
+        entry = {"mode": mode, "masters": masters, "mean": mean, "sd": sd, "tol": claims[key].tol,
+                 "margin_sd": margin, "pass_rate": passed[key] / masters, "calibrated": bool(margin >= 4),
+                 "date": time.strftime("%Y-%m-%d")}
         record[key] = entry
         out[key] = entry
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

