@@ -9,6 +9,7 @@ from simlab.objectives.rebel import (chi2_rebel_code_loss_gradient, f_rebel_valu
                                      rebel_value_grad_hess, w2_rebel_surrogate_value_grad_hess,
                                      w2_rebel_value_grad_hess)
 from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel, _chi2_weights_kernel,
+                                  _symmetric_lambda_min,
                                   _kl_weights_kernel, online_rebel_exact, online_rebel_sgd)
 
 
@@ -120,3 +121,22 @@ def test_same_seed_gives_identical_runs():
                                  sampler=sampler) for _ in range(2)]
         for field in ("theta", "lambda_min", "reward", "kl_ref"):
             assert np.array_equal(getattr(runs[0], field), getattr(runs[1], field))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 8, 16, 24])
+def test_symmetric_lambda_min_matches_lapack(d):
+    rng = np.random.default_rng(d)
+    work = [np.empty(d) for _ in range(4)]
+    for trial in range(60):
+        B = rng.standard_normal((d, d)) * rng.uniform(0.01, 3.0, size=d)
+        A = B @ B.T + (rng.uniform(-1, 1) * np.eye(d) if trial % 3 == 0 else 0.0)
+        if trial % 4 == 0 and d > 2:  # a near-multiple smallest eigenvalue
+            ev, Q = np.linalg.eigh(A)
+            ev[:3] = ev[0] * (1 + rng.uniform(0, 1e-6, 3))
+            A = (Q * ev) @ Q.T
+            A = (A + A.T) / 2
+        if trial % 5 == 0 and d > 2:  # rank deficient (a pair design with a null direction)
+            A = B[:, : d - 1] @ B[:, : d - 1].T
+        ev = np.linalg.eigvalsh(A)
+        lam = _symmetric_lambda_min(A.copy(), *work)
+        assert abs(lam - ev[0]) <= 1e-14 * np.abs(ev).max()
