@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _timing import median_time  # noqa: E402  (pins BLAS/numba threads before numpy loads)
 
 import numpy as np  # noqa: E402
 
@@ -21,16 +20,6 @@ from reference_caid import caid_reference  # noqa: E402
 from simlab.env.gap import gap_preset, make_gap_env  # noqa: E402
 from simlab.objectives.constrained import dual_smoothness_bound, parametrised_dual  # noqa: E402
 from simlab.solvers.dual import caid, minimise_parametrised_dual  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main(T: int = 50, n_prompts: int = 600, n_responses: int = 64, repeats: int = 15) -> None:

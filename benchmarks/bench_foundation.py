@@ -5,12 +5,7 @@ Prints medians over repeats (after one warm-up call that compiles the numba kern
 """
 from __future__ import annotations
 
-import os
-import statistics
-import time
-
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+from _timing import median_time  # (pins BLAS/numba threads before numpy loads)
 
 import numpy as np  # noqa: E402
 
@@ -18,16 +13,6 @@ from reference_dpo import fit_dpo_lbfgs, fit_dpo_lbfgs_pairs, sample_pairs_numpy
 from simlab.env import make_env, preset  # noqa: E402
 from simlab.env.sampling import AliasTable, multinomial_counts, sample_atoms  # noqa: E402
 from simlab.solvers.dpo import fit_dpo_exact, sgd_dpo  # noqa: E402
-
-
-def median_time(fn, repeats=5):
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main():

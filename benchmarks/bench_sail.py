@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _timing import median_time  # noqa: E402  (pins BLAS/numba threads before numpy loads)
 
 import numpy as np  # noqa: E402
 
@@ -22,16 +21,6 @@ from reference_sail import algorithm_a_reference  # noqa: E402
 from simlab.env import make_env, preset  # noqa: E402
 from simlab.solvers.prox import RobustSailProx  # noqa: E402
 from simlab.solvers.sail_algorithms import run_algorithm  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main(T: int = 10_000, d: int = 8, repeats: int = 5, rho: float = 0.1) -> None:
