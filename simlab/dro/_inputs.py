@@ -15,20 +15,18 @@ PROBS_ATOL = 1e-9
 
 @kernel
 def _scan_kernel(losses: np.ndarray, probs: np.ndarray) -> tuple:
-    """(sum of losses, min p, max p, sum p) in one pass; NaN/inf propagate into the sums."""
+    """(sum of losses, sum p, number of p outside [0, 1]) in one pass; NaN/inf propagate into the
+    sums (a NaN p is in no comparison but makes sum p NaN).  Counting instead of a running min/max
+    lets the loop vectorise (a float min/max reduction does not without the excluded 'nnan')."""
     s_l = 0.0
     s_p = 0.0
-    p_min = np.inf
-    p_max = -np.inf
+    outside = 0
     for j in range(losses.size):
         s_l += losses[j]
         pj = probs[j]
         s_p += pj
-        if pj < p_min:
-            p_min = pj
-        if pj > p_max:
-            p_max = pj
-    return s_l, p_min, p_max, s_p
+        outside += (pj < 0.0) | (pj > 1.0)
+    return s_l, s_p, outside
 
 
 def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +37,10 @@ def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"losses must be a non-empty 1-D array, got shape {losses.shape}")
     if probs.shape != losses.shape:
         raise ValueError(f"probs must have the shape of losses {losses.shape}, got {probs.shape}")
-    s_l, p_min, p_max, s_p = _scan_kernel(losses, probs)
+    s_l, s_p, outside = _scan_kernel(losses, probs)
     if not np.isfinite(s_l) and not np.all(np.isfinite(losses)):
         raise ValueError("losses contains NaN or inf")
-    if not (np.isfinite(s_p) and p_min >= 0.0 and p_max <= 1.0):
+    if not (np.isfinite(s_p) and outside == 0):
         raise ValueError("probs entries must be finite and lie in [0, 1]")
     if abs(s_p - 1.0) > PROBS_ATOL:
         raise ValueError(f"probs must sum to 1 (tolerance {PROBS_ATOL:g}), sums to {s_p:.12g}")

@@ -56,6 +56,28 @@ def _int64_bits_as_float64(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _float64_bits_as_int64(typingctx, x):
+    """Reinterpret the bits of a float64 as an int64 (LLVM bitcast; vectorises)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+_NON_SIGN_BITS = 0x7FFFFFFFFFFFFFFF
+
+
+@kernel
+def _ordered_key(x: float) -> int:
+    """An int64 ordered like the float64 x: its bits with the non-sign bits of negatives flipped
+    (the flip b -> b ^ ((b >> 63) & _NON_SIGN_BITS) is its own inverse)."""
+    b = _float64_bits_as_int64(x)
+    return b ^ ((b >> 63) & _NON_SIGN_BITS)
+
+
 # Not @kernel on purpose: the project flag 'reassoc' would let LLVM fold the two-step reduction
 # (x - n LN2_HI) - n LN2_LO into x - n ln2 and lose up to ~100 ulp near x = -700 (measured); with
 # 'contract' only this is within ~1 ulp of libm over [-708, 0].  It inlines into @kernel loops, which
@@ -99,11 +121,13 @@ class KLWorstCase(NamedTuple):
 @kernel
 def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
     """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l) in two
-    passes (moments taken about max l, so they are O(spread) and the variance keeps its accuracy)."""
-    lmax = -np.inf
+    passes (moments taken about max l, so they are O(spread) and the variance keeps its accuracy).
+    The max is taken on order-preserving int64 keys: a float max reduction does not vectorise
+    without the excluded 'nnan' flag (55 -> 20 us at n = 1e5); a NaN loss propagates into max l."""
+    key = _ordered_key(-np.inf)
     for j in range(l.size):
-        if p[j] > 0.0 and l[j] > lmax:
-            lmax = l[j]
+        key = max(key, _ordered_key(l[j] if p[j] > 0.0 else -np.inf))
+    lmax = _int64_bits_as_float64(key ^ ((key >> 63) & _NON_SIGN_BITS))
     pmax = 0.0
     m1 = 0.0
     m2 = 0.0

@@ -168,3 +168,20 @@ def test_bimodal_losses_converge(n, seed, radius):
     assert 1.0 / res.tau == pytest.approx(alpha, rel=1e-9)
     assert kl_divergence(res.q, p) == pytest.approx(radius, rel=1e-9)
     assert res.q @ l == pytest.approx(res.value, abs=1e-12)
+
+
+def test_support_max_on_integer_keys():
+    """_support_max_kernel's vectorised max (order-preserving int64 keys) equals the max over p > 0
+    for negative, mixed and signed-zero losses, with the global argmax outside the support."""
+    from simlab.dro.kl import _support_max_kernel
+
+    rng = np.random.default_rng(3)
+    for l in (-1.0 - rng.random(1001), rng.standard_normal(1001), np.r_[-0.0, -1.0, -2.5]):
+        p = rng.dirichlet(np.ones(l.size))
+        p[np.argmax(l)] = 0.0
+        p /= p.sum()
+        lmax, pmax, mean, var = _support_max_kernel(l, p)
+        assert lmax == l[p > 0].max()
+        assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
+        assert mean == pytest.approx(p @ l, rel=1e-13, abs=1e-15)
+        assert var == pytest.approx(p @ (l - p @ l) ** 2, rel=1e-12)
