@@ -302,18 +302,23 @@ def _draw(cdf: np.ndarray, u: float) -> int:
 
 
 @kernel
-def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, p_x: np.ndarray,
-                 rewards: np.ndarray, J: np.ndarray) -> float:
-    """J[i] = E_x sum_a pi r_i(x, a) for each reward table; returns E_x KL(pi || pi_ref)."""
-    n_x, n_y = logpi.shape
-    J[:] = 0.0
+def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, phi: np.ndarray,
+                 p_x: np.ndarray, reward_weights: np.ndarray, mean_phi: np.ndarray, J: np.ndarray) -> float:
+    """J[i] = w_i . E_x E_{a ~ pi} phi(x, a) for each linear reward w_i (rows of ``reward_weights``,
+    spec §1.7; the same formula as ``policy_metrics``); returns E_x KL(pi || pi_ref). mean_phi: (d,) work."""
+    n_x, n_y, d = phi.shape
+    mean_phi[:] = 0.0
     kl = 0.0
     for x in range(n_x):
         for a in range(n_y):
             w = p_x[x] * pi[x, a]
             kl += w * (logpi[x, a] - logpi_ref[x, a])
-            for i in range(rewards.shape[0]):
-                J[i] += w * rewards[i, x, a]
+            for k in range(d):
+                mean_phi[k] += w * phi[x, a, k]
+    for i in range(reward_weights.shape[0]):
+        J[i] = 0.0
+        for k in range(d):
+            J[i] += reward_weights[i, k] * mean_phi[k]
     return kl
 
 
@@ -536,7 +541,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
                        noise_cdf: np.ndarray, theta_ref: np.ndarray, theta0: np.ndarray, eta: float,
                        T: int, n: int, k_in: int, lr: float, adam: bool, beta1: float, beta2: float,
                        adam_eps: float, weight_decay: float, code: int, radius: float,
-                       non_detached: bool, anchor_ref: bool, mix: float, rewards: np.ndarray,
+                       non_detached: bool, anchor_ref: bool, mix: float, reward_weights: np.ndarray,
                        log_coverage: bool, rng: np.random.Generator, theta_hist: np.ndarray, lam_hist: np.ndarray,
                        J_hist: np.ndarray, kl_hist: np.ndarray) -> None:
     n_x, n_y, d = phi.shape
@@ -568,9 +573,10 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     m_adam = np.zeros(d)
     v_adam = np.zeros(d)
     step = 0
-    J = np.empty(rewards.shape[0])
+    J = np.empty(reward_weights.shape[0])
+    mean_phi = np.empty(d)
     _policy_and_cdfs(theta, phi, mix, logpi, pi, cdf_a, cdf_b)
-    kl_hist[0] = _log_metrics(logpi, pi, logpi_ref, p_x, rewards, J)
+    kl_hist[0] = _log_metrics(logpi, pi, logpi_ref, phi, p_x, reward_weights, mean_phi, J)
     J_hist[0, :] = J
     theta_hist[0, :] = theta
     for t in range(T):
@@ -608,7 +614,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
                 for k in range(d):
                     theta[k] -= lr * (grad[k] + weight_decay * theta[k])
         _policy_and_cdfs(theta, phi, mix, logpi, pi, cdf_a, cdf_b)
-        kl_hist[t + 1] = _log_metrics(logpi, pi, logpi_ref, p_x, rewards, J)
+        kl_hist[t + 1] = _log_metrics(logpi, pi, logpi_ref, phi, p_x, reward_weights, mean_phi, J)
         J_hist[t + 1, :] = J
         theta_hist[t + 1, :] = theta
 
@@ -650,7 +656,7 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
     if objective in ("kl_tau", "chi2_code") and radius == 0.0:
         raise ValueError(f"radius must be > 0 for objective {objective!r} (tau or rho_chi)")
     alphas = np.asarray(alphas, dtype=np.float64)
-    rewards = np.ascontiguousarray(np.stack([env.reward_of(env.mixture_reward(float(a))) for a in alphas]))
+    reward_weights = np.array([env.mixture_reward(float(a)) for a in alphas])
     d = env.spec.d
     theta0 = env.theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(d,)).copy()
     theta_hist = np.empty((T + 1, d))
@@ -661,5 +667,5 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
                        np.ascontiguousarray(env.theta_ref), theta0, eta, T, n, inner_steps, lr,
                        optimizer == "adam", beta1, beta2, float(adam_eps), weight_decay,
                        _SGD_CODE[objective], radius, weights == "non_detached", anchor == "ref", mix,
-                       rewards, bool(log_coverage), rng, theta_hist, lam, J, kls)
+                       reward_weights, bool(log_coverage), rng, theta_hist, lam, J, kls)
     return OnlineLog(theta_hist, lam, alphas, J, kls)
