@@ -185,26 +185,23 @@ _K_SERIES = (1.0 / 2.0, 1.0 / 3.0, 1.0 / 8.0, 1.0 / 30.0, 1.0 / 144.0, 1.0 / 840
 
 
 @kernel
-def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float,
+def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, mean: float, radius: float,
                              var_p: float) -> float:
     """Starting point for K(alpha) = radius: the root of the small-radius series of K truncated after
-    the 8th cumulant of l under p (two passes without exponentials), found by Newton from the
-    2nd-order guess sqrt(2 radius / Var_p).  Falls back to that guess if the truncated series is not
-    increasing along the way (heavy tails); the dual iteration is safeguarded either way, this only
-    saves exponential passes (typical error 1e-2..1e-6 against 1e-1 for the 2nd-order guess)."""
+    the 8th cumulant of l under p (one pass without exponentials, about the p-mean of l), found by
+    Newton from the 2nd-order guess sqrt(2 radius / Var_p).  Falls back to that guess if the
+    truncated series is not increasing along the way (heavy tails); the dual iteration is safeguarded
+    either way, this only saves exponential passes (typical error 1e-2..1e-6 against 1e-1 for the
+    2nd-order guess)."""
     s0 = 0.0
-    s1 = 0.0
+    m1 = m2 = m3 = m4 = m5 = m6 = m7 = m8 = 0.0
     for j in range(l.size):
         if p[j] > 0.0:
             s0 += p[j]
-            s1 += p[j] * (l[j] - lmax)
-    mean = s1 / s0
-    m2 = m3 = m4 = m5 = m6 = m7 = m8 = 0.0
-    for j in range(l.size):
-        if p[j] > 0.0:
-            d = l[j] - lmax - mean
+            d = l[j] - mean
             d2 = d * d
             d4 = d2 * d2
+            m1 += p[j] * d
             m2 += p[j] * d2
             m3 += p[j] * d2 * d
             m4 += p[j] * d4
@@ -212,16 +209,16 @@ def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: 
             m6 += p[j] * d4 * d2
             m7 += p[j] * d4 * d2 * d
             m8 += p[j] * d4 * d4
-    mu = np.array([1.0, 0.0, m2, m3, m4, m5, m6, m7, m8]) / s0
-    mu[0] = 1.0
-    # cumulants from central moments: kappa_n = mu_n - sum_{k=2}^{n-2} C(n-1, k-1) kappa_k mu_{n-k}
+    mu = np.array([s0, m1, m2, m3, m4, m5, m6, m7, m8]) / s0
+    # cumulants from moments about any centre: kappa_n = mu_n - sum_{k=1}^{n-1} C(n-1, k-1) kappa_k mu_{n-k}
     kap = np.zeros(9)
+    kap[1] = mu[1]
     for n in range(2, 9):
         acc = mu[n]
-        binom = 1.0  # C(n-1, k-1), starting at k = 1
-        for k in range(2, n - 1):
-            binom = binom * (n - k + 1) / (k - 1)
+        binom = 1.0  # C(n-1, k-1)
+        for k in range(1, n):
             acc -= binom * kap[k] * mu[n - k]
+            binom = binom * (n - k) / k
         kap[n] = acc
     alpha0 = np.sqrt(2.0 * radius / var_p)
     alpha = alpha0
@@ -249,7 +246,23 @@ def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: 
 def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, var_p: float,
                     max_iter: int, q: np.ndarray) -> tuple:
     """Solve K(alpha) = radius for alpha = 1/tau; returns (alpha, log Z, iterations) and leaves
-    the unnormalised worst-case weights of the final alpha in q (no extra exponential pass).
+    the unnormalised worst-case weights of the final alpha in q (see :func:`_kl_halley_kernel`;
+    this entry point also takes the p-mean of l for the starting point)."""
+    s0 = 0.0
+    s1 = 0.0
+    for j in range(l.size):
+        if p[j] > 0.0:
+            s0 += p[j]
+            s1 += p[j] * (l[j] - lmax)
+    alpha0 = _kl_initial_alpha_kernel(l, p, lmax + s1 / s0, radius, var_p)
+    return _kl_halley_kernel(l, p, lmax, radius, alpha0, max_iter, q)
+
+
+@kernel
+def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, alpha0: float,
+                      max_iter: int, q: np.ndarray) -> tuple:
+    """Solve K(alpha) = radius for alpha = 1/tau from alpha0; returns (alpha, log Z, iterations) and
+    leaves the unnormalised worst-case weights of the final alpha in q (no extra exponential pass).
 
     Requires 0 < radius < log(1/P_max).  Safeguarded Halley iteration on x = log alpha:
     F = K - radius, F' = alpha^2 Var_q l, F'' = 2 alpha^2 Var_q l + alpha^3 kappa3_q; a step that
@@ -258,7 +271,7 @@ def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, va
     when the residual is at round-off or the next step is below ALPHA_STEP_RTOL (then the weights
     of the current alpha are kept: no pass is spent on a round-off move).
     """
-    alpha = _kl_initial_alpha_kernel(l, p, lmax, radius, var_p)
+    alpha = alpha0
     lo = 0.0
     hi = np.inf
     it = 0
@@ -325,7 +338,8 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
         for j in range(l.size):
             q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
         return lmax, 0.0, 0
-    alpha, log_z, it = _kl_dual_kernel(l, p, lmax, radius, var, 200, q)
+    alpha0 = _kl_initial_alpha_kernel(l, p, mean, radius, var)
+    alpha, log_z, it = _kl_halley_kernel(l, p, lmax, radius, alpha0, 200, q)
     z = np.exp(log_z)
     for j in range(l.size):
         q[j] /= z
