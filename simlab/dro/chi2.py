@@ -57,13 +57,14 @@ def _chi2_active_set_kernel(l: np.ndarray, p: np.ndarray, c2: float, center: flo
         s1 = 0.0
         s2 = 0.0
         count = 0
-        for j in range(l.size):
-            if p[j] > 0.0 and l[j] > zeta:
-                c = l[j] - center
-                mass += p[j]
-                s1 += p[j] * c
-                s2 += p[j] * c * c
-                count += 1
+        for j in range(l.size):  # selects instead of a branch: the loop vectorises
+            active = p[j] > 0.0 and l[j] > zeta
+            w = p[j] if active else 0.0
+            c = l[j] - center if active else 0.0
+            mass += w
+            s1 += w * c
+            s2 += w * c * c
+            count += active
         if count == prev_count:
             return zeta, it + 1, True
         prev_count = count
@@ -115,14 +116,13 @@ def _chi2_certificate_kernel(l: np.ndarray, p: np.ndarray, c: float, zeta: float
     """q = p (l - zeta)_+ / sum p (l - zeta)_+ in place; returns the dual value f(zeta)."""
     s1 = 0.0
     s2 = 0.0
-    for j in range(l.size):
+    for j in range(l.size):  # selects instead of a branch: the loop vectorises
         t = l[j] - zeta
-        if t > 0.0 and p[j] > 0.0:
-            q[j] = p[j] * t
-            s1 += p[j] * t
-            s2 += p[j] * t * t
-        else:
-            q[j] = 0.0
+        t = t if (t > 0.0 and p[j] > 0.0) else 0.0
+        w = p[j] * t
+        q[j] = w
+        s1 += w
+        s2 += w * t
     if s1 <= 0.0:
         return np.nan
     for j in range(l.size):
