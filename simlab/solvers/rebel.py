@@ -302,6 +302,30 @@ def _draw(cdf: np.ndarray, u: float) -> int:
 
 
 @kernel
+def _guide_table(cdf: np.ndarray) -> np.ndarray:
+    """Index guide of a fixed CDF (Chen's method): guide[j] = the inverse-CDF draw _draw(cdf, j / m) for
+    m = cdf.size cells, so that a draw for u in [j/m, (j+1)/m) only scans forward from guide[j]."""
+    m = cdf.size
+    guide = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        guide[j] = _draw(cdf, j / m)
+    return guide
+
+
+@kernel
+def _guided_draw(cdf: np.ndarray, guide: np.ndarray, u: float) -> int:
+    """_draw(cdf, u) (the same index) by a scan from guide[floor(u m)]: O(1) expected steps. The
+    backward step only runs if u m rounded up across a cell boundary; it keeps the result exact."""
+    m = cdf.size
+    k = guide[min(int(u * m), m - 1)]
+    while k > 0 and cdf[k - 1] >= u:
+        k -= 1
+    while k < m - 1 and cdf[k] < u:
+        k += 1
+    return k
+
+
+@kernel
 def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, phi: np.ndarray,
                  p_x: np.ndarray, reward_weights: np.ndarray, mean_phi: np.ndarray, J: np.ndarray) -> float:
     """J[i] = w_i . E_x E_{a ~ pi} phi(x, a) for each linear reward w_i (rows of ``reward_weights``,
@@ -551,6 +575,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     logpi_ref = np.empty((n_x, n_y))
     log_policy_kernel(theta_ref, phi, logpi_ref)
     x_cdf = np.cumsum(p_x)
+    x_guide = _guide_table(x_cdf)
     pi = np.empty((n_x, n_y))
     cdf_a = np.empty((n_x, n_y))
     cdf_b = np.empty((n_x, n_y))
@@ -588,7 +613,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
         for j in range(5 * n):
             u[j] = rng.random()
         for i in range(n):
-            x = _draw(x_cdf, u[5 * i])
+            x = _guided_draw(x_cdf, x_guide, u[5 * i])
             a = _draw(cdf_a[x], u[5 * i + 1] * cdf_a[x, n_y - 1])
             b = _draw(cdf_b[x], u[5 * i + 2] * cdf_b[x, n_y - 1])
             xi_a = noise_values[_draw(noise_cdf, u[5 * i + 3])]

@@ -9,7 +9,7 @@ from simlab.objectives.rebel import (chi2_rebel_code_loss_gradient, f_rebel_valu
                                      rebel_value_grad_hess, w2_rebel_surrogate_value_grad_hess,
                                      w2_rebel_value_grad_hess)
 from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel, _chi2_weights_kernel,
-                                  _symmetric_lambda_min,
+                                  _draw, _guide_table, _guided_draw, _symmetric_lambda_min,
                                   _kl_weights_kernel, online_rebel_exact, online_rebel_sgd)
 
 
@@ -140,3 +140,15 @@ def test_symmetric_lambda_min_matches_lapack(d):
         ev = np.linalg.eigvalsh(A)
         lam = _symmetric_lambda_min(A.copy(), *work)
         assert abs(lam - ev[0]) <= 1e-14 * np.abs(ev).max()
+
+
+def test_guided_draw_is_the_inverse_cdf_draw():
+    rng = np.random.default_rng(0)
+    for p in (np.full(32, 1 / 32), rng.dirichlet(np.full(7, 0.3)), np.array([0.0, 0.5, 0.0, 0.5]),
+              np.array([1.0])):
+        cdf = np.cumsum(p)
+        guide = _guide_table(cdf)
+        us = np.concatenate([rng.random(2000), np.arange(cdf.size + 1) / cdf.size, cdf,
+                             np.nextafter(cdf, 0), [0.0, np.nextafter(1.0, 0)]])
+        for u in us:
+            assert _guided_draw(cdf, guide, u) == _draw(cdf, u) == min(np.searchsorted(cdf, u), cdf.size - 1)
