@@ -326,15 +326,24 @@ def _guided_draw(cdf: np.ndarray, guide: np.ndarray, u: float) -> int:
 
 
 @kernel
-def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, phi: np.ndarray,
-                 p_x: np.ndarray, reward_weights: np.ndarray, mean_phi: np.ndarray, J: np.ndarray) -> float:
-    """J[i] = w_i . E_x E_{a ~ pi} phi(x, a) for each linear reward w_i (rows of ``reward_weights``,
-    spec §1.7; the same formula as ``policy_metrics``); returns E_x KL(pi || pi_ref). mean_phi: (d,) work."""
+def _policy_pass(theta: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: float, logpi_ref: np.ndarray,
+                 reward_weights: np.ndarray, logpi: np.ndarray, pi: np.ndarray, cdf_a: np.ndarray,
+                 cdf_b: np.ndarray, mean_phi: np.ndarray, J: np.ndarray) -> float:
+    """One pass over the atoms at theta: log pi_theta, pi_theta, the per-context CDFs of a ~ pi and
+    b ~ (1 - mix) pi + mix uniform, and the logged metrics J[i] = w_i . E_x E_{a ~ pi} phi(x, a) for each
+    linear reward w_i (rows of ``reward_weights``, spec §1.7; the formula of ``policy_metrics``).
+    Returns E_x KL(pi_theta || pi_ref). mean_phi: (d,) work."""
+    log_policy_kernel(theta, phi, logpi)
     n_x, n_y, d = phi.shape
     mean_phi[:] = 0.0
     kl = 0.0
     for x in range(n_x):
+        acc = 0.0
         for a in range(n_y):
+            pi[x, a] = np.exp(logpi[x, a])
+            acc += pi[x, a]
+            cdf_a[x, a] = acc
+            cdf_b[x, a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
             w = p_x[x] * pi[x, a]
             kl += w * (logpi[x, a] - logpi_ref[x, a])
             for k in range(d):
@@ -344,21 +353,6 @@ def _log_metrics(logpi: np.ndarray, pi: np.ndarray, logpi_ref: np.ndarray, phi: 
         for k in range(d):
             J[i] += reward_weights[i, k] * mean_phi[k]
     return kl
-
-
-@kernel
-def _policy_and_cdfs(theta: np.ndarray, phi: np.ndarray, mix: float, logpi: np.ndarray,
-                     pi: np.ndarray, cdf_a: np.ndarray, cdf_b: np.ndarray) -> None:
-    """log pi_theta, pi_theta and the per-context CDFs of a ~ pi and b ~ (1 - mix) pi + mix uniform."""
-    log_policy_kernel(theta, phi, logpi)
-    n_x, n_y = logpi.shape
-    for x in range(n_x):
-        acc = 0.0
-        for a in range(n_y):
-            pi[x, a] = np.exp(logpi[x, a])
-            acc += pi[x, a]
-            cdf_a[x, a] = acc
-            cdf_b[x, a] = (1.0 - mix) * acc + mix * (a + 1.0) / n_y
 
 
 @kernel
@@ -600,8 +594,8 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     step = 0
     J = np.empty(reward_weights.shape[0])
     mean_phi = np.empty(d)
-    _policy_and_cdfs(theta, phi, mix, logpi, pi, cdf_a, cdf_b)
-    kl_hist[0] = _log_metrics(logpi, pi, logpi_ref, phi, p_x, reward_weights, mean_phi, J)
+    kl_hist[0] = _policy_pass(theta, phi, p_x, mix, logpi_ref, reward_weights, logpi, pi, cdf_a, cdf_b,
+                              mean_phi, J)
     J_hist[0, :] = J
     theta_hist[0, :] = theta
     for t in range(T):
@@ -638,8 +632,8 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
             else:
                 for k in range(d):
                     theta[k] -= lr * (grad[k] + weight_decay * theta[k])
-        _policy_and_cdfs(theta, phi, mix, logpi, pi, cdf_a, cdf_b)
-        kl_hist[t + 1] = _log_metrics(logpi, pi, logpi_ref, phi, p_x, reward_weights, mean_phi, J)
+        kl_hist[t + 1] = _policy_pass(theta, phi, p_x, mix, logpi_ref, reward_weights, logpi, pi, cdf_a,
+                                      cdf_b, mean_phi, J)
         J_hist[t + 1, :] = J
         theta_hist[t + 1, :] = theta
 
