@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import check_losses_probs, check_radius
-from simlab.dro.kl import CONSTANT_VAR_RTOL, _support_max_kernel
+from simlab.dro._inputs import check_losses_probs_max, check_radius
+from simlab.dro.kl import CONSTANT_VAR_RTOL, _support_lmax_kernel, _support_max_kernel, _support_moments_kernel
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -157,7 +157,15 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
     The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
     (e.g. whole-loop SGD) call it directly.
     """
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    return _chi2_worst_case_given_max_kernel(l, p, _support_lmax_kernel(l, p), radius, q)
+
+
+@kernel
+def _chi2_worst_case_given_max_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float,
+                                      q: np.ndarray) -> tuple:
+    """:func:`chi2_worst_case_kernel` once max l over the support is known (the public call takes it
+    in its input-checking pass)."""
+    pmax, mean, var = _support_moments_kernel(l, p, lmax)
     if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
         q[:] = p
         return mean, -np.inf, 0
@@ -183,12 +191,12 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
     Returns ``Chi2WorstCase(value, q, zeta, iterations)``; ``value`` = f(zeta*) = <q*, l>.
     """
-    l, p = check_losses_probs(losses, probs)
+    l, p, lmax = check_losses_probs_max(losses, probs)
     radius = check_radius(radius)
     check_choice("method", method, CHI2_METHODS)
     q = np.empty_like(l)
     if method == "active_set":
-        value, zeta, it = chi2_worst_case_kernel(l, p, radius, q)
+        value, zeta, it = _chi2_worst_case_given_max_kernel(l, p, lmax, radius, q)
         return Chi2WorstCase(float(value), q, float(zeta), int(it))
     lmax, pmax, mean, var = _support_max_kernel(l, p)
     c2 = 1.0 + 2.0 * radius

@@ -19,12 +19,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from simlab._jit import kernel
-from simlab.dro._inputs import check_losses_probs, check_radius, check_tau
+from simlab.dro._inputs import (check_losses_probs_max, check_radius, check_tau, int64_bits_as_float64,
+                                key_to_float, ordered_key)
 
 # losses whose p-variance is below this (relative to 1 + mean^2) are constant up to round-off:
 # every ball then has the worst case p and the value E_p l.
@@ -43,39 +42,6 @@ LOG2E = 1.4426950408889634
 LN2_HI = 0.6931471803691238
 LN2_LO = 1.9082149292705877e-10
 EXP_UNDERFLOW = -708.0  # below this e^x < 3.3e-308 is returned as 0 (2^n must stay a normal number)
-
-
-@intrinsic
-def _int64_bits_as_float64(typingctx, bits):
-    """Reinterpret the bits of an int64 as a float64 (LLVM bitcast; vectorises)."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
-
-
-@intrinsic
-def _float64_bits_as_int64(typingctx, x):
-    """Reinterpret the bits of a float64 as an int64 (LLVM bitcast; vectorises)."""
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-_NON_SIGN_BITS = 0x7FFFFFFFFFFFFFFF
-
-
-@kernel
-def _ordered_key(x: float) -> int:
-    """An int64 ordered like the float64 x: its bits with the non-sign bits of negatives flipped
-    (the flip b -> b ^ ((b >> 63) & _NON_SIGN_BITS) is its own inverse)."""
-    b = _float64_bits_as_int64(x)
-    return b ^ ((b >> 63) & _NON_SIGN_BITS)
 
 
 # Not @kernel on purpose: the project flag 'reassoc' would let LLVM fold the two-step reduction
@@ -104,7 +70,7 @@ def exp_nonpositive(x: float) -> float:
     e = e * r + 0.5
     e = e * r + 1.0
     e = e * r + 1.0
-    e = e * _int64_bits_as_float64((np.int64(n) + 1023) << 52)
+    e = e * int64_bits_as_float64((np.int64(n) + 1023) << 52)
     return 0.0 if under else e
 
 
@@ -119,26 +85,38 @@ class KLWorstCase(NamedTuple):
 
 
 @kernel
-def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
-    """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l) in two
-    passes (moments taken about max l, so they are O(spread) and the variance keeps its accuracy).
-    The max is taken on order-preserving int64 keys: a float max reduction does not vectorise
-    without the excluded 'nnan' flag (55 -> 20 us at n = 1e5); a NaN loss propagates into max l."""
-    key = _ordered_key(-np.inf)
+def _support_lmax_kernel(l: np.ndarray, p: np.ndarray) -> float:
+    """max of l over the support p > 0, on order-preserving int64 keys (a float max reduction does
+    not vectorise without the excluded 'nnan' flag); a NaN loss propagates into it."""
+    key = ordered_key(-np.inf)
     for j in range(l.size):
-        key = max(key, _ordered_key(l[j] if p[j] > 0.0 else -np.inf))
-    lmax = _int64_bits_as_float64(key ^ ((key >> 63) & _NON_SIGN_BITS))
+        key = max(key, ordered_key(l[j] if p[j] > 0.0 else -np.inf))
+    return key_to_float(key)
+
+
+@kernel
+def _support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float) -> tuple:
+    """(P_max = p-mass of l == lmax, p-mean of l, p-variance of l) in one pass over the support,
+    moments taken about lmax (O(spread), so the variance keeps its accuracy)."""
     pmax = 0.0
     m1 = 0.0
     m2 = 0.0
-    for j in range(l.size):
-        if p[j] > 0.0:
-            c = l[j] - lmax
-            m1 += p[j] * c
-            m2 += p[j] * c * c
-            if c == 0.0:
-                pmax += p[j]
-    return lmax, pmax, lmax + m1, max(m2 - m1 * m1, 0.0)
+    for j in range(l.size):  # selects instead of a branch: the loop vectorises
+        c = l[j] - lmax if p[j] > 0.0 else 0.0
+        w = p[j] if p[j] > 0.0 else 0.0
+        m1 += w * c
+        m2 += w * c * c
+        pmax += w if c == 0.0 else 0.0
+    return pmax, lmax + m1, max(m2 - m1 * m1, 0.0)
+
+
+@kernel
+def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
+    """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l) in two
+    passes (:func:`_support_lmax_kernel`, :func:`_support_moments_kernel`)."""
+    lmax = _support_lmax_kernel(l, p)
+    pmax, mean, var = _support_moments_kernel(l, p, lmax)
+    return lmax, pmax, mean, var
 
 
 @kernel
@@ -330,7 +308,15 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
     The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
     directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
     """
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    return _kl_worst_case_given_max_kernel(l, p, _support_lmax_kernel(l, p), radius, q)
+
+
+@kernel
+def _kl_worst_case_given_max_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float,
+                                    q: np.ndarray) -> tuple:
+    """:func:`kl_worst_case_kernel` once max l over the support is known (the public call takes it
+    in its input-checking pass)."""
+    pmax, mean, var = _support_moments_kernel(l, p, lmax)
     if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
         q[:] = p
         return mean, np.inf, 0
@@ -340,9 +326,9 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
         return lmax, 0.0, 0
     alpha0 = _kl_initial_alpha_kernel(l, p, mean, radius, var)
     alpha, log_z, it = _kl_halley_kernel(l, p, lmax, radius, alpha0, 200, q)
-    z = np.exp(log_z)
+    inv_z = np.exp(-log_z)
     for j in range(l.size):
-        q[j] /= z
+        q[j] *= inv_z
     return lmax + (radius + log_z) / alpha, 1.0 / alpha, it
 
 
@@ -352,9 +338,8 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
 
     Stable for tiny tau (max-subtracted log-sum-exp; q tends to p restricted to argmax l).
     """
-    l, p = check_losses_probs(losses, probs)
+    l, p, lmax = check_losses_probs_max(losses, probs)
     tau = check_tau(tau)
-    lmax = _support_max_kernel(l, p)[0]
     q = np.empty_like(l)
     log_z = _softmax_weights_kernel(l, p, lmax, 1.0 / tau, q)
     return float(lmax + tau * log_z), q
@@ -363,9 +348,8 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
 def kl_radius_of_tau(losses, probs, tau) -> float:
     """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies (spec §4.4);
     it decreases in tau, from log(1/P_max) at tau -> 0 to 0 at tau -> inf."""
-    l, p = check_losses_probs(losses, probs)
+    l, p, lmax = check_losses_probs_max(losses, probs)
     tau = check_tau(tau)
-    lmax = _support_max_kernel(l, p)[0]
     log_z, m1, _, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau, np.empty_like(l))
     return float(max(m1 / tau - log_z, 0.0))
 
@@ -376,10 +360,10 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
     Returns ``KLWorstCase(value, q, tau, iterations)``; ``value`` is the dual value
     tau* radius + tau* log E_p e^{l/tau*}, equal to <q, l> at the certificate q (KL(q||p) = radius).
     """
-    l, p = check_losses_probs(losses, probs)
+    l, p, lmax = check_losses_probs_max(losses, probs)
     radius = check_radius(radius)
     q = np.empty_like(l)
-    value, tau, it = kl_worst_case_kernel(l, p, radius, q)
+    value, tau, it = _kl_worst_case_given_max_kernel(l, p, lmax, radius, q)
     return KLWorstCase(float(value), q, float(tau), int(it))
 
 

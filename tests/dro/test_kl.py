@@ -171,8 +171,9 @@ def test_bimodal_losses_converge(n, seed, radius):
 
 
 def test_support_max_on_integer_keys():
-    """_support_max_kernel's vectorised max (order-preserving int64 keys) equals the max over p > 0
+    """_support_max_kernel's and the input check's vectorised max (order-preserving int64 keys) equals the max over p > 0
     for negative, mixed and signed-zero losses, with the global argmax outside the support."""
+    from simlab.dro._inputs import check_losses_probs_max
     from simlab.dro.kl import _support_max_kernel
 
     rng = np.random.default_rng(3)
@@ -182,6 +183,7 @@ def test_support_max_on_integer_keys():
         p /= p.sum()
         lmax, pmax, mean, var = _support_max_kernel(l, p)
         assert lmax == l[p > 0].max()
+        assert check_losses_probs_max(l, p)[2] == lmax  # the same max from the input-checking pass
         assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
         assert mean == pytest.approx(p @ l, rel=1e-13, abs=1e-15)
         assert var == pytest.approx(p @ (l - p @ l) ** 2, rel=1e-12)
