@@ -4,7 +4,8 @@ pairs per iteration, d = 16, one Adam step per batch (the DRO-REBEL code's inner
 ``benchmarks/reference_rebel.py`` run in the same process. Also times the exact-inner loop
 (``online_rebel_exact``, Newton per batch on the atoms) for information.
 
-Run: ``python benchmarks/bench_rebel.py`` (medians of repeated runs; ratios printed).
+Run: ``python benchmarks/bench_rebel.py [--repeats R] [--no-exact]``: simlab and NumPy runs alternate,
+medians with [min-max] ranges and the ratio of medians with the range of per-round ratios.
 """
 from __future__ import annotations
 
@@ -53,30 +54,52 @@ def check_same_gradients(env, seed=0):
         assert np.max(np.abs(g - ref)) <= 1e-8 * (1 + np.max(np.abs(ref))), name
 
 
-def main(T: int = 100, n: int = 128, d: int = 16, repeats: int = 7) -> None:
+def main(T: int = 100, n: int = 128, d: int = 16, repeats: int = 15, exact: bool = True) -> None:
     env = make_env(preset("E2", d=d, n_x=32, mixture=True, alpha_train=0.5), 0)
     check_same_gradients(env)
-    print(f"online loop: T = {T}, n = {n} per iteration, d = {d}, 1 Adam step per batch; medians of {repeats}")
+    print(f"online loop: T = {T}, n = {n} per iteration, d = {d}, 1 Adam step per batch; {repeats} interleaved "
+          "rounds (one simlab run and one NumPy run each): medians [min-max]")
     for log_coverage in (True, False):
         print(f"per-iteration lambda_min logging: {log_coverage}")
         bench_variants(env, T, n, repeats, log_coverage)
+    if not exact:
+        return
     for name, radius in (("rebel", 0.0), ("kl", 0.05), ("chi2", 0.05), ("w2", 0.1)):
         t = median_time(lambda: online_rebel_exact(env, T, n, 1.0, np.random.default_rng(1), name, radius), 3)
         print(f"exact inner {name:5s}: {1e3 * t:8.1f} ms (Newton per batch on the {env.atoms('online', env.theta_ref).size} atoms)")
 
 
+def _once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def bench_variants(env, T, n, repeats, log_coverage):
-    print(f"{'variant':13s} {'simlab ms':>10s} {'numpy ms':>10s} {'speed-up':>9s} {'J(0.5) simlab':>14s} {'J(0.5) numpy':>13s}")
+    """Per variant: simlab and NumPy runs alternate (so a load change on the shared machine hits both);
+    the speed-up is the ratio of the medians, with the range of the per-round ratios."""
+    print(f"{'variant':13s} {'simlab ms':>18s} {'numpy ms':>18s} {'speed-up':>20s} {'J(0.5) simlab':>14s} {'J(0.5) numpy':>13s}")
     for name in SGD_OBJECTIVES:
         kw = dict(objective=name, radius=RADII[name], inner_steps=1, optimizer="adam", lr=0.05,
                   log_coverage=log_coverage)
         ours = lambda: online_rebel_sgd(env, T, n, 1.0, np.random.default_rng(1), **kw)
         ref = lambda: online_rebel_reference(env, T, n, 1.0, np.random.default_rng(1), **kw)
-        t_ours, t_ref = median_time(ours, repeats), median_time(ref, max(3, repeats // 2))
+        ours(), ref()
+        t = np.array([(_once(ours), _once(ref)) for _ in range(repeats)])
+        t_ours, t_ref, ratio = 1e3 * t[:, 0], 1e3 * t[:, 1], t[:, 1] / t[:, 0]
         j_ours = np.mean([online_rebel_sgd(env, T, n, 1.0, np.random.default_rng(s), **kw).reward[-1, 1] for s in range(5)])
         j_ref = np.mean([online_rebel_reference(env, T, n, 1.0, np.random.default_rng(s), **kw)[2][-1, 1] for s in range(5)])
-        print(f"{name:13s} {1e3 * t_ours:10.2f} {1e3 * t_ref:10.2f} {t_ref / t_ours:8.1f}x {j_ours:14.4f} {j_ref:13.4f}")
+        print(f"{name:13s} {np.median(t_ours):6.2f} [{t_ours.min():4.2f}-{t_ours.max():5.2f}] "
+              f"{np.median(t_ref):6.1f} [{t_ref.min():4.1f}-{t_ref.max():5.1f}] "
+              f"{np.median(t_ref) / np.median(t_ours):6.1f}x [{ratio.min():4.1f}-{ratio.max():5.1f}] "
+              f"{j_ours:14.4f} {j_ref:13.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved timing rounds per variant")
+    parser.add_argument("--no-exact", action="store_true", help="skip the exact-inner loop timings")
+    args = parser.parse_args()
+    main(repeats=args.repeats, exact=not args.no_exact)

@@ -655,7 +655,9 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
     ``dro.weights``); kl / chi2 the toolbox's exact worst-case weights (Danskin); chi2_code the
     ``Chi2REBELOptimizer`` gradient. Adam state persists across iterations (one optimizer, as in a
     trainer); weight_decay is decoupled (AdamW) for Adam and L2 for SGD. ``log_coverage=False`` skips the
-    per-iteration lambda_min (an eigen-solve, about half the cost of an iteration at d = 16; NaN logged).
+    per-iteration lambda_min (a d x d second moment over the atoms and its smallest eigenvalue, about a
+    third of an iteration at d = 16; NaN logged). Pairs are drawn by inverse CDF: x from p_x (guide
+    table), a from pi_theta(.|x), b from the sampler's mixture, one noise index per response.
     """
     check_choice("objective", objective, SGD_OBJECTIVES)
     check_choice("optimizer", optimizer, OPTIMIZERS)
