@@ -4,8 +4,9 @@
 * Constrained: sup_{KL(q||p) <= eps} <q, l> = inf_{tau>0} tau eps + tau log sum_j p_j e^{l_j/tau},
   attained at q* = softmax_p(l/tau*) with KL(q*||p) = eps.  With alpha = 1/tau,
   K(alpha) = KL(q_alpha||p) = alpha E_q l - log E_p e^{alpha l} increases from 0 to log(1/P_max)
-  (K'(alpha) = alpha Var_q l), so tau* solves K = eps by safeguarded Newton on log alpha
-  inside a bisection bracket: O(A log(1/tol)) with a handful of passes in practice.
+  (K'(alpha) = alpha Var_q l), so tau* solves K = eps by safeguarded Halley steps on log alpha
+  inside a bisection bracket, started from the root of K's small-radius cumulant series (8th order,
+  one pass without exponentials): O(A log(1/tol)); 2 exponential passes at n = 1e5 in the benchmark.
 * Saturation: if eps >= log(1/P_max) (P_max = p-mass of the maximal loss) the value is max l and
   q* is p restricted to the argmax (tau* = 0).
 
