@@ -13,9 +13,8 @@ import os
 import sys
 import time
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import median_time  # noqa: E402  (pins BLAS/numba threads before numpy is imported)
 
 import numpy as np  # noqa: E402
 
@@ -26,16 +25,6 @@ from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel, online
 
 RADII = {"rebel": 0.0, "w2": 0.1, "w2_surrogate": 0.01, "kl_tau": 0.1, "kl": 0.05, "chi2": 0.05,
          "chi2_code": 0.01}
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def check_same_gradients(env, seed=0):
