@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _timing import median_time  # noqa: E402  (pins BLAS/numba threads before numpy loads)
 
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
@@ -33,16 +32,6 @@ from simlab.objectives.robust_dpo import robust_dpo_value_grad_hess  # noqa: E40
 from simlab.solvers.robust_dpo import fit_robust_dpo_exact  # noqa: E402
 from simlab.dro.chi2 import _chi2_active_set_kernel  # noqa: E402
 from simlab.dro.kl import _kl_dual_kernel, _support_max_kernel  # noqa: E402
-
-
-def median_time(fn, repeats: int = 21) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def _median_range(x: np.ndarray) -> tuple[float, float, float]:
@@ -72,8 +61,8 @@ def bench_worst_case(n: int = 100_000, radius: float = 0.1, seed: int = 0, round
             assert abs(ours()[0] - ref()[0]) <= 1e-9 * (1 + abs(ref()[0]))
             per_round = []
             for _ in range(rounds):
-                t_sum, t_exp = median_time(lambda: l.sum()), median_time(lambda: np.exp(l))
-                t_ours, t_core = median_time(ours), median_time(core)
+                t_sum, t_exp = median_time(lambda: l.sum(), 21), median_time(lambda: np.exp(l), 21)
+                t_ours, t_core = median_time(ours, 21), median_time(core, 21)
                 per_round.append((t_ours, t_core, t_sum, t_exp))
             t = np.array(per_round)
             t_ref = median_time(ref, repeats=5)
@@ -135,7 +124,7 @@ def bench_robust_fit(n: int = 10_000, d: int = 16) -> None:
         r = ref()
         g_ref = np.linalg.norm(robust_dpo_value_grad_hess(objective, r.x, env.theta_ref, env.beta, atoms.dphi,
                                                           atoms.y, p, radius)[1])
-        t_ours = median_time(lambda: fit_robust_dpo_exact(objective, atoms, p, env.theta_ref, env.beta, radius))
+        t_ours = median_time(lambda: fit_robust_dpo_exact(objective, atoms, p, env.theta_ref, env.beta, radius), 21)
         t_ref = median_time(ref, repeats=3)
         print(f"{objective:18s} {1e3 * t_ours:10.1f} {ours.grad_norm:9.1e} {ours.iterations:6d} "
               f"{1e3 * t_ref:9.1f} {g_ref:9.1e} {t_ref / t_ours:8.1f} {np.linalg.norm(ours.x - r.x):9.1e}")
