@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -18,13 +19,20 @@ def figures_dir() -> Path:
     return Path.cwd() / "figures"
 
 
+def figure_name(row: CheckRow) -> str:
+    """File stem of a verdict row's convergence plot: the id, plus the label when rows share the id."""
+    slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", row.label).strip("_")
+    return row.id + (f"--{slug}" if slug else "")
+
+
 def claim_figures(rows: list[CheckRow], frames: dict[str, pd.DataFrame], outdir: Path) -> dict[str, Path]:
-    """One convergence plot per claim id with a rate fit; returns {claim id: path}."""
+    """One convergence plot per (id, label) whose evaluation produced a rate fit; {figure name: path}."""
     out: dict[str, Path] = {}
-    pairs = {(c.id, c.kind): (sc, c) for sc, c in select_claims([r.id for r in rows])}
+    pairs = {(c.id, c.kind, c.label): (sc, c) for sc, c in select_claims([r.id for r in rows])}
     for row in rows:
-        sc, claim = pairs[(row.id, row.kind)]
-        if row.id in out or claim.x is None or claim.evaluate is not None:
+        name = figure_name(row)
+        sc, claim = pairs[(row.id, row.kind, row.label)]
+        if name in out or claim.x is None:
             continue
         df = frames.get(sc.name)
         if df is None or claim_rows(df, claim).empty:
@@ -32,9 +40,8 @@ def claim_figures(rows: list[CheckRow], frames: dict[str, pd.DataFrame], outdir:
         m = evaluate_claim(df, claim)
         if m.fit is None:
             continue
-        path = outdir / f"{row.id}.png"
-        title = f"{row.id}\n{textwrap.shorten(claim.quantity, 80, placeholder='...')}"
-        out[row.id] = plot_rate(m.fit, path, title, claim.x, claim.metric, claim.predicted, claim.cut)
+        title = f"{name}\n{textwrap.shorten(claim.quantity, 80, placeholder='...')}"
+        out[name] = plot_rate(m.fit, outdir / f"{name}.png", title, claim.x, claim.metric, claim.predicted, claim.cut)
     return out
 
 
@@ -110,8 +117,8 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
         table = convergence_table_text(r)
         if table:
             md += ["```", table, "```", ""]
-        if r.id in figures:
-            md += [f"![{r.id}]({figures[r.id].relative_to(base).as_posix()})", ""]
+        if figure_name(r) in figures:
+            md += [f"![{figure_name(r)}]({figures[figure_name(r)].relative_to(base).as_posix()})", ""]
     for name, paths in extra.items():
         md += [f"## Study figures: `{name}`", ""]
         md += [f"![{p.stem}]({p.relative_to(base).as_posix()})" for p in paths] + [""]
