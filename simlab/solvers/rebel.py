@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro.chi2 import _chi2_active_set_kernel, _chi2_bisection_kernel, _chi2_certificate_kernel
-from simlab.dro.kl import CONSTANT_VAR_RTOL, _kl_dual_kernel, _support_max_kernel
+from simlab.dro.chi2 import chi2_worst_case_kernel
+from simlab.dro.kl import kl_worst_case_kernel
 from simlab.env.environment import Env
 from simlab.env.sampling import multinomial_counts
 from simlab.dro.chi2_code import CHI2_CODE_LAMBDA_FLOOR
@@ -200,45 +200,6 @@ OPTIMIZERS = ("sgd", "adam")
 WEIGHTS = ("detached", "non_detached")
 _SGD_CODE = {name: k for k, name in enumerate(SGD_OBJECTIVES)}
 EXP_CUTOFF = -40.0
-
-
-@kernel
-def _kl_weights_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndarray) -> None:
-    """Worst-case weights of the constrained KL ball (the toolbox's dual kernels, spec §2.1)."""
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
-        q[:] = p
-        return
-    if radius >= -np.log(pmax):
-        for j in range(l.size):
-            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
-        return
-    alpha, log_z, _ = _kl_dual_kernel(l, p, lmax, radius, var, 200, q)
-    z = np.exp(log_z)
-    for j in range(l.size):
-        q[j] /= z
-
-
-@kernel
-def _chi2_weights_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndarray) -> None:
-    """Worst-case weights of the exact chi^2 ball (the toolbox's active-set dual, spec §2.2)."""
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
-    c2 = 1.0 + 2.0 * radius
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
-        q[:] = p
-        return
-    if c2 * pmax >= 1.0:
-        for j in range(l.size):
-            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
-        return
-    zeta, _, ok = _chi2_active_set_kernel(l, p, c2, mean, 200)
-    if not ok:
-        lo = zeta if np.isfinite(zeta) else mean - np.sqrt(var / (2.0 * radius)) - 1.0
-        zeta, _ = _chi2_bisection_kernel(l, p, np.sqrt(c2), lo, lmax, 200)
-    value = _chi2_certificate_kernel(l, p, np.sqrt(c2), zeta, q)
-    if not np.isfinite(value):
-        for j in range(l.size):
-            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
 
 
 @kernel
@@ -520,9 +481,9 @@ def _batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi:
         for i in range(n):
             coef[i] = coef[i] * (1.0 + (l[i] - pl) / radius) if non_detached else coef[i]
     elif code == 4:
-        _kl_weights_kernel(l, unif, radius, coef)
+        kl_worst_case_kernel(l, unif, radius, coef)
     elif code == 5:
-        _chi2_weights_kernel(l, unif, radius, coef)
+        chi2_worst_case_kernel(l, unif, radius, coef)
     else:
         _chi2_code_coef_kernel(l, radius, coef)
     for k in range(d):

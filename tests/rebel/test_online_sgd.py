@@ -2,15 +2,14 @@
 import numpy as np
 import pytest
 
-from simlab.dro import chi2_worst_case, kl_worst_case
 from simlab.env import make_env, preset
 from simlab.objectives.rebel import (chi2_rebel_code_loss_gradient, f_rebel_value_grad_hess,
                                      kl_rebel_non_detached_gradient, kl_rebel_penalized_value_grad_hess,
                                      rebel_value_grad_hess, w2_rebel_surrogate_value_grad_hess,
                                      w2_rebel_value_grad_hess)
-from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel, _chi2_weights_kernel,
+from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel,
                                   _draw, _guide_table, _guided_draw, _symmetric_lambda_min,
-                                  _kl_weights_kernel, online_rebel_exact, online_rebel_sgd)
+                                  online_rebel_exact, online_rebel_sgd)
 
 
 def _batch(seed, n=64, d=4):
@@ -67,19 +66,6 @@ def test_w2_min_norm_subgradient_at_the_anchor():
         g_r = g0 / (2 * rms)
         expected = g_r * max(0.0, 1 - radius / np.linalg.norm(g_r))
         assert np.allclose(grad, expected, atol=1e-12)
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_kernel_worst_case_weights_match_the_toolbox(seed):
-    rng = np.random.default_rng(seed)
-    l = rng.standard_normal(50) ** 2
-    p = rng.dirichlet(np.ones(50))
-    for radius in (0.01, 0.3, 5.0):
-        q = np.empty(50)
-        _kl_weights_kernel(l, p, radius, q)
-        assert np.max(np.abs(q - kl_worst_case(l, p, radius).q)) <= 1e-12
-        _chi2_weights_kernel(l, p, radius, q)
-        assert np.max(np.abs(q - chi2_worst_case(l, p, radius).q)) <= 1e-12
 
 
 def test_many_inner_gd_steps_reach_the_exact_mirror_descent_iterates():
