@@ -34,8 +34,6 @@ from simlab.solvers.exact import NoMinimizerError, newton
 from simlab.validation import check_array, check_choice, check_float, check_int
 
 OBJECTIVES = ("rebel", "w2", "w2_surrogate", "kl", "kl_tau", "chi2")
-POLISH_START = 1e-6  # gradient norm from which undamped Newton steps finish a stalled damped solve
-POLISH_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -85,36 +83,8 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
         if radius >= w2_rebel_threshold(dphi, dr, w):
             return RebelFit(theta_anc.copy(), float(np.sqrt(w @ dr**2)), 0.0, 0, True)
         fgh = lambda th: w2_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
-    best = {"g": np.inf, "x": theta_ols}
-
-    def tracked(th):
-        f, g, H = fgh(th)
-        gn = float(np.linalg.norm(g))
-        if gn < best["g"]:
-            best.update(g=gn, x=th.copy())
-        return f, g, H
-
-    try:
-        res = newton(tracked, theta_ols, gtol=gtol, max_iter=max_iter)
-        return RebelFit(res.x, res.fun, res.grad_norm, res.iterations, res.converged)
-    except NoMinimizerError:
-        if best["g"] > POLISH_START:
-            raise
-    return _polish(fgh, best["x"], gtol, max_iter)
-
-
-def _polish(fgh, x, gtol: float, max_iter: int) -> RebelFit:
-    """Undamped Newton steps from a point already within POLISH_START of stationarity. Used when the
-    damped solver's line search is blocked by round-off in the value (the KL/chi^2 dual values carry
-    ~1e-14 relative noise, so near the minimiser no step passes the Armijo test); the gradient test
-    alone decides convergence."""
-    for it in range(1, POLISH_STEPS + 1):
-        f, g, H = fgh(x)
-        gn = float(np.linalg.norm(g))
-        if gn <= gtol:
-            return RebelFit(x, float(f), gn, max_iter + it, True)
-        x = x - np.linalg.solve(H, g)
-    raise NoMinimizerError(f"Newton polish did not reach |grad| <= {gtol:g} (|grad| = {gn:.3e})")
+    res = newton(fgh, theta_ols, gtol=gtol, max_iter=max_iter)
+    return RebelFit(res.x, res.fun, res.grad_norm, res.iterations, res.converged)
 
 
 def population_hessian(dphi, dr, w, theta, theta_anc, eta, objective: str, radius: float) -> np.ndarray:
