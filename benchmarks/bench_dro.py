@@ -30,8 +30,9 @@ from simlab.env.atoms import PairAtoms  # noqa: E402
 from simlab.env.sampling import AliasTable, sample_atoms  # noqa: E402
 from simlab.objectives.robust_dpo import robust_dpo_value_grad_hess  # noqa: E402
 from simlab.solvers.robust_dpo import fit_robust_dpo_exact  # noqa: E402
-from simlab.dro.chi2 import _chi2_active_set_kernel  # noqa: E402
-from simlab.dro.kl import _kl_dual_kernel, _support_max_kernel  # noqa: E402
+from simlab.dro._inputs import check_losses_probs  # noqa: E402
+from simlab.dro.chi2 import _chi2_worst_case_given_max_kernel  # noqa: E402
+from simlab.dro.kl import _kl_worst_case_given_stats_kernel  # noqa: E402
 
 
 def _median_range(x: np.ndarray) -> tuple[float, float, float]:
@@ -48,13 +49,14 @@ def bench_worst_case(n: int = 100_000, radius: float = 0.1, seed: int = 0, round
     rows = []
     for weights in ("uniform", "dirichlet"):
         p = np.full(n, 1.0 / n) if weights == "uniform" else rng.dirichlet(np.ones(n))
-        lmax, pmax, mean, var = _support_max_kernel(l, p)
+        _, _, lmax, mean = check_losses_probs(l, p)
+        q = np.empty(n)
         for name, ref, core, iters in (
             ("kl", lambda: kl_worst_case_reference(l, p, radius),
-             lambda: _kl_dual_kernel(l, p, lmax, radius, var, 200, np.empty(n)),
+             lambda: _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q),
              lambda: kl_worst_case(l, p, radius).iterations),
             ("chi2", lambda: chi2_worst_case_reference(l, p, radius),
-             lambda: _chi2_active_set_kernel(l, p, 1 + 2 * radius, mean, 200),
+             lambda: _chi2_worst_case_given_max_kernel(l, p, lmax, radius, q),
              lambda: chi2_worst_case(l, p, radius).iterations),
         ):
             ours = lambda: worst_case(l, p, name, radius)  # noqa: E731

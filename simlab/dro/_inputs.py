@@ -2,9 +2,9 @@
 
 Bad input raises ``ValueError`` naming the argument: non-finite losses, probabilities outside [0, 1]
 or not summing to 1 (tolerance 1e-9), shape mismatch, negative radius, non-positive temperature.
-The same pass takes max l over the support p > 0, which every dual needs first; it is taken on
-order-preserving int64 keys of the floats (``ordered_key``), because a float max reduction does not
-vectorise without the 'nnan' flag the project excludes (55 -> 20 us at n = 1e5).
+The same pass takes max l over the support p > 0 and the p-mean of l, which the duals need first; the
+max is taken on order-preserving int64 keys of the floats (``ordered_key``), because a float max
+reduction does not vectorise without the 'nnan' flag the project excludes (55 -> 20 us at n = 1e5).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def int64_bits_as_float64(typingctx, bits):
 
 
 @intrinsic
-def _float64_bits_as_int64(typingctx, x):
+def float64_bits_as_int64(typingctx, x):
     """Reinterpret the bits of a float64 as an int64 (LLVM bitcast; vectorises)."""
     sig = types.int64(types.float64)
 
@@ -47,7 +47,7 @@ _NON_SIGN_BITS = 0x7FFFFFFFFFFFFFFF
 @kernel
 def ordered_key(x: float) -> int:
     """An int64 ordered like the float64 x: its bits with the non-sign bits of negatives flipped."""
-    b = _float64_bits_as_int64(x)
+    b = float64_bits_as_int64(x)
     return b ^ ((b >> 63) & _NON_SIGN_BITS)
 
 
@@ -58,40 +58,44 @@ def key_to_float(key: int) -> float:
 
 
 @kernel
-def _scan_kernel(losses: np.ndarray, probs: np.ndarray) -> tuple:
-    """(sum of losses, sum p, number of p outside [0, 1], max of losses over p > 0) in one pass;
-    NaN/inf propagate into the sums (a NaN p is in no comparison but makes sum p NaN).  Counting
-    instead of a running min/max, and the max on int64 keys, let the loop vectorise."""
+def scan_kernel(losses: np.ndarray, probs: np.ndarray) -> tuple:
+    """(sum of losses, sum p, number of p outside [0, 1], max of losses over p > 0, sum p l) in one
+    pass; NaN/inf propagate into the sums (a NaN p is in no comparison but makes sum p NaN).
+    Counting instead of a running min/max, and the max on int64 keys, let the loop vectorise.
+    The in-numba solves call it too, so that they see the same max and p-mean as the public ones."""
     s_l = 0.0
     s_p = 0.0
+    s_pl = 0.0
     outside = 0
     key = ordered_key(-np.inf)
     for j in range(losses.size):
-        s_l += losses[j]
+        lj = losses[j]
+        s_l += lj
         pj = probs[j]
         s_p += pj
+        s_pl += pj * lj
         outside += (pj < 0.0) | (pj > 1.0)
-        key = max(key, ordered_key(losses[j] if pj > 0.0 else -np.inf))
-    return s_l, s_p, outside, key_to_float(key)
+        key = max(key, ordered_key(lj if pj > 0.0 else -np.inf))
+    return s_l, s_p, outside, key_to_float(key), s_pl
 
 
-def check_losses_probs_max(losses, probs) -> tuple[np.ndarray, np.ndarray, float]:
-    """Return (losses, probs) as contiguous float64 vectors of equal length and max l over p > 0
-    (taken in the checking pass), or raise ValueError."""
+def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Return (losses, probs) as contiguous float64 vectors of equal length, max l over p > 0 and the
+    p-mean of l (both taken in the checking pass), or raise ValueError."""
     losses = np.ascontiguousarray(losses, dtype=np.float64)
     probs = np.ascontiguousarray(probs, dtype=np.float64)
     if losses.ndim != 1 or losses.size == 0:
         raise ValueError(f"losses must be a non-empty 1-D array, got shape {losses.shape}")
     if probs.shape != losses.shape:
         raise ValueError(f"probs must have the shape of losses {losses.shape}, got {probs.shape}")
-    s_l, s_p, outside, lmax = _scan_kernel(losses, probs)
+    s_l, s_p, outside, lmax, s_pl = scan_kernel(losses, probs)
     if not np.isfinite(s_l) and not np.all(np.isfinite(losses)):
         raise ValueError("losses contains NaN or inf")
     if not (np.isfinite(s_p) and outside == 0):
         raise ValueError("probs entries must be finite and lie in [0, 1]")
     if abs(s_p - 1.0) > PROBS_ATOL:
         raise ValueError(f"probs must sum to 1 (tolerance {PROBS_ATOL:g}), sums to {s_p:.12g}")
-    return losses, probs, float(lmax)
+    return losses, probs, float(lmax), float(s_pl / s_p)
 
 
 def check_radius(radius) -> float:

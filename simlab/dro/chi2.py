@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import check_losses_probs_max, check_radius
-from simlab.dro.kl import CONSTANT_VAR_RTOL, _support_lmax_kernel, _support_max_kernel, _support_moments_kernel
+from simlab.dro._inputs import check_losses_probs, check_radius
+from simlab.dro.kl import CONSTANT_VAR_RTOL, _support_max_kernel, _support_moments_kernel, _support_stats_kernel
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -157,7 +157,7 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
     The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
     (e.g. whole-loop SGD) call it directly.
     """
-    return _chi2_worst_case_given_max_kernel(l, p, _support_lmax_kernel(l, p), radius, q)
+    return _chi2_worst_case_given_max_kernel(l, p, _support_stats_kernel(l, p)[0], radius, q)
 
 
 @kernel
@@ -191,7 +191,7 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
     Returns ``Chi2WorstCase(value, q, zeta, iterations)``; ``value`` = f(zeta*) = <q*, l>.
     """
-    l, p, lmax = check_losses_probs_max(losses, probs)
+    l, p, lmax, _ = check_losses_probs(losses, probs)
     radius = check_radius(radius)
     check_choice("method", method, CHI2_METHODS)
     q = np.empty_like(l)

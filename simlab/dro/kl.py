@@ -6,7 +6,9 @@
   K(alpha) = KL(q_alpha||p) = alpha E_q l - log E_p e^{alpha l} increases from 0 to log(1/P_max)
   (K'(alpha) = alpha Var_q l), so tau* solves K = eps by safeguarded Halley steps on log alpha
   inside a bisection bracket, started from the root of K's small-radius cumulant series (8th order,
-  one pass without exponentials): O(A log(1/tol)); 2 exponential passes at n = 1e5 in the benchmark.
+  one pass without exponentials): O(A log(1/tol)).  Once the steps are small an iteration moves the
+  stored tilted weights by a polynomial factor instead of a new exponential pass, so from the
+  series start the benchmark's solves (n = 1e5) take one exponential and one polynomial pass.
 * Saturation: if eps >= log(1/P_max) (P_max = p-mass of the maximal loss) the value is max l and
   q* is p restricted to the argmax (tau* = 0).
 
@@ -23,8 +25,8 @@ import numpy as np
 from numba import njit
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (check_losses_probs_max, check_radius, check_tau, int64_bits_as_float64,
-                                key_to_float, ordered_key)
+from simlab.dro._inputs import (check_losses_probs, check_radius, check_tau, float64_bits_as_int64,
+                                int64_bits_as_float64, scan_kernel)
 
 # losses whose p-variance is below this (relative to 1 + mean^2) are constant up to round-off:
 # every ball then has the worst case p and the value E_p l.
@@ -86,13 +88,11 @@ class KLWorstCase(NamedTuple):
 
 
 @kernel
-def _support_lmax_kernel(l: np.ndarray, p: np.ndarray) -> float:
-    """max of l over the support p > 0, on order-preserving int64 keys (a float max reduction does
-    not vectorise without the excluded 'nnan' flag); a NaN loss propagates into it."""
-    key = ordered_key(-np.inf)
-    for j in range(l.size):
-        key = max(key, ordered_key(l[j] if p[j] > 0.0 else -np.inf))
-    return key_to_float(key)
+def _support_stats_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
+    """(max of l over the support p > 0, p-mean of l) by the input-checking pass
+    (:func:`simlab.dro._inputs.scan_kernel`), for the in-numba entry points that skip the checks."""
+    _, s_p, _, lmax, s_pl = scan_kernel(l, p)
+    return lmax, s_pl / s_p
 
 
 @kernel
@@ -114,17 +114,59 @@ def _support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float) -> tuple:
 @kernel
 def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
     """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l) in two
-    passes (:func:`_support_lmax_kernel`, :func:`_support_moments_kernel`)."""
-    lmax = _support_lmax_kernel(l, p)
+    passes (:func:`_support_stats_kernel`, :func:`_support_moments_kernel`)."""
+    lmax = _support_stats_kernel(l, p)[0]
     pmax, mean, var = _support_moments_kernel(l, p, lmax)
     return lmax, pmax, mean, var
 
 
 @kernel
+def _kl_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float) -> tuple:
+    """(P_max = p-mass of l == lmax, reach = max_j |l_j - mean|, mu) in one pass, with
+    mu[k] = E_p (l - mean)^k / E_p 1 for k = 0..8 (central moments about the p-mean keep the variance
+    and the start's cumulants accurate).  Atoms with p = 0 add 0 to the sums (the losses are finite:
+    checked, or the caller's contract) but count in the reach, an upper bound for the support's;
+    its max is taken on the bits of (l - mean)^2 >= 0, which int64 order like the floats."""
+    s0 = 0.0
+    pmax = 0.0
+    m1 = m2 = m3 = m4 = m5 = m6 = m7 = m8 = 0.0
+    reach2 = np.int64(0)
+    for j in range(l.size):
+        w = p[j]
+        d = l[j] - mean
+        d2 = d * d
+        d4 = d2 * d2
+        s0 += w
+        pmax += w if l[j] == lmax else 0.0
+        m1 += w * d
+        m2 += w * d2
+        m3 += w * d2 * d
+        m4 += w * d4
+        m5 += w * d4 * d
+        m6 += w * d4 * d2
+        m7 += w * d4 * d2 * d
+        m8 += w * d4 * d4
+        reach2 = max(reach2, float64_bits_as_int64(d2))
+    mu = np.array([s0, m1, m2, m3, m4, m5, m6, m7, m8]) / s0
+    return pmax, np.sqrt(int64_bits_as_float64(reach2)), mu
+
+
+@kernel
+def _tilt_summary(z: float, s1: float, s2: float, s3: float) -> tuple:
+    """(log Z, E_q c, Var_q c, third central moment of c under q) from the weighted sums
+    Z = sum w, s_k = sum w c^k of q = w/Z."""
+    m1 = s1 / z
+    m2 = s2 / z
+    var = max(m2 - m1 * m1, 0.0)
+    k3 = s3 / z - 3.0 * m1 * m2 + 2.0 * m1 * m1 * m1
+    return np.log(z), m1, var, k3
+
+
+@kernel
 def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float,
                          w: np.ndarray) -> tuple:
-    """Unnormalised tilted weights w = p e^{alpha (l - lmax)} (written to w) and, for q = w/Z,
-    (log Z, E_q[l - lmax], Var_q l, third central moment of l under q)."""
+    """Unnormalised tilted weights w = p e^{alpha (l - lmax)} (written to w; one exponential pass)
+    and, for q = w/Z, (log Z, E_q[l - lmax], Var_q l, third central moment of l under q)."""
     z = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -137,11 +179,55 @@ def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float
         s1 += wj * c
         s2 += wj * c * c
         s3 += wj * c * c * c
-    m1 = s1 / z
-    m2 = s2 / z
-    var = max(m2 - m1 * m1, 0.0)
-    k3 = s3 / z - 3.0 * m1 * m2 + 2.0 * m1 * m1 * m1
-    return np.log(z), m1, var, k3
+    return _tilt_summary(z, s1, s2, s3)
+
+
+# A move alpha -> alpha + delta multiplies each tilted weight by e^{delta c}; while
+# |delta| |c| <= TILT_UPDATE_MAX on the support the degree-7 Taylor polynomial gives that factor to
+# (1/32)^8 / 8! < 3e-17 relative, i.e. as exactly as an exponential, at half the cost of a pass.
+TILT_UPDATE_MAX = 1.0 / 32.0
+
+
+@kernel
+def _tilt_update_kernel(l: np.ndarray, lmax: float, delta: float, w: np.ndarray) -> tuple:
+    """Move the tilted weights w of some alpha to alpha + delta in place, w <- w e^{delta (l - lmax)}
+    with e^x by its degree-7 Taylor polynomial (requires |delta| |l - lmax| <= TILT_UPDATE_MAX
+    over the support; atoms off it have w = 0 and stay 0), and return what
+    :func:`_tilt_moments_kernel` returns."""
+    z = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for j in range(l.size):
+        c = l[j] - lmax
+        x = delta * c
+        e = 1.0 / 5040.0
+        e = e * x + 1.0 / 720.0
+        e = e * x + 1.0 / 120.0
+        e = e * x + 1.0 / 24.0
+        e = e * x + 1.0 / 6.0
+        e = e * x + 0.5
+        e = e * x + 1.0
+        e = e * x + 1.0
+        wj = w[j] * e
+        w[j] = wj
+        z += wj
+        s1 += wj * c
+        s2 += wj * c * c
+        s3 += wj * c * c * c
+    return _tilt_summary(z, s1, s2, s3)
+
+
+@kernel
+def _tilt_at_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, alpha: float,
+                    alpha_w: float, w: np.ndarray) -> tuple:
+    """The tilted weights of alpha in w and their summary (:func:`_tilt_moments_kernel`): a
+    polynomial update of the weights of alpha_w already in w when alpha is close to it
+    (:data:`TILT_UPDATE_MAX`), an exponential pass otherwise (alpha_w <= 0: w holds none)."""
+    delta = alpha - alpha_w
+    if alpha_w > 0.0 and abs(delta) * spread <= TILT_UPDATE_MAX:
+        return _tilt_update_kernel(l, lmax, delta, w)
+    return _tilt_moments_kernel(l, p, lmax, alpha, w)
 
 
 @kernel
@@ -164,31 +250,13 @@ _K_SERIES = (1.0 / 2.0, 1.0 / 3.0, 1.0 / 8.0, 1.0 / 30.0, 1.0 / 144.0, 1.0 / 840
 
 
 @kernel
-def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, mean: float, radius: float,
-                             var_p: float) -> float:
+def _kl_series_root(mu: np.ndarray, radius: float) -> float:
     """Starting point for K(alpha) = radius: the root of the small-radius series of K truncated after
-    the 8th cumulant of l under p (one pass without exponentials, about the p-mean of l), found by
-    Newton from the 2nd-order guess sqrt(2 radius / Var_p).  Falls back to that guess if the
+    the 8th cumulant of l under p (from the central moments mu of :func:`_kl_support_moments_kernel`),
+    found by Newton from the 2nd-order guess sqrt(2 radius / Var_p).  Falls back to that guess if the
     truncated series is not increasing along the way (heavy tails); the dual iteration is safeguarded
-    either way, this only saves exponential passes (typical error 1e-2..1e-6 against 1e-1 for the
-    2nd-order guess)."""
-    s0 = 0.0
-    m1 = m2 = m3 = m4 = m5 = m6 = m7 = m8 = 0.0
-    for j in range(l.size):
-        if p[j] > 0.0:
-            s0 += p[j]
-            d = l[j] - mean
-            d2 = d * d
-            d4 = d2 * d2
-            m1 += p[j] * d
-            m2 += p[j] * d2
-            m3 += p[j] * d2 * d
-            m4 += p[j] * d4
-            m5 += p[j] * d4 * d
-            m6 += p[j] * d4 * d2
-            m7 += p[j] * d4 * d2 * d
-            m8 += p[j] * d4 * d4
-    mu = np.array([s0, m1, m2, m3, m4, m5, m6, m7, m8]) / s0
+    either way, this only saves passes (typical error 1e-2..1e-6 against 1e-1 for the 2nd-order
+    guess)."""
     # cumulants from moments about any centre: kappa_n = mu_n - sum_{k=1}^{n-1} C(n-1, k-1) kappa_k mu_{n-k}
     kap = np.zeros(9)
     kap[1] = mu[1]
@@ -199,7 +267,7 @@ def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, mean: float, radius: 
             acc -= binom * kap[k] * mu[n - k]
             binom = binom * (n - k) / k
         kap[n] = acc
-    alpha0 = np.sqrt(2.0 * radius / var_p)
+    alpha0 = np.sqrt(2.0 * radius / kap[2])
     alpha = alpha0
     for _ in range(50):
         f = -radius
@@ -222,48 +290,34 @@ def _kl_initial_alpha_kernel(l: np.ndarray, p: np.ndarray, mean: float, radius: 
 
 
 @kernel
-def _kl_dual_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, var_p: float,
-                    max_iter: int, q: np.ndarray) -> tuple:
-    """Solve K(alpha) = radius for alpha = 1/tau; returns (alpha, log Z, iterations) and leaves
-    the unnormalised worst-case weights of the final alpha in q (see :func:`_kl_halley_kernel`;
-    this entry point also takes the p-mean of l for the starting point)."""
-    s0 = 0.0
-    s1 = 0.0
-    for j in range(l.size):
-        if p[j] > 0.0:
-            s0 += p[j]
-            s1 += p[j] * (l[j] - lmax)
-    alpha0 = _kl_initial_alpha_kernel(l, p, lmax + s1 / s0, radius, var_p)
-    return _kl_halley_kernel(l, p, lmax, radius, alpha0, max_iter, q)
-
-
-@kernel
-def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, alpha0: float,
-                      max_iter: int, q: np.ndarray) -> tuple:
+def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, radius: float,
+                      alpha0: float, max_iter: int, q: np.ndarray) -> tuple:
     """Solve K(alpha) = radius for alpha = 1/tau from alpha0; returns (alpha, log Z, iterations) and
-    leaves the unnormalised worst-case weights of the final alpha in q (no extra exponential pass).
+    leaves the unnormalised worst-case weights of the final alpha in q.
 
     Requires 0 < radius < log(1/P_max).  Safeguarded Halley iteration on x = log alpha:
     F = K - radius, F' = alpha^2 Var_q l, F'' = 2 alpha^2 Var_q l + alpha^3 kappa3_q; a step that
     leaves the bisection bracket, or does not halve the step before last, is replaced by bisection
     in log alpha (or expansion while unbracketed); steps are capped at a factor 16.  Stops
     when the residual is at round-off or the next step is below ALPHA_STEP_RTOL (then the weights
-    of the current alpha are kept: no pass is spent on a round-off move).
+    of the current alpha are kept: no pass is spent on a round-off move).  Each iteration is one
+    pass (:func:`_tilt_at_kernel`): exponential, or polynomial once the steps are small, so from a
+    good start the solve costs one exponential and one polynomial pass.
     """
     alpha = alpha0
+    alpha_w = 0.0  # the alpha whose tilted weights q holds (0: none yet)
     lo = 0.0
     hi = np.inf
     it = 0
     log_z = 0.0
-    fresh = False  # True iff q and log_z belong to the current alpha
     last_step = np.inf
     # round-off of the residual: a few ulp per term, growing like sqrt(n) over the n-term sums
     sum_rtol = (4.0 + np.sqrt(l.size)) * 1.1e-16
     step_before_last = np.inf
     while it < max_iter:
         it += 1
-        log_z, m1, var_q, k3 = _tilt_moments_kernel(l, p, lmax, alpha, q)
-        fresh = True
+        log_z, m1, var_q, k3 = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)
+        alpha_w = alpha
         resid = alpha * m1 - log_z - radius
         if resid > 0.0:
             hi = alpha
@@ -287,18 +341,16 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float, 
         if cand > lo and cand < hi and np.isfinite(cand):
             if abs(cand - alpha) <= ALPHA_STEP_RTOL * alpha:
                 break  # the step is round-off noise: alpha, q and log_z are final
-            fresh = False
             alpha = cand
             continue
-        fresh = False
         if hi == np.inf:
             alpha = 4.0 * alpha
         elif lo == 0.0:
             alpha = 0.25 * hi
         else:
             alpha = np.sqrt(lo * hi)
-    if not fresh:
-        log_z = _tilt_moments_kernel(l, p, lmax, alpha, q)[0]
+    if alpha_w != alpha:
+        log_z = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)[0]
     return alpha, log_z, it
 
 
@@ -309,15 +361,18 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
     The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
     directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
     """
-    return _kl_worst_case_given_max_kernel(l, p, _support_lmax_kernel(l, p), radius, q)
+    lmax, mean = _support_stats_kernel(l, p)
+    return _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
 
 
 @kernel
-def _kl_worst_case_given_max_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float,
-                                    q: np.ndarray) -> tuple:
-    """:func:`kl_worst_case_kernel` once max l over the support is known (the public call takes it
-    in its input-checking pass)."""
-    pmax, mean, var = _support_moments_kernel(l, p, lmax)
+def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float,
+                                      radius: float, q: np.ndarray) -> tuple:
+    """:func:`kl_worst_case_kernel` once max l over the support and the p-mean of l are known (the
+    public call takes them in its input-checking pass): one moments pass, the series start, the
+    Halley solve, one normalising pass."""
+    pmax, reach, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+    var = max(mu[2] - mu[1] * mu[1], 0.0)
     if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
         q[:] = p
         return mean, np.inf, 0
@@ -325,8 +380,9 @@ def _kl_worst_case_given_max_kernel(l: np.ndarray, p: np.ndarray, lmax: float, r
         for j in range(l.size):
             q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
         return lmax, 0.0, 0
-    alpha0 = _kl_initial_alpha_kernel(l, p, mean, radius, var)
-    alpha, log_z, it = _kl_halley_kernel(l, p, lmax, radius, alpha0, 200, q)
+    alpha0 = _kl_series_root(mu, radius)
+    # lmax - l <= (lmax - mean) + reach bounds the spread of the support for the polynomial moves
+    alpha, log_z, it = _kl_halley_kernel(l, p, lmax, lmax - mean + reach, radius, alpha0, 200, q)
     inv_z = np.exp(-log_z)
     for j in range(l.size):
         q[j] *= inv_z
@@ -339,7 +395,7 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
 
     Stable for tiny tau (max-subtracted log-sum-exp; q tends to p restricted to argmax l).
     """
-    l, p, lmax = check_losses_probs_max(losses, probs)
+    l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
     q = np.empty_like(l)
     log_z = _softmax_weights_kernel(l, p, lmax, 1.0 / tau, q)
@@ -349,7 +405,7 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
 def kl_radius_of_tau(losses, probs, tau) -> float:
     """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies (spec §4.4);
     it decreases in tau, from log(1/P_max) at tau -> 0 to 0 at tau -> inf."""
-    l, p, lmax = check_losses_probs_max(losses, probs)
+    l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
     log_z, m1, _, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau, np.empty_like(l))
     return float(max(m1 / tau - log_z, 0.0))
@@ -361,10 +417,10 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
     Returns ``KLWorstCase(value, q, tau, iterations)``; ``value`` is the dual value
     tau* radius + tau* log E_p e^{l/tau*}, equal to <q, l> at the certificate q (KL(q||p) = radius).
     """
-    l, p, lmax = check_losses_probs_max(losses, probs)
+    l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
     q = np.empty_like(l)
-    value, tau, it = _kl_worst_case_given_max_kernel(l, p, lmax, radius, q)
+    value, tau, it = _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
     return KLWorstCase(float(value), q, float(tau), int(it))
 
 

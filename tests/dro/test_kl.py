@@ -173,7 +173,7 @@ def test_bimodal_losses_converge(n, seed, radius):
 def test_support_max_on_integer_keys():
     """_support_max_kernel's and the input check's vectorised max (order-preserving int64 keys) equals the max over p > 0
     for negative, mixed and signed-zero losses, with the global argmax outside the support."""
-    from simlab.dro._inputs import check_losses_probs_max
+    from simlab.dro._inputs import check_losses_probs
     from simlab.dro.kl import _support_max_kernel
 
     rng = np.random.default_rng(3)
@@ -183,7 +183,46 @@ def test_support_max_on_integer_keys():
         p /= p.sum()
         lmax, pmax, mean, var = _support_max_kernel(l, p)
         assert lmax == l[p > 0].max()
-        assert check_losses_probs_max(l, p)[2] == lmax  # the same max from the input-checking pass
+        assert check_losses_probs(l, p)[2] == lmax  # the same max from the input-checking pass
         assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
         assert mean == pytest.approx(p @ l, rel=1e-13, abs=1e-15)
         assert var == pytest.approx(p @ (l - p @ l) ** 2, rel=1e-12)
+
+
+def test_polynomial_tilt_move_matches_exponential_pass():
+    """_tilt_update_kernel moves the tilted weights of alpha to alpha + delta by a degree-7 Taylor
+    factor; at the largest allowed move (|delta| |l - lmax| = TILT_UPDATE_MAX) every weight matches a
+    fresh exponential pass at alpha + delta to the exp's own round-off, and so does the summary up to its round-off."""
+    from simlab.dro.kl import TILT_UPDATE_MAX, _tilt_moments_kernel, _tilt_update_kernel
+
+    rng = np.random.default_rng(7)
+    l = rng.standard_normal(5000) * 3.0
+    p = rng.dirichlet(np.ones(l.size))
+    lmax, spread = l.max(), l.max() - l.min()
+    for alpha, sign in ((0.3, 1.0), (0.3, -1.0), (2.0, 1.0)):
+        delta = sign * TILT_UPDATE_MAX / spread
+        w = np.empty_like(l)
+        _tilt_moments_kernel(l, p, lmax, alpha, w)
+        moved = _tilt_update_kernel(l, lmax, delta, w)
+        fresh_w = np.empty_like(l)
+        fresh = _tilt_moments_kernel(l, p, lmax, alpha + delta, fresh_w)
+        # an exp of a rounded argument x carries |x| eps of relative error itself
+        x = np.abs((alpha + delta) * (l - lmax))
+        assert np.all(np.abs(w - fresh_w) <= (8.0 + 2.0 * x) * np.finfo(float).eps * fresh_w)
+        # (log Z, mean, variance) to round-off; the third cumulant is a difference of O(mean^3) terms
+        assert np.allclose(moved[:3], fresh[:3], rtol=1e-13, atol=0.0)
+        assert moved[3] == pytest.approx(fresh[3], rel=1e-10)
+
+
+@pytest.mark.parametrize("radius", [1e-3, 0.1, 1.0])
+def test_worst_case_weights_are_the_tilt_of_the_returned_tau(radius):
+    """After polynomial moves the certificate is still, atom by atom, p e^{l/tau}/Z at the returned
+    tau (computed here with NumPy's exp)."""
+    rng = np.random.default_rng(11)
+    l = np.log1p(np.exp(2.0 * rng.standard_normal(20_000)))
+    p = rng.dirichlet(np.ones(l.size))
+    res = kl_worst_case(l, p, radius)
+    direct = p * np.exp((l - l.max()) / res.tau)
+    direct /= direct.sum()
+    assert np.max(np.abs(res.q - direct) / direct) <= 1e-12
+    assert kl_divergence(res.q, p) == pytest.approx(radius, rel=1e-10)
