@@ -79,6 +79,14 @@ def scan_kernel(losses: np.ndarray, probs: np.ndarray) -> tuple:
     return s_l, s_p, outside, key_to_float(key), s_pl
 
 
+@kernel
+def support_stats_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
+    """(max of l over the support p > 0, p-mean of l) by the input-checking pass, for the in-numba
+    entry points that skip the checks."""
+    _, s_p, _, lmax, s_pl = scan_kernel(l, p)
+    return lmax, s_pl / s_p
+
+
 def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Return (losses, probs) as contiguous float64 vectors of equal length, max l over p > 0 and the
     p-mean of l (both taken in the checking pass), or raise ValueError."""

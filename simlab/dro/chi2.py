@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import check_losses_probs, check_radius
-from simlab.dro.kl import CONSTANT_VAR_RTOL, _support_max_kernel, _support_moments_kernel, _support_stats_kernel
+from simlab.dro._inputs import check_losses_probs, check_radius, support_stats_kernel
+from simlab.dro.kl import CONSTANT_VAR_RTOL
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -47,37 +47,62 @@ class Chi2WorstCase(NamedTuple):
 
 
 @kernel
-def _chi2_active_set_kernel(l: np.ndarray, p: np.ndarray, c2: float, center: float,
+def _chi2_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float) -> tuple:
+    """(p-mass of the support, P_max = p-mass of l == lmax, p-variance of l, number of atoms with
+    p > 0) in one pass, the variance about the p-mean.  The support's mass, mean and variance are the
+    first active set's (S = support), so this pass also gives the active-set start zeta_0."""
+    mass = 0.0
+    pmax = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    count = 0
+    for j in range(l.size):
+        w = p[j]
+        d = l[j] - mean
+        mass += w
+        pmax += w if l[j] == lmax else 0.0
+        s1 += w * d
+        s2 += w * d * d
+        count += w > 0.0
+    m = s1 / mass
+    return mass, pmax, max(s2 / mass - m * m, 0.0), count
+
+
+@kernel
+def _chi2_active_set_kernel(l: np.ndarray, p: np.ndarray, c2: float, zeta0: float, count0: int,
                             max_iter: int) -> tuple:
-    """Monotone active-set iteration S <- {l > zeta_S}; returns (zeta, passes, converged)."""
-    zeta = -np.inf
-    prev_count = -1
+    """Monotone active-set iteration S <- {l > zeta_S} from zeta_0 = zeta_{S_0} (S_0 of count0
+    atoms); returns (zeta, passes, converged, A, B) with A = sum p (l - zeta)_+ and
+    B = sum p (l - zeta)_+^2 at the returned zeta (the certificate's normaliser and value).  Each
+    pass takes its sums about the current zeta, so the final ones are the certificate's exactly."""
+    zeta = zeta0
+    prev_count = count0
     for it in range(max_iter):
         mass = 0.0
-        s1 = 0.0
-        s2 = 0.0
+        a = 0.0
+        b = 0.0
         count = 0
         for j in range(l.size):  # selects instead of a branch: the loop vectorises
             active = p[j] > 0.0 and l[j] > zeta
             w = p[j] if active else 0.0
-            c = l[j] - center if active else 0.0
+            t = l[j] - zeta if active else 0.0
             mass += w
-            s1 += w * c
-            s2 += w * c * c
+            a += w * t
+            b += w * t * t
             count += active
         if count == prev_count:
-            return zeta, it + 1, True
+            return zeta, it + 1, True, a, b
         prev_count = count
         denom = c2 * mass - 1.0
         if denom <= 0.0:
-            return zeta, it + 1, False
-        m = s1 / mass
-        v = max(s2 / mass - m * m, 0.0)
-        zeta_new = center + m - np.sqrt(v / denom)
+            return zeta, it + 1, False, a, b
+        m = a / mass
+        v = max(b / mass - m * m, 0.0)
+        zeta_new = zeta + m - np.sqrt(v / denom)
         if zeta_new < zeta:  # only round-off can do this: zeta is final
-            return zeta, it + 1, True
+            return zeta, it + 1, True, a, b
         zeta = zeta_new
-    return zeta, max_iter, False
+    return zeta, max_iter, False, 0.0, 0.0
 
 
 @kernel
@@ -130,6 +155,15 @@ def _chi2_certificate_kernel(l: np.ndarray, p: np.ndarray, c: float, zeta: float
     return zeta + c * np.sqrt(s2)
 
 
+@kernel
+def _chi2_weights_kernel(l: np.ndarray, p: np.ndarray, zeta: float, a: float, q: np.ndarray) -> None:
+    """q = p (l - zeta)_+ / a in place, with a = sum p (l - zeta)_+ already known (one pass)."""
+    inv_a = 1.0 / a
+    for j in range(l.size):
+        t = l[j] - zeta
+        q[j] = p[j] * t * inv_a if (t > 0.0 and p[j] > 0.0) else 0.0
+
+
 def _chi2_sort_zeta(l: np.ndarray, p: np.ndarray, c2: float, center: float) -> float:
     """Sort-based exact solve (spec §2.2): the first consistent k of the decreasing order."""
     keep = p > 0
@@ -157,29 +191,34 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
     The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
     (e.g. whole-loop SGD) call it directly.
     """
-    return _chi2_worst_case_given_max_kernel(l, p, _support_stats_kernel(l, p)[0], radius, q)
+    lmax, mean = support_stats_kernel(l, p)
+    return _chi2_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
 
 
 @kernel
-def _chi2_worst_case_given_max_kernel(l: np.ndarray, p: np.ndarray, lmax: float, radius: float,
-                                      q: np.ndarray) -> tuple:
-    """:func:`chi2_worst_case_kernel` once max l over the support is known (the public call takes it
-    in its input-checking pass)."""
-    pmax, mean, var = _support_moments_kernel(l, p, lmax)
+def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float,
+                                        radius: float, q: np.ndarray) -> tuple:
+    """:func:`chi2_worst_case_kernel` once max l over the support and the p-mean of l are known (the
+    public call takes them in its input-checking pass): one moments pass (which is also the first
+    active set's), the active-set passes, one pass writing q."""
+    mass, pmax, var, count = _chi2_support_moments_kernel(l, p, lmax, mean)
     if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
         q[:] = p
         return mean, -np.inf, 0
     c2 = 1.0 + 2.0 * radius
     c = np.sqrt(c2)
     if c2 * pmax < 1.0:
-        zeta, it, ok = _chi2_active_set_kernel(l, p, c2, mean, 200)
+        zeta0 = mean - np.sqrt(var / (c2 * mass - 1.0))
+        zeta, it, ok, a, b = _chi2_active_set_kernel(l, p, c2, zeta0, count, 200)
+        if ok and a > 0.0:
+            _chi2_weights_kernel(l, p, zeta, a, q)
+            return zeta + c * np.sqrt(b), zeta, it
         if not ok:
-            lo = zeta if np.isfinite(zeta) else mean - np.sqrt(var / (2.0 * radius)) - 1.0
-            zeta, it2 = _chi2_bisection_kernel(l, p, c, lo, lmax, 200)
+            zeta, it2 = _chi2_bisection_kernel(l, p, c, zeta, lmax, 200)
             it += it2
-        value = _chi2_certificate_kernel(l, p, c, zeta, q)
-        if np.isfinite(value):
-            return value, zeta, it
+            value = _chi2_certificate_kernel(l, p, c, zeta, q)
+            if np.isfinite(value):
+                return value, zeta, it
     # saturation (c^2 P_max >= 1), or zeta = max l by round-off: the worst case is the argmax
     for j in range(l.size):
         q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
@@ -191,14 +230,14 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
     Returns ``Chi2WorstCase(value, q, zeta, iterations)``; ``value`` = f(zeta*) = <q*, l>.
     """
-    l, p, lmax, _ = check_losses_probs(losses, probs)
+    l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
     check_choice("method", method, CHI2_METHODS)
     q = np.empty_like(l)
     if method == "active_set":
-        value, zeta, it = _chi2_worst_case_given_max_kernel(l, p, lmax, radius, q)
+        value, zeta, it = _chi2_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
         return Chi2WorstCase(float(value), q, float(zeta), int(it))
-    lmax, pmax, mean, var = _support_max_kernel(l, p)
+    _, pmax, var, _ = _chi2_support_moments_kernel(l, p, lmax, mean)
     c2 = 1.0 + 2.0 * radius
     if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean) or c2 * pmax >= 1.0:
         value, zeta, it = chi2_worst_case_kernel(l, p, radius, q)  # the closed-form cases

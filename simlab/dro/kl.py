@@ -26,7 +26,7 @@ from numba import njit
 
 from simlab._jit import kernel
 from simlab.dro._inputs import (check_losses_probs, check_radius, check_tau, float64_bits_as_int64,
-                                int64_bits_as_float64, scan_kernel)
+                                int64_bits_as_float64, support_stats_kernel)
 
 # losses whose p-variance is below this (relative to 1 + mean^2) are constant up to round-off:
 # every ball then has the worst case p and the value E_p l.
@@ -85,39 +85,6 @@ class KLWorstCase(NamedTuple):
     q: np.ndarray
     tau: float
     iterations: int
-
-
-@kernel
-def _support_stats_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
-    """(max of l over the support p > 0, p-mean of l) by the input-checking pass
-    (:func:`simlab.dro._inputs.scan_kernel`), for the in-numba entry points that skip the checks."""
-    _, s_p, _, lmax, s_pl = scan_kernel(l, p)
-    return lmax, s_pl / s_p
-
-
-@kernel
-def _support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float) -> tuple:
-    """(P_max = p-mass of l == lmax, p-mean of l, p-variance of l) in one pass over the support,
-    moments taken about lmax (O(spread), so the variance keeps its accuracy)."""
-    pmax = 0.0
-    m1 = 0.0
-    m2 = 0.0
-    for j in range(l.size):  # selects instead of a branch: the loop vectorises
-        c = l[j] - lmax if p[j] > 0.0 else 0.0
-        w = p[j] if p[j] > 0.0 else 0.0
-        m1 += w * c
-        m2 += w * c * c
-        pmax += w if c == 0.0 else 0.0
-    return pmax, lmax + m1, max(m2 - m1 * m1, 0.0)
-
-
-@kernel
-def _support_max_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
-    """(max of l over the support p > 0, its p-mass P_max, p-mean of l, p-variance of l) in two
-    passes (:func:`_support_stats_kernel`, :func:`_support_moments_kernel`)."""
-    lmax = _support_stats_kernel(l, p)[0]
-    pmax, mean, var = _support_moments_kernel(l, p, lmax)
-    return lmax, pmax, mean, var
 
 
 @kernel
@@ -361,7 +328,7 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
     The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
     directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
     """
-    lmax, mean = _support_stats_kernel(l, p)
+    lmax, mean = support_stats_kernel(l, p)
     return _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
 
 

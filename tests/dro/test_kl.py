@@ -170,23 +170,30 @@ def test_bimodal_losses_converge(n, seed, radius):
     assert res.q @ l == pytest.approx(res.value, abs=1e-12)
 
 
-def test_support_max_on_integer_keys():
-    """_support_max_kernel's and the input check's vectorised max (order-preserving int64 keys) equals the max over p > 0
-    for negative, mixed and signed-zero losses, with the global argmax outside the support."""
+def test_support_statistics_on_integer_keys():
+    """The input check's vectorised max (order-preserving int64 keys) equals the max over p > 0 for
+    negative, mixed and signed-zero losses with the global argmax outside the support, and the moments
+    passes of both duals (P_max, variance, KL's reach on float bits) match NumPy."""
     from simlab.dro._inputs import check_losses_probs
-    from simlab.dro.kl import _support_max_kernel
+    from simlab.dro.chi2 import _chi2_support_moments_kernel
+    from simlab.dro.kl import _kl_support_moments_kernel
 
     rng = np.random.default_rng(3)
     for l in (-1.0 - rng.random(1001), rng.standard_normal(1001), np.r_[-0.0, -1.0, -2.5]):
         p = rng.dirichlet(np.ones(l.size))
         p[np.argmax(l)] = 0.0
         p /= p.sum()
-        lmax, pmax, mean, var = _support_max_kernel(l, p)
+        _, _, lmax, mean = check_losses_probs(l, p)
         assert lmax == l[p > 0].max()
-        assert check_losses_probs(l, p)[2] == lmax  # the same max from the input-checking pass
-        assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
         assert mean == pytest.approx(p @ l, rel=1e-13, abs=1e-15)
-        assert var == pytest.approx(p @ (l - p @ l) ** 2, rel=1e-12)
+        var = p @ (l - p @ l) ** 2
+        pmax_kl, reach, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+        mass, pmax_chi, var_chi, count = _chi2_support_moments_kernel(l, p, lmax, mean)
+        for pmax in (pmax_kl, pmax_chi):
+            assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
+        assert mu[2] - mu[1] ** 2 == pytest.approx(var, rel=1e-12) and var_chi == pytest.approx(var, rel=1e-12)
+        assert reach == np.abs(l - mean).max()
+        assert mass == pytest.approx(1.0, abs=1e-14) and count == np.count_nonzero(p)
 
 
 def test_polynomial_tilt_move_matches_exponential_pass():
