@@ -19,6 +19,7 @@ so every exponent is <= 0 and is taken by :func:`exp_nonpositive`, an exp that L
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -34,6 +35,12 @@ CONSTANT_VAR_RTOL = 1e-28
 # a dual step below this relative size is round-off: at the root the computed residual
 # K(alpha) - radius scatters by a few 1e-15 over 1e5 atoms, i.e. steps of ~1e-14 relative.
 ALPHA_STEP_RTOL = 1e-13
+# A last Halley step below FOLD_STEP_RTOL (relative) is taken without evaluating the residual after it:
+# it starts where the residual was just evaluated, so its error is O(step^3) ~ 1e-24, far below
+# round-off.  It is folded into the normalising pass, whose factor 1 + x + x^2/2 (x = step (l - lmax))
+# is e^x to |x|^3/6 < 3e-20 while |x| <= FOLD_MAX.
+FOLD_STEP_RTOL = 1e-8
+FOLD_MAX = 2.0 ** -20
 # the dual takes at most a factor e^LOG_STEP_MAX = 16 per step (a Halley step far from the root can
 # otherwise jump into the saturated regime, where K is flat and the steps crawl)
 LOG_STEP_MAX = float(np.log(16.0))
@@ -120,20 +127,20 @@ def _kl_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: 
 
 @kernel
 def _tilt_summary(z: float, s1: float, s2: float, s3: float) -> tuple:
-    """(log Z, E_q c, Var_q c, third central moment of c under q) from the weighted sums
+    """(Z, E_q c, Var_q c, third central moment of c under q) from the weighted sums
     Z = sum w, s_k = sum w c^k of q = w/Z."""
     m1 = s1 / z
     m2 = s2 / z
     var = max(m2 - m1 * m1, 0.0)
     k3 = s3 / z - 3.0 * m1 * m2 + 2.0 * m1 * m1 * m1
-    return np.log(z), m1, var, k3
+    return z, m1, var, k3
 
 
 @kernel
 def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float,
                          w: np.ndarray) -> tuple:
     """Unnormalised tilted weights w = p e^{alpha (l - lmax)} (written to w; one exponential pass)
-    and, for q = w/Z, (log Z, E_q[l - lmax], Var_q l, third central moment of l under q)."""
+    and, for q = w/Z, (Z, E_q[l - lmax], Var_q l, third central moment of l under q)."""
     z = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -149,18 +156,23 @@ def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float
     return _tilt_summary(z, s1, s2, s3)
 
 
-# A move alpha -> alpha + delta multiplies each tilted weight by e^{delta c}; while
-# |delta| |c| <= TILT_UPDATE_MAX on the support the degree-7 Taylor polynomial gives that factor to
-# (1/32)^8 / 8! < 3e-17 relative, i.e. as exactly as an exponential, at half the cost of a pass.
+# A move alpha -> alpha + delta multiplies each tilted weight by e^{delta c}.  While |delta| |c| <= h on
+# the support the Taylor polynomial of degree k gives that factor to h^(k+1)/(k+1)! relative: degree 7
+# up to h = 1/32 (< 3e-17) and degree 4 up to h = 2^-12 (< 1e-20), i.e. as exactly as an exponential,
+# at about half (degree 7) or 40% (degree 4) of the cost of an exponential pass.  Coefficients
+# 1/k!, ..., 1/1!, 1/0! in Horner order.
 TILT_UPDATE_MAX = 1.0 / 32.0
+TAYLOR_7 = tuple(1.0 / math.factorial(k) for k in range(7, -1, -1))
+TILT_UPDATE_SMALL = 2.0 ** -12
+TAYLOR_4 = tuple(1.0 / math.factorial(k) for k in range(4, -1, -1))
 
 
 @kernel
-def _tilt_update_kernel(l: np.ndarray, lmax: float, delta: float, w: np.ndarray) -> tuple:
+def _tilt_update_kernel(l: np.ndarray, lmax: float, delta: float, taylor: tuple, w: np.ndarray) -> tuple:
     """Move the tilted weights w of some alpha to alpha + delta in place, w <- w e^{delta (l - lmax)}
-    with e^x by its degree-7 Taylor polynomial (requires |delta| |l - lmax| <= TILT_UPDATE_MAX
-    over the support; atoms off it have w = 0 and stay 0), and return what
-    :func:`_tilt_moments_kernel` returns."""
+    with e^x by the Taylor polynomial whose coefficients (Horner order) are ``taylor`` (requires
+    |delta| |l - lmax| within that degree's bound over the support; atoms off it have w = 0 and stay
+    0), and return what :func:`_tilt_moments_kernel` returns."""
     z = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -168,14 +180,9 @@ def _tilt_update_kernel(l: np.ndarray, lmax: float, delta: float, w: np.ndarray)
     for j in range(l.size):
         c = l[j] - lmax
         x = delta * c
-        e = 1.0 / 5040.0
-        e = e * x + 1.0 / 720.0
-        e = e * x + 1.0 / 120.0
-        e = e * x + 1.0 / 24.0
-        e = e * x + 1.0 / 6.0
-        e = e * x + 0.5
-        e = e * x + 1.0
-        e = e * x + 1.0
+        e = taylor[0]
+        for coef in taylor[1:]:
+            e = e * x + coef
         wj = w[j] * e
         w[j] = wj
         z += wj
@@ -189,12 +196,30 @@ def _tilt_update_kernel(l: np.ndarray, lmax: float, delta: float, w: np.ndarray)
 def _tilt_at_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, alpha: float,
                     alpha_w: float, w: np.ndarray) -> tuple:
     """The tilted weights of alpha in w and their summary (:func:`_tilt_moments_kernel`): a
-    polynomial update of the weights of alpha_w already in w when alpha is close to it
-    (:data:`TILT_UPDATE_MAX`), an exponential pass otherwise (alpha_w <= 0: w holds none)."""
+    polynomial update of the weights of alpha_w already in w when alpha is close to it (degree 4
+    within TILT_UPDATE_SMALL, 7 within TILT_UPDATE_MAX), an exponential pass otherwise
+    (alpha_w <= 0: w holds none)."""
     delta = alpha - alpha_w
-    if alpha_w > 0.0 and abs(delta) * spread <= TILT_UPDATE_MAX:
-        return _tilt_update_kernel(l, lmax, delta, w)
+    if alpha_w > 0.0:
+        reach = abs(delta) * spread
+        if reach <= TILT_UPDATE_SMALL:
+            return _tilt_update_kernel(l, lmax, delta, TAYLOR_4, w)
+        if reach <= TILT_UPDATE_MAX:
+            return _tilt_update_kernel(l, lmax, delta, TAYLOR_7, w)
     return _tilt_moments_kernel(l, p, lmax, alpha, w)
+
+
+@kernel
+def _tilt_normalise_kernel(l: np.ndarray, lmax: float, delta: float, inv_z: float, q: np.ndarray) -> None:
+    """q <- q e^{delta (l - lmax)} inv_z in place, e^x by 1 + x + x^2/2 (|x| <= FOLD_MAX): normalises
+    the tilted weights and moves them by a folded last step delta; delta = 0 only scales."""
+    if delta == 0.0:
+        for j in range(q.size):
+            q[j] *= inv_z
+        return
+    for j in range(q.size):
+        x = delta * (l[j] - lmax)
+        q[j] *= (1.0 + x * (1.0 + 0.5 * x)) * inv_z
 
 
 @kernel
@@ -260,7 +285,7 @@ def _kl_series_root(mu: np.ndarray, radius: float) -> float:
 def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, radius: float,
                       alpha0: float, max_iter: int, q: np.ndarray) -> tuple:
     """Solve K(alpha) = radius for alpha = 1/tau from alpha0; returns (alpha, log Z, iterations) and
-    leaves the unnormalised worst-case weights of the final alpha in q.
+    leaves the worst-case weights q = p e^{alpha (l - lmax)} / Z of the final alpha in q.
 
     Requires 0 < radius < log(1/P_max).  Safeguarded Halley iteration on x = log alpha:
     F = K - radius, F' = alpha^2 Var_q l, F'' = 2 alpha^2 Var_q l + alpha^3 kappa3_q; a step that
@@ -269,21 +294,26 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
     when the residual is at round-off or the next step is below ALPHA_STEP_RTOL (then the weights
     of the current alpha are kept: no pass is spent on a round-off move).  Each iteration is one
     pass (:func:`_tilt_at_kernel`): exponential, or polynomial once the steps are small, so from a
-    good start the solve costs one exponential and one polynomial pass.
+    good start the solve costs one exponential and one polynomial pass.  A last step below
+    FOLD_STEP_RTOL is taken inside the normalising pass (:func:`_tilt_normalise_kernel`), with
+    log Z moved by the cumulant series of l under q.
     """
     alpha = alpha0
     alpha_w = 0.0  # the alpha whose tilted weights q holds (0: none yet)
     lo = 0.0
     hi = np.inf
     it = 0
-    log_z = 0.0
+    z = 1.0
     last_step = np.inf
     # round-off of the residual: a few ulp per term, growing like sqrt(n) over the n-term sums
     sum_rtol = (4.0 + np.sqrt(l.size)) * 1.1e-16
     step_before_last = np.inf
+    fold = 0.0
+    m1 = var_q = k3 = 0.0
     while it < max_iter:
         it += 1
-        log_z, m1, var_q, k3 = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)
+        z, m1, var_q, k3 = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)
+        log_z = np.log(z)
         alpha_w = alpha
         resid = alpha * m1 - log_z - radius
         if resid > 0.0:
@@ -306,8 +336,12 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
             step_before_last = last_step
             last_step = step
         if cand > lo and cand < hi and np.isfinite(cand):
-            if abs(cand - alpha) <= ALPHA_STEP_RTOL * alpha:
-                break  # the step is round-off noise: alpha, q and log_z are final
+            delta = cand - alpha
+            if abs(delta) <= ALPHA_STEP_RTOL * alpha:
+                break  # the step is round-off noise: alpha and q are final
+            if abs(delta) <= FOLD_STEP_RTOL * alpha and abs(delta) * spread <= FOLD_MAX:
+                fold = delta  # the last step: taken by the normalising pass
+                break
             alpha = cand
             continue
         if hi == np.inf:
@@ -317,8 +351,11 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
         else:
             alpha = np.sqrt(lo * hi)
     if alpha_w != alpha:
-        log_z = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)[0]
-    return alpha, log_z, it
+        z, m1, var_q, k3 = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)
+    # log Z(alpha + fold) = log Z(alpha) + log E_q e^{fold (l - lmax)}, by its cumulant series
+    shift = fold * (m1 + fold * (0.5 * var_q + fold * k3 / 6.0))
+    _tilt_normalise_kernel(l, lmax, fold, np.exp(-shift) / z, q)
+    return alpha + fold, np.log(z) + shift, it
 
 
 @kernel
@@ -337,7 +374,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
                                       radius: float, q: np.ndarray) -> tuple:
     """:func:`kl_worst_case_kernel` once max l over the support and the p-mean of l are known (the
     public call takes them in its input-checking pass): one moments pass, the series start, the
-    Halley solve, one normalising pass."""
+    Halley solve (which ends with the normalising pass)."""
     pmax, reach, mu = _kl_support_moments_kernel(l, p, lmax, mean)
     var = max(mu[2] - mu[1] * mu[1], 0.0)
     if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
@@ -350,9 +387,6 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
     alpha0 = _kl_series_root(mu, radius)
     # lmax - l <= (lmax - mean) + reach bounds the spread of the support for the polynomial moves
     alpha, log_z, it = _kl_halley_kernel(l, p, lmax, lmax - mean + reach, radius, alpha0, 200, q)
-    inv_z = np.exp(-log_z)
-    for j in range(l.size):
-        q[j] *= inv_z
     return lmax + (radius + log_z) / alpha, 1.0 / alpha, it
 
 
@@ -374,8 +408,8 @@ def kl_radius_of_tau(losses, probs, tau) -> float:
     it decreases in tau, from log(1/P_max) at tau -> 0 to 0 at tau -> inf."""
     l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
-    log_z, m1, _, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau, np.empty_like(l))
-    return float(max(m1 / tau - log_z, 0.0))
+    z, m1, _, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau, np.empty_like(l))
+    return float(max(m1 / tau - np.log(z), 0.0))
 
 
 def kl_worst_case(losses, probs, radius) -> KLWorstCase:

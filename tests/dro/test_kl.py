@@ -197,28 +197,31 @@ def test_support_statistics_on_integer_keys():
 
 
 def test_polynomial_tilt_move_matches_exponential_pass():
-    """_tilt_update_kernel moves the tilted weights of alpha to alpha + delta by a degree-7 Taylor
-    factor; at the largest allowed move (|delta| |l - lmax| = TILT_UPDATE_MAX) every weight matches a
-    fresh exponential pass at alpha + delta to the exp's own round-off, and so does the summary up to its round-off."""
-    from simlab.dro.kl import TILT_UPDATE_MAX, _tilt_moments_kernel, _tilt_update_kernel
+    """_tilt_update_kernel moves the tilted weights of alpha to alpha + delta by a Taylor factor; at
+    the largest move each degree is allowed (|delta| |l - lmax| = TILT_UPDATE_MAX for degree 7,
+    TILT_UPDATE_SMALL for degree 4) every weight matches a fresh exponential pass at alpha + delta to
+    the exp's own round-off, and so does the summary up to its round-off."""
+    from simlab.dro.kl import (TAYLOR_4, TAYLOR_7, TILT_UPDATE_MAX, TILT_UPDATE_SMALL, _tilt_moments_kernel,
+                               _tilt_update_kernel)
 
     rng = np.random.default_rng(7)
     l = rng.standard_normal(5000) * 3.0
     p = rng.dirichlet(np.ones(l.size))
     lmax, spread = l.max(), l.max() - l.min()
-    for alpha, sign in ((0.3, 1.0), (0.3, -1.0), (2.0, 1.0)):
-        delta = sign * TILT_UPDATE_MAX / spread
-        w = np.empty_like(l)
-        _tilt_moments_kernel(l, p, lmax, alpha, w)
-        moved = _tilt_update_kernel(l, lmax, delta, w)
-        fresh_w = np.empty_like(l)
-        fresh = _tilt_moments_kernel(l, p, lmax, alpha + delta, fresh_w)
-        # an exp of a rounded argument x carries |x| eps of relative error itself
-        x = np.abs((alpha + delta) * (l - lmax))
-        assert np.all(np.abs(w - fresh_w) <= (8.0 + 2.0 * x) * np.finfo(float).eps * fresh_w)
-        # (log Z, mean, variance) to round-off; the third cumulant is a difference of O(mean^3) terms
-        assert np.allclose(moved[:3], fresh[:3], rtol=1e-13, atol=0.0)
-        assert moved[3] == pytest.approx(fresh[3], rel=1e-10)
+    for taylor, bound in ((TAYLOR_7, TILT_UPDATE_MAX), (TAYLOR_4, TILT_UPDATE_SMALL)):
+        for alpha, sign in ((0.3, 1.0), (0.3, -1.0), (2.0, 1.0)):
+            delta = sign * bound / spread
+            w = np.empty_like(l)
+            _tilt_moments_kernel(l, p, lmax, alpha, w)
+            moved = _tilt_update_kernel(l, lmax, delta, taylor, w)
+            fresh_w = np.empty_like(l)
+            fresh = _tilt_moments_kernel(l, p, lmax, alpha + delta, fresh_w)
+            # an exp of a rounded argument x carries |x| eps of relative error itself
+            x = np.abs((alpha + delta) * (l - lmax))
+            assert np.all(np.abs(w - fresh_w) <= (8.0 + 2.0 * x) * np.finfo(float).eps * fresh_w)
+            # (Z, mean, variance) to round-off; the third cumulant is a difference of O(mean^3) terms
+            assert np.allclose(moved[:3], fresh[:3], rtol=1e-13, atol=0.0)
+            assert moved[3] == pytest.approx(fresh[3], rel=1e-10)
 
 
 @pytest.mark.parametrize("radius", [1e-3, 0.1, 1.0])
