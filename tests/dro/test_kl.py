@@ -236,3 +236,38 @@ def test_worst_case_weights_are_the_tilt_of_the_returned_tau(radius):
     direct /= direct.sum()
     assert np.max(np.abs(res.q - direct) / direct) <= 1e-12
     assert kl_divergence(res.q, p) == pytest.approx(radius, rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", ["gaussian", "lognormal", "bimodal", "ties", "tiny_spread"])
+@pytest.mark.parametrize("radius", [1e-4, 0.01, 0.3, 1.0, 3.0])
+def test_dual_root_against_brentq_across_shapes(shape, radius):
+    """Whatever path the solve takes (exponential passes, degree-4/7 polynomial moves, a folded last
+    step), tau* is the root of K(alpha) = radius found independently by brentq, and q is the tilt of
+    the returned tau atom by atom."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    l = {"gaussian": rng.standard_normal(n),
+         "lognormal": rng.lognormal(0.0, 1.5, n),
+         "bimodal": np.r_[rng.standard_normal(n // 2), 6.0 + 0.5 * rng.standard_normal(n - n // 2)],
+         "ties": rng.integers(0, 5, n).astype(float),
+         "tiny_spread": 1e3 + 1e-6 * rng.standard_normal(n)}[shape]
+    p = rng.dirichlet(np.ones(n))
+    res = kl_worst_case(l, p, radius)
+    c = l - l.max()
+    if radius >= -np.log(p[c == 0].sum()):
+        assert res.tau == 0.0 and res.value == l.max()
+        return
+
+    def excess(log_alpha):
+        a = np.exp(log_alpha)
+        w = p * np.exp(a * c)
+        return a * (w @ c) / w.sum() - np.log(w.sum()) - radius
+
+    alpha = np.exp(brentq(excess, -30.0, 30.0, xtol=1e-14, rtol=1e-15))
+    assert 1.0 / res.tau == pytest.approx(alpha, rel=1e-8)
+    direct = p * np.exp(c / res.tau)
+    direct /= direct.sum()
+    assert np.max(np.abs(res.q - direct) / direct) <= 1e-12
+    assert res.q @ l == pytest.approx(res.value, rel=1e-13, abs=1e-13)
