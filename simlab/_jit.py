@@ -20,6 +20,11 @@ from pathlib import Path
 from numba import config, njit
 
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "reassoc"})
+# For kernels over small arrays whose loops mix stores and sums (``kernel(ordered=True)``): LLVM
+# guards the vector version of such a loop with a runtime alias check on the arrays' addresses,
+# which small non-overlapping arrays can fail, and the scalar fallback sums in another order; without
+# reassociation both versions give the same bits, so results no longer depend on heap addresses.
+ORDERED_FASTMATH_FLAGS = FASTMATH_FLAGS - {"reassoc"}
 _KEEP_CACHES = 4
 
 
@@ -53,10 +58,12 @@ def _configure_cache() -> None:
 _configure_cache()
 
 
-def kernel(func=None, *, parallel: bool = False):
-    """Decorate a numba kernel with the project policy ``njit(cache=True, fastmath=FASTMATH_FLAGS)``."""
+def kernel(func=None, *, parallel: bool = False, ordered: bool = False):
+    """Decorate a numba kernel with the project policy ``njit(cache=True, fastmath=FASTMATH_FLAGS)``;
+    ``ordered=True`` uses ORDERED_FASTMATH_FLAGS (no reassociation: sums keep source order)."""
+    flags = ORDERED_FASTMATH_FLAGS if ordered else FASTMATH_FLAGS
 
     def wrap(f):
-        return njit(cache=True, fastmath=set(FASTMATH_FLAGS), parallel=parallel, nogil=True)(f)
+        return njit(cache=True, fastmath=set(flags), parallel=parallel, nogil=True)(f)
 
     return wrap(func) if func is not None else wrap

@@ -58,7 +58,7 @@ def soft_label_loss(h, P):
 # --------------------------------------------------------------------------------------------------
 # exact objective over all (x, a, b): one kernel for SAIL (rho = 0) and the robust objective
 # --------------------------------------------------------------------------------------------------
-@kernel
+@kernel(ordered=True)
 def _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_slope, grad):
     """F(theta) = sum_x p_x sum_{a,b} pi_a pi_b [l(h_ab; P_ab) + c+_ab [h_ab]_+ + c-_ab [-h_ab]_+].
 
@@ -265,7 +265,7 @@ def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> flo
 # --------------------------------------------------------------------------------------------------
 # unbiased single-sample stochastic gradients (numba)
 # --------------------------------------------------------------------------------------------------
-@kernel
+@kernel(ordered=True)
 def _draw_index(cdf, u):
     """Smallest i with u < cdf[i] (inverse-CDF draw; the last index absorbs round-off)."""
     n = cdf.size
@@ -275,7 +275,7 @@ def _draw_index(cdf, u):
     return n - 1
 
 
-@kernel
+@kernel(ordered=True)
 def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, g, row, work):
     """Draw x ~ p_x, a, b ~ pi_theta(.|x) iid, y ~ Bern(P(x,a,b)); add to ``g`` (d,)
 
@@ -334,7 +334,7 @@ def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope
     return h, cp, cm
 
 
-@kernel
+@kernel(ordered=True)
 def _stochastic_gradients_kernel(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out):
     n_y, d = phi.shape[1], phi.shape[2]
     row = np.empty(d)
@@ -405,7 +405,7 @@ def penalty_pairs(phi, theta_ref, beta, P_obs, rho) -> PenaltyPairs:
     return PenaltyPairs(x, a, b, rows, rows @ theta_ref, np.minimum(rho, p), np.minimum(rho, 1.0 - p))
 
 
-@kernel
+@kernel(ordered=True)
 def _pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
     """w_k(theta) = 2 p_x(x_k) pi_theta(a_k|x_k) pi_theta(b_k|x_k)."""
     logpi = np.empty((phi.shape[0], phi.shape[1]))

@@ -45,7 +45,7 @@ _BISECTION_STEPS = 200
 _EPS = float(np.finfo(np.float64).eps)
 
 
-@kernel
+@kernel(ordered=True)
 def _primal_of_dual(g, A, b, kappa, zbar, s, z, t):
     """z = z(s) = zbar - (g + A^T s)/kappa and t = A z - b (the dual gradient)."""
     K, d = A.shape
@@ -63,7 +63,7 @@ def _primal_of_dual(g, A, b, kappa, zbar, s, z, t):
         t[k] = tk
 
 
-@kernel
+@kernel(ordered=True)
 def _box_qp_dual_kernel(g, A, b, u_minus, u_plus, kappa, zbar, a_norm2, gap_tol, max_iter, s, z, t):
     """Accelerated projected dual ascent (FISTA with adaptive restart) for the box-QP.
 
@@ -123,7 +123,7 @@ def _box_qp_dual_kernel(g, A, b, u_minus, u_plus, kappa, zbar, a_norm2, gap_tol,
             max_iter = it
 
 
-@kernel
+@kernel(ordered=True)
 def _ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, center, radius, a_norm2, gap_tol,
                         max_iter, s, z, t):
     """The box-QP restricted to ||z - center|| <= radius (bisection on the ball multiplier mu).
@@ -234,7 +234,7 @@ def prox_linear_model(z, phi, p_x, theta_ref, beta, P_obs, rho, pairs) -> tuple[
     return g, w * pairs.c_minus, w * pairs.c_plus
 
 
-@kernel
+@kernel(ordered=True)
 def _prox_linear_kernel(theta, gamma, z0, phi, p_x, theta_ref, beta, P_obs, rho, pair_x, pair_a, pair_b,
                         A, b, c_plus, c_minus, a_norm2, radius, damping_inv, tol, max_outer, gap_tol,
                         inner_max_iter, z):

@@ -34,7 +34,7 @@ from simlab.validation import check_choice, check_float, check_int
 ALGORITHMS = ("A", "B", "C")
 
 
-@kernel
+@kernel(ordered=True)
 def _project_ball(theta, center, radius):
     """In-place Euclidean projection onto ||theta - center|| <= radius."""
     n2 = 0.0
@@ -46,7 +46,7 @@ def _project_ball(theta, center, radius):
             theta[j] = center[j] + f * (theta[j] - center[j])
 
 
-@kernel
+@kernel(ordered=True)
 def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, step, T, batch, gap_tol,
                         inner_max_iter, rng, record_at, out):
     """Algorithm A; returns the total number of inner dual iterations."""
@@ -95,7 +95,7 @@ def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
     return inner
 
 
-@kernel
+@kernel(ordered=True)
 def _algorithm_c_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, step, T, batch, rng,
                         record_at, out):
     n_y, d = phi.shape[1], phi.shape[2]
@@ -121,7 +121,7 @@ def _algorithm_c_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
     return 0
 
 
-@kernel
+@kernel(ordered=True)
 def _algorithm_b_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, step, T, gamma, inner_steps,
                         mu_in, rng, record_at, out):
     n_y, d = phi.shape[1], phi.shape[2]
@@ -230,7 +230,7 @@ def run_algorithm(algorithm: str, theta0, phi, p_x, theta_ref, beta, P_obs, rho,
     return AlgorithmRun(algorithm, record_at, out, int(samples), int(inner))
 
 
-@kernel
+@kernel(ordered=True)
 def _deterministic_prox_linear_kernel(theta0, phi, p_x, theta_ref, beta, P, rho, pair_x, pair_a, pair_b,
                                       A, b, c_plus, c_minus, a_norm2, radius, step, T, gap_tol,
                                       inner_max_iter, out):
