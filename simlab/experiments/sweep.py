@@ -2,7 +2,9 @@
 
 The sweep knows nothing about alignment: it expands (params, replicate) cells, skips those already
 stored, runs the rest (in-process for one worker, else a process pool whose workers are pinned to one
-BLAS/numba thread each, so nothing is oversubscribed), and commits each finished cell at once.
+BLAS/numba thread each, so nothing is oversubscribed), and commits each finished cell at once.  Before
+that it warms the numba cache (:func:`_warm_kernels`), so that stored numbers never come from a kernel
+compiled in the process that ran the cell.
 The numbers depend only on (scenario, params, replicate, master seed), never on the worker count.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 
@@ -39,18 +42,32 @@ def run_cell(scenario: Scenario, params: dict, replicate: int, master: int) -> t
     return {str(k): float(v) for k, v in metrics.items()}, seconds
 
 
-def _warm_kernels(scenario: Scenario, todo, master: int) -> None:
-    """Compile (or load) the sweep's kernels in this process before the pool starts: one cell per
-    combination of the non-numeric parameters, its result discarded.  The workers then take every
-    kernel from the numba cache instead of compiling some themselves: measured, a kernel a worker
-    compiled on a cold cache can give different last bits than the cached one (drorebel: 2815 of
-    10752 cells), so the same sweep on a cold and on a warm cache stored different numbers."""
-    seen = set()
+def _warm_up_cells(todo) -> list:
+    """One (params, replicate) per combination of the non-numeric parameters, in sweep order."""
+    seen, out = set(), []
     for params, replicate in todo:
         group = tuple(sorted((k, v) for k, v in params.items() if isinstance(v, str)))
         if group not in seen:
             seen.add(group)
+            out.append((params, replicate))
+    return out
+
+
+def _warm_kernels(scenario: Scenario, todo, master: int, in_subprocess: bool) -> None:
+    """Compile (or load) the sweep's kernels before any stored cell runs, so that every stored number
+    comes from kernels loaded from the numba cache: one cell per combination of the non-numeric
+    parameters, its result discarded.  Measured, a kernel compiled in the process that uses it can
+    give different last bits than the cached one (drorebel: 2815 of 10752 cells on a cold cache), so
+    the same sweep on a cold and on a warm cache stored different numbers.  A pool's workers take the
+    kernels this process compiled from the cache; a one-worker sweep computes in this process, so its
+    warm-up runs in a separate process."""
+    cells = _warm_up_cells(todo)
+    if not in_subprocess:
+        for params, replicate in cells:
             run_cell(scenario, params, replicate, master)
+        return
+    with _pinned_pool(1) as pool:
+        pool.submit(_worker_warm, scenario.name, _scenario_dir(scenario), cells, master).result()
 
 
 def _worker_init() -> None:
@@ -63,6 +80,41 @@ def _worker_task(name: str, scenario_dir: str, params: dict, replicate: int, mas
     scenario = load_scenario(name)
     metrics, seconds = run_cell(scenario, params, replicate, master)
     return params, replicate, metrics, seconds
+
+
+def _worker_warm(name: str, scenario_dir: str, cells, master: int) -> None:
+    os.environ["SIMLAB_SCENARIOS"] = scenario_dir
+    scenario = load_scenario(name)
+    for params, replicate in cells:
+        run_cell(scenario, params, replicate, master)
+
+
+def _scenario_dir(scenario: Scenario) -> str:
+    from pathlib import Path
+
+    return str(Path(scenario.path).parent) if scenario.path else os.environ.get("SIMLAB_SCENARIOS", "")
+
+
+@contextmanager
+def _pinned_pool(workers: int):
+    """A spawn process pool whose workers are pinned to one BLAS/numba thread; this process's thread
+    variables are restored afterwards.  Shut down at once (cancelling queued work) on an exception."""
+    saved = {v: os.environ.get(v) for v in THREAD_VARS}
+    _worker_init()  # children inherit the pinned thread counts at start-up
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        for var, val in saved.items():
+            if val is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = val
 
 
 def default_workers() -> int:
@@ -95,11 +147,12 @@ def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = 
             bar.update(1)
 
         try:
-            if workers == 1 or len(todo) == 1:
+            in_process = workers == 1 or len(todo) == 1
+            _warm_kernels(scenario, todo, master, in_subprocess=in_process)
+            if in_process:
                 for params, r in todo:
                     commit(params, r, *run_cell(scenario, params, r, master))
             else:
-                _warm_kernels(scenario, todo, master)
                 _run_pool(scenario, todo, workers, master, commit)
         finally:
             bar.close()
@@ -111,14 +164,8 @@ def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = 
 
 
 def _run_pool(scenario: Scenario, todo, workers: int, master: int, commit) -> None:
-    from pathlib import Path
-
-    scen_dir = str(Path(scenario.path).parent) if scenario.path else os.environ.get("SIMLAB_SCENARIOS", "")
-    saved = {v: os.environ.get(v) for v in THREAD_VARS}
-    _worker_init()  # children inherit the pinned thread counts at start-up
-    ctx = get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
-    try:
+    scen_dir = _scenario_dir(scenario)
+    with _pinned_pool(workers) as pool:
         pending = set()
         it = iter(todo)
         window = 4 * workers + 16  # bounded queue: little is in flight when interrupted
@@ -136,17 +183,6 @@ def _run_pool(scenario: Scenario, todo, workers: int, master: int, commit) -> No
                 pending.discard(fut)
                 commit(*fut.result())
             refill()
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    else:
-        pool.shutdown(wait=True)
-    finally:
-        for var, val in saved.items():
-            if val is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = val
 
 
 class _NullBar:

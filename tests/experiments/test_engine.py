@@ -180,15 +180,17 @@ def test_scenario_script_runs_its_checks(tmp_path):
     assert res.returncode == 1
 
 
-def test_pool_warm_up_runs_one_cell_per_string_parameter_group(monkeypatch):
-    """Before a pool starts, the main process runs one cell per combination of non-numeric
-    parameters so that workers load every kernel from the numba cache (cold and warm caches then
-    store the same bits)."""
+def test_warm_up_runs_one_cell_per_string_parameter_group(monkeypatch):
+    """Before stored cells run, one cell per combination of non-numeric parameters warms the numba
+    cache (in this process before a pool, in a subprocess before a one-worker sweep), so stored
+    numbers always come from cached kernels: cold and warm caches then store the same bits."""
     from simlab.experiments import sweep
 
     calls = []
     monkeypatch.setattr(sweep, "run_cell", lambda sc, params, r, master: calls.append((params, r)))
     todo = [({"div": "kl", "n": 8}, 0), ({"div": "kl", "n": 16}, 0), ({"div": "chi2", "n": 8}, 1),
             ({"div": "kl", "n": 8}, 1)]
-    sweep._warm_kernels(None, todo, 1)
-    assert calls == [({"div": "kl", "n": 8}, 0), ({"div": "chi2", "n": 8}, 1)]
+    expected = [({"div": "kl", "n": 8}, 0), ({"div": "chi2", "n": 8}, 1)]
+    assert sweep._warm_up_cells(todo) == expected
+    sweep._warm_kernels(None, todo, 1, in_subprocess=False)
+    assert calls == expected
