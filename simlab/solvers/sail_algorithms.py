@@ -47,6 +47,16 @@ def _project_ball(theta, center, radius):
 
 
 @kernel(ordered=True)
+def _record_iterate(record_at, r, t, theta, out) -> int:
+    """Copy theta into out for every remaining recording index equal to t (record_at is sorted);
+    returns the next unused position r."""
+    while r < record_at.size and record_at[r] == t:
+        out[r] = theta
+        r += 1
+    return r
+
+
+@kernel(ordered=True)
 def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, step, T, batch, gap_tol,
                         inner_max_iter, rng, record_at, out):
     """Algorithm A; returns the total number of inner dual iterations."""
@@ -65,9 +75,7 @@ def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
     r = 0
     inner = 0
     for t in range(T):
-        while r < record_at.size and record_at[r] == t:
-            out[r] = theta
-            r += 1
+        r = _record_iterate(record_at, r, t, theta, out)
         for j in range(d):
             g[j] = 0.0
         a_norm2 = 0.0
@@ -89,9 +97,7 @@ def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
         inner += it
         for j in range(d):
             theta[j] = z[j]
-    while r < record_at.size and record_at[r] == T:
-        out[r] = theta
-        r += 1
+    _record_iterate(record_at, r, T, theta, out)
     return inner
 
 
@@ -105,9 +111,7 @@ def _algorithm_c_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
     work = np.empty(2 * n_y)
     r = 0
     for t in range(T):
-        while r < record_at.size and record_at[r] == t:
-            out[r] = theta
-            r += 1
+        r = _record_iterate(record_at, r, t, theta, out)
         for j in range(d):
             g[j] = 0.0
         for i in range(batch):
@@ -115,9 +119,7 @@ def _algorithm_c_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
         for j in range(d):
             theta[j] -= step * g[j] / batch
         _project_ball(theta, theta_ref, radius)
-    while r < record_at.size and record_at[r] == T:
-        out[r] = theta
-        r += 1
+    _record_iterate(record_at, r, T, theta, out)
     return 0
 
 
@@ -134,9 +136,7 @@ def _algorithm_b_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
     first_avg = inner_steps // 2 + 1
     r = 0
     for t in range(T):
-        while r < record_at.size and record_at[r] == t:
-            out[r] = theta
-            r += 1
+        r = _record_iterate(record_at, r, t, theta, out)
         for j in range(d):
             z[j] = theta[j]
             avg[j] = 0.0
@@ -155,9 +155,7 @@ def _algorithm_b_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
         for j in range(d):
             theta[j] -= step * (theta[j] - avg[j] / n_avg) / gamma
         _project_ball(theta, theta_ref, radius)
-    while r < record_at.size and record_at[r] == T:
-        out[r] = theta
-        r += 1
+    _record_iterate(record_at, r, T, theta, out)
     return 0
 
 
