@@ -1,17 +1,27 @@
-"""Figures and the Markdown report: verdict table, convergence tables and plots per claim."""
+"""Figures and the Markdown report, written from the verdict rows a check produced.
+
+Nothing here evaluates a claim again: every number in the table, the convergence tables and the
+claim figures comes from the :class:`~simlab.experiments.claims.CheckRow` objects (which carry their
+rate fit). Files are written atomically and only when their bytes change; per-run timings stay out
+of the tracked report (they go to the store and the JSON).
+"""
 from __future__ import annotations
 
 import math
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from simlab.experiments.claims import (CheckRow, calibration_key, calibration_margin, claim_rows, evaluate_claim,
-                                       load_calibration)
-from simlab.experiments.scenario import Scenario, select_claims
+from simlab.experiments.claims import CheckRow
+from simlab.experiments.files import atomic_write_text
+from simlab.experiments.scenario import Scenario
 from simlab.plots.rates import plot_rate
+
+MARGIN_CAP = 100.0
+DATE_PREFIX = "- date: "
 
 
 def figures_dir() -> Path:
@@ -25,28 +35,20 @@ def figure_name(row: CheckRow) -> str:
     return row.id + (f"--{slug}" if slug else "")
 
 
-def claim_figures(rows: list[CheckRow], frames: dict[str, pd.DataFrame], outdir: Path) -> dict[str, Path]:
-    """One convergence plot per (id, label) whose evaluation produced a rate fit; {figure name: path}."""
+def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
+    """One convergence plot per (id, label) whose row carries a rate fit; {figure name: path}."""
     out: dict[str, Path] = {}
-    pairs = {(c.id, c.kind, c.label): (sc, c) for sc, c in select_claims([r.id for r in rows])}
     for row in rows:
         name = figure_name(row)
-        sc, claim = pairs[(row.id, row.kind, row.label)]
-        if name in out or claim.x is None:
+        if name in out or row.fit is None:
             continue
-        df = frames.get(sc.name)
-        if df is None or claim_rows(df, claim).empty:
-            continue
-        m = evaluate_claim(df, claim)
-        if m.fit is None:
-            continue
-        title = f"{name}\n{textwrap.shorten(claim.quantity, 80, placeholder='...')}"
-        out[name] = plot_rate(m.fit, outdir / f"{name}.png", title, claim.x, claim.metric, claim.predicted, claim.cut)
+        title = f"{name}\n{textwrap.shorten(row.quantity, 80, placeholder='...')}"
+        out[name] = plot_rate(row.fit, outdir / f"{name}.png", title, row.x, row.metric, row.predicted, row.cut)
     return out
 
 
 def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], outdir: Path) -> dict[str, list[Path]]:
-    """Each scenario's own figures (its ``figures=`` hook)."""
+    """Each scenario's own figures (its ``figures=`` hook), drawn from its stored rows."""
     out = {}
     for sc in scenarios:
         paths = []
@@ -63,15 +65,48 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def ci_text(row: CheckRow) -> str:
+    """The CI for people: ``exact`` for a deterministic value (degenerate CI), ``n/a`` without one."""
+    lo, hi = row.ci
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "n/a"
+    if lo == hi:
+        return "exact"
+    return f"[{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def verdict_text(row: CheckRow) -> str:
+    """Verdict with its gate status: ``PASS``, ``FAIL, known finding``, ``PASS, finding now passes``..."""
+    v = row.verdict.upper()
+    if row.status in ("ok", "report", "not run"):
+        return v
+    return f"{v}, {row.status}"
+
+
+def margin_text(row: CheckRow) -> str:
+    """Calibration margin in master-seed sds (bias counted), capped for reading; ``exact`` for a
+    deterministic check."""
+    cal = row.calibration
+    if not cal:
+        return "no record"
+    m = cal["margin_sd"]
+    if cal.get("sd", 1.0) == 0:
+        txt = "exact" if m > 0 else "exact, boundary crossed"
+    elif m > MARGIN_CAP:
+        txt = f"> {MARGIN_CAP:g}"
+    else:
+        txt = f"{m:.1f}" + ("" if m >= 4 else " (< 4: not calibrated)")
+    return f"{txt}, {cal['masters']} masters"
+
+
 def verdict_table(rows: list[CheckRow]) -> str:
-    """Plain-text table: id, kind, predicted, measured with CI, verdict, time."""
-    head = f"{'claim':44} {'kind':24} {'predicted':>9} {'measured':>10} {'95% CI':>22} {'verdict':>7} {'time':>7}"
-    lines = [head, "-" * len(head)]
+    """Plain-text table: id, kind, predicted, measured with CI, verdict with its gate status."""
+    head = f"{'claim':50} {'kind':24} {'predicted':>9} {'measured':>10} {'95% CI':>22}  verdict"
+    lines = [head, "-" * (len(head) + 16)]
     for r in rows:
-        ci = f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}]"
         name = f"{r.id} [{r.label}]" if r.label else r.id
-        lines.append(f"{name:44} {r.kind:24} {_fmt(r.predicted):>9} {_fmt(r.measured):>10} {ci:>22} "
-                     f"{r.verdict.upper():>7} {r.seconds:6.1f}s")
+        lines.append(f"{name:50} {r.kind:24} {_fmt(r.predicted):>9} {_fmt(r.measured):>10} {ci_text(r):>22}  "
+                     f"{verdict_text(r)}")
     return "\n".join(lines)
 
 
@@ -82,33 +117,49 @@ def convergence_table_text(row: CheckRow) -> str:
     lines = [f"{row.x or 'x':>10} {'mean':>12} {'std.err':>11} {'local rate':>11}"]
     for t in row.table:
         lines.append(f"{t['x']:>10.6g} {t['mean']:>12.5g} {t['stderr']:>11.3g} {_fmt(t['local_rate']):>11}")
-    lines.append(f"fitted slope {row.measured:.4f}, 95% CI [{row.ci[0]:.4f}, {row.ci[1]:.4f}]")
+    lines.append(f"fitted slope {_fmt(row.measured)}, 95% CI {ci_text(row)}")
     return "\n".join(lines)
 
 
+def provenance_lines(rows: list[CheckRow], mode: str, master: int) -> list[str]:
+    """Report header: git hash, code fingerprints, master seed, library versions, date."""
+    from simlab.experiments.store import provenance
+
+    prov = provenance()
+    fps = sorted({f"`{r.scenario}` {r.fingerprint}" for r in rows})
+    libs = ", ".join(f"{k} {prov[k]}" for k in ("python", "numpy", "scipy", "numba"))
+    return [f"- git: `{prov.get('git', 'not a git checkout')}`",
+            f"- package fingerprint: `{prov['package_fingerprint']}`; scenario fingerprints: {', '.join(fps)}",
+            f"- mode: {mode}; master seed: {master}",
+            f"- simlab {prov['simlab']}; {libs}",
+            f"{DATE_PREFIX}{time.strftime('%Y-%m-%d')}"]
+
+
+def _same_but_date(old: str, new: str) -> bool:
+    strip = lambda text: [ln for ln in text.splitlines() if not ln.startswith(DATE_PREFIX)]
+    return strip(old) == strip(new)
+
+
 def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str, list[Path]],
-                 path: Path, mode: str) -> Path:
-    """Markdown report: the verdict table, then per claim its statement, notes, table and figure."""
-    calib = load_calibration()
-    claims = {(c.id, c.kind, c.label): c for _, c in select_claims([r.id for r in rows])}
+                 path: Path, mode: str, master: int) -> Path:
+    """Markdown report: provenance, the verdict table, then per claim its statement, notes, table and
+    figure. Written atomically; left untouched when only the date would change."""
     base = path.parent
     md = [f"# simlab verdicts ({mode} mode)", "",
-          "Generated by `simlab check`; every number below comes from cells stored in the results store.", "",
-          "| claim | kind | predicted | measured | 95% CI | tol | verdict | calibration margin / sd | time |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "Generated by `simlab check`; every number below comes from cells stored in the results store "
+          "under the code fingerprints listed here.", "", *provenance_lines(rows, mode, master), "",
+          "| claim | kind | predicted | measured | 95% CI | tol | verdict | calibration margin / sd |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cal = calib.get(calibration_key(r))
-        if cal:
-            margin = calibration_margin(claims[(r.id, r.kind, r.label)], cal["mean"], cal["sd"])
-            cal_txt = f"{margin:.1f}{'' if margin >= 4 else ' (< 4: NOT calibrated)'}, {cal['masters']} masters"
-        else:
-            cal_txt = "no record"
-        md.append(f"| `{r.id}`{' ' + r.label if r.label else ''} | {r.kind} | {_fmt(r.predicted)} | {_fmt(r.measured)} | "
-                  f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}] | {_fmt(r.tol)} | **{r.verdict.upper()}** | {cal_txt} | {r.seconds:.1f}s |")
+        md.append(f"| `{r.id}`{' ' + r.label if r.label else ''} | {r.kind} | {_fmt(r.predicted)} | "
+                  f"{_fmt(r.measured)} | {ci_text(r)} | {_fmt(r.tol)} | **{verdict_text(r)}** | {margin_text(r)} |")
     md.append("")
     for r in rows:
-        md += [f"## `{r.id}` ({r.kind}{', ' + r.label if r.label else ''})", "", f"*{r.paper}*", "", r.statement, "",
-               f"Quantity: `{r.metric}`" + (f" vs `{r.x}`" if r.x else "") + f"; scenario `{r.scenario}`.", ""]
+        md += [f"## `{r.id}` ({r.kind}{', ' + r.label if r.label else ''})", "", f"*{r.paper}*", "",
+               r.statement, "",
+               f"Quantity: {r.quantity} (metric `{r.metric}`" + (f" against `{r.x}`" if r.x else "")
+               + f"; scenario `{r.scenario}`).", "",
+               f"Verdict: **{verdict_text(r)}**" + (f". Known finding: {r.finding}" if r.finding else "."), ""]
         if r.notes:
             md += [f"Notes: {r.notes}", ""]
         if r.extra:
@@ -122,6 +173,7 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
     for name, paths in extra.items():
         md += [f"## Study figures: `{name}`", ""]
         md += [f"![{p.stem}]({p.relative_to(base).as_posix()})" for p in paths] + [""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(md) + "\n")
+    text = "\n".join(md) + "\n"
+    if not (path.is_file() and _same_but_date(path.read_text(), text)):
+        atomic_write_text(path, text)
     return path

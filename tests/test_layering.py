@@ -11,7 +11,7 @@ LAYERS = [
     ("simlab.dro", "simlab.objectives"),
     ("simlab.solvers",),
     ("simlab.experiments",),
-    ("simlab.plots", "simlab.report", "simlab.cli"),
+    ("simlab.plots", "simlab.report", "simlab.cli", "simlab.pytest_plugin"),
 ]
 
 

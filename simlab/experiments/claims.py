@@ -1,12 +1,17 @@
 """Turning stored rows into verdict rows, running what a check needs, and calibrating tolerances.
 
-``check`` runs each needed scenario (the sweep skips stored cells), then evaluates every selected
-claim from the store. A verdict row holds at least id, kind, predicted, measured, ci, verdict
-("pass"/"fail") and seconds (the summed compute time of the cells it used).
+``check`` runs each needed scenario (the sweep skips cells stored under the current code
+fingerprint), evaluates every selected claim once from those rows, and returns one
+:class:`CheckRow` per check. A row carries everything the table, the JSON, the figures and the report
+need (measurement, CI, verdict, fit, convergence table, calibration margin), so nothing downstream
+evaluates again. Verdicts are ``pass`` / ``fail`` / ``inconclusive`` (rules in
+:mod:`simlab.experiments.rates`), ``report`` for report-only claims and ``not run`` for claims
+without stored rows.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,30 +19,47 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simlab.experiments.files import atomic_write_text
+from simlab.experiments.fingerprint import scenario_fingerprint
 from simlab.experiments.rates import (
-    RateFit, fit_rate, mean_with_ci, verdict_identity_in_expectation, verdict_ordering,
-    verdict_tight, verdict_upper)
+    FAIL, INCONCLUSIVE, PASS, RateFit, as_verdict, fit_rate, mean_with_ci, verdict_identity,
+    verdict_identity_in_expectation, verdict_ordering, verdict_tight, verdict_upper)
 from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Claim, Scenario, cell_key, select_claims
 from simlab.experiments.store import Store
 from simlab.experiments.sweep import run_scenario
 
 CALIBRATION_MASTERS = 30
+CALIBRATED_SDS = 4.0
+NOT_RUN, REPORT = "not run", "report"
 
 
 @dataclass
 class Measurement:
-    """What a claim's evaluation produced: the measured value, its CI, the verdict and details."""
+    """What a claim's evaluation produced: the measured value, its CI, the verdict and details.
+
+    ``verdict`` is ``"pass"``, ``"fail"`` or ``"inconclusive"`` (a bool is accepted: True = pass)."""
 
     measured: float
     ci: tuple[float, float]
-    passed: bool
+    verdict: str | bool
     notes: str = ""
     fit: RateFit | None = None
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.verdict = as_verdict(self.verdict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS
+
 
 @dataclass
 class CheckRow:
+    """One verdict row. ``status`` compares the verdict with the committed baseline (see
+    :mod:`simlab.experiments.baseline`): ``ok``, ``known finding``, ``report``, ``regression``,
+    ``finding now passes``, ``drift`` or ``not run``."""
+
     id: str
     kind: str
     label: str
@@ -52,17 +74,30 @@ class CheckRow:
     x: str | None
     statement: str
     paper: str
+    quantity: str
     notes: str
     extra: dict
+    fingerprint: str
     table: list | None = None
+    calibration: dict | None = None
+    expected: str = PASS
+    status: str = "ok"
+    finding: str = ""
+    fit: RateFit | None = field(default=None, repr=False)
+    cut: float | None = None
+
+    @property
+    def key(self) -> str:
+        return calibration_key(self)
 
     def to_json(self) -> dict:
         out = asdict(self)
+        out.pop("fit")
         return json.loads(json.dumps(out, default=_json_default))
 
 
 def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
@@ -70,31 +105,35 @@ def _json_default(o):
 
 
 def claim_rows(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
-    """Rows of the scenario's frame that the claim uses (its ``where`` filter)."""
+    """Rows of the scenario's frame that the claim uses (its ``where`` filter: a value, or a predicate
+    applied to each value of the column)."""
     for k, v in claim.where.items():
         if k not in df.columns:
             return df.iloc[0:0]
-        df = df[df[k] == v]
+        df = df[df[k].map(v).astype(bool)] if callable(v) else df[df[k] == v]
     return df
 
 
 def evaluate_claim(df: pd.DataFrame, claim: Claim) -> Measurement:
-    """Judge ``claim`` on its rows (built-in kinds, or the claim's own ``evaluate``)."""
+    """Judge ``claim`` on its rows (built-in kinds, or the claim's own ``evaluate``). The caller
+    handles claims without rows (see :func:`judge`)."""
     rows = claim_rows(df, claim)
     if claim.evaluate is not None:
         return claim.evaluate(rows)
-    if rows.empty or claim.metric not in rows.columns:
-        return Measurement(float("nan"), (float("nan"), float("nan")), False, "no stored rows")
-    if claim.kind in ("tight", "upper"):
+    if claim.metric not in rows.columns:
+        raise ValueError(f"claim {claim.id!r}: metric {claim.metric!r} is not among the stored columns")
+    if claim.kind in ("tight", "upper") or (claim.kind == REPORT and claim.x is not None):
         fit = fit_rate(rows[claim.x].to_numpy(), rows[claim.metric].to_numpy(),
                        rows["replicate"].to_numpy(), claim.cut)
         if claim.kind == "tight":
-            ok, note = verdict_tight(fit.slope, fit.ci, claim.predicted, claim.tol)
+            verdict, note = verdict_tight(fit.ci, claim.predicted, claim.tol)
+        elif claim.kind == "upper":
+            verdict, note = verdict_upper(fit.ci, claim.predicted, claim.tol, claim.direction)
         else:
-            ok, note = verdict_upper(fit.slope, claim.predicted, claim.tol, claim.direction)
+            verdict, note = PASS, ""
         fails = int(fit.failures.sum())
         if fails:
-            ok = False
+            verdict = FAIL
             note = (note + "; " if note else "") + f"{fails} failed fits past the cut"
         extra = {"slope_median": fit.slope_median}
         for m in claim.also:
@@ -102,20 +141,24 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> Measurement:
                 f2 = fit_rate(rows[claim.x].to_numpy(), rows[m].to_numpy(), rows["replicate"].to_numpy(), claim.cut)
                 extra[f"slope[{m}]"] = f2.slope
                 extra[f"ci[{m}]"] = list(f2.ci)
-        return Measurement(fit.slope, fit.ci, ok, note, fit, extra)
+        return Measurement(fit.slope, fit.ci, verdict, note, fit, extra)
     values = rows[claim.metric].to_numpy(dtype=float)
     if claim.kind == "identity":
         worst = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else float("nan")
-        ok = bool(np.all(np.isfinite(values))) and worst <= claim.tol
-        return Measurement(worst, (worst, worst), ok, "" if ok else f"max |error| = {worst:.3g} > {claim.tol:g}")
+        if not np.all(np.isfinite(values)):
+            worst = float("nan")
+        verdict, note = verdict_identity(worst, claim.tol)
+        return Measurement(worst, (worst, worst), verdict, note, extra={"cells": int(values.size)})
     mean, ci, fails = mean_with_ci(values)
     if claim.kind == "identity-in-expectation":
-        ok, note = verdict_identity_in_expectation(mean, claim.tol)
+        verdict, note = verdict_identity_in_expectation(ci, claim.predicted, claim.tol)
+    elif claim.kind == "ordering":
+        verdict, note = verdict_ordering(ci, claim.side)
     else:
-        ok, note = verdict_ordering(ci, claim.side)
+        verdict, note = PASS, ""
     if fails:
-        ok, note = False, (note + "; " if note else "") + f"{fails} failed cells"
-    return Measurement(mean, ci, ok, note, None, {"seeds": int(values.size)})
+        verdict, note = FAIL, (note + "; " if note else "") + f"{fails} failed cells"
+    return Measurement(mean, ci, verdict, note, None, {"seeds": int(values.size)})
 
 
 def convergence_table(fit: RateFit) -> list[dict]:
@@ -127,8 +170,9 @@ def convergence_table(fit: RateFit) -> list[dict]:
 
 
 def scenario_frame(scenario: Scenario, store: Store, master: int, mode: str | None = None) -> pd.DataFrame:
-    """The scenario's stored rows for this master seed, restricted to ``mode``'s cells if given."""
-    df = pd.DataFrame(store.rows(scenario.name, scenario.version, master))
+    """The scenario's rows stored under its current code fingerprint for this master seed, restricted
+    to ``mode``'s cells if given. Rows of other fingerprints never enter a verdict."""
+    df = pd.DataFrame(store.rows(scenario.name, scenario_fingerprint(scenario), master))
     if df.empty:
         return df
     # a canonical row order: verdicts must not depend on the order in which cells finished
@@ -141,10 +185,14 @@ def scenario_frame(scenario: Scenario, store: Store, master: int, mode: str | No
 
 
 def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=None,
-          master: int = DEFAULT_MASTER_SEED, progress: bool = True, run: bool = True) -> list[CheckRow]:
-    """Run what the selected claims need (reusing stored cells) and return one row per check."""
-    pairs = select_claims(ids)
-    store = Store(store_path)
+          master: int = DEFAULT_MASTER_SEED, progress: bool = True, run: bool = True,
+          pairs=None) -> list[CheckRow]:
+    """Run what the selected claims need (reusing stored cells) and return one row per check, compared
+    with the baseline (``status``). ``pairs`` (scenario, claim) replaces the selection by ``ids``."""
+    from simlab.experiments.baseline import compare_with_baseline
+
+    pairs = select_claims(ids) if pairs is None else pairs
+    store = Store(store_path, create=run)
     try:
         scenarios = {}
         for sc, _ in pairs:
@@ -154,30 +202,50 @@ def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=
             if run:
                 run_scenario(sc, mode, workers, store, master, progress)
             frames[name] = scenario_frame(sc, store, master, mode)
-        return [_row(sc, claim, frames[sc.name]) for sc, claim in pairs]
+        rows = [judge(sc, claim, frames[sc.name]) for sc, claim in pairs]
+        compare_with_baseline(rows, mode, master)
+        if run:
+            store.record_check(mode, master, [r.to_json() for r in rows])
+        return rows
     finally:
         store.close()
 
 
-def _row(sc: Scenario, claim: Claim, df: pd.DataFrame) -> CheckRow:
+def judge(sc: Scenario, claim: Claim, df: pd.DataFrame) -> CheckRow:
+    """Evaluate one claim on the scenario's frame into a :class:`CheckRow`. A claim without rows is
+    ``not run``; an evaluation that raises is a failing row that says why."""
     t0 = time.perf_counter()
-    try:
-        m = evaluate_claim(df, claim)
-    except Exception as exc:  # a broken evaluation is a failing row, not a crash of the whole check
-        m = Measurement(float("nan"), (float("nan"), float("nan")), False, f"evaluation error: {exc!r}")
     rows = claim_rows(df, claim) if not df.empty else df
+    nan2 = (float("nan"), float("nan"))
+    if rows.empty:
+        m = Measurement(float("nan"), nan2, FAIL, "no stored rows")
+        verdict = NOT_RUN
+    else:
+        try:
+            m = evaluate_claim(df, claim)
+        except Exception as exc:  # a broken evaluation is a failing row, not a crash of the check or report
+            m = Measurement(float("nan"), nan2, FAIL, f"evaluation error: {type(exc).__name__}: {exc}")
+        verdict = REPORT if claim.kind == REPORT and m.verdict == PASS else m.verdict
     seconds = float(rows["seconds"].sum()) if "seconds" in rows else 0.0
-    return CheckRow(id=claim.id, kind=claim.kind, label=claim.label, predicted=claim.predicted, measured=m.measured,
-                    ci=list(m.ci), verdict="pass" if m.passed else "fail",
+    calib = load_calibration(sc).get(calibration_key(claim))
+    if calib is not None:
+        calib = dict(calib, margin_sd=calibration_margin(claim, calib["mean"], calib["sd"]))
+    return CheckRow(id=claim.id, kind=claim.kind, label=claim.label, predicted=claim.predicted,
+                    measured=m.measured, ci=list(m.ci), verdict=verdict,
                     seconds=seconds + time.perf_counter() - t0, tol=claim.tol, scenario=sc.name,
                     metric=claim.metric, x=claim.x, statement=claim.statement, paper=claim.paper,
-                    notes="; ".join(s for s in (m.notes, claim.notes) if s), extra=m.extra,
-                    table=convergence_table(m.fit) if m.fit is not None else None)
+                    quantity=claim.quantity, notes="; ".join(s for s in (m.notes, claim.notes) if s),
+                    extra=m.extra, fingerprint=scenario_fingerprint(sc),
+                    table=convergence_table(m.fit) if m.fit is not None else None,
+                    calibration=calib, fit=m.fit, cut=claim.cut)
 
 
 # ------------------------------------------------------------- calibration
 
-def calibration_path() -> Path:
+def calibration_path(sc: Scenario | None = None) -> Path:
+    """``calibration.json`` beside the scenario files (of ``sc``, or of the scenario directory)."""
+    if sc is not None and sc.path:
+        return Path(sc.path).parent / "calibration.json"
     from simlab.experiments.scenario import scenario_dir
 
     return scenario_dir() / "calibration.json"
@@ -185,58 +253,70 @@ def calibration_path() -> Path:
 
 def calibration_margin(claim: Claim, mean: float, sd: float) -> float:
     """Distance, in master-seed standard deviations, from the mean measured value to the verdict's
-    decision boundary (spec §7.1: a verdict is calibrated when this is >= 4).
+    decision boundary, bias counted (docs/theory/claims.md §7.1: calibrated when >= 4).
 
-    tight and identity-in-expectation: tol / sd (the band's half-width, the spec's rule);
-    upper: (predicted + tol - mean) / sd for direction 'inf', (mean - predicted + tol) / sd for 'zero';
-    ordering: the mean difference's distance from the boundary (0, or -tol/+tol for deterministic
-    orderings with ties within tol) on the claimed side; identity: (tol - mean) / sd.
+    tight and identity-in-expectation: (tol - |mean - predicted|) / sd (the distance to the nearer
+    edge of the band, so a biased mean has less room); upper: (predicted + tol - mean) / sd for
+    direction 'inf', (mean - predicted + tol) / sd for 'zero'; ordering: the mean difference's
+    distance from 0 on the claimed side; identity: (tol - mean) / sd. A zero sd (a deterministic
+    check) gives +inf when the mean is inside the boundary and -inf otherwise.
     """
-    if not sd > 0:
-        return float("inf")
     if claim.kind in ("tight", "identity-in-expectation"):
-        return claim.tol / sd
-    if claim.kind == "upper":
+        gap = claim.tol - abs(mean - claim.predicted)
+    elif claim.kind == "upper":
         gap = claim.predicted + claim.tol - mean if claim.direction == "inf" else mean - claim.predicted + claim.tol
-        return gap / sd
-    if claim.kind == "ordering":  # boundary at -tol / +tol (deterministic orderings allow ties within tol)
-        return (claim.tol - mean if claim.side == "<" else mean + claim.tol) / sd
-    return (claim.tol - mean) / sd
+    elif claim.kind == "ordering":
+        gap = -mean if claim.side == "<" else mean
+    elif claim.kind == "identity":
+        gap = claim.tol - mean
+    else:
+        return float("nan")
+    if not sd > 0:
+        return math.inf if gap > 0 else -math.inf
+    return gap / sd
 
 
 def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=None,
               masters: int = CALIBRATION_MASTERS, progress: bool = True) -> dict:
     """Rerun the selected claims over ``masters`` independent master seeds and record the spread.
 
-    The record per check (key id|kind|label: mean and sd of the measured value over masters, tol, the
-    margin of :func:`calibration_margin`, the pass rate) is merged into ``scenarios/calibration.json``;
-    a check is calibrated iff its margin is >= 4 sd.
+    The record per check (key id|kind|label: mean and sd of the measured value over masters,
+    predicted, tol, the margin of :func:`calibration_margin`, the pass rate, the code fingerprint) is
+    merged into the scenario folder's ``calibration.json``; a check is calibrated iff its margin is
+    >= 4 sd. Report-only claims are not calibrated.
     """
     if masters < 2:
         raise ValueError(f"masters must be >= 2, got {masters}")
-    claims = {calibration_key(c): c for _, c in select_claims(ids)}
+    pairs = [(sc, c) for sc, c in select_claims(ids) if c.kind != REPORT]
+    claims = {calibration_key(c): (sc, c) for sc, c in pairs}
     measured: dict[str, list[float]] = {}
     passed: dict[str, int] = {}
     for k in range(masters):
         master = DEFAULT_MASTER_SEED + 1000 + k
-        for row in check(ids, mode, workers, store_path, master, progress=progress):
-            key = calibration_key(row)
-            measured.setdefault(key, []).append(row.measured)
-            passed[key] = passed.get(key, 0) + (row.verdict == "pass")
-    path = calibration_path()
-    record = json.loads(path.read_text()) if path.exists() else {}
-    out = {}
+        for row in check(None, mode, workers, store_path, master, progress=progress, pairs=pairs):
+            measured.setdefault(row.key, []).append(row.measured)
+            passed[row.key] = passed.get(row.key, 0) + (row.verdict == PASS)
+    out, records = {}, {}
     for key, vals in measured.items():
+        sc, claim = claims[key]
         v = np.asarray(vals, dtype=float)
         mean, sd = float(np.nanmean(v)), float(np.nanstd(v, ddof=1))
-        margin = calibration_margin(claims[key], mean, sd)
-        entry = {"mode": mode, "masters": masters, "mean": mean, "sd": sd, "tol": claims[key].tol,
-                 "margin_sd": margin, "pass_rate": passed[key] / masters, "calibrated": bool(margin >= 4),
+        margin = calibration_margin(claim, mean, sd)
+        entry = {"mode": mode, "masters": masters, "mean": mean, "sd": sd, "predicted": claim.predicted,
+                 "tol": claim.tol, "margin_sd": margin, "pass_rate": passed[key] / masters,
+                 "calibrated": bool(margin >= CALIBRATED_SDS), "fingerprint": scenario_fingerprint(sc),
                  "date": time.strftime("%Y-%m-%d")}
-        record[key] = entry
+        records.setdefault(calibration_path(sc), {})[key] = entry
         out[key] = entry
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    for path, entries in records.items():
+        record = json.loads(path.read_text()) if path.exists() else {}
+        record.update(entries)
+        _atomic_json(path, record)
     return out
+
+
+def _atomic_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def calibration_key(row) -> str:
@@ -244,6 +324,6 @@ def calibration_key(row) -> str:
     return f"{row.id}|{row.kind}" + (f"|{row.label}" if row.label else "")
 
 
-def load_calibration() -> dict:
-    path = calibration_path()
+def load_calibration(sc: Scenario | None = None) -> dict:
+    path = calibration_path(sc)
     return json.loads(path.read_text()) if path.exists() else {}

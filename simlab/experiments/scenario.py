@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 MODES = ("quick", "full")
-KINDS = ("tight", "upper", "identity-in-expectation", "ordering", "identity")
+KINDS = ("tight", "upper", "identity-in-expectation", "ordering", "identity", "report")
 DEFAULT_MASTER_SEED = 20261123
 
 
@@ -57,8 +57,11 @@ class Claim:
     kind: ``tight`` (|slope - predicted| <= tol and the CI meets the band), ``upper`` (slope <=
     predicted + tol for ``direction="inf"``, >= predicted - tol for ``"zero"``),
     ``identity-in-expectation`` (|mean(metric) - 1| <= tol), ``ordering`` (95% CI of mean(metric) on
-    ``side`` of 0), ``identity`` (max |metric| <= tol). ``evaluate`` replaces the built-in judgement by
-    ``evaluate(df) -> Measurement`` for anything else. ``where`` filters the scenario's rows;
+    ``side`` of 0), ``identity`` (max |metric| <= tol), ``report`` (measured and shown, never judged:
+    state the reason in ``notes``). Verdicts are three-valued and judged on the CI (the rules are in
+    :mod:`simlab.experiments.rates`). ``evaluate`` replaces the built-in judgement by
+    ``evaluate(df) -> Measurement`` for anything else. ``where`` filters the scenario's rows (a value,
+    or a predicate called on each value of the column);
     ``also`` lists extra metrics whose slopes are reported (not judged) beside the check.
     ``label`` tells apart rows that share an id and kind (e.g. the preset or the variant).
     """
@@ -92,6 +95,8 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: side must be '<' or '>'")
         if not self.tol >= 0:
             raise ValueError(f"claim {self.id!r}: tol must be >= 0, got {self.tol!r}")
+        if self.kind == "report" and not self.notes:
+            raise ValueError(f"claim {self.id!r}: a report-only claim must say why in notes")
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class Scenario:
     """
 
     name: str
-    version: str
+    version: str          # a label only: stored cells are keyed by the code fingerprint
     study: str
     description: str
     cell: Callable

@@ -1,31 +1,49 @@
 """The results store: one embedded SQLite file (stdlib ``sqlite3``).
 
-Each finished cell is one row committed atomically (WAL journal), keyed by (scenario, version,
-master seed, params, replicate): an interrupted sweep (Ctrl-C or kill -9) loses at most the cells in
-flight, and re-running skips every finished cell. Every run records its provenance.
+Each finished cell is one row committed atomically (WAL journal), keyed by (scenario, code
+fingerprint, master seed, params, replicate): an interrupted sweep (Ctrl-C or kill -9) loses at most
+the cells in flight, re-running skips every finished cell, and a cell computed by other code (another
+fingerprint, see :mod:`simlab.experiments.fingerprint`) is never reused. Rows of other fingerprints are
+kept, never deleted. Processes sharing a store lease the cells they compute (table ``leases``), so two
+sweeps of one scenario split the work instead of both computing everything. Every run records its
+provenance; every check records its verdict rows and timings (table ``checks``).
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import socket
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
+STORE_TIMEOUT_SECONDS = 60.0  # how long a write waits for another process's lock ($SIMLAB_STORE_TIMEOUT)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    scenario TEXT NOT NULL, version TEXT NOT NULL, mode TEXT NOT NULL, master INTEGER NOT NULL,
+    scenario TEXT NOT NULL, fingerprint TEXT NOT NULL, mode TEXT NOT NULL, master INTEGER NOT NULL,
     config TEXT NOT NULL, provenance TEXT NOT NULL, started TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
-    scenario TEXT NOT NULL, version TEXT NOT NULL, master INTEGER NOT NULL,
+    scenario TEXT NOT NULL, fingerprint TEXT NOT NULL, master INTEGER NOT NULL,
     key TEXT NOT NULL, replicate INTEGER NOT NULL,
     params TEXT NOT NULL, metrics TEXT NOT NULL, seconds REAL NOT NULL,
     run_id INTEGER NOT NULL, finished TEXT NOT NULL,
-    PRIMARY KEY (scenario, version, master, key, replicate));
+    PRIMARY KEY (scenario, fingerprint, master, key, replicate));
+CREATE TABLE IF NOT EXISTS leases (
+    scenario TEXT NOT NULL, fingerprint TEXT NOT NULL, master INTEGER NOT NULL,
+    key TEXT NOT NULL, replicate INTEGER NOT NULL, owner TEXT NOT NULL, taken REAL NOT NULL,
+    PRIMARY KEY (scenario, fingerprint, master, key, replicate));
+CREATE TABLE IF NOT EXISTS checks (
+    check_id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL, mode TEXT NOT NULL,
+    master INTEGER NOT NULL, rows TEXT NOT NULL, provenance TEXT NOT NULL);
 """
+
+
+class StoreError(ValueError):
+    """The store cannot be used (locked, not a database, not a file); the message names the path."""
 
 
 def default_store_path() -> Path:
@@ -33,102 +51,216 @@ def default_store_path() -> Path:
     return Path(os.environ.get("SIMLAB_STORE", Path.cwd() / "results" / "simlab.sqlite"))
 
 
-def provenance() -> dict:
-    """Package version or git hash, library versions and the platform."""
-    import numba
-    import numpy
-    import scipy
-
+def git_hash() -> str | None:
+    """The git commit of the source tree simlab is imported from, if it is a git checkout."""
     import simlab
 
-    out = {"simlab": simlab.__version__, "python": platform.python_version(),
-           "numpy": numpy.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
-           "platform": platform.platform()}
     try:
         root = Path(simlab.__file__).resolve().parents[1]
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5)
-        if sha.returncode == 0:
-            out["git"] = sha.stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        pass
+        return None
+    return sha.stdout.strip() if sha.returncode == 0 else None
+
+
+def provenance() -> dict:
+    """Package version, git hash (if any), code fingerprint, library versions and the platform."""
+    import simlab
+    from simlab.experiments.fingerprint import library_versions, package_fingerprint
+
+    out = {"simlab": simlab.__version__, **library_versions(), "platform": platform.platform(),
+           "package_fingerprint": package_fingerprint()}
+    sha = git_hash()
+    if sha:
+        out["git"] = sha
     return out
 
 
-class Store:
-    """Thin wrapper over the SQLite file; only the main process writes."""
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    def __init__(self, path: str | Path | None = None):
+
+def _owner_alive(owner: str) -> bool:
+    """Whether a lease's owner process still runs (only decidable on this host; others count as alive)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+class Store:
+    """Thin wrapper over the SQLite file; only main processes (never pool workers) write."""
+
+    def __init__(self, path: str | Path | None = None, create: bool = True):
         self.path = Path(path) if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=60)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
-        self.conn.commit()
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path} is a directory; give a file path (e.g. {self.path / 'simlab.sqlite'})")
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"store {self.path} does not exist (run `simlab check` or `simlab run` first)")
+            if not self.path.parent.is_dir():
+                raise StoreError(f"store {self.path}: directory {self.path.parent} does not exist")
+        try:
+            self.timeout = float(os.environ.get("SIMLAB_STORE_TIMEOUT", STORE_TIMEOUT_SECONDS))
+            self.conn = sqlite3.connect(self.path, timeout=self.timeout)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate_legacy()
+            self.conn.executescript(_SCHEMA)
+            self.conn.commit()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+        self.owner = _owner()
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StoreError(f"store {self.path} is locked by another process beyond "
+                              f"{self.timeout:g} s; retry later or use another --store")
+        if "not a database" in text or "malformed" in text:
+            return StoreError(f"store {self.path} is not a simlab SQLite store ({text})")
+        return StoreError(f"store {self.path}: {text}")
+
+    def _execute(self, sql: str, args=(), commit: bool = False):
+        try:
+            cur = self.conn.execute(sql, args)
+            if commit:
+                self.conn.commit()
+            return cur
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
+
+    def _migrate_legacy(self) -> None:
+        """Stores written before cells were keyed by code fingerprint keyed them by a hand-bumped
+        ``version``; their tables are renamed ``*_legacy`` (kept, never read by verdicts)."""
+        cols = [r[1] for r in self.conn.execute("PRAGMA table_info(cells)")]
+        if cols and "fingerprint" not in cols:
+            self.conn.execute("ALTER TABLE cells RENAME TO cells_legacy")
+            self.conn.execute("ALTER TABLE runs RENAME TO runs_legacy")
+            self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()
 
-    def start_run(self, scenario: str, version: str, mode: str, master: int, config: dict) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO runs (scenario, version, mode, master, config, provenance, started) "
+    # ---------------------------------------------------------------- runs and cells
+    def start_run(self, scenario: str, fingerprint: str, mode: str, master: int, config: dict) -> int:
+        cur = self._execute(
+            "INSERT INTO runs (scenario, fingerprint, mode, master, config, provenance, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (scenario, version, mode, master, json.dumps(config, default=float),
-             json.dumps(provenance()), time.strftime("%Y-%m-%dT%H:%M:%S")))
-        self.conn.commit()
+            (scenario, fingerprint, mode, master, json.dumps(config, default=float),
+             json.dumps(provenance()), time.strftime("%Y-%m-%dT%H:%M:%S")), commit=True)
         return int(cur.lastrowid)
 
-    def done_keys(self, scenario: str, version: str, master: int) -> set[tuple[str, int]]:
-        rows = self.conn.execute(
-            "SELECT key, replicate FROM cells WHERE scenario=? AND version=? AND master=?",
-            (scenario, version, master))
+    def done_keys(self, scenario: str, fingerprint: str, master: int) -> set[tuple[str, int]]:
+        rows = self._execute("SELECT key, replicate FROM cells WHERE scenario=? AND fingerprint=? AND master=?",
+                             (scenario, fingerprint, master))
         return {(k, int(r)) for k, r in rows}
 
-    def add_cell(self, scenario: str, version: str, master: int, key: str, replicate: int,
-                 params: dict, metrics: dict, seconds: float, run_id: int) -> None:
-        """Insert one finished cell and commit (atomic); a duplicate key is ignored."""
-        self.conn.execute(
-            "INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (scenario, version, master, key, replicate, json.dumps(params, default=float),
-             json.dumps(metrics), seconds, run_id, time.strftime("%Y-%m-%dT%H:%M:%S")))
-        self.conn.commit()
+    def is_done(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int) -> bool:
+        return self._execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
+                             "AND replicate=?", (scenario, fingerprint, master, key, replicate)).fetchone() is not None
 
-    def rows(self, scenario: str, version: str | None = None, master: int | None = None) -> list[dict]:
-        """All stored cells of a scenario as flat dicts (params, metrics, replicate, seconds, ...)."""
-        q = "SELECT version, master, key, replicate, params, metrics, seconds FROM cells WHERE scenario=?"
+    def add_cell(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int,
+                 params: dict, metrics: dict, seconds: float, run_id: int) -> None:
+        """Insert one finished cell, release its lease, commit (atomic); a duplicate key is ignored."""
+        try:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (scenario, fingerprint, master, key, replicate, json.dumps(params, default=float),
+                 json.dumps(metrics), seconds, run_id, time.strftime("%Y-%m-%dT%H:%M:%S")))
+            self.conn.execute("DELETE FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
+                              "AND replicate=?", (scenario, fingerprint, master, key, replicate))
+            self.conn.commit()
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
+
+    # ---------------------------------------------------------------- leases
+    def lease(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int) -> bool:
+        """Take the lease on a cell for this process. False if the cell is finished or leased by a
+        live process; a lease held by a dead process on this host is taken over."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")  # the write lock before the reads: no two owners
+            try:
+                if self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
+                                     "AND key=? AND replicate=?",
+                                     (scenario, fingerprint, master, key, replicate)).fetchone():
+                    return False
+                row = self.conn.execute("SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? "
+                                        "AND key=? AND replicate=?",
+                                        (scenario, fingerprint, master, key, replicate)).fetchone()
+                if row is not None and row[0] != self.owner and _owner_alive(row[0]):
+                    return False
+                self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  (scenario, fingerprint, master, key, replicate, self.owner, time.time()))
+                return True
+            finally:
+                self.conn.commit()
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
+
+    def release_leases(self) -> None:
+        """Drop every lease this process holds (its unfinished cells become free again)."""
+        try:
+            self.conn.execute("DELETE FROM leases WHERE owner=?", (self.owner,))
+            self.conn.commit()
+        except sqlite3.Error:
+            pass
+
+    # ---------------------------------------------------------------- reading
+    def rows(self, scenario: str, fingerprint: str | None = None, master: int | None = None) -> list[dict]:
+        """Stored cells of a scenario as flat dicts (params, metrics, replicate, seconds, ...)."""
+        q = "SELECT fingerprint, master, key, replicate, params, metrics, seconds FROM cells WHERE scenario=?"
         args: list = [scenario]
-        if version is not None:
-            q += " AND version=?"
-            args.append(version)
+        if fingerprint is not None:
+            q += " AND fingerprint=?"
+            args.append(fingerprint)
         if master is not None:
             q += " AND master=?"
             args.append(master)
         out = []
-        for ver, mas, key, rep, params, metrics, secs in self.conn.execute(q + " ORDER BY rowid", args):
-            row = {"version": ver, "master": mas, "cell_key": key, "replicate": rep, "seconds": secs}
+        for fp, mas, key, rep, params, metrics, secs in self._execute(q + " ORDER BY rowid", args):
+            row = {"fingerprint": fp, "master": mas, "cell_key": key, "replicate": rep, "seconds": secs}
             row.update(json.loads(params))
             row.update({k: (float("nan") if v is None else v) for k, v in json.loads(metrics).items()})
             out.append(row)
         return out
 
+    def fingerprints(self, scenario: str) -> list[str]:
+        """Fingerprints with stored cells for ``scenario``, most recent first."""
+        cur = self._execute("SELECT fingerprint, MAX(rowid) FROM cells WHERE scenario=? GROUP BY fingerprint "
+                            "ORDER BY MAX(rowid) DESC", (scenario,))
+        return [r[0] for r in cur]
+
     def runs(self, scenario: str) -> list[dict]:
-        cur = self.conn.execute("SELECT run_id, version, mode, master, config, provenance, started "
-                                "FROM runs WHERE scenario=? ORDER BY run_id", (scenario,))
-        return [{"run_id": r[0], "version": r[1], "mode": r[2], "master": r[3],
+        cur = self._execute("SELECT run_id, fingerprint, mode, master, config, provenance, started "
+                            "FROM runs WHERE scenario=? ORDER BY run_id", (scenario,))
+        return [{"run_id": r[0], "fingerprint": r[1], "mode": r[2], "master": r[3],
                  "config": json.loads(r[4]), "provenance": json.loads(r[5]), "started": r[6]}
                 for r in cur]
 
+    def record_check(self, mode: str, master: int, rows: list[dict]) -> None:
+        """Keep a check's verdict rows with their timings (timings stay out of tracked files)."""
+        self._execute("INSERT INTO checks (started, mode, master, rows, provenance) VALUES (?, ?, ?, ?, ?)",
+                      (time.strftime("%Y-%m-%dT%H:%M:%S"), mode, master, json.dumps(rows),
+                       json.dumps(provenance())), commit=True)
+
 
 def results(scenario: str, store: str | Path | None = None, master: int | None = None):
-    """Stored cells of ``scenario`` (current version) as a pandas DataFrame, one row per cell."""
+    """Stored cells of ``scenario`` under the current code fingerprint as a DataFrame, one row per cell."""
     import pandas as pd
 
+    from simlab.experiments.fingerprint import scenario_fingerprint
     from simlab.experiments.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    st = Store(store)
+    st = Store(store, create=False)
     try:
-        return pd.DataFrame(st.rows(scenario, sc.version, master))
+        return pd.DataFrame(st.rows(scenario, scenario_fingerprint(sc), master))
     finally:
         st.close()

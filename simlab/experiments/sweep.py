@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 
+from simlab.experiments.fingerprint import scenario_fingerprint
 from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario, cell_key, load_scenario
 from simlab.experiments.store import Store
 
@@ -31,15 +32,30 @@ class SweepStats:
     seconds: float
 
 
+class CellError(ValueError):
+    """A cell raised or returned something that is not a dict of numbers; names scenario and params."""
+
+
 def run_cell(scenario: Scenario, params: dict, replicate: int, master: int) -> tuple[dict, float]:
     """Run one cell; returns (metrics as plain floats, seconds). Non-finite values are kept (NaN)."""
     seeds = scenario.seeds_for(params, replicate, master)
     t0 = time.perf_counter()
-    metrics = scenario.cell(dict(params), seeds)
+    try:
+        metrics = scenario.cell(dict(params), seeds)
+    except Exception as exc:
+        raise CellError(f"scenario {scenario.name!r}: cell {cell_key(params)} replicate {replicate} raised "
+                        f"{type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - t0
     if not isinstance(metrics, dict):
-        raise TypeError(f"scenario {scenario.name!r}: cell must return a dict, got {type(metrics).__name__}")
-    return {str(k): float(v) for k, v in metrics.items()}, seconds
+        raise CellError(f"scenario {scenario.name!r}: cell must return a dict, got {type(metrics).__name__}")
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            raise CellError(f"scenario {scenario.name!r}: metric {k!r} of cell {cell_key(params)} is not a "
+                            f"number (got {type(v).__name__})") from None
+    return out, seconds
 
 
 def _warm_up_cells(todo) -> list:
@@ -70,9 +86,30 @@ def _warm_kernels(scenario: Scenario, todo, master: int, in_subprocess: bool) ->
         pool.submit(_worker_warm, scenario.name, _scenario_dir(scenario), cells, master).result()
 
 
-def _worker_init() -> None:
+def _pin_threads() -> None:
     for var in THREAD_VARS:
         os.environ[var] = "1"
+
+
+def _worker_init() -> None:
+    _pin_threads()
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """A pool worker exits as soon as the process that started it is gone (kill -9 of a sweep must
+    not leave workers behind): a daemon thread polls the parent pid."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="simlab-parent-watch", daemon=True).start()
 
 
 def _worker_task(name: str, scenario_dir: str, params: dict, replicate: int, master: int):
@@ -100,7 +137,7 @@ def _pinned_pool(workers: int):
     """A spawn process pool whose workers are pinned to one BLAS/numba thread; this process's thread
     variables are restored afterwards.  Shut down at once (cancelling queued work) on an exception."""
     saved = {v: os.environ.get(v) for v in THREAD_VARS}
-    _worker_init()  # children inherit the pinned thread counts at start-up
+    _pin_threads()  # children inherit the pinned thread counts at start-up
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init)
     try:
         yield pool
@@ -124,57 +161,104 @@ def default_workers() -> int:
 def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = None,
                  store: Store | None = None, master: int = DEFAULT_MASTER_SEED,
                  progress: bool = True) -> SweepStats:
-    """Run every missing cell of ``scenario`` in ``mode``; finished cells are committed one by one."""
+    """Run every missing cell of ``scenario`` in ``mode``; finished cells are committed one by one.
+
+    Cells are keyed by the scenario's code fingerprint: cells stored by other code are not reused.
+    Each cell is leased in the store before it runs, so another process sweeping the same scenario
+    into the same store skips it (and this process skips the other's); cells leased by a live process
+    are waited for at the end, cells leased by a dead one are taken over.
+    """
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     own_store = store is None
     store = Store() if own_store else store
+    fingerprint = scenario_fingerprint(scenario)
     t0 = time.perf_counter()
     try:
         cells = scenario.cells(mode)
-        done = store.done_keys(scenario.name, scenario.version, master)
+        done = store.done_keys(scenario.name, fingerprint, master)
         todo = [(p, r) for p, r in cells if (cell_key(p), r) not in done]
         if not todo:
             return SweepStats(scenario.name, len(cells), len(cells), 0, 0.0)
-        run_id = store.start_run(scenario.name, scenario.version, mode, master,
-                                 scenario.config() | {"master": master})
+        run_id = store.start_run(scenario.name, fingerprint, mode, master,
+                                 scenario.config() | {"master": master, "fingerprint": fingerprint})
         bar = _progress(len(todo), scenario.name, progress)
+        ran = 0
+
+        def take(params, replicate) -> bool:
+            return store.lease(scenario.name, fingerprint, master, cell_key(params), replicate)
 
         def commit(params, replicate, metrics, seconds):
-            store.add_cell(scenario.name, scenario.version, master, cell_key(params), replicate,
+            nonlocal ran
+            store.add_cell(scenario.name, fingerprint, master, cell_key(params), replicate,
                            params, metrics, seconds, run_id)
+            ran += 1
             bar.update(1)
 
         try:
             in_process = workers == 1 or len(todo) == 1
             _warm_kernels(scenario, todo, master, in_subprocess=in_process)
+            queue = _LeasedQueue(todo, take, lambda p, r: store.is_done(scenario.name, fingerprint, master,
+                                                                          cell_key(p), r), bar)
             if in_process:
-                for params, r in todo:
+                for params, r in queue:
                     commit(params, r, *run_cell(scenario, params, r, master))
             else:
-                _run_pool(scenario, todo, workers, master, commit)
+                _run_pool(scenario, queue, workers, master, commit)
         finally:
             bar.close()
-        return SweepStats(scenario.name, len(cells), len(cells) - len(todo), len(todo),
-                          time.perf_counter() - t0)
+            store.release_leases()
+        return SweepStats(scenario.name, len(cells), len(cells) - ran, ran, time.perf_counter() - t0)
     finally:
         if own_store:
             store.close()
 
 
-def _run_pool(scenario: Scenario, todo, workers: int, master: int, commit) -> None:
+class _LeasedQueue:
+    """Iterates the cells this process should compute: each is leased first; a cell finished or leased
+    by another live process is skipped for now and revisited after the others (until it is finished
+    by its owner, or its owner dies and the lease can be taken)."""
+
+    POLL_SECONDS = 0.5
+
+    def __init__(self, todo, take, is_done, bar):
+        self.todo, self.take, self.is_done, self.bar = list(todo), take, is_done, bar
+
+    def __iter__(self):
+        waiting = []
+        for params, r in self.todo:
+            if self.take(params, r):
+                yield params, r
+            else:
+                waiting.append((params, r))
+        while waiting:
+            still = []
+            for params, r in waiting:
+                if self.is_done(params, r):
+                    self.bar.update(1)
+                elif self.take(params, r):
+                    yield params, r
+                else:
+                    still.append((params, r))
+            if still:
+                time.sleep(self.POLL_SECONDS)
+            waiting = still
+
+
+def _run_pool(scenario: Scenario, queue, workers: int, master: int, commit) -> None:
     scen_dir = _scenario_dir(scenario)
     with _pinned_pool(workers) as pool:
         pending = set()
-        it = iter(todo)
-        window = 4 * workers + 16  # bounded queue: little is in flight when interrupted
+        it = iter(queue)
+        window = 2 * workers + 2  # bounded queue: few cells are leased or in flight at any time
 
         def refill():
-            for params, r in it:
-                pending.add(pool.submit(_worker_task, scenario.name, scen_dir, params, r, master))
-                if len(pending) >= window:
+            while len(pending) < window:
+                nxt = next(it, None)
+                if nxt is None:
                     return
+                pending.add(pool.submit(_worker_task, scenario.name, scen_dir, nxt[0], nxt[1], master))
 
         refill()
         while pending:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from simlab.experiments.rates import RateFit
-from simlab.plots.style import apply_style
+from simlab.plots.style import apply_style, save_figure
 
 
 def plot_rate(fit: RateFit, path: Path, title: str, xlabel: str, ylabel: str,
@@ -35,7 +35,4 @@ def plot_rate(fit: RateFit, path: Path, title: str, xlabel: str, ylabel: str,
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

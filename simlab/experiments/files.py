@@ -1,0 +1,34 @@
+"""Atomic file writes: a reader never sees a half-written report, figure or record.
+
+Each writer writes a temporary file in the target's directory, then renames it over the target
+(``os.replace`` is atomic on POSIX and Windows). A write whose content equals the file's current
+content leaves the file untouched (so re-running an unchanged check keeps tracked files byte-identical,
+timestamps included).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically; returns False (and writes nothing) when unchanged."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def atomic_write_text(path: str | Path, text: str) -> bool:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,68 @@
+"""Code fingerprints: the identity of the code that produced a stored cell.
+
+A stored cell is keyed by the fingerprint of its scenario (:func:`scenario_fingerprint`), so any edit
+to the simlab package, to the scenario file or to a helper module beside it (``_*.py``), or a change
+of the numerical libraries, makes the next run recompute the cell instead of reusing a stale one.
+Rows stored under other fingerprints stay in the store but never enter a verdict.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import platform
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+FINGERPRINT_LENGTH = 16
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries whose arithmetic a cell depends on."""
+    import numba
+    import numpy
+    import scipy
+
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "numba": numba.__version__}
+
+
+def _hash_files(h, root: Path, files) -> None:
+    for path in sorted(files):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+
+
+@functools.lru_cache(maxsize=1)
+def package_fingerprint() -> str:
+    """SHA-256 (hex, truncated) of every ``.py`` file of the installed simlab package and the library
+    versions. Computed once per process."""
+    h = hashlib.sha256()
+    _hash_files(h, PACKAGE_ROOT, PACKAGE_ROOT.rglob("*.py"))
+    h.update(repr(sorted(library_versions().items())).encode())
+    return h.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def scenario_source(scenario) -> Path | None:
+    """The file that defines ``scenario``: its recorded path, else the file of its cell function."""
+    if getattr(scenario, "path", ""):
+        return Path(scenario.path)
+    try:
+        src = inspect.getsourcefile(scenario.cell)
+    except TypeError:
+        return None
+    return Path(src) if src else None
+
+
+def scenario_fingerprint(scenario) -> str:
+    """Fingerprint of everything that decides a scenario's numbers: the package fingerprint, the
+    scenario's file and the private helper modules beside it (``_*.py``), and its declared version."""
+    h = hashlib.sha256(package_fingerprint().encode())
+    h.update(str(getattr(scenario, "version", "")).encode() + b"\0")
+    src = scenario_source(scenario)
+    if src is not None and src.is_file():
+        _hash_files(h, src.parent, [src, *(p for p in src.parent.glob("_*.py") if p != src)])
+    else:  # no source file (e.g. defined in an interactive session): only its code object identifies it
+        h.update(scenario.cell.__code__.co_code)
+    return h.hexdigest()[:FINGERPRINT_LENGTH]

@@ -1,0 +1,226 @@
+"""The verdict gate: no stale verdict, three-valued verdicts, known findings as data, claims as
+pytest items, a report that cannot lie or crash."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simlab.experiments.claims import calibration_margin, check
+from simlab.experiments.scenario import Claim
+from simlab.experiments.store import Store
+
+HERE = Path(__file__).parent
+TOY = HERE / "fixture_scenarios"
+GATE = HERE / "fixture_gate"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    from simlab.experiments import scenario as mod
+    mod._LOADED.clear()
+    yield
+    mod._LOADED.clear()
+
+
+def _cli(args, scenarios, cwd, timeout=180, **env):
+    full_env = dict(os.environ, SIMLAB_SCENARIOS=str(scenarios), **env)
+    return subprocess.run([sys.executable, "-m", "simlab.cli", *args], env=full_env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_stale_cell_edited_between_checks_changes_the_verdict(tmp_path, monkeypatch):
+    """Edit only the cell (error n^-1 -> n^-1/2), touch nothing else (not `version`): the next check
+    recomputes under the new fingerprint and the tight -1 verdict turns to fail; old rows stay stored."""
+    folder = tmp_path / "scen"
+    shutil.copytree(TOY, folder)
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(folder))
+    store = tmp_path / "s.sqlite"
+    before = {r.key: r for r in check(["toy.rate"], workers=1, store_path=store, progress=False)}
+    assert before["toy.rate|tight"].verdict == "pass"
+    src = folder / "toy.py"
+    text = src.read_text()
+    assert "err = rng.chisquare(4) / (4 * n)" in text
+    src.write_text(text.replace("err = rng.chisquare(4) / (4 * n)", "err = rng.chisquare(4) / (4 * n**0.5)"))
+    from simlab.experiments import scenario as mod
+    mod._LOADED.clear()
+    after = {r.key: r for r in check(["toy.rate"], workers=1, store_path=store, progress=False)}
+    assert after["toy.rate|tight"].verdict == "fail"
+    assert abs(after["toy.rate|tight"].measured + 0.5) < 0.1
+    assert after["toy.rate|tight"].fingerprint != before["toy.rate|tight"].fingerprint
+    st = Store(store)
+    try:
+        assert len(st.fingerprints("toy")) == 2          # rows of the old code are kept, never mixed in
+    finally:
+        st.close()
+
+
+def test_a_package_edit_changes_every_scenario_fingerprint(monkeypatch):
+    from simlab.experiments import fingerprint as fp
+    from simlab.experiments.scenario import load_scenario
+
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(TOY))
+    sc = load_scenario("toy")
+    a = fp.scenario_fingerprint(sc)
+    monkeypatch.setattr(fp, "package_fingerprint", lambda: "0" * 16)
+    assert fp.scenario_fingerprint(sc) != a
+
+
+def test_known_finding_exits_zero_and_prints_as_such(tmp_path):
+    res = _cli(["check", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+                "--out", str(tmp_path / "fig")], TOY, tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "FAIL, known finding" in res.stdout and "deliberately false bound" in res.stdout
+    assert "code fingerprint" in res.stdout
+
+
+def test_a_finding_that_now_passes_and_a_slow_estimator_exit_one(tmp_path):
+    res = _cli(["check", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress", "--no-figures"],
+               GATE, tmp_path)
+    assert res.returncode == 1
+    assert "finding.order|ordering: finding now passes" in res.stdout
+    assert "slow.rate|tight: regression" in res.stdout
+
+
+def test_update_baseline_rewrites_on_purpose(tmp_path):
+    folder = tmp_path / "gate"
+    shutil.copytree(GATE, folder)
+    res = _cli(["check", "finding", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+                "--no-figures", "--update-baseline"], folder, tmp_path)
+    assert res.returncode == 0 and "finding.order|ordering: fail -> pass" in res.stdout
+    data = json.loads((folder / "baseline.json").read_text())
+    assert data["quick"]["finding.order|ordering"]["verdict"] == "pass"
+    again = _cli(["check", "finding", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+                  "--no-figures"], folder, tmp_path)
+    assert again.returncode == 0
+
+
+def test_drift_beyond_four_calibrated_sds_fails(tmp_path):
+    folder = tmp_path / "scen"
+    shutil.copytree(TOY, folder)
+    first = _cli(["check", "toy.ratio", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+                  "--no-figures", "--json", str(tmp_path / "a.json")], folder, tmp_path)
+    measured = json.loads((tmp_path / "a.json").read_text())["claims"][0]["measured"]
+    key = "toy.ratio|identity-in-expectation"
+    (folder / "calibration.json").write_text(json.dumps({key: {"mean": 1.0, "sd": 0.01, "masters": 30}}))
+    base = json.loads((folder / "baseline.json").read_text())
+    base["quick"][key] = {"verdict": "pass", "measured": measured + 0.03}   # 3 sds away: holds
+    (folder / "baseline.json").write_text(json.dumps(base))
+    ok = _cli(["check", "toy.ratio", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+               "--no-figures"], folder, tmp_path)
+    assert first.returncode == 0 and ok.returncode == 0, ok.stdout
+    base["quick"][key]["measured"] = measured + 0.05                        # 5 sds away: drift
+    (folder / "baseline.json").write_text(json.dumps(base))
+    bad = _cli(["check", "toy.ratio", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+                "--no-figures"], folder, tmp_path)
+    assert bad.returncode == 1 and f"{key}: drift" in bad.stdout
+
+
+def test_claims_as_pytest_items_gate_strictly(tmp_path):
+    """The plugin turns each check into an item: a slow estimator fails its item, a known finding
+    that passes fails strict, a missing claim row fails; the toy's known finding is an xfail."""
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEX",
+                          "--simlab=quick", f"--simlab-scenarios={GATE}", f"--simlab-store={tmp_path / 'g.sqlite'}",
+                          "--simlab-workers=1", "-p", "no:randomly"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    out = res.stdout
+    assert res.returncode == 1, out
+    assert "FAILED" in out and "slow.rate|tight" in out and "regression" in out
+    assert "finding.order|ordering" in out and "finding now passes" in out
+    assert "edge.empty|ordering" in out and "not run" in out
+    toy = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rxX",
+                          "--simlab=quick", f"--simlab-scenarios={TOY}", f"--simlab-store={tmp_path / 't.sqlite'}",
+                          "--simlab-workers=1", "-k", "toy"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert toy.returncode == 0, toy.stdout
+    assert "4 passed" in toy.stdout and "1 xfailed" in toy.stdout and "deliberately false bound" in toy.stdout
+
+
+def test_report_survives_failed_fits_and_a_selection_never_truncates_it(tmp_path):
+    store = str(tmp_path / "s.sqlite")
+    full = _cli(["check", "--workers", "1", "--store", store, "--no-progress", "--out", str(tmp_path / "fig")],
+                GATE, tmp_path)
+    report = (tmp_path / "fig" / "REPORT.md").read_text()
+    assert full.returncode == 1
+    assert "`edge.rate`" in report and "failed fits past the cut" in report     # no IndexError, a failing row
+    assert "**NOT RUN**" in report                                              # edge.empty has no rows
+    part = _cli(["check", "slow", "--workers", "1", "--store", store, "--no-progress", "--out", str(tmp_path / "fig")],
+                GATE, tmp_path)
+    assert part.returncode == 1
+    assert (tmp_path / "fig" / "REPORT.md").read_text() == report
+    assert "`slow.rate`" in (tmp_path / "fig" / "selection" / "REPORT.md").read_text()
+
+
+def test_rerunning_an_unchanged_check_leaves_files_byte_identical(tmp_path):
+    args = ["check", "toy.rate", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--no-progress",
+            "--out", str(tmp_path / "fig")]
+    assert _cli(args, TOY, tmp_path).returncode == 0
+    files = sorted((tmp_path / "fig").rglob("*.*"))
+    assert any(f.suffix == ".pdf" for f in files) and any(f.suffix == ".png" for f in files)
+    stamp = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files}
+    assert _cli(args, TOY, tmp_path).returncode == 0
+    assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files} == stamp
+    assert "- git:" in (tmp_path / "fig" / "selection" / "REPORT.md").read_text()
+
+
+def test_two_processes_on_one_store_split_the_cells(tmp_path):
+    """Two concurrent sweeps of one scenario into one store lease cells: together they compute each
+    cell once (the full toy grid sleeps 50 ms per cell)."""
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(TOY))
+    cmd = [sys.executable, "-m", "simlab.cli", "run", "toy", "--full", "--workers", "1", "--store",
+           str(tmp_path / "s.sqlite"), "--no-progress"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    ran = [int(o.split(" already stored, ")[1].split(" run")[0]) for o in outs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(ran) == 120 and min(ran) > 0, outs
+
+
+def test_a_locked_store_is_a_one_line_error_naming_it(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        res = _cli(["run", "toy", "--workers", "1", "--store", str(path), "--no-progress"], TOY, tmp_path,
+                   SIMLAB_STORE_TIMEOUT="0.5")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and str(path) in res.stderr and "locked" in res.stderr
+
+
+@pytest.mark.parametrize("bad", ["dir", "text"])
+def test_a_store_that_is_not_a_database_is_a_one_line_error(tmp_path, bad):
+    path = tmp_path / "store"
+    if bad == "dir":
+        path.mkdir()
+    else:
+        path.write_text("not a database at all, just some text " * 50)
+    res = _cli(["run", "toy", "--workers", "1", "--store", str(path), "--no-progress"], TOY, tmp_path)
+    assert res.returncode == 2 and str(path) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_calibration_margin_counts_bias():
+    claim = Claim(id="c", kind="tight", metric="m", x="n", predicted=1.0, tol=0.15, paper="", statement="",
+                  quantity="")
+    # drorebel.w.rate_d as recorded before this rule: mean 0.884, sd 0.0132: tol/sd = 11.4, bias-counted 2.5
+    assert calibration_margin(claim, 0.884, 0.0132) == pytest.approx((0.15 - 0.116) / 0.0132)
+    assert calibration_margin(claim, 1.0, 0.0) == float("inf")
+    assert calibration_margin(claim, 1.2, 0.0) == float("-inf")
+
+
+def test_calibrate_exits_nonzero_and_names_uncalibrated_checks(tmp_path, monkeypatch, capsys):
+    from simlab import cli
+    from simlab.experiments import claims
+
+    monkeypatch.setattr(claims, "calibrate", lambda *a, **k: {
+        "a|tight": {"mean": 1.0, "sd": 0.1, "tol": 0.15, "margin_sd": 1.5, "pass_rate": 0.9, "calibrated": False},
+        "b|tight": {"mean": 1.0, "sd": 0.01, "tol": 0.15, "margin_sd": 15.0, "pass_rate": 1.0, "calibrated": True}})
+    assert cli.main(["check", "--calibrate", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "not calibrated" in err and "a|tight" in err and "b|tight" not in err
