@@ -26,9 +26,9 @@ import numpy as np
 from simlab.env import make_env, preset
 from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import evaluate_claim
-from simlab.experiments.scenario import DEFAULT_MASTER_SEED, CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.robust_dpo import robust_dpo_value_grad_hess
-from simlab.plots.robust_dpo import plot_radius_shift, radius_shift_table
+from simlab.plots.robust_dpo import RADIUS_OBJECTIVES, plot_radius_shift
 from simlab.solvers.dpo import fit_dpo_exact
 from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.robust_dpo import fit_kldpo_code, fit_robust_dpo_exact
@@ -79,7 +79,26 @@ def _population(family: str, seed_key: tuple):
     return env, atoms, targets, H, lam_min, slow_const, interior
 
 
+def radius_shift_cell(params: dict, seeds: CellSeeds) -> dict:
+    """Exact population robust minimiser at one radius on the E1 instance: its distance from the
+    nominal DPO minimiser. ``kldpo_penalized`` is swept over x = 1/tau. Where Newton finds no smooth
+    minimiser and the directional-derivative test certifies theta_ref (``fit_robust_dpo_exact`` returns
+    iterations = -1), the row records the collapse theta* = theta_ref."""
+    env, atoms = _population("wdpo", (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))[:2]
+    nominal = fit_dpo_exact(atoms, atoms.p0, env.theta_ref, env.beta, gtol=1e-12).x
+    objective, x = params["objective"], float(params["radius"])
+    knob = 1.0 / x if objective == "kldpo_penalized" else x
+    try:
+        fit = fit_robust_dpo_exact(objective, atoms, atoms.p0, env.theta_ref, env.beta, knob)
+    except NoMinimizerError:
+        return {"shift": np.nan, "collapsed": np.nan, "failed": 1.0}
+    return {"shift": float(np.linalg.norm(fit.x - nominal)), "collapsed": float(fit.iterations == -1),
+            "failed": 0.0}
+
+
 def cell(params: dict, seeds: CellSeeds) -> dict:
+    if params["family"] == "radius_shift":
+        return radius_shift_cell(params, seeds)
     family, n = params["family"], int(params["n"])
     env, atoms, targets, H, lam_min, slow_const, interior = _population(
         family, (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))
@@ -108,10 +127,12 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 
 
 def radius_shift_figure(df, outdir):
-    """Exact population minimiser shift vs radius on the scenario's E1 instance (env_draw 0)."""
-    ss = SCENARIO.seeds_for({"family": "wdpo", "n": 2**10}, 0, DEFAULT_MASTER_SEED).instance
-    env, atoms = _population("wdpo", (ss.entropy, tuple(ss.spawn_key)))[:2]
-    return plot_radius_shift(radius_shift_table(atoms, env.theta_ref, env.beta), outdir)
+    """Exact population minimiser shift vs radius, from the stored ``radius_shift`` cells."""
+    if df.empty or "shift" not in df:
+        return []
+    rows = df[(df["family"] == "radius_shift") & (df["failed"] == 0)]
+    return plot_radius_shift([{"objective": r.objective, "radius": float(r.radius), "shift": float(r.shift),
+                               "collapsed": bool(r.collapsed)} for r in rows.itertuples()], outdir)
 
 
 def _with_design_facts(claim: Claim) -> Claim:
@@ -150,6 +171,11 @@ def _claims(claim_id: str, family: str, label: str, variants: tuple) -> tuple:
     )
 
 
+# the radius-shift figure's exact population solves (deterministic: one replicate)
+RADIUS_SHIFT_GRID = {"family": ["radius_shift"], "n": [0],
+                     "objective": [obj for obj, _ in RADIUS_OBJECTIVES] + ["kldpo_penalized"],
+                     "radius": [float(r) for r in np.geomspace(1e-3, 0.3, 10)], "seeds": 1}
+
 CLAIMS = (
     _claims("wdpo.rate_n", "wdpo", "WDPO (paper surrogate, rho0 = 0.1)", ("exact", "code"))
     + _claims("kldpo.rate_n", "kldpo", "KLDPO (penalised, tau = 1)", ("constrained", "code"))
@@ -163,8 +189,8 @@ SCENARIO = Scenario(
     description="Exact empirical robust DPO fits on E1 against the exact population robust minimisers.",
     cell=cell,
     grids={
-        "quick": {"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**10, 2**12, 2**14, 2**16]},
-        "full": {"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**k for k in range(9, 19)]},
+        "quick": [{"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**10, 2**12, 2**14, 2**16]}, RADIUS_SHIFT_GRID],
+        "full": [{"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**k for k in range(9, 19)]}, RADIUS_SHIFT_GRID],
     },
     seeds={"quick": 128, "full": 400},
     shared_seed_axes=("n",),
