@@ -23,10 +23,19 @@ def _add_common(p: argparse.ArgumentParser, modes: bool = True) -> None:
     p.add_argument("--store", default=None, help="results store (default: $SIMLAB_STORE or results/simlab.sqlite)")
     p.add_argument("--master", type=int, default=DEFAULT_MASTER_SEED, help="master seed (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_scenarios(p)
+
+
+def _add_scenarios(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenarios", default=None, metavar="DIR",
+                   help="scenario folder to use instead of the registered studies (also $SIMLAB_SCENARIOS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simlab import __version__
+
     parser = argparse.ArgumentParser(prog="simlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"simlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a scenario's cells into the store (resumes)")
@@ -47,13 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-baseline", action="store_true",
                    help="rewrite the baseline entries of the checks run (on purpose) and print what changed")
 
-    sub.add_parser("list", help="list scenarios and claims")
+    p = sub.add_parser("list", help="list scenarios and claims")
+    _add_scenarios(p)
 
     p = sub.add_parser("results", help="export a scenario's stored cells")
     p.add_argument("name")
     p.add_argument("--csv", default=None, help="write CSV here (default: print to stdout)")
     p.add_argument("--store", default=None)
     p.add_argument("--master", type=int, default=None, help="only this master seed")
+    _add_scenarios(p)
 
     p = sub.add_parser("report", help="write figures/REPORT.md from the stored cells (runs nothing)")
     p.add_argument("ids", nargs="*", help="claim ids or prefixes (default: all; a selection writes <out>/selection)")
@@ -61,13 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="results store to read")
     p.add_argument("--master", type=int, default=DEFAULT_MASTER_SEED, help="master seed (default: %(default)s)")
     p.add_argument("--out", default=None, help="where figures and REPORT.md go (default: ./figures)")
+    _add_scenarios(p)
     return parser
 
 
 def main(argv=None) -> int:
+    import os
+
     args = build_parser().parse_args(argv)
+    if getattr(args, "scenarios", None):
+        os.environ["SIMLAB_SCENARIOS"] = str(Path(args.scenarios).resolve())
+    from simlab.experiments.scenario import LOAD_ERRORS
+
+    LOAD_ERRORS.clear()
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        if LOAD_ERRORS and code == 0:  # a broken scenario file was skipped: the command is not clean
+            print(f"simlab: {len(LOAD_ERRORS)} scenario file(s) failed to load (see above)", file=sys.stderr)
+            return 2
+        return code
     except ValueError as exc:
         print(f"simlab: error: {exc}", file=sys.stderr)
         return 2
@@ -189,13 +212,21 @@ def _write_report(rows, mode, store_path, master, out=None, selection=False) -> 
 def _cmd_list(args) -> int:
     from simlab.experiments.scenario import load_scenario, scenario_names
 
-    for name in scenario_names():
-        sc = load_scenario(name)
+    from simlab.experiments.scenario import LOAD_ERRORS, ScenarioLoadError
+
+    for name in scenario_names(note=lambda m: print(m, file=sys.stderr)):
+        try:
+            sc = load_scenario(name)
+        except ScenarioLoadError as exc:
+            LOAD_ERRORS.append(str(exc))
+            print(f"simlab: error: {exc}", file=sys.stderr)
+            continue
         q = len(sc.cells("quick"))
         f = len(sc.cells("full"))
-        print(f"scenario {name} (v{sc.version}, {sc.study}): {sc.description} [{q} quick / {f} full cells]")
+        print(f"scenario {name} ({sc.study}): {sc.description} [{q} quick / {f} full cells]")
         for c in sc.claims:
-            print(f"  claim {c.id:34} {c.kind:24} predicted {c.predicted:g}  tol {c.tol:g}")
+            name_label = c.id + (f" [{c.label}]" if c.label else "")
+            print(f"  claim {name_label:48} {c.kind:24} predicted {c.predicted:g}  tol {c.tol:g}")
     return 0
 
 

@@ -195,29 +195,69 @@ class Scenario:
 
 # ---------------------------------------------------------------- discovery
 
+class ScenarioLoadError(ValueError):
+    """A scenario file failed to load; the message names the file and the cause in one line."""
+
+
+def registered_scenario_dir() -> Path:
+    """The studies that ship with simlab: the ``simlab.scenarios`` package of an installed wheel, or
+    the ``scenarios`` folder of a source checkout."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("simlab.scenarios")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parents[2] / "scenarios"
+
+
 def scenario_dir() -> Path:
-    """Where scenario files live: $SIMLAB_SCENARIOS, ./scenarios, or next to the package source."""
+    """Where scenario files live: ``$SIMLAB_SCENARIOS`` (set by ``--scenarios DIR``), else the
+    registered studies (:func:`registered_scenario_dir`). The current directory plays no part."""
     env = os.environ.get("SIMLAB_SCENARIOS")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / "scenarios", Path(__file__).resolve().parents[2] / "scenarios"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError("no scenarios directory found (set SIMLAB_SCENARIOS or run from the repo root)")
+    path = Path(env) if env else registered_scenario_dir()
+    if not path.is_dir():
+        source = "SIMLAB_SCENARIOS / --scenarios" if env else "the registered studies"
+        raise ValueError(f"scenario folder {path} ({source}) is not a directory")
+    return path
 
 
-def scenario_names() -> list[str]:
-    """Names of all scenario files."""
-    return sorted(p.stem for p in scenario_dir().glob("*.py") if not p.stem.startswith("_"))
+def defines_scenario(path: Path) -> bool:
+    """Whether a file assigns ``SCENARIO`` at module level (checked without executing it)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return True  # let the loader report the real error
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "SCENARIO" for t in targets):
+            return True
+    return False
+
+
+def scenario_names(note=None) -> list[str]:
+    """Names of the scenario files in :func:`scenario_dir`. Files that do not define ``SCENARIO``
+    are skipped (with a one-line note through ``note`` if given); ``_*.py`` are helper modules."""
+    names = []
+    for p in sorted(scenario_dir().glob("*.py")):
+        if p.stem.startswith("_"):
+            continue
+        if defines_scenario(p):
+            names.append(p.stem)
+        elif note is not None:
+            note(f"simlab: note: skipping {p} (it does not define SCENARIO)")
+    return names
 
 
 _LOADED: dict[str, Scenario] = {}
 
 
 def load_scenario(name: str) -> Scenario:
-    """Import ``scenarios/<name>.py`` and return its ``SCENARIO`` (clear errors for bad input)."""
-    if name in _LOADED:
-        return _LOADED[name]
+    """Import ``<scenario folder>/<name>.py`` and return its ``SCENARIO`` (clear errors for bad input)."""
+    key = f"{scenario_dir()}::{name}"
+    if key in _LOADED:
+        return _LOADED[key]
     names = scenario_names()
     if name not in names:
         raise ValueError(f"unknown scenario {name!r}; known scenarios: {', '.join(names) or '(none)'}")
@@ -230,44 +270,57 @@ def load_scenario(name: str) -> Scenario:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise ValueError(f"scenario file {path} failed to load: {type(exc).__name__}: {exc}") from exc
+        raise ScenarioLoadError(f"scenario file {path} failed to load: {type(exc).__name__}: {exc}") from exc
     scenario = getattr(module, "SCENARIO", None)
     if not isinstance(scenario, Scenario):
-        raise ValueError(f"scenario file {path} must define SCENARIO = Scenario(...)")
+        raise ScenarioLoadError(f"scenario file {path} must define SCENARIO = Scenario(...)")
     if scenario.name != name:
-        raise ValueError(f"scenario file {path} declares name {scenario.name!r}; it must equal the file name {name!r}")
+        raise ScenarioLoadError(f"scenario file {path} declares name {scenario.name!r}; it must equal the file name {name!r}")
     object.__setattr__(scenario, "path", str(path))
-    _LOADED[name] = scenario
+    _LOADED[key] = scenario
     return scenario
 
 
-def all_claims(strict: bool = True) -> list[tuple[Scenario, Claim]]:
+LOAD_ERRORS: list[str] = []
+
+
+def all_claims(strict: bool = False) -> list[tuple[Scenario, Claim]]:
     """Every (scenario, claim) pair declared by the scenario files, in file order.
 
-    With ``strict=False`` a scenario file that fails to load is skipped with a warning on stderr
-    (used when specific claim ids are requested, so one broken study does not block the others).
+    A scenario file that fails to load is skipped with a one-line message on stderr and recorded in
+    :data:`LOAD_ERRORS` (the CLI then exits non-zero), so one broken study does not block the others;
+    ``strict=True`` raises instead. Two checks with the same key (id, kind, label), in one file or
+    across files, are an error.
     """
-    out = []
-    for name in scenario_names():
+    out, seen = [], {}
+    LOAD_ERRORS.clear()
+    for name in scenario_names(note=lambda m: print(m, file=sys.stderr)):
         try:
             sc = load_scenario(name)
-        except ValueError as exc:
+        except ScenarioLoadError as exc:
             if strict:
                 raise
-            print(f"simlab: warning: skipping scenario {name!r}: {exc}", file=sys.stderr)
+            LOAD_ERRORS.append(str(exc))
+            print(f"simlab: error: {exc}", file=sys.stderr)
             continue
-        out += [(sc, c) for c in sc.claims]
+        for c in sc.claims:
+            key = f"{c.id}|{c.kind}" + (f"|{c.label}" if c.label else "")
+            if key in seen:
+                raise ValueError(f"duplicate check {key!r}: declared by scenario {seen[key]!r} and by {sc.name!r} "
+                                 "(give one of them another id or a label)")
+            seen[key] = sc.name
+            out.append((sc, c))
     return out
 
 
 def select_claims(ids: Sequence[str] | None) -> list[tuple[Scenario, Claim]]:
     """Claims whose id equals or starts with one of ``ids`` (all if empty); unknown ids fail clearly."""
+    pairs = all_claims()
     if not ids:
-        return all_claims(strict=True)
-    pairs = all_claims(strict=False)
+        return pairs
     chosen = []
     for i in ids:
-        hits = [p for p in pairs if p[1].id == i or p[1].id.startswith(i + ".")]
+        hits = [p for p in pairs if p[1].id == i or p[1].id.startswith(i + ".") or p[0].name == i]
         if not hits:
             known = sorted({c.id for _, c in pairs})
             raise ValueError(f"unknown claim id {i!r}; known claims: {', '.join(known)}")

@@ -162,6 +162,8 @@ def test_bad_scenarios_and_ids_fail_clearly(monkeypatch):
     monkeypatch.setenv("SIMLAB_SCENARIOS", str(Path(__file__).parent / "fixture_broken"))
     with pytest.raises(ValueError, match="must define SCENARIO"):
         load_scenario("broken")
+    with pytest.raises(ValueError, match="unknown scenario 'not_a_scenario'"):   # skipped, never executed
+        load_scenario("not_a_scenario")
     monkeypatch.setenv("SIMLAB_SCENARIOS", str(FIXTURES))
     with pytest.raises(ValueError, match="unknown claim id"):
         select_claims(["toy.missing"])
@@ -176,6 +178,52 @@ def test_bad_scenarios_and_ids_fail_clearly(monkeypatch):
         Scenario("x", "1", "s", "d", cell, grids={"quick": {"n": [float("nan")]}, "full": {"n": [1]}}, seeds={"quick": 1, "full": 1})
     with pytest.raises(ValueError, match="kind"):
         Claim(id="c", kind="vibes", metric="m", predicted=0, tol=0.1, paper="", statement="", quantity="")
+
+
+def test_one_broken_scenario_file_does_not_block_the_others(tmp_path):
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(Path(__file__).parent / "fixture_broken"))
+    res = subprocess.run([sys.executable, "-m", "simlab.cli", "list"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert "claim toy.rate" in res.stdout                     # the good file is listed
+    assert "crashes.py failed to load: ImportError: a missing dependency" in res.stderr
+    assert "skipping" in res.stderr and "not_a_scenario.py" in res.stderr
+    assert "Traceback" not in res.stderr and res.returncode == 2
+    chk = subprocess.run([sys.executable, "-m", "simlab.cli", "check", "toy.rate", "--workers", "1", "--store",
+                          str(tmp_path / "s.sqlite"), "--no-figures", "--no-progress"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert "toy.rate" in chk.stdout and chk.returncode == 2
+
+
+def test_duplicate_checks_across_files_are_an_error(tmp_path, monkeypatch):
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    for name in ("toy", "toy2"):
+        text = (FIXTURES / "toy.py").read_text().replace('name="toy"', f'name="{name}"')
+        (folder / f"{name}.py").write_text(text)
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(folder))
+    with pytest.raises(ValueError, match="duplicate check 'toy.rate|tight'"):
+        select_claims(None)
+
+
+def test_a_cell_that_raises_or_returns_text_names_scenario_params_and_metric():
+    from simlab.experiments.sweep import CellError, run_cell
+
+    def bad(params, seeds):
+        if params["n"] == 2:
+            raise ZeroDivisionError("boom")
+        return {"err": "high"}
+
+    sc = Scenario("bad", "1", "s", "d", bad, grids={"quick": {"n": [1, 2]}, "full": {"n": [1]}},
+                  seeds={"quick": 1, "full": 1})
+    with pytest.raises(CellError, match=r"scenario 'bad': cell \{\"n\":2\} replicate 0 raised ZeroDivisionError"):
+        run_cell(sc, {"n": 2}, 0, 1)
+    with pytest.raises(CellError, match="metric 'err' of cell .* is not a number"):
+        run_cell(sc, {"n": 1}, 0, 1)
+
+
+def test_cli_version():
+    res = subprocess.run([sys.executable, "-m", "simlab.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("simlab ")
 
 
 def test_cli_check_json_and_exit_code(tmp_path):
