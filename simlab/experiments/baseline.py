@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 
 from simlab.experiments.files import atomic_write_text
+from simlab.experiments.fingerprint import refuse_package_write
 from simlab.experiments.rates import PASS
 
 DRIFT_SDS = 4.0
@@ -118,6 +119,8 @@ def update_baseline(rows, mode: str, master: int) -> list[str]:
     by_path: dict[Path, list] = {}
     for row in rows:
         by_path.setdefault(_path_of(row), []).append(row)
+    for path in by_path:
+        refuse_package_write(path)
     for path, group in by_path.items():
         data = load_baseline(path)
         if data.get("master") not in (None, master):

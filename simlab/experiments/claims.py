@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from simlab.experiments.files import atomic_write_text
-from simlab.experiments.fingerprint import scenario_fingerprint
+from simlab.experiments.fingerprint import refuse_package_write, scenario_fingerprint
 from simlab.experiments.rates import (
     FAIL, INCONCLUSIVE, PASS, RateFit, as_verdict, fit_rate, mean_with_ci, verdict_identity,
     verdict_identity_in_expectation, verdict_ordering, verdict_tight, verdict_upper)
@@ -288,6 +288,8 @@ def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=N
     if masters < 2:
         raise ValueError(f"masters must be >= 2, got {masters}")
     pairs = [(sc, c) for sc, c in select_claims(ids) if c.kind != REPORT]
+    for sc in {sc.name: sc for sc, _ in pairs}.values():
+        refuse_package_write(calibration_path(sc))
     claims = {calibration_key(c): (sc, c) for sc, c in pairs}
     measured: dict[str, list[float]] = {}
     passed: dict[str, int] = {}
@@ -316,6 +318,7 @@ def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=N
 
 
 def _atomic_json(path: Path, obj) -> None:
+    refuse_package_write(path)
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 

@@ -28,6 +28,14 @@ def library_versions() -> dict[str, str]:
             "numba": numba.__version__}
 
 
+def refuse_package_write(path: Path) -> None:
+    """Records (calibration, baseline) are written beside the scenario files; never into an installed
+    package: raise a ValueError that says how to work on a copy instead."""
+    if Path(path).resolve().is_relative_to(PACKAGE_ROOT):
+        raise ValueError(f"{path} is inside the installed simlab package; copy the studies "
+                         f"(simlab/scenarios) to a folder of your own and pass --scenarios DIR")
+
+
 def _hash_files(h, root: Path, files) -> None:
     for path in sorted(files):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -39,7 +47,10 @@ def package_fingerprint() -> str:
     """SHA-256 (hex, truncated) of every ``.py`` file of the installed simlab package and the library
     versions. Computed once per process."""
     h = hashlib.sha256()
-    _hash_files(h, PACKAGE_ROOT, PACKAGE_ROOT.rglob("*.py"))
+    # an installed wheel carries the studies as simlab/scenarios: they count per scenario, not here,
+    # so a checkout and a wheel of the same code have the same fingerprints
+    files = [p for p in PACKAGE_ROOT.rglob("*.py") if p.relative_to(PACKAGE_ROOT).parts[0] != "scenarios"]
+    _hash_files(h, PACKAGE_ROOT, files)
     h.update(repr(sorted(library_versions().items())).encode())
     return h.hexdigest()[:FINGERPRINT_LENGTH]
 

@@ -98,7 +98,11 @@ class Store:
     """Thin wrapper over the SQLite file; only main processes (never pool workers) write."""
 
     def __init__(self, path: str | Path | None = None, create: bool = True):
+        """Open (``create=True``: or create) the store at ``path``; the default path's folder
+        (``results/``) is created when needed, a given path's folder must exist."""
         self.path = Path(path) if path is not None else default_store_path()
+        if path is None and create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_dir():
             raise StoreError(f"store {self.path} is a directory; give a file path (e.g. {self.path / 'simlab.sqlite'})")
         if not self.path.exists():

@@ -1,0 +1,1 @@
+"""The registered simlab studies: one scenario file per study (see CONTRIBUTING.md)."""
