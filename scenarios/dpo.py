@@ -8,13 +8,11 @@ with n. Common random numbers: each replicate's sample for n is the prefix of on
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from simlab.env import make_env, preset
 from simlab.env.sampling import nested_counts, prefix_ladder
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.dpo import dpo_fisher, dpo_population_minimizer
 from simlab.solvers.dpo import fit_dpo_exact
 from simlab.solvers.exact import NoMinimizerError
@@ -22,13 +20,11 @@ from simlab.solvers.exact import NoMinimizerError
 PAPER = "DPO (Rafailov et al. 2023, arXiv 2305.18290); asymptotics derived in spec §3.1"
 
 
-@functools.lru_cache(maxsize=32)
-def _population(experiment: str, d: int, seed_key: tuple):
-    """Environment, offline atoms, exact theta* and Fisher information (cached per process)."""
-    entropy, spawn_key = seed_key
-    ss = np.random.SeedSequence(entropy, spawn_key=spawn_key)
+@cached_per_instance
+def _population(instance: np.random.SeedSequence, experiment: str, d: int):
+    """Environment, offline atoms, exact theta* and Fisher information (once per instance)."""
     spec = preset("E4", d=d) if experiment == "rate_d" else preset("E1", d=d)
-    env = make_env(spec, ss)
+    env = make_env(spec, instance)
     atoms = env.atoms("offline")
     fit = fit_dpo_exact(atoms, atoms.p0, env.theta_ref, env.beta, gtol=1e-12)
     fisher = dpo_fisher(fit.x, env.theta_ref, env.beta, atoms.dphi, atoms.p0)
@@ -38,8 +34,7 @@ def _population(experiment: str, d: int, seed_key: tuple):
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
     experiment, n, d = params["experiment"], int(params["n"]), int(params["d"])
-    env, atoms, theta_star, fisher, identity_gap = _population(
-        experiment, d, (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))
+    env, atoms, theta_star, fisher, identity_gap = _population(seeds.instance, experiment, d)
     rng = np.random.default_rng(seeds.sample)
     counts = nested_counts(atoms.p0, prefix_ladder(n), rng)[n]
     lam_min, _ = atoms.coverage()
@@ -59,17 +54,15 @@ CLAIMS = (
     Claim(id="dpo.rate_n", kind="tight", metric="err2", x="n", predicted=-1.0, tol=0.15, cut=2**10,
           also=("err2_I",), paper=PAPER,
           statement="The empirical DPO minimiser converges at the parametric rate: E||theta_n - theta*||^2 ~ 1/n.",
-          quantity="E||theta_n - theta*||^2 (E1, d = 8; I-norm slope also reported)",
-          where={"experiment": "rate_n"}),
+          quantity="E||theta_n - theta*||^2 (E1, d = 8; I-norm slope also reported)", experiment="rate_n"),
     Claim(id="dpo.rate_d", kind="tight", metric="err2_I", x="d", predicted=1.0, tol=0.15, paper=PAPER,
           statement="At fixed coverage the I-norm squared error grows linearly in d (n E||.||_I^2 -> d).",
           quantity="E||theta_n - theta*||_I^2 vs d (E4 fixed-coverage design, Sigma = 0.5 I; n fixed)",
-          where={"experiment": "rate_d"}),
+          experiment="rate_d"),
     Claim(id="dpo.fisher", kind="identity-in-expectation", metric="fisher_ratio", predicted=1.0, tol=0.10,
           paper=PAPER,
           statement="Asymptotic efficiency: n E||theta_n - theta*||_I^2 / d -> 1 with I the exact Fisher information.",
-          quantity="n ||theta_n - theta*||_I^2 / d per seed, mean over seeds (E1)",
-          where={"experiment": "fisher"}),
+          quantity="n ||theta_n - theta*||_I^2 / d per seed, mean over seeds (E1)", experiment="fisher"),
 )
 
 SCENARIO = Scenario(
@@ -78,18 +71,14 @@ SCENARIO = Scenario(
     study="DPO baseline",
     description="Exact empirical DPO fits on E1/E4 against the exact population minimiser.",
     cell=cell,
-    grids={
-        "quick": [
-            {"experiment": ["rate_n"], "d": [8], "n": [2**10, 2**12, 2**14, 2**16]},
-            {"experiment": ["rate_d"], "d": [2, 4, 8, 16], "n": [2**14], "seeds": 256},
-            {"experiment": ["fisher"], "d": [8], "n": [2**16], "seeds": 512},
-        ],
-        "full": [
-            {"experiment": ["rate_n"], "d": [8], "n": [2**k for k in range(9, 19)]},
-            {"experiment": ["rate_d"], "d": [2, 4, 8, 16, 32, 64], "n": [2**16], "env_draw": [0, 1, 2, 3]},
-            {"experiment": ["fisher"], "d": [4, 8, 16], "n": [2**16, 2**18], "seeds": 1000},
-        ],
-    },
+    experiments=(
+        Experiment("rate_n", quick={"d": [8], "n": [2**10, 2**12, 2**14, 2**16]},
+                   full={"d": [8], "n": [2**k for k in range(9, 19)]}),
+        Experiment("rate_d", quick={"d": [2, 4, 8, 16], "n": [2**14], "seeds": 256},
+                   full={"d": [2, 4, 8, 16, 32, 64], "n": [2**16], "env_draw": [0, 1, 2, 3]}),
+        Experiment("fisher", quick={"d": [8], "n": [2**16]}, full={"d": [4, 8, 16], "n": [2**16, 2**18]},
+                   seeds={"quick": 512, "full": 1000}),
+    ),
     seeds={"quick": 64, "full": 400},
     shared_seed_axes=("n",),
     claims=CLAIMS,

@@ -49,6 +49,11 @@ class Measurement:
     def __post_init__(self):
         self.verdict = as_verdict(self.verdict)
 
+    @classmethod
+    def undefined(cls, note: str) -> "Measurement":
+        """A measurement that could not be made (NaN value and CI), judged ``fail`` with ``note``."""
+        return cls(float("nan"), (float("nan"), float("nan")), FAIL, note)
+
     @property
     def passed(self) -> bool:
         return self.verdict == PASS
@@ -216,16 +221,18 @@ def judge(sc: Scenario, claim: Claim, df: pd.DataFrame) -> CheckRow:
     ``not run``; an evaluation that raises is a failing row that says why."""
     t0 = time.perf_counter()
     rows = claim_rows(df, claim) if not df.empty else df
-    nan2 = (float("nan"), float("nan"))
     if rows.empty:
-        m = Measurement(float("nan"), nan2, FAIL, "no stored rows")
+        m = Measurement.undefined("no stored rows")
         verdict = NOT_RUN
     else:
         try:
             m = evaluate_claim(df, claim)
         except Exception as exc:  # a broken evaluation is a failing row, not a crash of the check or report
-            m = Measurement(float("nan"), nan2, FAIL, f"evaluation error: {type(exc).__name__}: {exc}")
+            m = Measurement.undefined(f"evaluation error: {type(exc).__name__}: {exc}")
         verdict = REPORT if claim.kind == REPORT and m.verdict == PASS else m.verdict
+        for col in claim.facts:  # report-only columns beside the verdict
+            if col in rows and pd.to_numeric(rows[col], errors="coerce").notna().any():
+                m.extra[col] = float(pd.to_numeric(rows[col], errors="coerce").mean())
     seconds = float(rows["seconds"].sum()) if "seconds" in rows else 0.0
     calib = load_calibration(sc).get(calibration_key(claim))
     if calib is not None:

@@ -8,6 +8,7 @@ quick-mode cell and the same full-mode cell are identical and reused.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -50,6 +51,56 @@ class CellSeeds:
     replicate: int
 
 
+def cached_per_instance(fn: Callable | None = None, *, maxsize: int = 32) -> Callable:
+    """Cache ``fn(instance, *args)`` per process, keyed by the environment instance's seed and the
+    (hashable) remaining arguments: the population side of a study (environment, atoms, exact
+    targets) is computed once per instance and reused by every cell of that instance.
+
+    ``instance`` is a cell's ``seeds.instance`` (a ``SeedSequence``); ``fn`` receives an equal,
+    freshly built ``SeedSequence``, so it may consume it freely.
+    """
+    def wrap(f):
+        @functools.lru_cache(maxsize=maxsize)
+        def by_key(key, *args):
+            return f(np.random.SeedSequence(key[0], spawn_key=key[1]), *args)
+
+        @functools.wraps(f)
+        def wrapper(instance: np.random.SeedSequence, *args):
+            return by_key((instance.entropy, tuple(instance.spawn_key)), *args)
+
+        wrapper.cache_clear = by_key.cache_clear
+        return wrapper
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named unit of a scenario: its quick and full grids and, optionally, its seeds per mode.
+
+    ``quick`` / ``full`` are a dict axis -> list of values (one Cartesian product) or a list of such
+    dicts. Every cell of the experiment carries ``params["experiment"] = name``, and a claim binds to
+    it with ``Claim(experiment=name)`` (instead of ``where={"experiment": ...}``). ``seeds`` (e.g.
+    ``{"quick": 256, "full": 1000}``) overrides the scenario's seeds for this experiment.
+    """
+
+    name: str
+    quick: Mapping | Sequence
+    full: Mapping | Sequence
+    seeds: Mapping | None = None
+
+    def products(self, mode: str) -> list[dict]:
+        grid = getattr(self, mode)
+        products = [grid] if isinstance(grid, Mapping) else list(grid)
+        out = []
+        for product in products:
+            p = {"experiment": [self.name], **product}
+            if self.seeds is not None and "seeds" not in p:
+                p["seeds"] = self.seeds[mode]
+            out.append(p)
+        return out
+
+
 @dataclass(frozen=True)
 class Claim:
     """One verdict row: a claim of a paper, the quantity measured and how it is judged (spec §7.1).
@@ -62,7 +113,9 @@ class Claim:
     :mod:`simlab.experiments.rates`). ``evaluate`` replaces the built-in judgement by
     ``evaluate(df) -> Measurement`` for anything else. ``where`` filters the scenario's rows (a value,
     or a predicate called on each value of the column);
-    ``also`` lists extra metrics whose slopes are reported (not judged) beside the check.
+    ``also`` lists extra metrics whose slopes are reported (not judged) beside the check; ``facts``
+    lists columns whose mean over the claim's rows is reported (never judged) beside the verdict.
+    ``experiment`` binds the claim to a named :class:`Experiment` of its scenario.
     ``label`` tells apart rows that share an id and kind (e.g. the preset or the variant).
     """
 
@@ -83,8 +136,12 @@ class Claim:
     notes: str = ""
     label: str = ""
     evaluate: Callable | None = None
+    experiment: str | None = None
+    facts: tuple = ()
 
     def __post_init__(self):
+        if self.experiment is not None:
+            object.__setattr__(self, "where", {"experiment": self.experiment, **self.where})
         if self.kind not in KINDS:
             raise ValueError(f"claim {self.id!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind in ("tight", "upper") and self.x is None and self.evaluate is None:
@@ -105,6 +162,7 @@ class Scenario:
 
     ``grids[mode]`` is a dict axis -> list of values (one Cartesian product) or a list of such dicts
     (a union of products); a product dict may carry ``"seeds": int`` to override ``seeds[mode]``.
+    Alternatively ``experiments`` (named :class:`Experiment` units) state both modes' grids per unit.
     ``fixed`` is merged into every cell's params.
     """
 
@@ -113,9 +171,10 @@ class Scenario:
     study: str
     description: str
     cell: Callable
-    grids: Mapping
-    seeds: Mapping
+    grids: Mapping = field(default_factory=dict)
+    seeds: Mapping = field(default_factory=dict)
     fixed: Mapping = field(default_factory=dict)
+    experiments: tuple = ()
     shared_seed_axes: tuple = ()
     claims: tuple = ()
     figures: tuple = ()
@@ -125,6 +184,17 @@ class Scenario:
     def __post_init__(self):
         object.__setattr__(self, "claims", tuple(self.claims))
         object.__setattr__(self, "figures", tuple(self.figures))
+        object.__setattr__(self, "experiments", tuple(self.experiments))
+        if self.experiments:
+            if self.grids:
+                raise ValueError(f"scenario {self.name!r}: give grids or experiments, not both")
+            object.__setattr__(self, "grids", {m: [p for e in self.experiments for p in e.products(m)]
+                                               for m in MODES})
+            names = {e.name for e in self.experiments}
+            for c in self.claims:
+                if c.experiment is not None and c.experiment not in names:
+                    raise ValueError(f"scenario {self.name!r}: claim {c.id!r} binds to unknown experiment "
+                                     f"{c.experiment!r}; experiments: {', '.join(sorted(names))}")
         for mode in MODES:
             if mode not in self.grids:
                 raise ValueError(f"scenario {self.name!r}: grids must define mode {mode!r}")

@@ -91,23 +91,21 @@ def _pin_threads() -> None:
         os.environ[var] = "1"
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     _pin_threads()
-    _exit_with_parent()
+    _exit_with_parent(parent)
 
 
-def _exit_with_parent() -> None:
-    """A pool worker exits as soon as the process that started it is gone (kill -9 of a sweep must
-    not leave workers behind): a daemon thread polls the parent pid."""
+def _exit_with_parent(parent: int) -> None:
+    """A pool worker exits as soon as the process that started it (pid ``parent``, passed in, since
+    the parent may die while the worker is still starting up) is gone: kill -9 of a sweep must not
+    leave workers behind. A daemon thread polls the parent pid."""
     import threading
 
-    parent = os.getppid()
-
     def watch():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
 
     threading.Thread(target=watch, name="simlab-parent-watch", daemon=True).start()
 
@@ -138,7 +136,8 @@ def _pinned_pool(workers: int):
     variables are restored afterwards.  Shut down at once (cancelling queued work) on an exception."""
     saved = {v: os.environ.get(v) for v in THREAD_VARS}
     _pin_threads()  # children inherit the pinned thread counts at start-up
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
     try:
         yield pool
     except BaseException:

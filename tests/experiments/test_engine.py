@@ -284,3 +284,39 @@ def test_warm_up_runs_one_cell_per_string_parameter_group(monkeypatch):
     assert sweep._warm_up_cells(todo) == expected
     sweep._warm_kernels(None, todo, 1, in_subprocess=False)
     assert calls == expected
+
+
+def test_named_experiments_claims_facts_and_the_per_instance_cache(tmp_path):
+    """Experiments expand into grids with an experiment axis; a claim binds to one by name; facts are
+    report-only means beside the verdict; the per-instance cache computes once per instance seed."""
+    from simlab.experiments.claims import judge
+    from simlab.experiments.scenario import Experiment, cached_per_instance
+
+    calls = []
+
+    @cached_per_instance
+    def population(instance, scale):
+        calls.append(scale)
+        return scale * float(instance.generate_state(1)[0] % 7)
+
+    def cell(params, seeds):
+        return {"v": -1.0 - population(seeds.instance, 2.0) - seeds.replicate, "fact": 3.0}
+
+    sc = Scenario("named", "1", "s", "d", cell, seeds={"quick": 5, "full": 5}, experiments=(
+        Experiment("a", quick={"k": [1, 2]}, full={"k": [1, 2, 3]}),
+        Experiment("b", quick={"k": [1]}, full={"k": [1]}, seeds={"quick": 3, "full": 3})),
+        claims=(Claim(id="named.a", kind="ordering", metric="v", predicted=0.0, tol=0.0, paper="", statement="",
+                      quantity="", experiment="a", facts=("fact",)),))
+    assert len(sc.cells("quick")) == 2 * 5 + 3 and {p["experiment"] for p, _ in sc.cells("full")} == {"a", "b"}
+    import pandas as pd
+    rows = []
+    for params, r in sc.cells("quick"):
+        rows.append(dict(params, replicate=r, seconds=0.0, **cell(params, sc.seeds_for(params, r, 1))))
+    row = judge(sc, sc.claims[0], pd.DataFrame(rows))
+    assert row.verdict == "pass" and row.extra["fact"] == 3.0 and row.extra["seeds"] == 10
+    assert calls == [2.0]                       # one instance, computed once for 13 cells
+    with pytest.raises(ValueError, match="unknown experiment"):
+        Scenario("bad", "1", "s", "d", cell, seeds={"quick": 1, "full": 1},
+                 experiments=(Experiment("a", quick={"k": [1]}, full={"k": [1]}),),
+                 claims=(Claim(id="x", kind="ordering", metric="v", predicted=0, tol=0, paper="", statement="",
+                               quantity="", experiment="zzz"),))

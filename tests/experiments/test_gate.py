@@ -224,3 +224,41 @@ def test_calibrate_exits_nonzero_and_names_uncalibrated_checks(tmp_path, monkeyp
     assert cli.main(["check", "--calibrate", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "not calibrated" in err and "a|tight" in err and "b|tight" not in err
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            out.append(int(status.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to find the pool's workers")
+def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
+    """kill -9 of the main process must not leave its (about 200 MB) workers behind."""
+    import signal
+    import time
+
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(TOY))
+    store = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "simlab.cli", "run", "toy", "--full", "--workers", "2", "--store",
+                             str(store), "--no-progress"], env=env)
+    deadline = time.time() + 120
+    workers = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.3)
+        workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
+    assert workers, "the pool never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and "Z" not in Path(f"/proc/{w}/status").read_text().split("State:")[1][:4]]
+    assert not alive, f"workers {alive} outlived their parent"
