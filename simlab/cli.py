@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", type=int, default=None, help="only this master seed")
     _add_scenarios(p)
 
+    p = sub.add_parser("readme", help="regenerate the README's generated blocks (scenario table, expected verdicts)")
+    p.add_argument("path", nargs="?", default="README.md", help="the README to update (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
+    _add_scenarios(p)
+
     p = sub.add_parser("report", help="write figures/REPORT.md from the stored cells (runs nothing)")
     p.add_argument("ids", nargs="*", help="claim ids or prefixes (default: all; a selection writes <out>/selection)")
     p.add_argument("--full", action="store_true", help="judge the full grid's cells (default: quick)")
@@ -251,7 +256,18 @@ def _cmd_report(args) -> int:
     return 0
 
 
-_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "results": _cmd_results,
+def _cmd_readme(args) -> int:
+    from simlab.report import update_readme
+
+    stale = update_readme(Path(args.path), check_only=args.check)
+    if args.check:
+        print(f"stale blocks: {', '.join(stale)}" if stale else "README blocks are up to date")
+        return 1 if stale else 0
+    print(f"updated blocks: {', '.join(stale)}" if stale else "README blocks were up to date")
+    return 0
+
+
+_COMMANDS = {"readme": _cmd_readme, "run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "results": _cmd_results,
              "report": _cmd_report}
 
 

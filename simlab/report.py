@@ -177,3 +177,71 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
     if not (path.is_file() and _same_but_date(path.read_text(), text)):
         atomic_write_text(path, text)
     return path
+
+
+# ------------------------------------------------------------------ README blocks
+
+def _block_scenarios() -> str:
+    from simlab.experiments.scenario import all_claims, scenario_names, load_scenario
+
+    all_claims()  # loads every file (a broken one is reported, not fatal)
+    lines = ["| scenario | study | quick / full cells | claims |", "|---|---|---|---|"]
+    for name in scenario_names():
+        try:
+            sc = load_scenario(name)
+        except ValueError:
+            continue
+        ids = ", ".join(f"`{i}`" for i in dict.fromkeys(c.id for c in sc.claims))
+        lines.append(f"| `{name}` | {sc.study} | {len(sc.cells('quick'))} / {len(sc.cells('full'))} | {ids} |")
+    return "\n".join(lines)
+
+
+def _block_verdicts() -> str:
+    """The expected quick-mode verdicts as committed in the baseline (what `simlab check --quick`
+    must reproduce), with the known findings spelled out."""
+    from simlab.experiments.baseline import baseline_path, load_baseline
+    from simlab.experiments.claims import calibration_key
+    from simlab.experiments.scenario import all_claims
+
+    data = load_baseline(baseline_path())
+    entries = data.get("quick", {})
+    pairs = all_claims()
+    counts: dict[str, int] = {}
+    lines = ["| claim | check | predicted | tol | baseline verdict | measured |", "|---|---|---|---|---|---|"]
+    findings = []
+    for _, c in pairs:
+        e = entries.get(calibration_key(c), {"verdict": "pass (no baseline entry)"})
+        v = e["verdict"]
+        counts[v.split(" ")[0]] = counts.get(v.split(" ")[0], 0) + 1
+        shown = f"**{v.upper()}**, known finding" if v not in ("pass", "report") and "finding" in e else v.upper()
+        name = f"`{c.id}`" + (f" [{c.label}]" if c.label else "")
+        lines.append(f"| {name} | {c.kind} | {c.predicted:g} | {c.tol:g} | {shown} | {_fmt(e.get('measured'))} |")
+        if "finding" in e:
+            findings.append(f"- `{calibration_key(c)}`: {e['finding']}")
+    head = (f"`simlab check --quick` (master seed {data.get('master', 'n/a')}) is expected to reproduce these "
+            f"verdicts exactly: {len(pairs)} checks, " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            + ". Any difference (a regression, a known finding that starts passing, drift) exits 1.")
+    return "\n".join([head, "", *lines] + (["", "Known findings:", *findings] if findings else []))
+
+
+README_BLOCKS = {"scenarios": _block_scenarios, "verdicts": _block_verdicts}
+
+
+def update_readme(path: Path, check_only: bool = False) -> list[str]:
+    """Regenerate the README's generated blocks (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``)
+    from the scenario files and the committed baseline. Returns the names of the stale blocks; writes
+    them unless ``check_only``."""
+    text = Path(path).read_text()
+    stale = []
+    for name, make in README_BLOCKS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            raise ValueError(f"{path} has no generated block {name!r} ({start} ... {end})")
+        i, j = text.index(start) + len(start), text.index(end)
+        new = "\n" + make() + "\n"
+        if text[i:j] != new:
+            stale.append(name)
+            text = text[:i] + new + text[j:]
+    if stale and not check_only:
+        atomic_write_text(path, text)
+    return stale

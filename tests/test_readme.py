@@ -17,3 +17,10 @@ def test_ci_runs_the_readme_test_command():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if "pytest" in line and not line.lstrip().startswith("#")]
     assert ci and ci[0] in (ROOT / "README.md").read_text()
+
+
+def test_readme_generated_blocks_are_current():
+    """The scenario table and the expected verdicts are generated (`simlab readme`): stale blocks fail."""
+    from simlab.report import update_readme
+
+    assert update_readme(ROOT / "README.md", check_only=True) == [], "run `simlab readme` and commit README.md"
