@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
         name = figure_name(row)
         if name in out or row.fit is None:
             continue
-        title = f"{name}\n{textwrap.shorten(row.quantity, 80, placeholder='...')}"
+        title = f"{name}: {row.quantity}"
         out[name] = plot_rate(row.fit, outdir / f"{name}.png", title, row.x, row.metric, row.predicted, row.cut)
     return out
 
@@ -169,7 +168,12 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
         if table:
             md += ["```", table, "```", ""]
         if figure_name(r) in figures:
-            md += [f"![{figure_name(r)}]({figures[figure_name(r)].relative_to(base).as_posix()})", ""]
+            rel = figures[figure_name(r)].relative_to(base)
+            md += [f"![{figure_name(r)}]({rel.as_posix()})", "",
+                   f"*Figure: mean of `{r.metric}` over seeds against `{r.x}` (log-log) with its 95% CI band and the "
+                   f"seeds' inter-quartile range; the fitted slope {_fmt(r.measured)} (95% CI {ci_text(r)}) over the "
+                   f"points past the cut, and the predicted slope {_fmt(r.predicted)}. "
+                   f"Vector version: [{rel.with_suffix('.pdf').name}]({rel.with_suffix('.pdf').as_posix()}).*", ""]
     for name, paths in extra.items():
         md += [f"## Study figures: `{name}`", ""]
         md += [f"![{p.stem}]({p.relative_to(base).as_posix()})" for p in paths] + [""]

@@ -36,3 +36,33 @@ def save_figure(fig, path) -> "Path":
         atomic_write_bytes(path.with_suffix(suffix), buf.getvalue())
     plt.close(fig)
     return path
+
+
+# Axis names in words with the quantity in mathtext; a name not listed shows as itself in monospace.
+AXIS_LABELS = {
+    "n": r"sample size $n$",
+    "d": r"dimension $d$",
+    "T": r"iterations $T$",
+    "t": r"iteration $t$",
+    "eta": r"dual step $\eta$",
+    "nu_hat": r"parametrisation gap $\hat\nu$",
+    "log_inv_delta": r"inner accuracy $\log(1/\delta)$",
+    "err2": r"squared error $\mathbb{E}\|\theta_n-\theta^\star\|^2$",
+    "err2_I": r"squared error $\mathbb{E}\|\theta_n-\theta^\star\|_I^2$",
+    "err2_H": r"squared error $\mathbb{E}\|\theta_n-\theta^\star\|_H^2$",
+    "err2_nominal": r"squared error $\mathbb{E}\|\theta_n-\theta^\star\|^2$ (nominal target)",
+    "env_grad2": r"stationarity $\mathbb{E}\|\nabla\varphi_\gamma(\theta_T)\|^2$",
+    "avg_env_grad2": r"stationarity $\mathbb{E}\|\nabla\varphi_\gamma(\theta_T)\|^2$ (pooled)",
+    "dual_distance": r"dual distance $\|\lambda^\star_p-\lambda^\star\|$",
+    "G2": r"duality gap $V^\star-D^\star_p$",
+    "gap_t200": r"dual gap $D_p(\lambda_t)-D_p^\star$",
+    "inner_iterations": r"inner iterations",
+    "floor_e0": r"best-iterate floor",
+}
+
+
+def axis_label(name: str | None) -> str:
+    """The axis name of a metric or swept variable (see :data:`AXIS_LABELS`)."""
+    if name is None:
+        return ""
+    return AXIS_LABELS.get(name, f"{name}")
