@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from reference_caid import caid_reference  # noqa: E402
 from simlab.env.gap import gap_preset, make_gap_env  # noqa: E402
 from simlab.objectives.constrained import dual_smoothness_bound, parametrised_dual  # noqa: E402
-from simlab.solvers.dual import caid, minimise_parametrised_dual  # noqa: E402
+from simlab.solvers.constrained import caid, minimise_parametrised_dual  # noqa: E402
 
 
 def main(T: int = 50, n_prompts: int = 600, n_responses: int = 64, repeats: int = 15) -> None:

@@ -160,7 +160,7 @@ def test_global_proxy_projects_policies_in_the_class_exactly():
     theta = env.theta_ref + np.random.default_rng(0).standard_normal(env.d)
     lp = log_policy(theta, env.phi)
     r = env.beta * (lp - env.log_ref)
-    th, val, gn, _ = C._newton_ascent_kernel(env.theta_ref.copy(), env.phi, env.p_x, np.ascontiguousarray(r),
+    th, val, gn, _ = C.newton_ascent_kernel(env.theta_ref.copy(), env.phi, env.p_x, np.ascontiguousarray(r),
                                              env.theta_ref, env.beta, 1e-11, 200)
     assert np.allclose(log_policy(th, env.phi), lp, atol=1e-9)
     g = C.global_gap_proxy(env, n_policies=4)
