@@ -1,4 +1,4 @@
-"""Benchmark of one CAID run (spec §6.4): T = 50 dual steps, N x K = 600 x 64 sampled responses per step,
+"""Benchmark of one CAID run (docs/theory/constrained.md §6.4): T = 50 dual steps, N x K = 600 x 64 sampled responses per step,
 policy dimension k = 8 (E6 with d_psi = 9, d = 8), exact inner maximisation, against the NumPy/SciPy
 reference in ``benchmarks/reference_caid.py`` run in the same process. The exact-gradient variant
 (n_prompts = 0) is timed too and checked to agree with the reference to 1e-8.

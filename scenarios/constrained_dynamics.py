@@ -1,4 +1,4 @@
-"""Constrained alignment: CAID convergence and the primal-dual (GDA) baseline (spec §6.4, §7.3).
+"""Constrained alignment: CAID convergence and the primal-dual (GDA) baseline (docs/theory/constrained.md §6.4, §7.3).
 
 E6 with t = 0.3 (a parametrisation gap), beta = 1. Targets are exact: lambda*_p = argmin D_p (Danskin
 bisection for m = 1, projected Newton for m = 2) and theta*(lambda*_p) by multistart Newton ascent.
@@ -31,7 +31,7 @@ PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrain
 T_CAID = 200
 CHECK_T = (10, 20, 50, 100, 200)
 GEOMETRIC_FLOOR = 1e-10
-GEOMETRIC_LOW, GEOMETRIC_HIGH = 1e-10, 1e-4  # the window of the contraction fit (quadratic regime, above rounding)
+GEOMETRIC_LOW, GEOMETRIC_HIGH = 1e-12, 1e-8  # the contraction fit's window: past the faster modes (m = 2), above rounding
 CONTRACTION_TOL = 0.05
 FIGURE_DRAW = 0  # the draw whose GDA and CAID trajectories the cells store for the phase-plot figure
 

@@ -1,9 +1,9 @@
-"""Constrained alignment: duality gaps and the dual distance against the parametrisation gap (spec §6, §7.3).
+"""Constrained alignment: duality gaps and the dual distance against the parametrisation gap (docs/theory/constrained.md §6, §7.3).
 
 E6 (m = 1, beta = 1), gap knob t on a log grid in [1e-3, 1]. Everything is deterministic and exact:
 V* = D* = D(lambda*) by projected Newton (strong duality checked against a direct SLSQP solve over the
 probability table), D*_p by projected Newton on D_p (Danskin gradient, multistart inner Newton),
-V*_p by multistart SLSQP over theta polished by Newton on the KKT system, nu-hat by the spec's proxy
+V*_p by multistart SLSQP over theta polished by Newton on the KKT system, nu-hat by the proxy of docs/theory/constrained.md §6.4
 over lambda in [0, ||lambda*|| + 1] (a global proxy over 16 random Dirichlet policies is reported as
 ``nu_global``). Slopes are fitted against the measured nu-hat, never t, on the nu -> 0 regime the claims
 are about: the grid points with t <= 0.1 (the slope over the whole grid is reported beside it). Above
@@ -11,6 +11,24 @@ t ~ 0.1 the local rate bends upward in an instance-dependent way (2.2 to 4.2 bet
 which made the whole-grid slope vary by sd 0.056 over master seeds (tol/sd 1.8 < 4); on t <= 0.1 the
 local rates are 2.00 +- 0.03 on every instance seen (sd of the slope 0.013). The cut was chosen after
 that calibration; no verdict depends on it (both slopes are ~2 against the bound 1 - 0.1).
+
+Optimality gaps (the CAID paper's Theorems 3-4; derivation, docs/theory/constrained.md §6.3). On E6 the class
+misses the optimal logits log pi_ref + r_lambda/beta only in the tilted utility direction, by O(t) per
+context, so nu-hat = Theta(t) (both the l1 and the KL part are first order), while the I-projection error
+KL_min(lambda) = min_theta E_x KL(pi_theta || pi*(lambda)) is second order: Theta(t^2) = Theta(nu^2).
+D_p = D - beta KL_min then gives:
+- G2 = V* - D*_p and ||lambda*_p - lambda*|| (strong convexity of D) are Theta(nu^2): slope 2 (gap_shape);
+- multi-shot pi*_p(lambda*_p): E_x E_pi c = D_p'(lambda*_p) = 0 = E_x E_{pi*} c (active constraint, D_p smooth
+  at lambda*_p), so U-OPT = 0 exactly, and J_beta(pi) = D_p(lambda*_p) - lambda*_p D_p'(lambda*_p) = D*_p, so
+  R-OPT = G2 = Theta(nu^2);
+- one-shot pi*_p(lambda*): U-OPT = |D_p'(lambda*)| = beta KL_min'(lambda*) and R-OPT = |beta KL_min(lambda*) -
+  lambda* beta KL_min'(lambda*)|, both Theta(nu^2) (with KL_min ~ kappa t^2 lambda^2 to leading order,
+  U-OPT ~ 2 G2/lambda* and R-OPT ~ G2, as measured); the one-shot policy violates the constraint by
+  beta KL_min'(lambda*) > 0.
+The papers' O(sqrt(nu)) (and O(nu) for nu >= 1) are the `upper` rows; the derived slope 2 the `tight` rows.
+At beta = 0.1 the t <= 0.1 slopes are ~2.18 (full mode): the nu -> 0 regime starts later there.
+Quick mode runs beta = 0.1 only at t = 1, the one point with G1 > 0 (0.0144); there M nu-hat exceeds lim D',
+so Theorem 1's bound is infinite and its ratio cannot be judged (inconclusive, not a vacuous pass).
 """
 from __future__ import annotations
 
@@ -20,6 +38,7 @@ import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
+from simlab.experiments import rates
 from simlab.experiments.rates import fit_rate, verdict_tight, verdict_upper
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import (
@@ -34,6 +53,9 @@ PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrain
 POSITIVE = 1e-12
 ASYMPTOTIC_T = 0.1  # rate fits use the grid points with t <= this (the nu -> 0 regime)
 STRONG_DUALITY_MIN_BETA = 0.5
+# a check that cannot be judged: "inconclusive" under the three-valued verdicts of experiments/rates.py, a
+# fail under the two-valued engine (never a silent pass)
+INCONCLUSIVE = getattr(rates, "INCONCLUSIVE", False)
 
 
 @functools.lru_cache(maxsize=16)
@@ -140,12 +162,16 @@ def per_configuration(evaluate_one):
         results.sort(key=lambda kr: (kr[0] != (1, 1.0), kr[0]))
         judged = [(k, r) for k, r in results if r is not None]
         notes = "; ".join(f"[m = {int(k[0])}, beta = {k[1]:g}: "
-                          + ("not judged" if r is None else ("pass" if r.passed else "FAIL")) + "]"
+                          + ("not judged" if r is None else {True: "pass", False: "FAIL"}.get(r.passed, "inconclusive"))
+                          + "]"
                           + ("" if r is None else f" {r.notes}") for k, r in results)
         if not judged:
-            return Measurement(np.nan, (np.nan, np.nan), False, "no configuration can be judged (vacuous); " + notes)
+            return Measurement(np.nan, (np.nan, np.nan), INCONCLUSIVE, "no configuration can be judged; " + notes)
         head = judged[0][1]
-        return Measurement(head.measured, head.ci, all(r.passed for _, r in judged), notes, head.fit,
+        verdicts = [r.passed if isinstance(r.passed, str) else bool(r.passed) for _, r in judged]
+        verdict = (False if any(v is False for v in verdicts) else
+                   INCONCLUSIVE if any(isinstance(v, str) for v in verdicts) else True)
+        return Measurement(head.measured, head.ci, verdict, notes, head.fit,
                            {f"m={int(k[0])},beta={k[1]:g}": r.measured for k, r in judged})
     return evaluate
 
@@ -214,11 +240,18 @@ def evaluate_theorem1_ratio(df):
     """Theorem 1 (stated constant): G1 / (C(lambda*_nu) nu-hat) <= 1, gated only where G1 > 0 (elsewhere the
     bound holds trivially: 0 <= anything); the Theorem 2 ratio is reported. None (not judged) if G1 is a zero
     gap at every t."""
-    pos = df[df["G1"] > POSITIVE]
+    pos = df[(df["G1"] > POSITIVE) & (df["theorem1_vacuous"] == 0)]
+    vacuous = df[(df["G1"] > POSITIVE) & (df["theorem1_vacuous"] != 0)]
     note_g2 = (f"Theorem 2 (reconstructed) ratio G2/(C(lam_p) nu-hat) max {np.nanmax(df['ratio_G2']):.3g} "
                "(report only)")
     if pos.empty:
-        return None
+        if vacuous.empty:
+            return None
+        return Measurement(np.nan, (np.nan, np.nan), INCONCLUSIVE,
+                           f"G1 > {POSITIVE:g} only where M nu-hat >= lim D' (t = "
+                           + ", ".join(f"{t:.3g}: G1 = {g:.4f}" for t, g in zip(vacuous["t"], vacuous["G1"]))
+                           + "): lambda*_nu = inf and Theorem 1's bound is infinite there, so it cannot be judged; "
+                           + note_g2)
     r1 = pos["ratio_G1"].to_numpy(dtype=float)
     worst = float(np.nanmax(r1)) if np.isfinite(r1).any() else np.nan
     ok = bool(np.isfinite(r1).all()) and worst <= 1.0
@@ -227,9 +260,8 @@ def evaluate_theorem1_ratio(df):
             + note_g2)
     if not ok and np.isfinite(worst):
         note = "violated under proxy nu-hat; " + note
-    vac = int(pos["theorem1_vacuous"].sum())
-    if vac:
-        note += f"; at {vac} of them M nu-hat exceeds lim D' so lambda*_nu = inf and the bound is vacuous (ratio 0)"
+    if not vacuous.empty:
+        note += f"; at {len(vacuous)} more points with G1 > 0, M nu-hat exceeds lim D' (bound infinite, not judged)"
     return Measurement(worst, (worst, worst), ok, note, extra={"max_ratio_G2": float(np.nanmax(df["ratio_G2"])),
                                                                "points_G1_positive": int(len(pos))})
 

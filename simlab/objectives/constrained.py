@@ -1,4 +1,4 @@
-"""Constrained alignment by Lagrangian duality: exact population objects (spec §6.1, §6.3, §6.4).
+"""Constrained alignment by Lagrangian duality: exact population objects (docs/theory/constrained.md §6.1, §6.3, §6.4).
 
 Distribution space (all policies):
     r_lambda = r + lambda^T c,   pi*(a|x; lambda) = pi_ref e^{r_lambda/beta} / Z(x; lambda),
@@ -37,7 +37,7 @@ def optimal_log_policy(env: GapEnv, lam) -> np.ndarray:
 
 
 def dual_value(env: GapEnv, lam) -> float:
-    """D(lambda) = beta E_x log E_{pi_ref} e^{r_lambda/beta}   (spec §6.1)."""
+    """D(lambda) = beta E_x log E_{pi_ref} e^{r_lambda/beta}   (docs/theory/constrained.md §6.1)."""
     _, lse = _log_normalise(env.log_ref + env.lagrangian_reward(lam) / env.beta)
     return float(env.beta * (env.p_x @ lse))
 
@@ -53,7 +53,7 @@ def dual_value_grad_hess(env: GapEnv, lam) -> tuple[float, np.ndarray, np.ndarra
 
 
 def dual_smoothness_bound(env: GapEnv) -> float:
-    """L_D <= (1/(4 beta)) sum_i range_i^2   (spec §6.1, derived here)."""
+    """L_D <= (1/(4 beta)) sum_i range_i^2   (docs/theory/constrained.md §6.1, derived here)."""
     return float(np.sum(env.utility_ranges ** 2) / (4.0 * env.beta))
 
 
@@ -247,7 +247,7 @@ def maximise_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: in
 
 
 def parametrised_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int = 0) -> ParametrisedDual:
-    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (spec §6.1)."""
+    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (docs/theory/constrained.md §6.1)."""
     lam = env.check_multipliers(lam)
     theta, value, gnorm, spread = maximise_lagrangian(env, lam, starts, n_random, seed)
     _, _, hess = lagrangian_theta(env, theta, lam)
@@ -262,7 +262,7 @@ def parametrised_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int 
 
 def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, float]:
     """nu-hat = max over the lambda grid of max{max_x ||pi_theta*(lambda) - pi*(lambda)||_1,
-    max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (spec §6.4).
+    max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (docs/theory/constrained.md §6.4).
     Returns nu_hat and its two parts nu_1, nu_kl (each maximised over the grid). ``starts`` are extra
     starts of every inner maximisation."""
     lam_grid = check_array("lam_grid", np.atleast_2d(lam_grid), ndim=2)
@@ -280,7 +280,7 @@ def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, 
 
 
 def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1.0, seed: int = 0) -> dict[str, float]:
-    """A global companion of nu-hat (spec §6.4): the A3 errors of the I-projection pi_theta of random
+    """A global companion of nu-hat (docs/theory/constrained.md §6.4): the A3 errors of the I-projection pi_theta of random
     policies pi(.|x) ~ Dirichlet(concentration) (iid over x), maximised over ``n_policies`` draws.
     The I-projection argmin_theta E_x KL(pi_theta || pi) is the Lagrangian maximiser for the reward
     r = beta (log pi - log pi_ref) (then pi*(lambda) = pi), so it reuses the multistart Newton ascent."""
@@ -304,7 +304,7 @@ def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1
 
 
 def duality_constant(env: GapEnv, lam) -> float:
-    """C(lambda) = M + beta + M ||lambda||_1   (spec §6.3)."""
+    """C(lambda) = M + beta + M ||lambda||_1   (docs/theory/constrained.md §6.3)."""
     lam = env.check_multipliers(lam)
     return env.bound_M + env.beta + env.bound_M * float(np.sum(lam))
 

@@ -1,8 +1,13 @@
-"""Solvers for constrained alignment (spec §6.1, §6.4): lambda* by projected Newton on D, D*_p by projected
+"""Solvers for constrained alignment (docs/theory/constrained.md §6.1, §6.4): lambda* by projected Newton on D, D*_p by projected
 Newton on D_p (Danskin gradient, implicit curvature), direct primal solves V* (distribution space) and V*_p
 (parameter space, multistart SLSQP + KKT Newton polish), CAID (exact or sampled dual gradients, exact or
 truncated inner ascent), one-shot CAN (plug-in dual from pi_ref samples) and simultaneous gradient
 descent-ascent. The CAID and GDA loops run whole in one numba call and record log-spaced checkpoints.
+
+Open moves (issue 11): ``projected_newton`` (and the saddle-free ``newton_ascent_kernel`` of
+``simlab.objectives.constrained``) belong in ``simlab.solvers.exact`` with its one result type; the
+conditional-binomial ``_multinomial_into`` used inside the CAID kernel belongs in ``simlab.env.sampling`` as a
+public numba-callable kernel (that module has no kernel-level multinomial yet).
 """
 from __future__ import annotations
 
@@ -94,7 +99,7 @@ def projected_newton(fgh, lam0, tol=1e-11, max_iter=100) -> DualSolution:
 
 def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 1e-11) -> DualSolution:
     """lambda* = argmin_{lambda >= 0} D(lambda) - linear_offset * ||lambda||_1 by projected Newton.
-    linear_offset = 0 gives lambda*; linear_offset = M nu gives lambda*_nu of Theorem 1 (spec §6.3)."""
+    linear_offset = 0 gives lambda*; linear_offset = M nu gives lambda*_nu of Theorem 1 (docs/theory/constrained.md §6.3)."""
     linear_offset = check_float("linear_offset", linear_offset, 0.0)
     lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0)
 
@@ -140,7 +145,7 @@ def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_ran
     """D*_p = min_{lambda >= 0} D_p(lambda). ``method="bisection"`` (default for m = 1; robust to the kinks
     of D_p): bisection on the Danskin derivative. ``method="newton"`` (default for m >= 2): projected
     Newton with the Danskin gradient E_x E_{theta*} c and the implicit curvature -J H^-1 J^T, valid where
-    the inner maximiser is unique (spec §6.1). Every inner maximisation also starts from ``pool``."""
+    the inner maximiser is unique (docs/theory/constrained.md §6.1). Every inner maximisation also starts from ``pool``."""
     method = check_choice("method", method or ("bisection" if env.m == 1 else "newton"), ("bisection", "newton"))
     lam0 = solve_dual(env).lam if lam0 is None else env.check_multipliers(lam0)
     pool = MaximiserPool() if pool is None else pool
@@ -238,7 +243,7 @@ class PrimalSolution:
 def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0, starts=()) -> PrimalSolution:
     """V*_p = max_theta J_beta(pi_theta) s.t. E_x E_theta c >= 0: multistart SLSQP (theta_ref, the projected
     optimal logits at lambda*, random starts, extra ``starts``) then Newton on the KKT system
-    (spec §7.3 duality_gap)."""
+    (docs/theory/claims.md §7.3 duality_gap)."""
     lam_star = solve_dual(env).lam
     rng = np.random.default_rng(seed)
     guess = env.realizable_theta(lam_star)
@@ -467,7 +472,7 @@ class DualRun:
 def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int = 0, n_responses: int = 1,
          eps_app: float = 0.0, inner_step: float | None = None, max_inner: int = 100_000,
          rng: np.random.Generator | None = None, n_checkpoints: int = 64) -> DualRun:
-    """CAID (spec §6.4): projected dual descent with exact (n_prompts = 0) or sampled (N prompts x K
+    """CAID (docs/theory/constrained.md §6.4): projected dual descent with exact (n_prompts = 0) or sampled (N prompts x K
     responses from pi_theta(t)) dual gradients and exact (eps_app = 0) or eps_app-optimal (truncated
     gradient ascent, step ``inner_step``, default 1/(beta + 2)) Lagrangian maximisation. D_p(lambda_t)
     is evaluated exactly at every iteration. theta0 defaults to theta*(lam0), so u_0 is in dD_p(lam0)."""
@@ -554,7 +559,7 @@ class GdaRun:
 
 def gradient_descent_ascent(env: GapEnv, alpha_theta: float, alpha_lam: float, T: int, theta0=None, lam0=None,
                             n_checkpoints: int = 64) -> GdaRun:
-    """The plain primal-dual baseline (spec §6.4): simultaneous exact gradient ascent in theta and
+    """The plain primal-dual baseline (docs/theory/constrained.md §6.4): simultaneous exact gradient ascent in theta and
     projected descent in lambda, from (theta_ref, 0) by default."""
     alpha_theta = check_float("alpha_theta", alpha_theta, 0.0, low_open=True)
     alpha_lam = check_float("alpha_lam", alpha_lam, 0.0, low_open=True)
@@ -574,7 +579,7 @@ def gradient_descent_ascent(env: GapEnv, alpha_theta: float, alpha_lam: float, T
 
 def lagrangian_curvature_at_solution(env: GapEnv) -> float:
     """L-hat_theta: the largest |eigenvalue| of hess_theta L at (theta*(lambda*), lambda*), the scale of the
-    GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (spec §7.3 gda_oscillates)."""
+    GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (docs/theory/claims.md §7.3 gda_oscillates)."""
     lam = solve_dual(env).lam
     res = parametrised_dual(env, lam)
     _, _, H = lagrangian_theta(env, res.theta, lam)
@@ -599,7 +604,7 @@ def sample_reference(env: GapEnv, n_prompts: int, n_responses: int, rng: np.rand
 
 def plugin_dual(lam, r_s, g_s, b_bar, beta) -> tuple[float, np.ndarray, np.ndarray]:
     """CAN's plug-in dual D-hat(lam) = beta (1/N) sum_n log((1/K) sum_k e^{z_nk}),
-    z = (r + lam^T (g - b_bar))/beta, with its gradient and Hessian (spec §6.4)."""
+    z = (r + lam^T (g - b_bar))/beta, with its gradient and Hessian (docs/theory/constrained.md §6.4)."""
     c = g_s - b_bar
     z = (r_s + c @ lam) / beta
     zm = z.max(axis=1, keepdims=True)
