@@ -19,7 +19,7 @@ import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
-from simlab.experiments.rates import fit_rate, mean_with_ci, verdict_ordering, verdict_tight, verdict_upper
+from simlab.experiments.rates import FAIL, PASS, fit_rate, mean_with_ci, verdict_ordering, verdict_tight, verdict_upper
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import constraint_theta, dual_smoothness_bound
 from simlab.plots.constrained import dual_trajectory_figure
@@ -142,7 +142,7 @@ def _evaluate_convergence(m: int):
             slope = (fit_rate(np.array(CHECK_T)[pos], gaps[pos], np.zeros(pos.sum())).slope
                      if pos.sum() >= 2 else -np.inf)
             geometric = bool(np.isfinite(row["t_hit"]))
-            ok = ok and bool(row["failed"] == 0) and (geometric or verdict_upper(slope, -1.0, 0.1, "inf")[0])
+            ok = ok and bool(row["failed"] == 0) and (geometric or verdict_upper((slope, slope), -1.0, 0.1, "inf")[0] == PASS)
             slopes.append(slope)
             notes.append(f"draw {int(row['env_draw'])}: gap {row['gap_t0']:.1e} at t = 0, "
                          + ", ".join(f"{g:.1e}@{t}" for g, t in zip(gaps, CHECK_T))
@@ -164,8 +164,8 @@ def _evaluate_contraction(m: int):
         rows = df[(df["m"] == m) & (df["start"] == "zero")]
         ratio = (rows["log_factor_measured"] / rows["log_factor_predicted"]).to_numpy(dtype=float)
         mean, ci, fails = mean_with_ci(ratio)
-        ok, why = verdict_tight(mean, ci, 1.0, CONTRACTION_TOL)
-        ok = ok and fails == 0
+        ok, why = verdict_tight(ci, 1.0, CONTRACTION_TOL)
+        ok = FAIL if fails else ok
         notes = "; ".join(f"draw {int(r.env_draw)}: gap factor per step measured {np.exp(r.log_factor_measured):.5f}, "
                           f"derived (1 - eta mu_p)^2 = {np.exp(r.log_factor_predicted):.5f}"
                           for r in rows.itertuples())
@@ -181,7 +181,7 @@ def evaluate_gda(df) -> Measurement:
         return Measurement(np.nan, (np.nan, np.nan), False, "no stored rows")
     diff = np.minimum(rows["dist_diff"].to_numpy(dtype=float), 1e6)  # a diverged GDA counts as far (capped)
     mean, ci, fails = mean_with_ci(diff)
-    ok = verdict_ordering(ci, ">")[0] and fails == 0
+    ok = FAIL if fails else verdict_ordering(ci, ">")[0]
     allg = df[df["experiment"] == "gda"]
     share = allg.groupby("ratio")["gda_far"].mean().to_dict()
     per_alpha = rows.groupby("alpha_scale")["gda_far"].mean().to_dict()

@@ -24,7 +24,7 @@ import numpy as np
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import (
-    BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, fit_rate, mean_with_ci, verdict_ordering, verdict_tight, verdict_upper)
+    BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, FAIL, fit_rate, mean_with_ci, verdict_ordering, verdict_tight, verdict_upper)
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import dual_smoothness_bound, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import best_iterate_figure
@@ -139,7 +139,7 @@ def evaluate_eps_ordering(df) -> Measurement:
     seeds = df.groupby("eta").size()
     rows = "; ".join(f"eta {e:.3g} ({seeds[e]} seeds): {r.floor_e0:.1e} / {r.floor_e1:.1e} / {r.floor_e2:.1e}"
                      for e, r in by_eta.iterrows())
-    ok = verdict_ordering(ci, ">")[0] and fails == 0
+    ok = FAIL if fails else verdict_ordering(ci, ">")[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(np.maximum(df["floor_e2"], 1e-300) / np.maximum(df["floor_e0"], 1e-300)).to_numpy()
     lr_mean, lr_ci, _ = mean_with_ci(log_ratio)
@@ -162,7 +162,7 @@ def evaluate_eps_slope(df) -> Measurement:
     values = np.concatenate([rows["best_u_opt_e1"].to_numpy(), rows["best_u_opt_e2"].to_numpy()])
     units = np.concatenate([rows["replicate"].to_numpy() * 100 + rows["eta_scale"].rank(method="dense")] * 2)
     fit = fit_rate(x, values, units)
-    ok, why = verdict_upper(fit.slope, 0.5, 0.1, "zero")
+    ok, why = verdict_upper(fit.ci, 0.5, 0.1, "zero")
     m0 = float(rows["best_u_opt_e0"].mean())
     note = (f"mean best-iterate U-OPT at eta_scale <= {EPS_FIT_MAX_SCALE:g}: eps_app 0 / 1e-3 / 1e-2 = {m0:.2e} / "
             f"{fit.mean[0]:.2e} / {fit.mean[1]:.2e}; slope over eps_app in [1e-3, 1e-2] {fit.slope:.3f}"
@@ -176,7 +176,7 @@ def evaluate_eps_gap_ordering(df) -> Measurement:
     diff = (df["best_u_opt_e2"] - df["best_u_opt_e0"]).to_numpy(dtype=float)
     mean, ci, fails = stratified_mean_with_ci(diff, df["eta"].to_numpy())
     ok, why = verdict_ordering(ci, ">")
-    ok = ok and fails == 0
+    ok = FAIL if fails else ok
     return Measurement(mean, ci, ok, why, extra={"failures": fails})
 
 
@@ -184,7 +184,7 @@ def evaluate_floor_shape(df) -> Measurement:
     """tight(3): the slope of the mean best-iterate floor (eps_app = 0) vs eta, against the derived eta^3
     (``derived_floor``); the measured / derived floor ratio per eta is reported."""
     fit = fit_rate(df["eta"].to_numpy(), df["floor_e0"].to_numpy(), df["replicate"].to_numpy())
-    ok, why = verdict_tight(fit.slope, fit.ci, 3.0, FLOOR_SHAPE_TOL)
+    ok, why = verdict_tight(fit.ci, 3.0, FLOOR_SHAPE_TOL)
     pred = fit_rate(df["eta"].to_numpy(), df["floor_derived"].to_numpy(), df["replicate"].to_numpy())
     ratio = df.groupby("eta")["ratio_floor_derived_e0"].mean()
     note = (f"slope {fit.slope:.3f}" + (f": {why}" if why else "")
@@ -200,7 +200,7 @@ def evaluate_best_gap_shape(df) -> Measurement:
     (``derived_floor``). The R-OPT excess over the multi-shot policy and the measured / derived ratio are
     reported."""
     fit = fit_rate(df["eta"].to_numpy(), df["best_u_opt_e0"].to_numpy(), df["replicate"].to_numpy())
-    ok, why = verdict_tight(fit.slope, fit.ci, 1.5, BEST_GAP_TOL)
+    ok, why = verdict_tight(fit.ci, 1.5, BEST_GAP_TOL)
     r_fit = fit_rate(df["eta"].to_numpy(), df["best_r_opt_multi_e0"].to_numpy(), df["replicate"].to_numpy())
     ratio = (df.groupby("eta")["best_lam_error_e0"].mean() / df.groupby("eta")["best_lam_error_derived"].mean())
     note = (f"U-OPT slope {fit.slope:.3f}" + (f": {why}" if why else "")

@@ -38,8 +38,8 @@ import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
-from simlab.experiments import rates
-from simlab.experiments.rates import fit_rate, verdict_tight, verdict_upper
+from simlab.experiments.rates import (
+    FAIL, INCONCLUSIVE, PASS, as_verdict, fit_rate, verdict_tight, verdict_upper)
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import (
     dual_value_grad_hess, duality_constant, gap_proxy, optimal_log_policy, optimality_gaps, global_gap_proxy)
@@ -53,9 +53,7 @@ PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrain
 POSITIVE = 1e-12
 ASYMPTOTIC_T = 0.1  # rate fits use the grid points with t <= this (the nu -> 0 regime)
 STRONG_DUALITY_MIN_BETA = 0.5
-# a check that cannot be judged: "inconclusive" under the three-valued verdicts of experiments/rates.py, a
-# fail under the two-valued engine (never a silent pass)
-INCONCLUSIVE = getattr(rates, "INCONCLUSIVE", False)
+
 
 
 @functools.lru_cache(maxsize=16)
@@ -162,15 +160,13 @@ def per_configuration(evaluate_one):
         results.sort(key=lambda kr: (kr[0] != (1, 1.0), kr[0]))
         judged = [(k, r) for k, r in results if r is not None]
         notes = "; ".join(f"[m = {int(k[0])}, beta = {k[1]:g}: "
-                          + ("not judged" if r is None else {True: "pass", False: "FAIL"}.get(r.passed, "inconclusive"))
+                          + ("not judged" if r is None else r.verdict.upper())
                           + "]"
                           + ("" if r is None else f" {r.notes}") for k, r in results)
         if not judged:
             return Measurement(np.nan, (np.nan, np.nan), INCONCLUSIVE, "no configuration can be judged; " + notes)
         head = judged[0][1]
-        verdicts = [r.passed if isinstance(r.passed, str) else bool(r.passed) for _, r in judged]
-        verdict = (False if any(v is False for v in verdicts) else
-                   INCONCLUSIVE if any(isinstance(v, str) for v in verdicts) else True)
+        verdict = combine(r.verdict for _, r in judged)
         return Measurement(head.measured, head.ci, verdict, notes, head.fit,
                            {f"m={int(k[0])},beta={k[1]:g}": r.measured for k, r in judged})
     return evaluate
@@ -184,11 +180,17 @@ def _slope_on_positive(df, metric, t_max=ASYMPTOTIC_T):
     return fit_rate(rows["nu_hat"].to_numpy(), rows[metric].to_numpy(), rows["replicate"].to_numpy())
 
 
+def combine(verdicts) -> str:
+    """fail if any verdict fails, else inconclusive if any is, else pass."""
+    verdicts = [as_verdict(v) for v in verdicts]
+    return FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+
+
 def judge_slope(fit, kind: str, predicted: float, tol: float, direction: str = "zero") -> tuple[bool, str]:
     """The verdict of a fitted slope by the claim's own kind, predicted value and tolerance."""
     if kind == "tight":
-        return verdict_tight(fit.slope, fit.ci, predicted, tol)
-    return verdict_upper(fit.slope, predicted, tol, direction)
+        return verdict_tight(fit.ci, predicted, tol)
+    return verdict_upper(fit.ci, predicted, tol, direction)
 
 
 def evaluate_ordering(df) -> Measurement:
@@ -231,7 +233,7 @@ def slope_check(metric: str, kind: str, predicted: float, tol: float, what: str,
                 ok1, why1 = judge_slope(fit1, kind, predicted, tol)
                 notes.append(f"G1 slope {fit1.slope:.3f}" + (f": {why1}" if why1 else ""))
                 extra["slope_G1"] = fit1.slope
-                ok = ok and ok1
+                ok = combine((ok, ok1))
         return Measurement(fit.slope, fit.ci, ok, "; ".join(notes), fit, extra)
     return evaluate_one
 
@@ -258,7 +260,7 @@ def evaluate_theorem1_ratio(df):
     note = (f"G1 > {POSITIVE:g} at {len(pos)} of {len(df)} points (t = "
             + ", ".join(f"{t:.3g}" for t in pos["t"]) + f"); max G1/(C(lam_nu) nu-hat) there = {worst:.3g}; "
             + note_g2)
-    if not ok and np.isfinite(worst):
+    if not ok and np.isfinite(worst):  # noqa: SIM102
         note = "violated under proxy nu-hat; " + note
     if not vacuous.empty:
         note += f"; at {len(vacuous)} more points with G1 > 0, M nu-hat exceeds lim D' (bound infinite, not judged)"
