@@ -171,7 +171,9 @@ def test_metrics_vanish_at_the_target():
     env = _env(1, m=2)
     lp = C.optimal_log_policy(env, [0.5, 0.5])
     gaps = C.optimality_gaps(env, lp, lp)
-    assert gaps == {"r_opt": 0.0, "u_opt_l2": 0.0, "u_opt_linf": 0.0}
+    assert {k: gaps[k] for k in ("r_opt", "r_opt_signed", "u_opt_l2", "u_opt_linf")} == dict.fromkeys(
+        ("r_opt", "r_opt_signed", "u_opt_l2", "u_opt_linf"), 0.0)
+    assert gaps["violation"] == C.signed_violation(env, lp)
     with pytest.raises(ValueError, match="lam_grid"):
         C.gap_proxy(env, np.zeros((3, 1)))
     with pytest.raises(ValueError, match="theta"):
