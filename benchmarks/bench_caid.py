@@ -1,4 +1,4 @@
-"""Benchmark of one CAID run (spec §6.4): T = 50 dual steps, N x K = 600 x 64 sampled responses per step,
+"""Benchmark of one CAID run (docs/theory/constrained.md §6.4): T = 50 dual steps, N x K = 600 x 64 sampled responses per step,
 policy dimension k = 8 (E6 with d_psi = 9, d = 8), exact inner maximisation, against the NumPy/SciPy
 reference in ``benchmarks/reference_caid.py`` run in the same process. The exact-gradient variant
 (n_prompts = 0) is timed too and checked to agree with the reference to 1e-8.
@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from reference_caid import caid_reference  # noqa: E402
 from simlab.env.gap import gap_preset, make_gap_env  # noqa: E402
 from simlab.objectives.constrained import dual_smoothness_bound, parametrised_dual  # noqa: E402
-from simlab.solvers.dual import caid, minimise_parametrised_dual  # noqa: E402
+from simlab.solvers.constrained import caid, minimise_parametrised_dual  # noqa: E402
 
 
 def main(T: int = 50, n_prompts: int = 600, n_responses: int = 64, repeats: int = 15) -> None:

@@ -1,5 +1,5 @@
-"""Plain NumPy/SciPy reference of one CAID run (spec §6.4), the same computation as
-``simlab.solvers.dual.caid``: per dual step, u = mean of c over N prompts x K responses sampled from the
+"""Plain NumPy/SciPy reference of one CAID run (docs/theory/constrained.md §6.4), the same computation as
+``simlab.solvers.constrained.caid``: per dual step, u = mean of c over N prompts x K responses sampled from the
 current policy, drawn through their multinomial counts as simlab does (or the exact E_x E_theta c when
 n_prompts = 0), lambda <- [lambda - eta u]_+, then the exact
 Lagrangian maximiser by scipy ``trust-exact`` from two starts (previous maximiser, projected optimal logits),

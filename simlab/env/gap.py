@@ -1,4 +1,4 @@
-"""E6: the constrained-alignment environment with a parametrisation-gap knob (spec §6.1, §6.4, §7.2).
+"""E6: the constrained-alignment environment with a parametrisation-gap knob (docs/theory/constrained.md §6.1, §6.4, §7.2).
 
 Contexts x in {0..n_x-1} (uniform law), actions a in {0..n_y-1}. Reward/utility features
 psi(x, a) in R^{d_psi} are iid uniform on the unit sphere; the reward is r = w_r^T psi and the m
@@ -33,7 +33,7 @@ _COMPONENTS = ("features", "reward", "utilities", "basis", "reference")
 
 @dataclass(frozen=True)
 class GapSpec:
-    """Validated description of an E6 instance (spec §7.2 preset E6).
+    """Validated description of an E6 instance (docs/theory/claims.md §7.2 preset E6).
 
     Fields
     ------
@@ -79,7 +79,7 @@ class GapSpec:
 
 
 def gap_preset(**overrides) -> GapSpec:
-    """Preset E6 of spec §7.2 (n_x = 8, n_y = 6, d_psi = 6, d = 5, m = 1, beta = 1, q_b = 0.3)."""
+    """Preset E6 of docs/theory/claims.md §7.2 (n_x = 8, n_y = 6, d_psi = 6, d = 5, m = 1, beta = 1, q_b = 0.3)."""
     return GapSpec(**overrides)
 
 
@@ -118,7 +118,7 @@ class GapEnv:
 
     @property
     def bound_M(self) -> float:
-        """M = max_{i,x,a} max(|c_i(x, a)|, |r(x, a)|)   (spec §6.2, A3)."""
+        """M = max_{i,x,a} max(|c_i(x, a)|, |r(x, a)|)   (docs/theory/constrained.md §6.2, A3)."""
         return float(max(np.abs(self.constraint).max(), np.abs(self.reward).max()))
 
     @property
@@ -138,7 +138,7 @@ class GapEnv:
         return self.reward + self.constraint @ self.check_multipliers(lam)
 
     def realizable_theta(self, lam) -> np.ndarray:
-        """U^T (v_ref + (w_r + W_g^T lambda)/beta): theta*(lambda) of the realizable case (spec §6.1),
+        """U^T (v_ref + (w_r + W_g^T lambda)/beta): theta*(lambda) of the realizable case (docs/theory/constrained.md §6.1),
         the projection of the optimal logits onto the class otherwise (a good inner start)."""
         lam = self.check_multipliers(lam)
         return self.U.T @ (self.v_ref + (self.w_r + self.W_g.T @ lam) / self.beta)

@@ -1,4 +1,4 @@
-"""Constrained alignment by Lagrangian duality: exact population objects (spec §6.1, §6.3, §6.4).
+"""Constrained alignment by Lagrangian duality: exact population objects (docs/theory/constrained.md §6.1, §6.3, §6.4).
 
 Distribution space (all policies):
     r_lambda = r + lambda^T c,   pi*(a|x; lambda) = pi_ref e^{r_lambda/beta} / Z(x; lambda),
@@ -37,7 +37,7 @@ def optimal_log_policy(env: GapEnv, lam) -> np.ndarray:
 
 
 def dual_value(env: GapEnv, lam) -> float:
-    """D(lambda) = beta E_x log E_{pi_ref} e^{r_lambda/beta}   (spec §6.1)."""
+    """D(lambda) = beta E_x log E_{pi_ref} e^{r_lambda/beta}   (docs/theory/constrained.md §6.1)."""
     _, lse = _log_normalise(env.log_ref + env.lagrangian_reward(lam) / env.beta)
     return float(env.beta * (env.p_x @ lse))
 
@@ -53,7 +53,7 @@ def dual_value_grad_hess(env: GapEnv, lam) -> tuple[float, np.ndarray, np.ndarra
 
 
 def dual_smoothness_bound(env: GapEnv) -> float:
-    """L_D <= (1/(4 beta)) sum_i range_i^2   (spec §6.1, derived here)."""
+    """L_D <= (1/(4 beta)) sum_i range_i^2   (docs/theory/constrained.md §6.1, derived here)."""
     return float(np.sum(env.utility_ranges ** 2) / (4.0 * env.beta))
 
 
@@ -78,18 +78,28 @@ def lagrangian(env: GapEnv, log_pi: np.ndarray, lam) -> float:
     return regularised_reward(env, log_pi) + float(constraint_value(env, log_pi) @ env.check_multipliers(lam))
 
 
+def signed_violation(env: GapEnv, log_pi: np.ndarray) -> float:
+    """max_i -E_x E_pi c_i: positive iff pi violates some constraint (by that much), <= 0 iff pi is feasible
+    (then minus its smallest slack)."""
+    return float(-constraint_value(env, log_pi).min())
+
+
 def optimality_gaps(env: GapEnv, log_pi: np.ndarray, log_pi_star: np.ndarray) -> dict[str, float]:
     """R-OPT = |J_beta(pi*) - J_beta(pi)| and U-OPT = ||E_x[E_{pi*} c - E_pi c]|| in l2 and l_inf
-    (spec §6.3 metrics; the U-OPT norm is not confirmed, so both are reported)."""
+    (docs/theory/constrained.md §6.3 metrics; the U-OPT norm is not confirmed, so both are reported), the
+    signed R-OPT J_beta(pi*) - J_beta(pi) (negative when pi earns more regularised reward than pi*, which a
+    feasible pi cannot) and the signed violation of pi (:func:`signed_violation`)."""
     du = constraint_value(env, log_pi_star) - constraint_value(env, log_pi)
-    return {"r_opt": abs(regularised_reward(env, log_pi_star) - regularised_reward(env, log_pi)),
-            "u_opt_l2": float(np.linalg.norm(du)), "u_opt_linf": float(np.abs(du).max())}
+    r_signed = regularised_reward(env, log_pi_star) - regularised_reward(env, log_pi)
+    return {"r_opt": abs(r_signed), "r_opt_signed": float(r_signed),
+            "u_opt_l2": float(np.linalg.norm(du)), "u_opt_linf": float(np.abs(du).max()),
+            "violation": signed_violation(env, log_pi)}
 
 
 # --------------------------------------------------------------------------- parameter space kernels
 
 @kernel
-def _lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, want_hess):
+def lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, want_hess):
     """L(theta, lambda) = E_x E_theta[h], h = r_lambda - beta (log pi_theta - log pi_ref), filling grad and
     (if want_hess) hess in place; see the module docstring (h there differs from this one by a constant
     per context, which the centred gradient and Hessian do not see)."""
@@ -134,7 +144,7 @@ def _lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess
 
 
 @kernel
-def _newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter):
+def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter):
     """Maximise L(., lambda) from theta0: Newton on |eigenvalue|-regularised curvature (saddle-free
     Newton, so a non-concave region still gives an ascent direction) with Armijo backtracking.
     Returns (theta, value, grad_norm, iterations)."""
@@ -145,7 +155,7 @@ def _newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_it
     trial = np.empty(d)
     g2 = np.empty(d)
     h2 = np.empty((d, d))
-    value = _lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+    value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
     it = 0
     gnorm = np.sqrt(np.sum(grad * grad))
     while it < max_iter and gnorm > gtol:
@@ -161,7 +171,7 @@ def _newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_it
         for _ in range(60):
             for k in range(d):
                 trial[k] = theta[k] + alpha * step[k]
-            v = _lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
+            v = lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
             if v >= value + 1e-4 * alpha * slope or (alpha * np.sqrt(np.sum(step * step)) < 1e-15):
                 accepted = True
                 break
@@ -171,7 +181,7 @@ def _newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_it
             break
         for k in range(d):
             theta[k] = trial[k]
-        value = _lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+        value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
         gnorm = np.sqrt(np.sum(grad * grad))
     return theta, value, gnorm, it
 
@@ -182,7 +192,7 @@ def lagrangian_theta(env: GapEnv, theta, lam, hessian: bool = True):
     r_lam = np.ascontiguousarray(env.lagrangian_reward(lam))
     grad = np.empty(env.d)
     hess = np.empty((env.d, env.d))
-    value = _lagrangian_theta_kernel(theta, env.phi, env.p_x, r_lam, env.theta_ref, env.beta, grad, hess, hessian)
+    value = lagrangian_theta_kernel(theta, env.phi, env.p_x, r_lam, env.theta_ref, env.beta, grad, hess, hessian)
     return value, grad, (hess if hessian else None)
 
 
@@ -228,7 +238,7 @@ def maximise_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: in
     best = None
     values = []
     for c in cand:
-        th, val, gn, _ = _newton_ascent_kernel(np.ascontiguousarray(c), env.phi, env.p_x, r_lam,
+        th, val, gn, _ = newton_ascent_kernel(np.ascontiguousarray(c), env.phi, env.p_x, r_lam,
                                                env.theta_ref, env.beta, gtol, max_iter)
         values.append(val)
         if best is None or val > best[1]:
@@ -237,7 +247,7 @@ def maximise_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: in
 
 
 def parametrised_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int = 0) -> ParametrisedDual:
-    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (spec §6.1)."""
+    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (docs/theory/constrained.md §6.1)."""
     lam = env.check_multipliers(lam)
     theta, value, gnorm, spread = maximise_lagrangian(env, lam, starts, n_random, seed)
     _, _, hess = lagrangian_theta(env, theta, lam)
@@ -252,7 +262,7 @@ def parametrised_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int 
 
 def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, float]:
     """nu-hat = max over the lambda grid of max{max_x ||pi_theta*(lambda) - pi*(lambda)||_1,
-    max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (spec §6.4).
+    max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (docs/theory/constrained.md §6.4).
     Returns nu_hat and its two parts nu_1, nu_kl (each maximised over the grid). ``starts`` are extra
     starts of every inner maximisation."""
     lam_grid = check_array("lam_grid", np.atleast_2d(lam_grid), ndim=2)
@@ -270,7 +280,7 @@ def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, 
 
 
 def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1.0, seed: int = 0) -> dict[str, float]:
-    """A global companion of nu-hat (spec §6.4): the A3 errors of the I-projection pi_theta of random
+    """A global companion of nu-hat (docs/theory/constrained.md §6.4): the A3 errors of the I-projection pi_theta of random
     policies pi(.|x) ~ Dirichlet(concentration) (iid over x), maximised over ``n_policies`` draws.
     The I-projection argmin_theta E_x KL(pi_theta || pi) is the Lagrangian maximiser for the reward
     r = beta (log pi - log pi_ref) (then pi*(lambda) = pi), so it reuses the multistart Newton ascent."""
@@ -283,7 +293,7 @@ def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1
         r = np.ascontiguousarray(env.beta * (log_pi - env.log_ref))
         best = None
         for start in (env.theta_ref, np.zeros(env.d)):
-            th, val, _, _ = _newton_ascent_kernel(np.ascontiguousarray(start, dtype=np.float64), env.phi, env.p_x, r,
+            th, val, _, _ = newton_ascent_kernel(np.ascontiguousarray(start, dtype=np.float64), env.phi, env.p_x, r,
                                                   env.theta_ref, env.beta, 1e-11, 200)
             if best is None or val > best[1]:
                 best = (th, val)
@@ -294,7 +304,7 @@ def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1
 
 
 def duality_constant(env: GapEnv, lam) -> float:
-    """C(lambda) = M + beta + M ||lambda||_1   (spec §6.3)."""
+    """C(lambda) = M + beta + M ||lambda||_1   (docs/theory/constrained.md §6.3)."""
     lam = env.check_multipliers(lam)
     return env.bound_M + env.beta + env.bound_M * float(np.sum(lam))
 

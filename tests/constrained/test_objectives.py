@@ -160,7 +160,7 @@ def test_global_proxy_projects_policies_in_the_class_exactly():
     theta = env.theta_ref + np.random.default_rng(0).standard_normal(env.d)
     lp = log_policy(theta, env.phi)
     r = env.beta * (lp - env.log_ref)
-    th, val, gn, _ = C._newton_ascent_kernel(env.theta_ref.copy(), env.phi, env.p_x, np.ascontiguousarray(r),
+    th, val, gn, _ = C.newton_ascent_kernel(env.theta_ref.copy(), env.phi, env.p_x, np.ascontiguousarray(r),
                                              env.theta_ref, env.beta, 1e-11, 200)
     assert np.allclose(log_policy(th, env.phi), lp, atol=1e-9)
     g = C.global_gap_proxy(env, n_policies=4)
@@ -171,7 +171,9 @@ def test_metrics_vanish_at_the_target():
     env = _env(1, m=2)
     lp = C.optimal_log_policy(env, [0.5, 0.5])
     gaps = C.optimality_gaps(env, lp, lp)
-    assert gaps == {"r_opt": 0.0, "u_opt_l2": 0.0, "u_opt_linf": 0.0}
+    assert {k: gaps[k] for k in ("r_opt", "r_opt_signed", "u_opt_l2", "u_opt_linf")} == dict.fromkeys(
+        ("r_opt", "r_opt_signed", "u_opt_l2", "u_opt_linf"), 0.0)
+    assert gaps["violation"] == C.signed_violation(env, lp)
     with pytest.raises(ValueError, match="lam_grid"):
         C.gap_proxy(env, np.zeros((3, 1)))
     with pytest.raises(ValueError, match="theta"):

@@ -5,7 +5,7 @@ import pytest
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.objectives import constrained as C
 from simlab.policy import policy
-from simlab.solvers import dual as S
+from simlab.solvers import constrained as S
 
 
 def _env(seed, **kw):
@@ -89,7 +89,7 @@ def test_stochastic_dual_gradient_is_unbiased_with_the_right_variance():
     reps = np.empty((4000, env.m))
     out = np.empty(env.m)
     for r in range(reps.shape[0]):
-        S._sampled_constraint_kernel(env.p_x, pi, env.constraint, N, K, rng, out)
+        S.sampled_constraint_kernel(env.p_x, pi, env.constraint, N, K, rng, out)
         reps[r] = out
     exact = C.constraint_theta(env, theta)[0]
     se = reps.std(axis=0, ddof=1) / np.sqrt(reps.shape[0])

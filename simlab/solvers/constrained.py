@@ -1,0 +1,660 @@
+"""Solvers for constrained alignment (docs/theory/constrained.md §6.1, §6.4): lambda* by projected Newton on D, D*_p by projected
+Newton on D_p (Danskin gradient, implicit curvature), direct primal solves V* (distribution space) and V*_p
+(parameter space, multistart SLSQP + KKT Newton polish), CAID (exact or sampled dual gradients, exact or
+truncated inner ascent), one-shot CAN (plug-in dual from pi_ref samples) and simultaneous gradient
+descent-ascent. The CAID and GDA loops run whole in one numba call and record log-spaced checkpoints.
+
+Open moves (issue 11): ``projected_newton`` (and the saddle-free ``newton_ascent_kernel`` of
+``simlab.objectives.constrained``) belong in ``simlab.solvers.exact`` with its one result type; the
+conditional-binomial ``_multinomial_into`` used inside the CAID kernel belongs in ``simlab.env.sampling`` as a
+public numba-callable kernel (that module has no kernel-level multinomial yet).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from simlab._jit import kernel
+from simlab.env.gap import GapEnv
+from simlab.env.sampling import AliasTable, sample_atoms
+from simlab.objectives.constrained import (
+    lagrangian_theta_kernel,
+    newton_ascent_kernel,
+    constraint_theta,
+    dual_value_grad_hess,
+    lagrangian_theta,
+    parametrised_dual,
+    regularised_reward,
+)
+from simlab.policy import log_policy, log_policy_kernel
+from simlab.solvers.checkpoints import log_checkpoints
+from simlab.validation import check_array, check_choice, check_float, check_int
+
+
+# --------------------------------------------------------------------------- projected Newton on lambda >= 0
+
+@dataclass(frozen=True)
+class DualSolution:
+    """Minimiser of a convex dual over lambda >= 0: lam, value, grad, hessian, projected-gradient norm,
+    iterations, converged; theta is the inner maximiser (parametrised dual only)."""
+
+    lam: np.ndarray
+    value: float
+    grad: np.ndarray
+    hessian: np.ndarray
+    pg_norm: float
+    iterations: int
+    converged: bool
+    theta: np.ndarray | None = None
+
+
+def _projected_gradient(lam, grad, eps=1e-13):
+    return np.where(lam > eps, grad, np.minimum(grad, 0.0))
+
+
+def projected_newton(fgh, lam0, tol=1e-11, max_iter=100) -> DualSolution:
+    """Minimise f over lambda >= 0 with Bertsekas' projected Newton: coordinates at the bound with a
+    positive gradient are held, a Newton step is taken on the rest, and the projected path is searched
+    with Armijo backtracking. ``fgh(lam) -> (f, g, H, extra)``."""
+    lam = np.maximum(np.asarray(lam0, dtype=np.float64), 0.0)
+    f, g, H, extra = fgh(lam)
+    it = 0
+    pg = _projected_gradient(lam, g)
+    while np.linalg.norm(pg) > tol and it < max_iter:
+        held = (lam <= 1e-13) & (g > 0)
+        free = ~held
+        step = np.zeros_like(lam)
+        if free.any():
+            Hf = H[np.ix_(free, free)]
+            try:
+                evals = np.linalg.eigvalsh(Hf)
+                reg = max(0.0, 1e-12 - evals.min())
+                step[free] = -np.linalg.solve(Hf + reg * np.eye(free.sum()), g[free])
+            except np.linalg.LinAlgError:
+                step[free] = -g[free]
+        alpha = 1.0
+        pg_now = np.linalg.norm(pg)
+        while True:
+            trial = np.maximum(lam + alpha * step, 0.0)
+            ft, gt, Ht, et = fgh(trial)
+            if ft <= f + 1e-4 * float(g @ (trial - lam)) or alpha < 1e-12:
+                break
+            # near the minimiser the decrease is below the rounding of f: accept a full step that
+            # halves the projected gradient (the quadratic-convergence regime of Newton)
+            if (alpha == 1.0 and abs(ft - f) <= 1e-12 * max(1.0, abs(f))
+                    and np.linalg.norm(_projected_gradient(trial, gt)) <= 0.5 * pg_now):
+                break
+            alpha *= 0.5
+        it += 1
+        if np.array_equal(trial, lam):
+            break
+        lam, f, g, H, extra = trial, ft, gt, Ht, et
+        pg = _projected_gradient(lam, g)
+    pgn = float(np.linalg.norm(pg))
+    return DualSolution(lam=lam, value=float(f), grad=g, hessian=H, pg_norm=pgn, iterations=it,
+                        converged=pgn <= tol, theta=extra)
+
+
+def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 1e-11) -> DualSolution:
+    """lambda* = argmin_{lambda >= 0} D(lambda) - linear_offset * ||lambda||_1 by projected Newton.
+    linear_offset = 0 gives lambda*; linear_offset = M nu gives lambda*_nu of Theorem 1 (docs/theory/constrained.md §6.3)."""
+    linear_offset = check_float("linear_offset", linear_offset, 0.0)
+    lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0)
+
+    def fgh(lam):
+        D, g, H = dual_value_grad_hess(env, lam)
+        return D - linear_offset * lam.sum(), g - linear_offset, H, None
+
+    return projected_newton(fgh, lam0, tol=tol)
+
+
+class MaximiserPool:
+    """Local maximisers of L(., lambda) found so far (at any lambda), reused as starts: the local maxima
+    move continuously with lambda, so a branch found at one lambda is found again nearby even where random
+    starts miss it (D_p at small beta and large gap is strongly multimodal)."""
+
+    def __init__(self, capacity: int = 32, min_distance: float = 1e-2):
+        self.capacity = check_int("capacity", capacity, 1)
+        self.min_distance = check_float("min_distance", min_distance, 0.0)
+        self.thetas: list[np.ndarray] = []
+
+    def add(self, theta) -> None:
+        """Keep theta unless a pooled start lies within min_distance (the same branch, nearby lambda)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        if all(np.linalg.norm(theta - t) > self.min_distance for t in self.thetas):
+            self.thetas.append(theta.copy())
+            del self.thetas[: max(0, len(self.thetas) - self.capacity)]
+
+    def evaluate(self, env: GapEnv, lam, n_random: int = 3):
+        """parametrised_dual at lam with the pool as extra starts; the maximiser joins the pool."""
+        res = parametrised_dual(env, lam, starts=self.thetas, n_random=n_random)
+        self.add(res.theta)
+        return res
+
+    def sweep(self, env: GapEnv, lam_grid, n_random: int = 3) -> None:
+        """Seed the pool along a lambda grid, forward then backward (each pass continues every branch)."""
+        grid = np.atleast_2d(np.asarray(lam_grid, dtype=np.float64))
+        for lam in list(grid) + list(grid[::-1]):
+            self.evaluate(env, lam, n_random)
+
+
+def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_random: int = 3,
+                               method: str | None = None, pool: MaximiserPool | None = None) -> DualSolution:
+    """D*_p = min_{lambda >= 0} D_p(lambda). ``method="bisection"`` (default for m = 1; robust to the kinks
+    of D_p): bisection on the Danskin derivative. ``method="newton"`` (default for m >= 2): projected
+    Newton with the Danskin gradient E_x E_{theta*} c and the implicit curvature -J H^-1 J^T, valid where
+    the inner maximiser is unique (docs/theory/constrained.md §6.1). Every inner maximisation also starts from ``pool``."""
+    method = check_choice("method", method or ("bisection" if env.m == 1 else "newton"), ("bisection", "newton"))
+    lam0 = solve_dual(env).lam if lam0 is None else env.check_multipliers(lam0)
+    pool = MaximiserPool() if pool is None else pool
+    if method == "bisection":
+        lam = np.array([bisect_parametrised_dual(env, max(2.0 * float(lam0[0]), 1.0), n_random=n_random,
+                                                 pool=pool)])
+        res = pool.evaluate(env, lam, n_random)
+        pg = _projected_gradient(lam, res.subgradient)
+        # at a kink of D_p the Danskin subgradient need not vanish: converged means the bracket closed
+        return DualSolution(lam=lam, value=res.value, grad=res.subgradient, hessian=res.hessian,
+                            pg_norm=float(np.linalg.norm(pg)), iterations=0, converged=True, theta=res.theta)
+
+    def fgh(lam):
+        res = pool.evaluate(env, lam, n_random)
+        return res.value, res.subgradient, res.hessian, res.theta
+
+    return projected_newton(fgh, lam0, tol=tol)
+
+
+def bisect_parametrised_dual(env: GapEnv, hi: float, tol: float = 1e-12, n_random: int = 3,
+                             pool: MaximiserPool | None = None) -> float:
+    """m = 1: the root of the Danskin derivative of D_p on [0, hi] by bisection (0 if D_p'(0) >= 0)."""
+    if env.m != 1:
+        raise ValueError(f"bisect_parametrised_dual needs m = 1, got m = {env.m}")
+    hi = check_float("hi", hi, 0.0, low_open=True)
+    pool = MaximiserPool() if pool is None else pool
+
+    def slope(lv):
+        return float(pool.evaluate(env, [lv], n_random).subgradient[0])
+
+    if slope(0.0) >= 0:
+        return 0.0
+    lo = 0.0
+    while slope(hi) < 0:
+        lo, hi = hi, 2 * hi
+    while hi - lo > tol * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        if slope(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+# --------------------------------------------------------------------------- direct primal solves
+
+def _polish_kkt(env: GapEnv, theta, tol=1e-12, max_iter=30):
+    """Newton on the KKT system of max_theta J(theta) s.t. C_A(theta) = 0 on the active set A:
+    grad_theta L(theta, mu) = 0, C_A(theta) = 0 (L is the Lagrangian with multipliers mu on A)."""
+    m, d = env.m, env.d
+    C, J = constraint_theta(env, theta)
+    active = np.abs(C) < 1e-5
+    _, gJ, _ = lagrangian_theta(env, theta, np.zeros(m), hessian=False)
+    mu = np.zeros(m)
+    if active.any():
+        mu[active] = np.linalg.lstsq(J[active].T, -gJ, rcond=None)[0]
+    if np.any(mu < 0):
+        return theta, mu, False
+    for _ in range(max_iter):
+        _, g, H = lagrangian_theta(env, theta, mu)
+        C, J = constraint_theta(env, theta)
+        res = np.concatenate([g, C[active]])
+        if np.linalg.norm(res) < tol:
+            return theta, mu, True
+        na = int(active.sum())
+        K = np.zeros((d + na, d + na))
+        K[:d, :d] = H
+        K[:d, d:] = J[active].T
+        K[d:, :d] = J[active]
+        try:
+            step = np.linalg.solve(K, -res)
+        except np.linalg.LinAlgError:
+            return theta, mu, False
+        theta = theta + step[:d]
+        mu[active] = mu[active] + step[d:]
+        if np.any(mu < 0):
+            return theta, mu, False
+    _, g, _ = lagrangian_theta(env, theta, mu, hessian=False)
+    C, _ = constraint_theta(env, theta)
+    return theta, mu, bool(np.linalg.norm(np.concatenate([g, C[active]])) < 1e-9)
+
+
+@dataclass(frozen=True)
+class PrimalSolution:
+    """A direct primal solve: value J_beta at the solution, the solution (log-policy table or theta),
+    the constraint values E_x E_pi c, multipliers (KKT) and whether the polish converged."""
+
+    value: float
+    solution: np.ndarray
+    constraint: np.ndarray
+    multipliers: np.ndarray
+    converged: bool
+
+
+def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0, starts=()) -> PrimalSolution:
+    """V*_p = max_theta J_beta(pi_theta) s.t. E_x E_theta c >= 0: multistart SLSQP (theta_ref, the projected
+    optimal logits at lambda*, random starts, extra ``starts``) then Newton on the KKT system
+    (docs/theory/claims.md §7.3 duality_gap)."""
+    lam_star = solve_dual(env).lam
+    rng = np.random.default_rng(seed)
+    guess = env.realizable_theta(lam_star)
+    starts = [guess, env.theta_ref] + [guess + rng.standard_normal(env.d) for _ in range(n_random)] + [
+        np.asarray(s, dtype=np.float64) for s in starts]
+    zero = np.zeros(env.m)
+
+    def fun(th):
+        v, g, _ = lagrangian_theta(env, th, zero, hessian=False)
+        return -v, -g
+
+    cons = [{"type": "ineq", "fun": lambda th: constraint_theta(env, th)[0],
+             "jac": lambda th: constraint_theta(env, th)[1]}]
+    best = None
+    for s in starts:
+        res = minimize(fun, s, jac=True, method="SLSQP", constraints=cons,
+                       options={"ftol": 1e-15, "maxiter": 500})
+        theta, mu, ok = _polish_kkt(env, res.x)
+        if not ok:  # keep the SLSQP point (feasible within 1e-10 or skipped below)
+            theta, mu = res.x, np.full(env.m, np.nan)
+        if not np.all(np.isfinite(theta)):
+            continue
+        C = constraint_theta(env, theta)[0]
+        if np.any(C < -1e-10):
+            continue
+        # J_beta from the log-policy table (stable for large theta, unlike the h-form of the Lagrangian)
+        val = regularised_reward(env, log_policy(theta, env.phi))
+        if best is None or val > best.value:
+            best = PrimalSolution(value=float(val), solution=theta, constraint=C, multipliers=mu, converged=ok)
+    if best is None:
+        raise RuntimeError("solve_primal_theta: no start reached a feasible point")
+    return best
+
+
+def solve_primal_distribution(env: GapEnv, max_iter: int = 3000) -> PrimalSolution:
+    """V* = max over all policies of J_beta(pi) s.t. E_x E_pi c >= 0, solved directly by SLSQP over the
+    probability table (n_x n_y variables in [0, 1], one simplex equality per context, analytic gradients).
+    Independent of the dual machinery; slow for small beta (optimal probabilities near 0), use for checks.
+    (Softmax logits are not used: SLSQP stops early there when beta is small.)"""
+    n_x, n_y = env.log_ref.shape
+    sums = np.kron(np.eye(n_x), np.ones(n_y))
+    cons_jac = (env.p_x[:, None, None] * env.constraint).reshape(n_x * n_y, env.m).T
+
+    def fun(p):
+        pi = p.reshape(n_x, n_y)
+        f = env.reward - env.beta * (np.log(np.maximum(pi, 1e-300)) - env.log_ref)
+        return -float(env.p_x @ np.sum(pi * f, axis=1)), -(env.p_x[:, None] * (f - env.beta)).ravel()
+
+    cons = [{"type": "eq", "fun": lambda p: sums @ p - 1.0, "jac": lambda p: sums},
+            {"type": "ineq", "fun": lambda p: cons_jac @ p, "jac": lambda p: cons_jac}]
+    res = minimize(fun, np.exp(env.log_ref).ravel(), jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * (n_x * n_y),
+                   constraints=cons, options={"ftol": 1e-16, "maxiter": check_int("max_iter", max_iter, 1)})
+    pi = np.maximum(res.x.reshape(n_x, n_y), 0.0)
+    log_pi = np.log(pi / pi.sum(axis=1, keepdims=True))
+    return PrimalSolution(value=float(-fun(res.x)[0]), solution=log_pi, constraint=cons_jac @ res.x,
+                          multipliers=np.full(env.m, np.nan), converged=bool(res.success))
+
+
+# --------------------------------------------------------------------------- kernels of the loops
+
+@kernel
+def _constraint_kernel(theta, phi, p_x, c, out):
+    """out = E_x E_theta c (m,)."""
+    n_x, n_y, _ = phi.shape
+    m = c.shape[2]
+    log_pi = np.empty((n_x, n_y))
+    log_policy_kernel(theta, phi, log_pi)
+    out[:] = 0.0
+    for x in range(n_x):
+        for a in range(n_y):
+            w = p_x[x] * np.exp(log_pi[x, a])
+            for i in range(m):
+                out[i] += w * c[x, a, i]
+
+
+@kernel
+def _multinomial_into(n, probs, rng, out):
+    """out ~ Multinomial(n, probs) by the conditional-binomial chain (probs sums to 1)."""
+    k = probs.shape[0]
+    rem_n = n
+    rem_p = 1.0
+    for a in range(k - 1):
+        if rem_n == 0 or rem_p <= 0.0:
+            out[a] = 0
+            continue
+        q = min(max(probs[a] / rem_p, 0.0), 1.0)
+        out[a] = rng.binomial(rem_n, q)
+        rem_n -= out[a]
+        rem_p -= probs[a]
+    out[k - 1] = rem_n
+
+
+@kernel
+def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
+    """out = (1/(N K)) sum_n sum_k c(x_n, a_nk) with x_n ~ p_x and a_nk ~ pi(.|x_n), drawn through its
+    sufficient counts: N_x ~ Multinomial(N, p_x), then counts ~ Multinomial(N_x K, pi(.|x)) per context
+    (the same law as N K individual draws, at O(n_x n_y) binomial draws per call)."""
+    n_x, n_y = pi.shape
+    m = c.shape[2]
+    prompts = np.empty(n_x, dtype=np.int64)
+    counts = np.empty(n_y, dtype=np.int64)
+    _multinomial_into(n_prompts, p_x, rng, prompts)
+    for i in range(m):
+        out[i] = 0.0
+    for x in range(n_x):
+        if prompts[x] == 0:
+            continue
+        _multinomial_into(prompts[x] * n_responses, pi[x], rng, counts)
+        for a in range(n_y):
+            if counts[a] > 0:
+                for i in range(m):
+                    out[i] += counts[a] * c[x, a, i]
+    scale = 1.0 / (n_prompts * n_responses)
+    for i in range(m):
+        out[i] *= scale
+
+
+@kernel
+def _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta):
+    """Best of two Newton ascents (warm start, projected optimal logits): the exact inner maximiser."""
+    t1, v1, g1, _ = newton_ascent_kernel(theta_warm, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
+    t2, v2, g2, _ = newton_ascent_kernel(guess, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
+    if v2 > v1:
+        return t2, v2
+    return t1, v1
+
+
+@kernel
+def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, theta0, eta, T,
+                 n_prompts, n_responses, eps_app, inner_step, max_inner, checkpoints, rng,
+                 lam_hist, dp_hist, best_hist, u_hist, inner_hist, lam_best, theta_best):
+    """Projected dual descent lambda <- [lambda - eta u]_+ with u = E_x E_theta c (n_prompts = 0) or its
+    N x K sample mean, then theta <- exact argmax (eps_app = 0) or gradient ascent from the previous theta
+    until L(theta*(lambda)) - L(theta) <= eps_app. Checkpoint row j records the state after
+    checkpoints[j] iterations (row 0 = the start). lam_best and theta_best receive the first iterate
+    attaining min_s D_p(lambda_s) and its exact Lagrangian maximiser theta*(lambda_best)."""
+    n_x, n_y, d = phi.shape
+    m = c.shape[2]
+    lam = lam0.copy()
+    theta = theta0.copy()
+    r_lam = np.empty((n_x, n_y))
+    guess = np.empty(d)
+    grad = np.empty(d)
+    hess = np.empty((d, d))
+    u = np.empty(m)
+    log_pi = np.empty((n_x, n_y))
+
+    def dp_at(lam_v, theta_warm):
+        for x in range(n_x):
+            for a in range(n_y):
+                s = reward[x, a]
+                for i in range(m):
+                    s += lam_v[i] * c[x, a, i]
+                r_lam[x, a] = s
+        for k in range(d):
+            s = guess0[k]
+            for i in range(m):
+                s += guess_lam[k, i] * lam_v[i]
+            guess[k] = s
+        return _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta)
+
+    theta_star, dp = dp_at(lam, theta)
+    best = dp
+    lam_best[:] = lam
+    theta_best[:] = theta_star
+    row = 0
+    lam_hist[0, :] = lam
+    dp_hist[0] = dp
+    best_hist[0] = best
+    _constraint_kernel(theta, phi, p_x, c, u)
+    u_hist[0, :] = u
+    inner_hist[0] = 0
+    row = 1
+    for t in range(1, T + 1):
+        if n_prompts == 0:
+            _constraint_kernel(theta, phi, p_x, c, u)
+        else:
+            log_policy_kernel(theta, phi, log_pi)
+            sampled_constraint_kernel(p_x, np.exp(log_pi), c, n_prompts, n_responses, rng, u)
+        for i in range(m):
+            lam[i] = max(lam[i] - eta * u[i], 0.0)
+        theta_star, dp = dp_at(lam, theta_star)
+        n_inner = 0
+        if eps_app <= 0.0:
+            theta[:] = theta_star
+        else:
+            val = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, False)
+            while dp - val > eps_app and n_inner < max_inner:
+                for k in range(d):
+                    theta[k] += inner_step * grad[k]
+                val = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, False)
+                n_inner += 1
+        if dp < best:
+            best = dp
+            lam_best[:] = lam
+            theta_best[:] = theta_star
+        if row < checkpoints.shape[0] + 1 and t == checkpoints[row - 1]:
+            lam_hist[row, :] = lam
+            dp_hist[row] = dp
+            best_hist[row] = best
+            _constraint_kernel(theta, phi, p_x, c, u)
+            u_hist[row, :] = u
+            inner_hist[row] = n_inner
+            row += 1
+    return theta
+
+
+@dataclass(frozen=True)
+class DualRun:
+    """History of a dual algorithm at iterations ``t`` (0 = start): lam (k, m), dual_p = D_p(lam_t)
+    (exact), best_dual_p = min_{s <= t} D_p(lam_s), constraint = E_x E_{theta_t} c, inner = inner ascent
+    steps of that iteration; final theta; lam_best = the first iterate attaining min_s D_p(lambda_s) over
+    the whole run and theta_best = theta*(lam_best), its exact Lagrangian maximiser."""
+
+    t: np.ndarray
+    lam: np.ndarray
+    dual_p: np.ndarray
+    best_dual_p: np.ndarray
+    constraint: np.ndarray
+    inner: np.ndarray
+    theta: np.ndarray
+    lam_best: np.ndarray
+    theta_best: np.ndarray
+
+
+def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int = 0, n_responses: int = 1,
+         eps_app: float = 0.0, inner_step: float | None = None, max_inner: int = 100_000,
+         rng: np.random.Generator | None = None, n_checkpoints: int = 64) -> DualRun:
+    """CAID (docs/theory/constrained.md §6.4): projected dual descent with exact (n_prompts = 0) or sampled (N prompts x K
+    responses from pi_theta(t)) dual gradients and exact (eps_app = 0) or eps_app-optimal (truncated
+    gradient ascent, step ``inner_step``, default 1/(beta + 2)) Lagrangian maximisation. D_p(lambda_t)
+    is evaluated exactly at every iteration. theta0 defaults to theta*(lam0), so u_0 is in dD_p(lam0)."""
+    eta = check_float("eta", eta, 0.0, low_open=True)
+    T = check_int("T", T, 1)
+    n_prompts = check_int("n_prompts", n_prompts, 0)
+    n_responses = check_int("n_responses", n_responses, 1)
+    eps_app = check_float("eps_app", eps_app, 0.0)
+    max_inner = check_int("max_inner", max_inner, 1)
+    inner_step = 1.0 / (env.beta + 2.0) if inner_step is None else check_float("inner_step", inner_step, 0.0,
+                                                                                 low_open=True)
+    lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0).copy()
+    if theta0 is None:
+        theta0 = parametrised_dual(env, lam0).theta
+    theta0 = check_array("theta0", theta0, ndim=1, shape=(env.d,)).copy()
+    rng = np.random.default_rng(0) if rng is None else rng
+    cps = log_checkpoints(T, n_checkpoints)
+    k = cps.shape[0] + 1
+    lam_hist = np.empty((k, env.m))
+    dp_hist = np.empty(k)
+    best_hist = np.empty(k)
+    u_hist = np.empty((k, env.m))
+    inner_hist = np.empty(k, dtype=np.int64)
+    lam_best = np.empty(env.m)
+    theta_best = np.empty(env.d)
+    guess0 = env.U.T @ (env.v_ref + env.w_r / env.beta)
+    guess_lam = np.ascontiguousarray(env.U.T @ env.W_g.T / env.beta)
+    theta = _caid_kernel(env.phi, env.p_x, env.reward, env.constraint, env.theta_ref, env.beta, guess0,
+                         guess_lam, lam0, theta0, eta, T, n_prompts, n_responses, eps_app, inner_step,
+                         max_inner, cps, rng, lam_hist, dp_hist, best_hist, u_hist, inner_hist, lam_best,
+                         theta_best)
+    return DualRun(t=np.concatenate([[0], cps]), lam=lam_hist, dual_p=dp_hist, best_dual_p=best_hist,
+                   constraint=u_hist, inner=inner_hist, theta=theta, lam_best=lam_best, theta_best=theta_best)
+
+
+@kernel
+def _gda_kernel(phi, p_x, reward, c, theta_ref, beta, theta0, lam0, alpha_theta, alpha_lam, T,
+                checkpoints, lam_hist, u_hist, theta_hist):
+    """Simultaneous theta <- theta + alpha_theta grad_theta L(theta, lam), lam <- [lam - alpha_lam C(theta)]_+
+    with exact expectations. Row j records the state after checkpoints[j] steps (row 0 = the start)."""
+    n_x, n_y, d = phi.shape
+    m = c.shape[2]
+    theta = theta0.copy()
+    lam = lam0.copy()
+    r_lam = np.empty((n_x, n_y))
+    grad = np.empty(d)
+    hess = np.empty((d, d))
+    u = np.empty(m)
+    _constraint_kernel(theta, phi, p_x, c, u)
+    lam_hist[0, :] = lam
+    u_hist[0, :] = u
+    theta_hist[0, :] = theta
+    row = 1
+    for t in range(1, T + 1):
+        for x in range(n_x):
+            for a in range(n_y):
+                s = reward[x, a]
+                for i in range(m):
+                    s += lam[i] * c[x, a, i]
+                r_lam[x, a] = s
+        lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, False)
+        _constraint_kernel(theta, phi, p_x, c, u)
+        for k in range(d):
+            theta[k] += alpha_theta * grad[k]
+        for i in range(m):
+            lam[i] = max(lam[i] - alpha_lam * u[i], 0.0)
+        if row < checkpoints.shape[0] + 1 and t == checkpoints[row - 1]:
+            _constraint_kernel(theta, phi, p_x, c, u)
+            lam_hist[row, :] = lam
+            u_hist[row, :] = u
+            theta_hist[row, :] = theta
+            row += 1
+
+
+@dataclass(frozen=True)
+class GdaRun:
+    """Primal-dual history at steps ``t`` (0 = start): lam (k, m), constraint = E_x E_theta c (k, m), theta (k, d)."""
+
+    t: np.ndarray
+    lam: np.ndarray
+    constraint: np.ndarray
+    theta: np.ndarray
+
+
+def gradient_descent_ascent(env: GapEnv, alpha_theta: float, alpha_lam: float, T: int, theta0=None, lam0=None,
+                            n_checkpoints: int = 64) -> GdaRun:
+    """The plain primal-dual baseline (docs/theory/constrained.md §6.4): simultaneous exact gradient ascent in theta and
+    projected descent in lambda, from (theta_ref, 0) by default."""
+    alpha_theta = check_float("alpha_theta", alpha_theta, 0.0, low_open=True)
+    alpha_lam = check_float("alpha_lam", alpha_lam, 0.0, low_open=True)
+    T = check_int("T", T, 1)
+    theta0 = env.theta_ref if theta0 is None else theta0
+    theta0 = check_array("theta0", theta0, ndim=1, shape=(env.d,)).copy()
+    lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0).copy()
+    cps = log_checkpoints(T, n_checkpoints)
+    k = cps.shape[0] + 1
+    lam_hist = np.empty((k, env.m))
+    u_hist = np.empty((k, env.m))
+    theta_hist = np.empty((k, env.d))
+    _gda_kernel(env.phi, env.p_x, env.reward, env.constraint, env.theta_ref, env.beta, theta0, lam0,
+                alpha_theta, alpha_lam, T, cps, lam_hist, u_hist, theta_hist)
+    return GdaRun(t=np.concatenate([[0], cps]), lam=lam_hist, constraint=u_hist, theta=theta_hist)
+
+
+def lagrangian_curvature_at_solution(env: GapEnv) -> float:
+    """L-hat_theta: the largest |eigenvalue| of hess_theta L at (theta*(lambda*), lambda*), the scale of the
+    GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (docs/theory/claims.md §7.3 gda_oscillates)."""
+    lam = solve_dual(env).lam
+    res = parametrised_dual(env, lam)
+    _, _, H = lagrangian_theta(env, res.theta, lam)
+    return float(np.abs(np.linalg.eigvalsh(H)).max())
+
+
+# --------------------------------------------------------------------------- one-shot CAN
+
+def sample_reference(env: GapEnv, n_prompts: int, n_responses: int, rng: np.random.Generator):
+    """N prompts x K responses from p_x x pi_ref: rewards (N, K) and utilities (N, K, m). Prompts and
+    responses are alias-table draws (``simlab.env.sampling``)."""
+    n_prompts = check_int("n_prompts", n_prompts, 1)
+    n_responses = check_int("n_responses", n_responses, 1)
+    prompts = sample_atoms(AliasTable(env.p_x), n_prompts, rng)
+    pi_ref = np.exp(env.log_ref)
+    actions = np.empty((n_prompts, n_responses), dtype=np.int64)
+    for x in np.unique(prompts):
+        rows = prompts == x
+        actions[rows] = sample_atoms(AliasTable(pi_ref[x]), int(rows.sum()) * n_responses, rng).reshape(-1, n_responses)
+    return env.reward[prompts[:, None], actions], env.utility[prompts[:, None], actions]
+
+
+def plugin_dual(lam, r_s, g_s, b_bar, beta) -> tuple[float, np.ndarray, np.ndarray]:
+    """CAN's plug-in dual D-hat(lam) = beta (1/N) sum_n log((1/K) sum_k e^{z_nk}),
+    z = (r + lam^T (g - b_bar))/beta, with its gradient and Hessian (docs/theory/constrained.md §6.4)."""
+    c = g_s - b_bar
+    z = (r_s + c @ lam) / beta
+    zm = z.max(axis=1, keepdims=True)
+    w = np.exp(z - zm)
+    tot = w.sum(axis=1, keepdims=True)
+    w /= tot
+    val = beta * float(np.mean(zm[:, 0] + np.log(tot[:, 0] / z.shape[1])))
+    mean_c = np.einsum("nk,nki->ni", w, c)
+    dev = c - mean_c[:, None, :]
+    hess = np.einsum("nk,nki,nkj->ij", w, dev, dev) / (beta * z.shape[0])
+    return val, mean_c.mean(axis=0), hess
+
+
+@dataclass(frozen=True)
+class OneShotResult:
+    """CAN one-shot: the plug-in lambda-hat, its iterations, whether projected GD converged, and
+    theta = argmax_theta L(theta, lambda-hat) (one Lagrangian maximisation)."""
+
+    lam: np.ndarray
+    iterations: int
+    converged: bool
+    theta: np.ndarray
+
+
+def can_projected_gd(r_s, g_s, b_bar, beta, lr=1.0, max_iter=200, window=5, move_tol=1e-5, max_restarts=30):
+    """CAN's solver (``model_based.py``): projected GD from lambda = 1; converged when the last ``window``
+    iterates move < move_tol, else halve lr and restart. Returns (lam, iterations, converged)."""
+    m = g_s.shape[2]
+    total = 0
+    for _ in range(max_restarts):
+        lam = np.ones(m)
+        hist = [lam.copy()]
+        for _it in range(max_iter):
+            _, g, _ = plugin_dual(lam, r_s, g_s, b_bar, beta)
+            lam = np.maximum(lam - lr * g, 0.0)
+            hist.append(lam.copy())
+            total += 1
+            if len(hist) > window and np.max(np.abs(np.diff(np.array(hist[-window - 1:]), axis=0))) < move_tol:
+                return lam, total, True
+        lr *= 0.5
+    return lam, total, False
+
+
+def one_shot_can(env: GapEnv, n_prompts: int, n_responses: int, rng: np.random.Generator,
+                 lr: float = 1.0) -> OneShotResult:
+    """One-shot CAN: plug-in dual from N prompts x K pi_ref responses with global centring
+    b_bar = E-hat_ref g + b, projected GD, then one Lagrangian maximisation at lambda-hat."""
+    r_s, g_s = sample_reference(env, n_prompts, n_responses, rng)
+    b_bar = g_s.reshape(-1, env.m).mean(axis=0) + env.b
+    lam, iters, ok = can_projected_gd(r_s, g_s, b_bar, env.beta, lr=lr)
+    theta = parametrised_dual(env, lam).theta
+    return OneShotResult(lam=lam, iterations=iters, converged=ok, theta=theta)
+
