@@ -7,6 +7,7 @@ from the package docstrings (autosummary), so renamed or new modules need no edi
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -38,7 +39,9 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 myst_dmath_double_inline = True
 
-# API reference: autosummary walks the package recursively (see api.md).
+# API reference: autosummary walks the package recursively (see api.md). Its generated stubs are
+# rebuilt from scratch on every build, so a renamed or removed module leaves no stale page behind.
+shutil.rmtree(os.path.join(os.path.dirname(__file__), "_autosummary"), ignore_errors=True)
 autosummary_generate = True
 autosummary_imported_members = False
 autodoc_default_options = {"members": True, "show-inheritance": False}
@@ -74,6 +77,7 @@ VERBATIM_DOCSTRINGS: frozenset[str] = frozenset({
     "simlab.env.gap.GapSpec",              # wrapped definition list
     "simlab.objectives.constrained",       # module docstring: wrapped definition list
     "simlab.experiments.baseline",         # module docstring: simple table whose text overruns a column
+    "simlab.plots.constrained",            # module docstring: bullet items continued without indentation
 })
 
 # Methods that inherit their docstring from a third-party base class; the inherited text cross-references
