@@ -44,3 +44,18 @@ def test_module_imports_only_lower_or_equal_layers(name, path):
         for t in targets:
             if t.startswith("simlab.") and layer_of(t) is not None:
                 assert layer_of(t) <= own, f"{name} (layer {own}) imports {t} (layer {layer_of(t)})"
+
+
+@pytest.mark.parametrize("path", sorted((PKG / "plots").glob("*.py")), ids=lambda p: p.name)
+def test_figures_are_drawn_from_stored_rows_only(path):
+    """No solver, objective, dual or environment call in simlab/plots: every number a figure shows is
+    a metric some scenario cell stored (simlab.experiments is allowed: rate fits and atomic files)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [node.module]
+        for t in targets:
+            if t.startswith("simlab."):
+                assert t.startswith(("simlab.plots", "simlab.experiments")), f"{path.name} imports {t}"
