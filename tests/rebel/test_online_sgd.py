@@ -41,7 +41,7 @@ RADII = {"rebel": 0.0, "w2": 0.1, "w2_surrogate": 0.1, "kl_tau": 3.0, "kl": 0.1,
 
 @pytest.mark.parametrize("name", SGD_OBJECTIVES)
 @pytest.mark.parametrize("seed", range(3))
-def testbatch_gradient_kernel_matches_objective_gradients(name, seed):
+def test_batch_gradient_kernel_matches_objective_gradients(name, seed):
     dphi, dr, anc, theta = _batch(seed)
     n, d = dphi.shape
     for non_detached in ((False, True) if name == "kl_tau" else (False,)):
