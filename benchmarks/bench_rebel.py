@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from reference_rebel import batch_gradient, online_rebel_reference  # noqa: E402
 from simlab.env import make_env, preset  # noqa: E402
-from simlab.solvers.rebel import (SGD_OBJECTIVES, _batch_gradient_kernel, online_rebel_exact,  # noqa: E402
+from simlab.solvers.rebel import (SGD_OBJECTIVES, batch_gradient_kernel, online_rebel_exact,  # noqa: E402
                                   online_rebel_sgd)
 
 RADII = {"rebel": 0.0, "w2": 0.1, "w2_surrogate": 0.01, "kl_tau": 0.1, "kl": 0.05, "chi2": 0.05,
@@ -37,7 +37,7 @@ def check_same_gradients(env, seed=0):
     theta = anc + 0.3 * rng.standard_normal(d)
     for name in SGD_OBJECTIVES:
         g = np.empty(d)
-        _batch_gradient_kernel(theta, anc, 1.0, dphi, dr, SGD_OBJECTIVES.index(name), RADII[name], False,
+        batch_gradient_kernel(theta, anc, 1.0, dphi, dr, SGD_OBJECTIVES.index(name), RADII[name], False,
                                np.empty(n), np.empty(n), np.empty(n), np.full(n, 1.0 / n), g)
         ref = batch_gradient(theta, anc, 1.0, dphi, dr, name, RADII[name])
         assert np.max(np.abs(g - ref)) <= 1e-8 * (1 + np.max(np.abs(ref))), name

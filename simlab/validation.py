@@ -18,7 +18,10 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
 
 def check_float(name: str, value, low: float | None = None, high: float | None = None,
                 low_open: bool = False) -> float:
-    """Return ``value`` as a finite float in [low, high] (or (low, high] with ``low_open``)."""
+    """Return ``value`` as a finite float in [low, high] (or (low, high] with ``low_open``); like
+    :func:`check_int`, a bool is rejected (True is not the number 1.0 here)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -41,7 +44,7 @@ def check_choice(name: str, value, allowed: Iterable[str]) -> str:
 
 def check_probabilities(name: str, p, atol: float = 1e-9) -> np.ndarray:
     """Return ``p`` as a float64 vector with entries in [0, 1] summing to 1 within ``atol``."""
-    arr = np.ascontiguousarray(p, dtype=np.float64)
+    arr = check_array(name, p, finite=False)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -56,7 +59,12 @@ def check_probabilities(name: str, p, atol: float = 1e-9) -> np.ndarray:
 def check_array(name: str, a, ndim: int | None = None, shape: tuple | None = None,
                 finite: bool = True) -> np.ndarray:
     """Return ``a`` as a contiguous float64 array of the given ndim/shape (None entries are free)."""
-    arr = np.ascontiguousarray(a, dtype=np.float64)
+    if a is None or isinstance(a, (str, bytes)):
+        raise ValueError(f"{name} must be a numeric array, got {a!r}")
+    try:
+        arr = np.ascontiguousarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric array, got {type(a).__name__}") from None
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if shape is not None:
@@ -65,6 +73,49 @@ def check_array(name: str, a, ndim: int | None = None, shape: tuple | None = Non
     if finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     return arr
+
+
+def check_weights(name: str, w, n: int) -> np.ndarray:
+    """Return atom weights ``w`` as a float64 vector of length n, finite, >= 0, with a positive sum
+    (weights are never filtered silently: a negative entry is an error)."""
+    arr = check_array(name, w, shape=(n,))
+    if np.any(arr < 0.0):
+        raise ValueError(f"{name} (atom weights) must be >= 0; entry {int(np.argmin(arr))} is {arr.min()!r}")
+    if not arr.sum() > 0.0:
+        raise ValueError(f"{name} (atom weights) must have a positive sum")
+    return arr
+
+
+def check_labels(name: str, y, n: int) -> np.ndarray:
+    """Return preference labels ``y`` as a float64 vector of length n with entries in [0, 1]."""
+    arr = check_array(name, y, shape=(n,))
+    if np.any((arr < 0.0) | (arr > 1.0)):
+        raise ValueError(f"{name} (labels) must lie in [0, 1]")
+    return arr
+
+
+def check_generator(name: str, rng) -> np.random.Generator:
+    """Return ``rng`` if it is a ``numpy.random.Generator`` (seeds come from SeedSequences; an int or
+    a legacy RandomState is rejected, never coerced)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{name} must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def check_linear_atoms(theta, anchor, dphi, targets, weights=None, *, anchor_name: str = "theta_ref",
+                       target_name: str = "y", labels: bool = False):
+    """Inputs of an objective over weighted atoms j with a linear score (theta - anchor)^T dphi_j:
+    dphi (A, d) finite; theta and the anchor (d,); per-atom targets (A,) (labels in [0, 1] with
+    ``labels``, else any finite value); optional weights (A,) checked by :func:`check_weights`
+    (named ``w``). Returns (theta, anchor, dphi, targets, weights) as float64 arrays."""
+    dphi = check_array("dphi", dphi, ndim=2)
+    n, d = dphi.shape
+    theta = check_array("theta", theta, shape=(d,))
+    anchor = check_array(anchor_name, anchor, shape=(d,))
+    targets = check_labels(target_name, targets, n) if labels else check_array(target_name, targets, shape=(n,))
+    if weights is not None:
+        weights = check_weights("w", weights, n)
+    return theta, anchor, dphi, targets, weights
 
 
 def _check_range(name, value, low, high):

@@ -6,7 +6,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "simlab"
 LAYERS = [
-    ("simlab._jit", "simlab.validation", "simlab.special"),
+    ("simlab._jit", "simlab.validation", "simlab.special", "simlab.linalg"),
     ("simlab.env", "simlab.policy"),
     ("simlab.dro", "simlab.objectives"),
     ("simlab.solvers",),

@@ -16,13 +16,19 @@ Per-atom Hessians are passed as ``hess_sum``: either an (A, d, d) array or a cal
 The reference codes differentiate through the softmax weights instead ("non-detached"):
 ``non_detached_softmax_gradient`` returns that gradient, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau),
 which is *not* the envelope gradient (switch ``dro.weights``, spec §9).
+
+Whole-loop jitted solvers (minibatch KLDPO, online KL-REBEL) take the penalised-KL softmax weights and
+the non-detached coefficients from the kernels ``kl_penalized_weights_kernel`` and
+``non_detached_coefficients_kernel`` (the one home of both; same arithmetic as ``kl_penalized``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from simlab._jit import kernel
+from simlab.dro._inputs import support_stats_kernel
 from simlab.dro.chi2 import chi2_worst_case
-from simlab.dro.kl import kl_penalized, kl_worst_case
+from simlab.dro.kl import exp_nonpositive, kl_penalized, kl_worst_case
 from simlab.validation import check_array, check_choice
 
 DIVERGENCES = ("kl", "chi2")
@@ -41,6 +47,36 @@ def _check_grads(grads, n: int) -> np.ndarray:
     return grads
 
 
+@kernel
+def kl_penalized_weights_kernel(l: np.ndarray, p: np.ndarray, tau: float, q: np.ndarray) -> float:
+    """In-numba penalised KL worst case (no input checks): writes q = softmax_p(l/tau), i.e.
+    q_j = p_j e^{(l_j - lmax)/tau} / Z with lmax = max l over p > 0, and returns the value
+    tau log E_p e^{l/tau} = lmax + tau log Z (the arithmetic of :func:`simlab.dro.kl_penalized`,
+    docs/theory/dro.md §2.1). Every exponent is <= 0 (:func:`simlab.dro.kl.exp_nonpositive`: no libm
+    call, 0 below e^-708), so no cut-off of tiny weights is needed for speed."""
+    lmax, _ = support_stats_kernel(l, p)
+    alpha = 1.0 / tau
+    z = 0.0
+    for j in range(l.size):
+        w = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
+        q[j] = w
+        z += w
+    for j in range(l.size):
+        q[j] /= z
+    return lmax + tau * np.log(z)
+
+
+@kernel
+def non_detached_coefficients_kernel(l: np.ndarray, q: np.ndarray, tau: float, coef: np.ndarray) -> None:
+    """coef_j = q_j (1 + (l_j - <q, l>)/tau): the weights of grad l_j in the autograd gradient of
+    sum_j P_j l_j with P = softmax_p(l/tau) not detached (q = P; coef may be q itself)."""
+    ql = 0.0
+    for j in range(l.size):
+        ql += q[j] * l[j]
+    for j in range(l.size):
+        coef[j] = q[j] * (1.0 + (l[j] - ql) / tau)
+
+
 def danskin_gradient(q, grads) -> np.ndarray:
     """Envelope gradient sum_j q_j grad l_j for frozen worst-case weights q (spec §2.4)."""
     q = np.asarray(q, dtype=np.float64)
@@ -52,8 +88,9 @@ def non_detached_softmax_gradient(losses, grads, probs, tau) -> np.ndarray:
     sum_j P_j grad l_j (1 + (l_j - sum_k P_k l_k)/tau).  Differs from the envelope gradient by
     O(1) relatively when tau is comparable to the loss spread."""
     _, P = kl_penalized(losses, probs, tau)
-    l = np.asarray(losses, dtype=np.float64)
-    coef = P * (1.0 + (l - P @ l) / tau)
+    l = np.ascontiguousarray(losses, dtype=np.float64)
+    coef = np.empty_like(l)
+    non_detached_coefficients_kernel(l, P, float(tau), coef)
     return coef @ _check_grads(grads, l.size)
 
 

@@ -63,6 +63,16 @@ class PairAtoms:
         return self.dphi[keep], self.y[keep], self.dr[keep], np.ascontiguousarray(weights[keep])
 
 
+def check_pair_atoms(name: str, atoms, labels: bool = False) -> PairAtoms:
+    """Return ``atoms`` if it is a :class:`PairAtoms` (with preference labels when ``labels``), else
+    raise ValueError naming the argument."""
+    if not isinstance(atoms, PairAtoms):
+        raise ValueError(f"{name} must be a PairAtoms (Env.atoms()), got {type(atoms).__name__}")
+    if labels and np.any(np.isnan(atoms.y)):
+        raise ValueError(f"{name} must carry labels (feedback 'bt' or 'deterministic'), not reward feedback")
+    return atoms
+
+
 def build_pair_atoms(pair_prob: np.ndarray, phi: np.ndarray, reward: np.ndarray,
                      P_true: np.ndarray, P_obs: np.ndarray, feedback: str,
                      noise_values: np.ndarray, noise_probs: np.ndarray) -> PairAtoms:

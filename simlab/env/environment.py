@@ -13,7 +13,7 @@ import numpy as np
 from simlab.env.atoms import PairAtoms, build_pair_atoms
 from simlab.env.spec import SAMPLERS, EnvSpec
 from simlab.policy import policy
-from simlab.validation import check_array, check_choice, check_float
+from simlab.validation import check_array, check_choice, check_float, check_int
 
 _COMPONENTS = ("features", "theta_ref", "rewards", "misspec", "confounder", "box")
 
@@ -137,7 +137,7 @@ def make_env(spec: EnvSpec, seed: np.random.SeedSequence | int = 0) -> Env:
     """Draw the instance of ``spec`` determined by ``seed`` (an int or a SeedSequence)."""
     if not isinstance(spec, EnvSpec):
         raise ValueError(f"spec must be an EnvSpec, got {type(spec).__name__}")
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(check_int("seed", seed, 0))
     rngs = dict(zip(_COMPONENTS, (np.random.default_rng(c) for c in ss.spawn(len(_COMPONENTS)))))
     n_x, n_y, d = spec.n_x, spec.n_y, spec.d
 

@@ -30,6 +30,10 @@ def preset(name: str, **overrides) -> EnvSpec:
     unless given.
     """
     check_choice("preset", name, tuple(_PRESETS))
+    unknown = sorted(set(overrides) - set(EnvSpec.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown EnvSpec field(s) {', '.join(map(repr, unknown))} in the overrides of "
+                         f"preset {name!r}; allowed: {', '.join(EnvSpec.__dataclass_fields__)}")
     fields = dict(_PRESETS[name])
     fields.update(overrides)
     if name == "E4" and "n_x" not in overrides:

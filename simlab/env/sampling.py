@@ -7,6 +7,11 @@ Two ways to draw an iid sample of size n:
 - ``sample_atoms``: n individual atom indices from a Vose alias table, O(1) per draw after an O(A)
   set-up; stochastic solvers use this.
 
+The in-kernel draws that whole-loop jitted solvers call live here too (one home for sampling):
+``alias_draw`` (one alias-table draw), ``inverse_cdf_draw`` / ``guide_table`` / ``guided_draw``
+(inverse-CDF draws, plain or with Chen's index guide) and ``multinomial_into`` (counts by the
+conditional-binomial chain).
+
 Both take a ``numpy.random.Generator``; seeds come from ``numpy.random.SeedSequence`` per cell.
 """
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.validation import check_int, check_probabilities
+from simlab.validation import check_generator, check_int, check_probabilities
+
+MAX_SAMPLE = 2**31  # sample_atoms allocates n int64 indices
 
 
 @kernel
@@ -56,15 +63,75 @@ def _build_alias_kernel(p: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> N
 
 
 @kernel
+def alias_draw(prob: np.ndarray, alias: np.ndarray, rng: np.random.Generator) -> int:
+    """One draw from an alias table (``AliasTable.prob``, ``AliasTable.alias``): one uniform u,
+    column floor(u A), kept with probability prob[col] (the fractional part decides), else its alias."""
+    n_atoms = prob.size
+    u = rng.random() * n_atoms
+    col = min(int(u), n_atoms - 1)
+    return col if (u - col) < prob[col] else alias[col]
+
+
+@kernel
 def _sample_alias_kernel(prob: np.ndarray, alias: np.ndarray, rng: np.random.Generator,
                          out: np.ndarray) -> None:
-    n_atoms = prob.size
     for i in range(out.size):
-        u = rng.random() * n_atoms
-        col = int(u)
-        if col >= n_atoms:
-            col = n_atoms - 1
-        out[i] = col if (u - col) < prob[col] else alias[col]
+        out[i] = alias_draw(prob, alias, rng)
+
+
+@kernel
+def inverse_cdf_draw(cdf: np.ndarray, u: float) -> int:
+    """Inverse-CDF draw: the first k with cdf[k] > u (the last index if none), i.e. the number of
+    cdf[:-1] entries <= u, so an atom of probability 0 is never drawn. Counted without branches: a
+    data-dependent early exit mispredicts on every draw (it cost about twice the whole pair-sampling
+    step of the online REBEL loop). ``cdf`` must be non-decreasing."""
+    k = 0
+    for j in range(cdf.size - 1):
+        k += cdf[j] <= u
+    return k
+
+
+@kernel
+def guide_table(cdf: np.ndarray) -> np.ndarray:
+    """Index guide of a fixed CDF (Chen's method): guide[j] = inverse_cdf_draw(cdf, j / m) for
+    m = cdf.size cells, so that a draw for u in [j/m, (j+1)/m) only scans forward from guide[j]."""
+    m = cdf.size
+    guide = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        guide[j] = inverse_cdf_draw(cdf, j / m)
+    return guide
+
+
+@kernel
+def guided_draw(cdf: np.ndarray, guide: np.ndarray, u: float) -> int:
+    """inverse_cdf_draw(cdf, u) (the same index) by a scan from guide[floor(u m)]: O(1) expected
+    steps. The backward step only runs if u m rounded up across a cell boundary; it keeps the result
+    exact."""
+    m = cdf.size
+    k = guide[min(int(u * m), m - 1)]
+    while k > 0 and cdf[k - 1] > u:
+        k -= 1
+    while k < m - 1 and cdf[k] <= u:
+        k += 1
+    return k
+
+
+@kernel
+def multinomial_into(n: int, probs: np.ndarray, rng: np.random.Generator, out: np.ndarray) -> None:
+    """out ~ Multinomial(n, probs) by the conditional-binomial chain (probs sums to 1): out[a] ~
+    Bin(n - sum_{b<a} out[b], probs[a] / (1 - sum_{b<a} probs[b])), the last entry takes the rest."""
+    k = probs.shape[0]
+    rem_n = n
+    rem_p = 1.0
+    for a in range(k - 1):
+        if rem_n == 0 or rem_p <= 0.0:
+            out[a] = 0
+            continue
+        q = min(max(probs[a] / rem_p, 0.0), 1.0)
+        out[a] = rng.binomial(rem_n, q)
+        rem_n -= out[a]
+        rem_p -= probs[a]
+    out[k - 1] = rem_n
 
 
 class AliasTable:
@@ -79,7 +146,10 @@ class AliasTable:
 
 def sample_atoms(table: AliasTable, n: int, rng: np.random.Generator) -> np.ndarray:
     """n iid atom indices (int64) drawn from ``table``."""
-    n = check_int("n", n, 0)
+    if not isinstance(table, AliasTable):
+        raise ValueError(f"table must be an AliasTable, got {type(table).__name__}")
+    n = check_int("n", n, 0, MAX_SAMPLE)
+    rng = check_generator("rng", rng)
     out = np.empty(n, dtype=np.int64)
     _sample_alias_kernel(table.prob, table.alias, rng, out)
     return out
@@ -89,6 +159,7 @@ def multinomial_counts(p0: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     """N ~ Multinomial(n, p0) as an int64 vector."""
     n = check_int("n", n, 0)
     p = check_probabilities("p0", p0)
+    rng = check_generator("rng", rng)
     return rng.multinomial(n, p / p.sum()).astype(np.int64)
 
 
@@ -98,8 +169,9 @@ def nested_counts(p0: np.ndarray, ns, rng: np.random.Generator) -> dict[int, np.
     Built from independent multinomial increments, so counts[n2] - counts[n1] ~ Multinomial(n2 - n1)
     independently of counts[n1]: exactly the law of nested prefixes of one sample.
     """
-    ns = sorted({check_int("n", n, 0) for n in ns})
+    ns = sorted({check_int("ns entries", n, 0) for n in ns})
     p = check_probabilities("p0", p0)
+    rng = check_generator("rng", rng)
     p = p / p.sum()
     out, total, prev = {}, np.zeros(p.size, dtype=np.int64), 0
     for n in ns:

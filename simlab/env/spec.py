@@ -14,6 +14,12 @@ NOISES = ("none", "rademacher", "skewed", "uniform", "truncnorm")
 FEEDBACKS = ("bt", "deterministic", "rewards")
 ORACLES = ("none", "confounder", "box", "flips")
 SAMPLERS = ("offline", "online", "online_mixed", "uniform")
+# size limits, checked before anything is allocated: the pair atoms hold n_x n_y^2 x (outcomes) rows of
+# d features, so their product is bounded too (2^26 float64 entries = 512 MiB per atom array)
+MAX_CONTEXTS = 2**16
+MAX_ACTIONS = 2**10
+MAX_DIM = 2**12
+MAX_ATOM_ENTRIES = 2**26
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,9 @@ class EnvSpec:
     flip: float = 0.0
 
     def __post_init__(self):
-        check_int("n_x", self.n_x, 1)
-        check_int("n_y", self.n_y, 2)
-        check_int("d", self.d, 1)
+        check_int("n_x", self.n_x, 1, MAX_CONTEXTS)
+        check_int("n_y", self.n_y, 2, MAX_ACTIONS)
+        check_int("d", self.d, 1, MAX_DIM)
         if self.p_x is not None:
             p = check_probabilities("p_x", self.p_x)
             if p.size != self.n_x:
@@ -100,6 +106,23 @@ class EnvSpec:
         check_float("flip", self.flip, 0.0, 1.0)
         if self.noise != "none" and self.feedback != "rewards":
             raise ValueError(f"noise={self.noise!r} needs feedback='rewards' (labels come from the oracle)")
+        entries = self.n_x * self.n_y**2 * self.outcomes_per_pair * max(self.d, 1)
+        if entries > MAX_ATOM_ENTRIES:
+            raise ValueError(f"n_x * n_y^2 * outcomes * d = {self.n_x} * {self.n_y}^2 * {self.outcomes_per_pair} "
+                             f"* {self.d} = {entries} pair-atom feature entries exceeds {MAX_ATOM_ENTRIES}; "
+                             "reduce n_x, n_y, d or noise_points")
+
+    @property
+    def outcomes_per_pair(self) -> int:
+        """Atoms per ordered pair (x, a, b): 2 BT labels, 1 deterministic label, or (noise law size)^2."""
+        if self.feedback == "bt":
+            return 2
+        if self.feedback == "deterministic":
+            return 1
+        if self.noise == "none" or self.sigma == 0.0:
+            return 1
+        k = {"rademacher": 2, "skewed": 2}.get(self.noise, self.noise_points)
+        return k * k
 
     def to_dict(self) -> dict:
         """Plain-dict form (for provenance records)."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.special import sigmoid, softplus
-from simlab.validation import check_array, check_float
+from simlab.validation import check_float, check_linear_atoms
 
 
 @kernel
@@ -59,31 +59,21 @@ def _dpo_losses_kernel(delta: np.ndarray, beta: float, dphi: np.ndarray, y: np.n
         out[j] = softplus(h) - y[j] * h
 
 
-def _check(theta, theta_ref, beta, dphi, y, w=None):
-    dphi = check_array("dphi", dphi, ndim=2)
-    n, d = dphi.shape
-    theta = check_array("theta", theta, shape=(d,))
-    theta_ref = check_array("theta_ref", theta_ref, shape=(d,))
-    beta = check_float("beta", beta, 0.0, low_open=True)
-    y = check_array("y", y, shape=(n,))
-    if np.any((y < 0) | (y > 1)):
-        raise ValueError("y (labels) must lie in [0, 1]")
-    if w is not None:
-        w = check_array("w", w, shape=(n,))
-        if np.any(w < 0):
-            raise ValueError("w (atom weights) must be >= 0")
-    return theta - theta_ref, beta, dphi, y, w
+def _validated(theta, theta_ref, beta, dphi, y, w=None):
+    """(theta - theta_ref, beta, dphi, y, w) after :func:`simlab.validation.check_linear_atoms`."""
+    theta, theta_ref, dphi, y, w = check_linear_atoms(theta, theta_ref, dphi, y, w, labels=True)
+    return theta - theta_ref, check_float("beta", beta, 0.0, low_open=True), dphi, y, w
 
 
 def dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w):
     """(sum_j w_j l_j, its gradient, its Hessian) over weighted atoms (spec §3.1)."""
-    delta, beta, dphi, y, w = _check(theta, theta_ref, beta, dphi, y, w)
+    delta, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     return dpo_vgh_unchecked(delta, beta, dphi, y, w)
 
 
 def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
     """Per-atom DPO losses l_j = softplus(h_j) - y_j h_j."""
-    delta, beta, dphi, y, _ = _check(theta, theta_ref, beta, dphi, y)
+    delta, beta, dphi, y, _ = _validated(theta, theta_ref, beta, dphi, y)
     out = np.empty(dphi.shape[0])
     _dpo_losses_kernel(delta, beta, dphi, y, out)
     return out

@@ -27,23 +27,16 @@ from simlab._jit import kernel
 from simlab.dro import (kl_penalized_value_grad_hess, non_detached_softmax_gradient,
                         w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
 from simlab.dro.chi2_code import chi2_code_loss_gradient
-from simlab.validation import check_array, check_choice, check_float
+from simlab.validation import check_array, check_choice, check_float, check_linear_atoms, check_weights
 
 ANCHORS = ("prev", "ref")
 
 
-def _check(theta, theta_anc, eta, dphi, dr, w=None):
-    dphi = check_array("dphi", dphi, ndim=2)
-    n, d = dphi.shape
-    theta = check_array("theta", theta, shape=(d,))
-    theta_anc = check_array("theta_anc", theta_anc, shape=(d,))
-    eta = check_float("eta", eta, 0.0, low_open=True)
-    dr = check_array("dr", dr, shape=(n,))
-    if w is not None:
-        w = check_array("w", w, shape=(n,))
-        if np.any(w < 0):
-            raise ValueError("w (atom weights) must be >= 0")
-    return theta, theta_anc, eta, dphi, dr, w
+def _validated(theta, theta_anc, eta, dphi, dr, w=None):
+    """(theta, theta_anc, eta, dphi, dr, w) after :func:`simlab.validation.check_linear_atoms`."""
+    theta, theta_anc, dphi, dr, w = check_linear_atoms(theta, theta_anc, dphi, dr, w, anchor_name="theta_anc",
+                                                       target_name="dr")
+    return theta, theta_anc, check_float("eta", eta, 0.0, low_open=True), dphi, dr, w
 
 
 @kernel
@@ -85,7 +78,7 @@ def _rebel_vgh_kernel(u: np.ndarray, eta: float, dphi: np.ndarray, dr: np.ndarra
 
 def rebel_residuals(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
     """Per-atom residuals e_j = (theta - theta_anc)^T dphi_j / eta - dr_j (spec §4.1)."""
-    theta, theta_anc, eta, dphi, dr, _ = _check(theta, theta_anc, eta, dphi, dr)
+    theta, theta_anc, eta, dphi, dr, _ = _validated(theta, theta_anc, eta, dphi, dr)
     out = np.empty(dphi.shape[0])
     _residuals_kernel((theta - theta_anc) / eta, dphi, dr, out)
     return out
@@ -98,7 +91,7 @@ def rebel_losses(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
 
 def rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w):
     """(sum w e^2, (2/eta) sum w e dphi, (2/eta^2) sum w dphi dphi^T) (spec §4.1)."""
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     d = dphi.shape[1]
     grad = np.empty(d)
     gram = np.empty((d, d))
@@ -111,7 +104,7 @@ def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
 
     Noiseless and realizable with a full-rank design this is theta_anc + eta w* exactly.
     """
-    _, theta_anc, eta, dphi, dr, w = _check(np.zeros(np.shape(dphi)[1]), theta_anc, eta, dphi, dr, w)
+    _, theta_anc, eta, dphi, dr, w = _validated(np.zeros(np.shape(dphi)[1]), theta_anc, eta, dphi, dr, w)
     gram = (dphi * w[:, None]).T @ dphi
     return theta_anc + eta * (np.linalg.pinv(gram, hermitian=True) @ (dphi.T @ (w * dr)))
 
@@ -132,7 +125,7 @@ def w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius):
     Hessian: (sum w dphi dphi^T / eta^2 - g_r g_r^T)/rms + radius (I - v v^T/||v||^2)/(eta ||v||).
     Not differentiable at v = 0 (the norm term) or at rms = 0; the smooth parts are returned there.
     """
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     radius = check_float("radius", radius, 0.0)
     d = dphi.shape[1]
     v = theta - theta_anc
@@ -160,7 +153,7 @@ def w2_rebel_threshold(dphi, dr, w) -> float:
     (spec §4.3; the subgradient condition at u = 0)."""
     dphi = check_array("dphi", dphi, ndim=2)
     dr = check_array("dr", dr, shape=(dphi.shape[0],))
-    w = check_array("w", w, shape=(dphi.shape[0],))
+    w = check_weights("w", w, dphi.shape[0])
     mass = w.sum()
     rms = np.sqrt(w @ dr**2 / mass)
     return float(np.linalg.norm(dphi.T @ (w * dr)) / mass / rms)
@@ -170,7 +163,7 @@ def w2_rebel_surrogate_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, rho0)
     """The code's gradient-norm surrogate F_W = E e^2 + 2 rho0 ||u|| rms(e) (spec §4.3, switch
     ``w.objective``) with gradient and Hessian in theta: the toolbox's margin surrogate in g = u,
     chained through u = (theta - theta_anc)/eta. Not differentiable at u = 0."""
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     rho0 = check_float("rho0", rho0, 0.0)
     mass = w.sum()
     value, grad, hess = w2_surrogate_value_grad_hess((theta - theta_anc) / eta, dphi, dr, w / mass,
@@ -192,7 +185,7 @@ def _loss_parts(theta, theta_anc, eta, dphi, dr):
     return e * e, grads, hess_sum
 
 
-def _normalised(w):
+def _normalized(w):
     mass = w.sum()
     if not mass > 0:
         raise ValueError("w (atom weights) must have a positive sum")
@@ -203,32 +196,32 @@ def f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, divergence: str,
     """sup_{D(q||w) <= radius} sum q e^2 for divergence "kl" (constrained) or "chi2" (exact dual,
     c = sqrt(1 + 2 radius)), its Danskin gradient and exact Hessian (spec §4.4, §4.5; toolbox §2).
     ``w`` is normalised to a law. Returns (value, grad, hess, q)."""
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
-    return worst_case_value_grad_hess(losses, grads, hess_sum, _normalised(w), divergence, radius)
+    return worst_case_value_grad_hess(losses, grads, hess_sum, _normalized(w), divergence, radius)
 
 
 def kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, tau):
     """tau log E_w e^{e^2/tau} with gradient sum_j softmax_j (2/eta) e_j dphi_j (detached weights) and
     exact Hessian (spec §4.4, fixed tau as in ``KLREBELOptimizer``). Returns (value, grad, hess, q)."""
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
-    return kl_penalized_value_grad_hess(losses, grads, hess_sum, _normalised(w), tau)
+    return kl_penalized_value_grad_hess(losses, grads, hess_sum, _normalized(w), tau)
 
 
 def kl_rebel_non_detached_gradient(theta, theta_anc, eta, dphi, dr, w, tau) -> np.ndarray:
     """The reference code's KL-REBEL gradient: autograd of sum_j P_j l_j with P = softmax_w(l/tau) not
     detached, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau) (spec §2.4, switch ``dro.weights``)."""
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
-    return non_detached_softmax_gradient(losses, grads, _normalised(w), tau)
+    return non_detached_softmax_gradient(losses, grads, _normalized(w), tau)
 
 
 def chi2_rebel_code_loss_gradient(theta, theta_anc, eta, dphi, dr, w, rho_chi):
     """``Chi2REBELOptimizer`` on REBEL losses: (sum_j w_j e_j^2 with the code's weights, its gradient)."""
-    theta, theta_anc, eta, dphi, dr, w = _check(theta, theta_anc, eta, dphi, dr, w)
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
-    return chi2_code_loss_gradient(losses, grads, _normalised(w), rho_chi)
+    return chi2_code_loss_gradient(losses, grads, _normalized(w), rho_chi)
 
 
 def check_anchor(anchor: str) -> str:

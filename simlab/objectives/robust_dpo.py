@@ -31,7 +31,7 @@ from scipy.special import expit
 from simlab.dro import (kl_penalized_value_grad_hess, w2_margin_value_grad_hess,
                         w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
 from simlab.objectives.dpo import dpo_losses
-from simlab.validation import check_array, check_choice, check_float
+from simlab.validation import check_choice, check_float, check_linear_atoms
 
 OBJECTIVES = ("dpo", "wdpo_exact", "wdpo_surrogate", "wdpo_code", "kldpo_penalized",
               "kldpo_constrained", "chi2dpo")
@@ -51,15 +51,10 @@ def _dpo_atoms(theta, theta_ref, beta, dphi, y):
     return l, grads, hess_sum
 
 
-def _check(theta, theta_ref, beta, dphi, y, w):
-    dphi = check_array("dphi", dphi, ndim=2)
-    n, d = dphi.shape
-    theta = check_array("theta", theta, shape=(d,))
-    theta_ref = check_array("theta_ref", theta_ref, shape=(d,))
-    beta = check_float("beta", beta, 0.0, low_open=True)
-    y = check_array("y", y, shape=(n,))
-    w = check_array("w", w, shape=(n,))
-    return theta, theta_ref, beta, dphi, y, w
+def _validated(theta, theta_ref, beta, dphi, y, w):
+    """(theta, theta_ref, beta, dphi, y, w) after :func:`simlab.validation.check_linear_atoms`."""
+    theta, theta_ref, dphi, y, w = check_linear_atoms(theta, theta_ref, dphi, y, w, labels=True)
+    return theta, theta_ref, check_float("beta", beta, 0.0, low_open=True), dphi, y, w
 
 
 def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, w, radius):
@@ -69,7 +64,7 @@ def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, 
     tau for ``kldpo_penalized``; it is ignored for ``dpo``.  ``w`` must sum to 1.
     """
     check_choice("objective", objective, OBJECTIVES)
-    theta, theta_ref, beta, dphi, y, w = _check(theta, theta_ref, beta, dphi, y, w)
+    theta, theta_ref, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     if objective in ("wdpo_exact", "wdpo_surrogate"):
         g = beta * (theta - theta_ref)
         fn = w2_margin_value_grad_hess if objective == "wdpo_exact" else w2_surrogate_value_grad_hess
@@ -118,7 +113,7 @@ def kldpo_code_direction(theta, theta_ref, beta, dphi, y, w, tau, clip: float = 
     Without clipping its zeros are the penalised-KL minimiser (the weights are proportional to the
     softmax); with clipping the zero moves.  ``clip = inf`` disables clipping.
     """
-    theta, theta_ref, beta, dphi, y, w = _check(theta, theta_ref, beta, dphi, y, w)
+    theta, theta_ref, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     tau = check_float("tau", tau, 0.0, low_open=True)
     l, grads, _ = _dpo_atoms(theta, theta_ref, beta, dphi, y)
     c = np.minimum(np.exp((l - w @ l) / tau), clip)

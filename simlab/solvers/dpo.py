@@ -4,30 +4,34 @@ from __future__ import annotations
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.env.atoms import PairAtoms
-from simlab.env.sampling import AliasTable
+from simlab.env.atoms import PairAtoms, check_pair_atoms
+from simlab.env.sampling import AliasTable, alias_draw
 from simlab.objectives.dpo import dpo_soft_label_support, dpo_vgh_unchecked
 from simlab.solvers.checkpoints import log_checkpoints
-from simlab.solvers.exact import NewtonResult, NoMinimizerError, newton
+from simlab.solvers.exact import NewtonResult, NoMinimizerError, NormLimitError, newton
 from simlab.special import sigmoid
-from simlab.validation import check_array, check_choice, check_float, check_int
+from simlab.validation import check_array, check_choice, check_float, check_generator, check_int, check_weights
 
 STEP_SCHEDULES = ("constant", "inv_sqrt")
+MAX_STEPS = 2**40  # iterations (nothing is allocated per step)
+MAX_SGD_BATCH = 2**24
 
 
 def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
-                  theta0: np.ndarray | None = None, gtol: float = 1e-10) -> NewtonResult:
+                  theta0: np.ndarray | None = None, gtol: float = 1e-10, max_norm: float = 1e6) -> NewtonResult:
     """argmin_theta sum_j w_j l_DPO,j(theta) by Newton to ||grad|| <= gtol (default 1e-10).
 
     With ``weights = atoms.p0`` this is the exact population minimiser; with N/n it is the empirical
     one (cost independent of n). Raises :class:`NoMinimizerError` when the weighted design is rank
-    deficient (no unique minimiser) or the sample is separable (no finite minimiser).
+    deficient (no unique minimiser) or the sample is separable (no finite minimiser), and
+    :class:`NormLimitError` when the sample is not separable but Newton's iterate left the ball
+    ||theta|| <= ``max_norm`` (the minimiser theta_ref + w/beta scales like 1/beta: raise max_norm).
     """
+    check_pair_atoms("atoms", atoms, labels=True)
     theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
     beta = check_float("beta", beta, 0.0, low_open=True)
-    weights = check_array("weights", weights, shape=(atoms.size,))
-    if np.any(np.isnan(atoms.y)):
-        raise ValueError("atoms must carry labels (feedback 'bt' or 'deterministic') for DPO")
+    weights = check_weights("weights", weights, atoms.size)
+    max_norm = check_float("max_norm", max_norm, 0.0, low_open=True)
     dphi, y, w, const = dpo_soft_label_support(atoms, weights)
     if w.size == 0:
         raise NoMinimizerError("no sampled pair has two distinct actions: the DPO loss is constant")
@@ -38,10 +42,15 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
         return value + const, grad, hess
 
     try:
-        result = newton(fgh, x0, gtol=gtol)
-    except NoMinimizerError:
+        result = newton(fgh, x0, gtol=gtol, max_norm=max_norm)
+    except NoMinimizerError as exc:
         if is_separable(dphi, y, w):
             raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser") from None
+        if isinstance(exc, NormLimitError):
+            raise NormLimitError(
+                f"Newton's iterate left the ball ||theta|| <= max_norm = {max_norm:g} (||theta|| = "
+                f"{exc.norm:.3g}) although the sample is not separable: the minimiser lies beyond max_norm "
+                f"(it scales like 1/beta, beta = {beta:g}); pass a larger max_norm", max_norm, exc.norm) from None
         raise
     # The Hessian has the null space of the sampled design: a flat direction means no unique minimiser.
     ev = np.linalg.eigvalsh(result.hess)
@@ -83,16 +92,13 @@ def _sgd_dpo_kernel(theta0: np.ndarray, theta_ref: np.ndarray, beta: float, dphi
                     step: float, inv_sqrt: bool, radius: float, checkpoints: np.ndarray,
                     rng: np.random.Generator, history: np.ndarray) -> None:
     d = theta0.size
-    n_atoms = prob.size
     theta = theta0.copy()
     grad = np.zeros(d)
     c = 0
     for t in range(T):
         grad[:] = 0.0
         for _ in range(batch):
-            u = rng.random() * n_atoms
-            col = min(int(u), n_atoms - 1)
-            j = col if (u - col) < prob[col] else alias[col]
+            j = alias_draw(prob, alias, rng)
             h = 0.0
             for k in range(d):
                 h += dphi[j, k] * (theta[k] - theta_ref[k])
@@ -125,19 +131,30 @@ def sgd_dpo(atoms: PairAtoms, theta_ref: np.ndarray, beta: float, T: int, step: 
     step / sqrt(t + 1) (inv_sqrt); radius = 0 means no projection. The whole loop is one numba call.
     Returns (checkpoints, history) with history[i] the iterate after checkpoints[i] steps.
     """
-    T = check_int("T", T, 1)
-    batch = check_int("batch", batch, 1)
+    check_pair_atoms("atoms", atoms, labels=True)
+    T = check_int("T", T, 1, MAX_STEPS)
+    batch = check_int("batch", batch, 1, MAX_SGD_BATCH)
     step = check_float("step", step, 0.0, low_open=True)
     radius = check_float("radius", radius, 0.0)
     check_choice("schedule", schedule, STEP_SCHEDULES)
     beta = check_float("beta", beta, 0.0, low_open=True)
-    if np.any(np.isnan(atoms.y)):
-        raise ValueError("atoms must carry labels (feedback 'bt' or 'deterministic') for DPO")
+    rng = check_generator("rng", rng)
     table = AliasTable(atoms.p0)
-    cps = log_checkpoints(T, n_checkpoints)
+    cps = log_checkpoints(T, n_checkpoints, "n_checkpoints")
     history = np.empty((cps.size, atoms.dim))
-    theta_ref = np.ascontiguousarray(theta_ref, dtype=np.float64)
-    x0 = theta_ref.copy() if theta0 is None else np.ascontiguousarray(theta0, dtype=np.float64)
+    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    x0 = theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(atoms.dim,)).copy()
     _sgd_dpo_kernel(x0, theta_ref, beta, atoms.dphi, atoms.y, table.prob, table.alias, T, batch,
                     step, schedule == "inv_sqrt", radius, cps, rng, history)
+    check_finite_iterates(history, cps, step)
     return cps, history
+
+
+def check_finite_iterates(history: np.ndarray, checkpoints: np.ndarray, step: float) -> None:
+    """Raise ValueError naming ``step`` if an SGD run overflowed (a non-finite recorded iterate): a step
+    too large for the data sends the iterates to inf and then NaN instead of returning them silently."""
+    bad = ~np.all(np.isfinite(history), axis=1)
+    if np.any(bad):
+        t = int(checkpoints[np.argmax(bad)])
+        raise ValueError(f"step = {step:g} is too large: the iterates overflowed to inf/NaN by iteration {t}; "
+                         "choose a step for which step * ||gradient|| stays finite")

@@ -21,70 +21,131 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.dro.chi2 import chi2_worst_case_kernel
+from simlab.dro.chi2_code import chi2_code_coefficients_kernel
+from simlab.dro.danskin import kl_penalized_weights_kernel, non_detached_coefficients_kernel
 from simlab.dro.kl import kl_worst_case_kernel
 from simlab.env.environment import Env
-from simlab.env.sampling import multinomial_counts
-from simlab.dro.chi2_code import CHI2_CODE_LAMBDA_FLOOR
+from simlab.env.sampling import guide_table, guided_draw, inverse_cdf_draw, multinomial_counts
+from simlab.linalg import symmetric_lambda_min_kernel
 from simlab.objectives.rebel import (check_anchor, f_rebel_value_grad_hess,
                                      kl_rebel_penalized_value_grad_hess, rebel_ols,
                                      w2_rebel_surrogate_value_grad_hess, w2_rebel_threshold,
                                      w2_rebel_value_grad_hess)
 from simlab.policy import kl_to, log_policy_kernel, policy
-from simlab.solvers.exact import NoMinimizerError, newton
-from simlab.validation import check_array, check_choice, check_float, check_int
+from simlab.solvers.exact import NewtonResult, NoMinimizerError, newton
+from simlab.validation import (check_array, check_choice, check_float, check_generator, check_int,
+                               check_weights)
 
 OBJECTIVES = ("rebel", "w2", "w2_surrogate", "kl", "kl_tau", "chi2")
 
 
-@dataclass(frozen=True)
-class RebelFit:
-    """An exact per-iteration minimiser: x, objective value, final gradient norm, Newton iterations
-    (0 for a closed form) and whether the stopping test was met."""
-
-    x: np.ndarray
-    fun: float
-    grad_norm: float
-    iterations: int
-    converged: bool
-
-
 def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: float = 0.0,
-              gtol: float = 1e-10, max_iter: int = 30) -> RebelFit:
+              gtol: float = 1e-10, max_iter: int = 30) -> NewtonResult:
     """argmin_theta of one REBEL/DRO-REBEL iteration's objective over atoms with weights ``w``.
 
-    ``radius`` is eps for w2/kl/chi2, rho0 for w2_surrogate and tau for kl_tau (spec §4.3-§4.5).
+    ``radius`` is eps for w2/kl/chi2, rho0 for w2_surrogate and tau for kl_tau (docs/theory/rebel.md
+    §4.3-§4.5). Returns a :class:`NewtonResult` (iterations 0 and fun NaN for the OLS closed form, whose
+    ``hess`` is the REBEL Hessian 2 E_w[dphi dphi^T]/eta^2; iterations 0 at a W2 collapse, whose
+    ``hess`` is the smooth part at theta_anc).
+
+    Both W2 objectives have a kink at theta_anc and collapse onto it iff radius >= ||E_w[dr dphi]|| /
+    rms_w(dr) (:func:`simlab.objectives.rebel.w2_rebel_threshold`; the subgradient condition at u = 0
+    is the same for the exact objective and the code's surrogate). Below the threshold the minimiser
+    u* = (theta* - theta_anc)/eta != 0 lies on the ridge path u(lam) = (E dphi dphi^T + lam I)^{-1}
+    E[dr dphi]; Newton starts from the OLS point, and if it fails (near the threshold ||u*|| is small and
+    the kink's curvature radius/||u|| defeats the step), from the point of that path where the
+    stationarity condition holds (a 1-D root in lam, :func:`_w2_ridge_path_update` below).
+
     Raises :class:`NoMinimizerError` on a rank-deficient weighted design or when Newton does not reach
     gtol in ``max_iter`` steps (observed for KL/chi^2 at large radii, eps ~ 1, where the empirical robust
     objective is pinned at the theta-independent loss (xi_a - xi_b)^2 of a = a' pairs and is not smooth).
     """
     check_choice("objective", objective, OBJECTIVES)
     dphi = check_array("dphi", dphi, ndim=2)
-    w = check_array("w", w, shape=(dphi.shape[0],))
-    keep = np.flatnonzero(w > 0)
-    dphi, dr, w = dphi[keep], np.asarray(dr, dtype=np.float64)[keep], w[keep] / w[keep].sum()
+    n_atoms, d = dphi.shape
+    dr = check_array("dr", dr, shape=(n_atoms,))
+    w = check_weights("w", w, n_atoms)
+    theta_anc = check_array("theta_anc", theta_anc, shape=(d,))
+    eta = check_float("eta", eta, 0.0, low_open=True)
     radius = check_float("radius", radius, 0.0)
+    keep = np.flatnonzero(w > 0)
+    dphi, dr, w = dphi[keep], dr[keep], w[keep] / w[keep].sum()
     gram = (dphi * w[:, None]).T @ dphi
     ev = np.linalg.eigvalsh(gram)
     if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
         raise NoMinimizerError(f"the weighted pair design is rank deficient (lambda_min = {ev[0]:.2e})")
     theta_ols = rebel_ols(theta_anc, eta, dphi, dr, w)
-    theta_anc = np.asarray(theta_anc, dtype=np.float64)
     if objective == "rebel" or (radius == 0.0 and objective != "kl_tau"):
-        return RebelFit(theta_ols, float("nan"), 0.0, 0, True)
+        return NewtonResult(theta_ols, float("nan"), 0.0, 0, True, 2.0 * gram / eta**2)
     if objective == "kl_tau":
         if radius == 0.0:
             raise ValueError("radius (tau) must be > 0 for objective 'kl_tau'")
         fgh = lambda th: kl_rebel_penalized_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)[:3]
     elif objective in ("kl", "chi2"):
         fgh = lambda th: f_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, objective, radius)[:3]
-    elif objective == "w2_surrogate":
-        fgh = lambda th: w2_rebel_surrogate_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
     else:
+        if objective == "w2_surrogate":
+            fgh = lambda th: w2_rebel_surrogate_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
+        else:
+            fgh = lambda th: w2_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
         if radius >= w2_rebel_threshold(dphi, dr, w):
-            return RebelFit(theta_anc.copy(), float(np.sqrt(w @ dr**2)), 0.0, 0, True)
-        fgh = lambda th: w2_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
-    res = newton(fgh, theta_ols, gtol=gtol, max_iter=max_iter)
-    return RebelFit(res.x, res.fun, res.grad_norm, res.iterations, res.converged)
+            ms = w @ dr**2  # the objective at theta_anc: rms_w(dr) (exact W2) or E_w dr^2 (surrogate)
+            value = ms if objective == "w2_surrogate" else np.sqrt(ms)
+            return NewtonResult(theta_anc.copy(), float(value), 0.0, 0, True, fgh(theta_anc)[2])
+    try:
+        return newton(fgh, theta_ols, gtol=gtol, max_iter=max_iter)
+    except NoMinimizerError:
+        if objective not in ("w2", "w2_surrogate"):
+            raise
+    start = theta_anc + eta * _w2_ridge_path_update(dphi, dr, w, radius, surrogate=objective == "w2_surrogate")
+    return newton(fgh, start, gtol=gtol, max_iter=max_iter)
+
+
+def _w2_ridge_path_update(dphi, dr, w, radius: float, surrogate: bool = False) -> np.ndarray:
+    """The stationary point u* != 0 of a W2-REBEL objective on the ridge path (derived here).
+
+    With A = E_w[dphi dphi^T], b = E_w[dr dphi] and rms(u) = sqrt(E_w (dphi^T u - dr)^2), stationarity of
+    rms(u) + eps ||u|| (exact W2) reads (A + lam I) u = b with lam = eps rms/||u||, and of the code's
+    surrogate E_w e^2 + 2 rho0 ||u|| rms(u) it reads the same with lam = rho0 rms^2/(||u|| (rms +
+    rho0 ||u||)). So u* = u(lam*) on the path u(lam) = (A + lam I)^{-1} b, where lam* is the root of
+    phi(lam) = lam ||u|| - eps rms (exact) or lam ||u|| (rms + rho0 ||u||) - rho0 rms^2 (surrogate);
+    phi(0+) = -radius rms_OLS (times rms_OLS) < 0 and phi(inf) = ||b|| - radius sqrt(E dr^2) (times
+    sqrt(E dr^2)) > 0 exactly below the collapse threshold, so the root is bracketed. Solved by Brent's
+    method in log lam (one eigendecomposition of A). Raises :class:`NoMinimizerError` if no bracket is
+    found (radius at or above the threshold, or a perfect OLS fit).
+    """
+    from scipy.optimize import brentq
+
+    A = (dphi * w[:, None]).T @ dphi
+    b = dphi.T @ (w * dr)
+    a, Q = np.linalg.eigh(A)
+    bt = Q.T @ b
+
+    def phi(log_lam):
+        lam = np.exp(log_lam)
+        u = Q @ (bt / (a + lam))
+        e = dphi @ u - dr
+        rms = np.sqrt(w @ e**2)
+        nu = np.linalg.norm(u)
+        if surrogate:
+            return lam * nu * (rms + radius * nu) - radius * rms**2
+        return lam * nu - radius * rms
+
+    scale = max(a[-1], 1e-300)
+    lo, hi = np.log(scale) - 2.0, np.log(scale) + 2.0
+    for _ in range(200):
+        if phi(lo) < 0.0:
+            break
+        lo -= 2.0
+    for _ in range(200):
+        if phi(hi) > 0.0:
+            break
+        hi += 2.0
+    if not (phi(lo) < 0.0 < phi(hi)):
+        raise NoMinimizerError("the W2 stationarity condition has no root on the ridge path "
+                               "(radius at or above the collapse threshold, or a perfect OLS fit)")
+    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return Q @ (bt / (a + np.exp(log_lam)))
 
 
 def population_hessian(dphi, dr, w, theta, theta_anc, eta, objective: str, radius: float) -> np.ndarray:
@@ -100,6 +161,23 @@ def population_hessian(dphi, dr, w, theta, theta_anc, eta, objective: str, radiu
     if objective == "kl_tau":
         return kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius)[2]
     return f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, objective, radius)[2]
+
+
+# the online loops allocate (T + 1) x d histories and O(n) batch work: bounded before allocation
+MAX_ITERATIONS = 2**24
+MAX_BATCH = 2**24
+
+
+def _check_env(env) -> None:
+    if not isinstance(env, Env):
+        raise ValueError(f"env must be an Env (simlab.env.make_env), got {type(env).__name__}")
+
+
+def _check_alphas(alphas) -> np.ndarray:
+    alphas = check_array("alphas", alphas, ndim=1)
+    if alphas.size == 0 or np.any((alphas < 0.0) | (alphas > 1.0)):
+        raise ValueError("alphas must be a non-empty 1-D array of mixture weights in [0, 1]")
+    return alphas
 
 
 @dataclass(frozen=True)
@@ -136,11 +214,17 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
     theta_ref (ref). A failed update (rank-deficient batch or Newton failure) keeps theta_{t+1} = theta_t
     and is counted in ``failures``.
     """
-    T = check_int("T", T, 1)
+    _check_env(env)
+    T = check_int("T", T, 1, MAX_ITERATIONS)
     n = check_int("n", n, 1)
+    eta = check_float("eta", eta, 0.0, low_open=True)
+    rng = check_generator("rng", rng)
+    check_choice("objective", objective, OBJECTIVES)
+    radius = check_float("radius", radius, 0.0)
     check_anchor(anchor)
     check_choice("sampler", sampler, ("online", "online_mixed"))
-    alphas = np.asarray(alphas, dtype=np.float64)
+    mix = check_float("mix", mix, 0.0, 1.0)
+    alphas = _check_alphas(alphas)
     theta = env.theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(env.spec.d,)).copy()
     thetas, lam, rew, kls, failures = [theta.copy()], [], [], [], 0
     r0, k0 = policy_metrics(env, theta, alphas)
@@ -169,91 +253,6 @@ SGD_OBJECTIVES = ("rebel", "w2", "w2_surrogate", "kl_tau", "kl", "chi2", "chi2_c
 OPTIMIZERS = ("sgd", "adam")
 WEIGHTS = ("detached", "non_detached")
 _SGD_CODE = {name: k for k, name in enumerate(SGD_OBJECTIVES)}
-EXP_CUTOFF = -40.0
-
-
-@kernel
-def _chi2_code_coef_kernel(l: np.ndarray, rho: float, coef: np.ndarray) -> None:
-    """Gradient coefficients of the code's chi^2 loss on a uniform batch (objectives.rebel.
-    chi2_code_loss_gradient): zeta* from the candidate scan, lambda* and w not detached."""
-    n = l.size
-    srt = np.sort(l)[::-1]
-    best = np.inf
-    zeta = 0.0
-    # candidates: min l - 1, every l value, max l + 1; prefix sums over the decreasing order
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    k = 0
-    n_cand = n + 2
-    for c in range(n_cand):
-        if c == 0:
-            z = srt[0] + 1.0
-        elif c == n_cand - 1:
-            z = srt[n - 1] - 1.0
-        else:
-            z = srt[c - 1]
-        while k < n and srt[k] > z:
-            s0 += 1.0
-            s1 += srt[k]
-            s2 += srt[k] * srt[k]
-            k += 1
-        tail = max(s2 - 2.0 * z * s1 + z * z * s0, 0.0) / n
-        g = z + np.sqrt(2.0 * rho * tail)
-        if g < best:
-            best = g
-            zeta = z
-    tail = 0.0
-    for j in range(n):
-        a = max(l[j] - zeta, 0.0)
-        tail += a * a / n
-    lam = np.sqrt(2.0 * rho * tail)
-    floor = lam <= CHI2_CODE_LAMBDA_FLOOR
-    lam = max(lam, CHI2_CODE_LAMBDA_FLOOR)
-    L = 0.0
-    for j in range(n):
-        L += max(l[j] - zeta, 0.0) * l[j] / (n * lam)
-    for j in range(n):
-        a = max(l[j] - zeta, 0.0)
-        ind = 1.0 if l[j] > zeta else 0.0
-        coef[j] = (ind * l[j] + a) / (n * lam)
-        if not floor:
-            coef[j] -= L * 2.0 * rho * a / (n * lam * lam)
-
-
-@kernel
-def _draw(cdf: np.ndarray, u: float) -> int:
-    """Inverse-CDF draw: the first k with cdf[k] >= u (the last index if none), i.e. the number of
-    cdf[:-1] entries below u. Counted without branches: a data-dependent early exit mispredicts on
-    every draw and cost about twice the whole pair-sampling step."""
-    k = 0
-    for j in range(cdf.size - 1):
-        k += cdf[j] < u
-    return k
-
-
-@kernel
-def _guide_table(cdf: np.ndarray) -> np.ndarray:
-    """Index guide of a fixed CDF (Chen's method): guide[j] = the inverse-CDF draw _draw(cdf, j / m) for
-    m = cdf.size cells, so that a draw for u in [j/m, (j+1)/m) only scans forward from guide[j]."""
-    m = cdf.size
-    guide = np.empty(m, dtype=np.int64)
-    for j in range(m):
-        guide[j] = _draw(cdf, j / m)
-    return guide
-
-
-@kernel
-def _guided_draw(cdf: np.ndarray, guide: np.ndarray, u: float) -> int:
-    """_draw(cdf, u) (the same index) by a scan from guide[floor(u m)]: O(1) expected steps. The
-    backward step only runs if u m rounded up across a cell boundary; it keeps the result exact."""
-    m = cdf.size
-    k = guide[min(int(u * m), m - 1)]
-    while k > 0 and cdf[k - 1] >= u:
-        k -= 1
-    while k < m - 1 and cdf[k] < u:
-        k += 1
-    return k
 
 
 @kernel
@@ -287,102 +286,6 @@ def _policy_pass(theta: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: float
 
 
 @kernel
-def _tridiagonalize(A: np.ndarray, diag: np.ndarray, off: np.ndarray, v: np.ndarray, p: np.ndarray) -> None:
-    """Householder reduction of the symmetric A (overwritten) to the tridiagonal (diag, off) with the same
-    eigenvalues: A <- H A H, H = I - beta v v^T per column (Golub & Van Loan, Alg. 8.3.1); v, p work."""
-    n = A.shape[0]
-    for k in range(n - 2):
-        m = n - k - 1
-        xn = 0.0
-        for i in range(m):
-            v[i] = A[k + 1 + i, k]
-            xn += v[i] * v[i]
-        xn = np.sqrt(xn)
-        alpha = -xn if v[0] >= 0.0 else xn
-        v[0] -= alpha
-        vv = 0.0
-        for i in range(m):
-            vv += v[i] * v[i]
-        if vv == 0.0:
-            off[k] = A[k + 1, k]
-            continue
-        off[k] = alpha
-        beta = 2.0 / vv
-        vp = 0.0
-        for i in range(m):
-            acc = 0.0
-            for j in range(m):
-                acc += A[k + 1 + i, k + 1 + j] * v[j]
-            p[i] = beta * acc
-            vp += v[i] * p[i]
-        half = 0.5 * beta * vp
-        for i in range(m):
-            p[i] -= half * v[i]
-        for i in range(m):
-            for j in range(m):
-                A[k + 1 + i, k + 1 + j] -= v[i] * p[j] + p[i] * v[j]
-    for i in range(n):
-        diag[i] = A[i, i]
-    off[n - 2] = A[n - 1, n - 2]
-
-
-@kernel
-def _tridiagonal_lambda_min(diag: np.ndarray, off: np.ndarray) -> float:
-    """Smallest eigenvalue of the symmetric tridiagonal (diag, off): Laguerre's iteration on
-    det(T - s I) = prod_i q_i (Sturm pivots q_i = diag_i - s - off_{i-1}^2 / q_{i-1}) started at the
-    Gershgorin lower bound; for a real-rooted polynomial it increases monotonically to the smallest root
-    (cubically for a simple root). G = sum_j 1/(lam_j - s) = -sum q_i'/q_i and
-    H = sum_j 1/(lam_j - s)^2 = -sum (q_i'' q_i - q_i'^2)/q_i^2 come from the differentiated recurrence.
-    Stops when the step is below 2e-16 ||T|| or a pivot turns non-positive (s has reached lam_min in
-    round-off)."""
-    n = diag.size
-    s = np.inf
-    top = 0.0
-    for i in range(n):
-        r = (abs(off[i - 1]) if i > 0 else 0.0) + (abs(off[i]) if i < n - 1 else 0.0)
-        s = min(s, diag[i] - r)
-        top = max(top, abs(diag[i]) + r)
-    s -= 1e-300 + 4e-16 * top
-    for _ in range(100):
-        q = diag[0] - s
-        dq = -1.0
-        ddq = 0.0
-        ok = q > 0.0
-        G = 0.0
-        H = 0.0
-        for i in range(n):
-            if i > 0:
-                e2 = off[i - 1] * off[i - 1]
-                qp, dqp, ddqp = q, dq, ddq
-                q = diag[i] - s - e2 / qp
-                dq = -1.0 + e2 * dqp / (qp * qp)
-                ddq = e2 * (ddqp * qp - 2.0 * dqp * dqp) / (qp * qp * qp)
-                ok = q > 0.0
-            if not ok:
-                break
-            G -= dq / q
-            H -= (ddq * q - dq * dq) / (q * q)
-        if not ok:
-            break
-        step = n / (G + np.sqrt(max((n - 1.0) * (n * H - G * G), 0.0)))
-        s += step
-        if step <= 2e-16 * top:
-            break
-    return s
-
-
-@kernel
-def _symmetric_lambda_min(A: np.ndarray, diag: np.ndarray, off: np.ndarray, v: np.ndarray,
-                          p: np.ndarray) -> float:
-    """lambda_min of the symmetric A (overwritten): Householder tridiagonalisation + Laguerre.
-    Agrees with LAPACK's eigvalsh to ~1e-16 ||A|| and costs about a quarter of it at d = 16."""
-    if A.shape[0] == 1:
-        return A[0, 0]
-    _tridiagonalize(A, diag, off, v, p)
-    return _tridiagonal_lambda_min(diag, off)
-
-
-@kernel
 def _pair_lambda_min(pi: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: float, X: np.ndarray,
                      M: np.ndarray, S: np.ndarray, C: np.ndarray, diag: np.ndarray, off: np.ndarray,
                      v: np.ndarray, p: np.ndarray) -> float:
@@ -408,11 +311,11 @@ def _pair_lambda_min(pi: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: floa
     for k in range(d):
         for l in range(d):
             S[k, l] -= C[k, l] + C[l, k]
-    return _symmetric_lambda_min(S, diag, off, v, p)
+    return symmetric_lambda_min_kernel(S, diag, off, v, p)
 
 
 @kernel
-def _batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi: np.ndarray,
+def batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi: np.ndarray,
                            dr: np.ndarray, code: int, radius: float, non_detached: bool, e: np.ndarray,
                            l: np.ndarray, coef: np.ndarray, unif: np.ndarray, grad: np.ndarray) -> None:
     """Gradient of one batch objective (uniform weights) at theta into ``grad``; ``code`` indexes
@@ -436,26 +339,15 @@ def _batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi:
     if code == 0 or code == 1 or code == 2:
         coef[:] = 1.0 / n
     elif code == 3:
-        lmax = l.max()
-        z = 0.0
-        for i in range(n):
-            # weights below e^-40 of the largest do not change the normaliser in double precision;
-            # setting them to 0 avoids libm's slow path for very negative arguments (~20x slower)
-            arg = (l[i] - lmax) / radius
-            coef[i] = np.exp(arg) if arg > EXP_CUTOFF else 0.0
-            z += coef[i]
-        pl = 0.0
-        for i in range(n):
-            coef[i] /= z
-            pl += coef[i] * l[i]
-        for i in range(n):
-            coef[i] = coef[i] * (1.0 + (l[i] - pl) / radius) if non_detached else coef[i]
+        kl_penalized_weights_kernel(l, unif, radius, coef)
+        if non_detached:
+            non_detached_coefficients_kernel(l, coef, radius, coef)
     elif code == 4:
         kl_worst_case_kernel(l, unif, radius, coef)
     elif code == 5:
         chi2_worst_case_kernel(l, unif, radius, coef)
     else:
-        _chi2_code_coef_kernel(l, radius, coef)
+        chi2_code_coefficients_kernel(l, unif, radius, coef)
     for k in range(d):
         grad[k] = 0.0
     for i in range(n):
@@ -500,7 +392,7 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
     logpi_ref = np.empty((n_x, n_y))
     log_policy_kernel(theta_ref, phi, logpi_ref)
     x_cdf = np.cumsum(p_x)
-    x_guide = _guide_table(x_cdf)
+    x_guide = guide_table(x_cdf)
     pi = np.empty((n_x, n_y))
     cdf_a = np.empty((n_x, n_y))
     cdf_b = np.empty((n_x, n_y))
@@ -538,18 +430,18 @@ def _online_sgd_kernel(phi: np.ndarray, p_x: np.ndarray, reward: np.ndarray, noi
         for j in range(5 * n):
             u[j] = rng.random()
         for i in range(n):
-            x = _guided_draw(x_cdf, x_guide, u[5 * i])
-            a = _draw(cdf_a[x], u[5 * i + 1] * cdf_a[x, n_y - 1])
-            b = _draw(cdf_b[x], u[5 * i + 2] * cdf_b[x, n_y - 1])
-            xi_a = noise_values[_draw(noise_cdf, u[5 * i + 3])]
-            xi_b = noise_values[_draw(noise_cdf, u[5 * i + 4])]
+            x = guided_draw(x_cdf, x_guide, u[5 * i])
+            a = inverse_cdf_draw(cdf_a[x], u[5 * i + 1] * cdf_a[x, n_y - 1])
+            b = inverse_cdf_draw(cdf_b[x], u[5 * i + 2] * cdf_b[x, n_y - 1])
+            xi_a = noise_values[inverse_cdf_draw(noise_cdf, u[5 * i + 3])]
+            xi_b = noise_values[inverse_cdf_draw(noise_cdf, u[5 * i + 4])]
             dr[i] = reward[x, a] + xi_a - reward[x, b] - xi_b
             for k in range(d):
                 dphi[i, k] = phi[x, a, k] - phi[x, b, k]
         for k in range(d):
             anc[k] = theta_ref[k] if anchor_ref else theta[k]
         for _ in range(k_in):
-            _batch_gradient_kernel(theta, anc, eta, dphi, dr, code, radius, non_detached, e, l, coef,
+            batch_gradient_kernel(theta, anc, eta, dphi, dr, code, radius, non_detached, e, l, coef,
                                    unif, grad)
             step += 1
             if adam:
@@ -595,19 +487,28 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
     check_choice("weights", weights, WEIGHTS)
     check_anchor(anchor)
     check_choice("sampler", sampler, ("online", "online_mixed"))
-    T = check_int("T", T, 1)
-    n = check_int("n", n, 2)
+    _check_env(env)
+    T = check_int("T", T, 1, MAX_ITERATIONS)
+    n = check_int("n", n, 2, MAX_BATCH)
+    rng = check_generator("rng", rng)
     inner_steps = check_int("inner_steps", inner_steps, 1)
     eta = check_float("eta", eta, 0.0, low_open=True)
     lr = check_float("lr", lr, 0.0, low_open=True)
     radius = check_float("radius", radius, 0.0)
     mix = check_float("mix", mix, 0.0, 1.0) if sampler == "online_mixed" else 0.0
     weight_decay = check_float("weight_decay", weight_decay, 0.0)
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"betas must be a pair (beta1, beta2) in [0, 1), got {betas!r}")
     beta1 = check_float("betas[0]", betas[0], 0.0, 1.0)
     beta2 = check_float("betas[1]", betas[1], 0.0, 1.0)
+    if optimizer == "adam" and (beta1 == 1.0 or beta2 == 1.0):
+        raise ValueError(f"betas must lie in [0, 1) for Adam (bias corrections 1 - beta^t), got {betas!r}")
+    adam_eps = check_float("adam_eps", adam_eps, 0.0, low_open=optimizer == "adam")
+    if not isinstance(log_coverage, (bool, np.bool_)):
+        raise ValueError(f"log_coverage must be True or False, got {log_coverage!r}")
     if objective in ("kl_tau", "chi2_code") and radius == 0.0:
         raise ValueError(f"radius must be > 0 for objective {objective!r} (tau or rho_chi)")
-    alphas = np.asarray(alphas, dtype=np.float64)
+    alphas = _check_alphas(alphas)
     reward_weights = np.array([env.mixture_reward(float(a)) for a in alphas])
     d = env.spec.d
     theta0 = env.theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(d,)).copy()

@@ -20,14 +20,15 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.dro.chi2 import chi2_worst_case_kernel
-from simlab.env.atoms import PairAtoms
-from simlab.env.sampling import AliasTable
+from simlab.dro.danskin import kl_penalized_weights_kernel
+from simlab.env.atoms import PairAtoms, check_pair_atoms
+from simlab.env.sampling import AliasTable, alias_draw
 from simlab.objectives.robust_dpo import OBJECTIVES, kldpo_code_direction, robust_dpo_value_grad_hess
 from simlab.solvers.checkpoints import log_checkpoints
-from simlab.solvers.dpo import fit_dpo_exact
-from simlab.solvers.exact import NewtonResult, NoMinimizerError, newton
+from simlab.solvers.dpo import MAX_SGD_BATCH, MAX_STEPS, STEP_SCHEDULES, check_finite_iterates, fit_dpo_exact
+from simlab.solvers.exact import NewtonResult, NoMinimizerError, newton, newton_root
 from simlab.special import sigmoid, softplus
-from simlab.validation import check_choice, check_float, check_int
+from simlab.validation import check_array, check_choice, check_float, check_generator, check_int, check_weights
 
 SGD_ALGORITHMS = ("wdpo", "kldpo", "chi2dpo")
 
@@ -52,10 +53,15 @@ def fit_robust_dpo_exact(objective: str, atoms: PairAtoms, weights: np.ndarray, 
     from scipy.optimize import minimize_scalar
 
     check_choice("objective", objective, OBJECTIVES)
-    weights = np.asarray(weights, dtype=np.float64)
+    check_pair_atoms("atoms", atoms, labels=True)
+    weights = check_weights("weights", weights, atoms.size)
+    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    beta = check_float("beta", beta, 0.0, low_open=True)
+    radius = check_float("radius", radius, 0.0, low_open=objective == "kldpo_penalized")
+    if theta0 is not None:
+        theta0 = check_array("theta0", theta0, shape=(atoms.dim,))
     dphi, y, _, w = atoms.support(weights)
     w = w / w.sum()
-    theta_ref = np.asarray(theta_ref, dtype=np.float64)
 
     def fgh(th):
         return robust_dpo_value_grad_hess(objective, th, theta_ref, beta, dphi, y, w, radius)
@@ -158,33 +164,26 @@ def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray,
     (0 where clipped), halving the step until ||F|| decreases.  ``fun`` is the nominal loss there;
     ``grad_norm`` is ||F|| and ``hess`` the Jacobian of F (not symmetric).
     """
-    weights = np.asarray(weights, dtype=np.float64)
+    check_pair_atoms("atoms", atoms, labels=True)
+    weights = check_weights("weights", weights, atoms.size)
+    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    beta = check_float("beta", beta, 0.0, low_open=True)
+    tau = check_float("tau", tau, 0.0, low_open=True)
+    clip = check_float("clip", clip, 0.0, low_open=True) if clip != np.inf else clip
     dphi, y, _, w = atoms.support(weights)
     w = w / w.sum()
-    tau = check_float("tau", tau, 0.0, low_open=True)
     theta = (fit_dpo_exact(atoms, weights, theta_ref, beta, gtol=1e-8).x if theta0 is None
-             else np.asarray(theta0, dtype=np.float64))
+             else check_array("theta0", theta0, shape=(atoms.dim,)))
 
     def residual(th):
         return kldpo_code_direction(th, theta_ref, beta, dphi, y, w, tau, clip)
 
-    F = residual(theta)
-    for it in range(max_iter):
-        fnorm = float(np.linalg.norm(F))
-        J = _code_jacobian(theta, theta_ref, beta, dphi, y, w, tau, clip)
-        if fnorm <= gtol:
-            value = float(w @ _losses(theta, theta_ref, beta, dphi, y))
-            return NewtonResult(x=theta, fun=value, grad_norm=fnorm, iterations=it, converged=True, hess=J)
-        step = np.linalg.solve(J, -F)
-        t = 1.0
-        while True:
-            F_new = residual(theta + t * step)
-            if np.linalg.norm(F_new) < fnorm or t < 1e-10:
-                break
-            t *= 0.5
-        theta, F = theta + t * step, F_new
-    raise NoMinimizerError(f"KLDPO code zero not reached in {max_iter} Newton steps "
-                           f"(|F| = {np.linalg.norm(F):.3e})")
+    try:
+        return newton_root(residual, lambda th: _code_jacobian(th, theta_ref, beta, dphi, y, w, tau, clip),
+                           theta, gtol=gtol, max_iter=max_iter,
+                           value=lambda th: w @ _losses(th, theta_ref, beta, dphi, y))
+    except NoMinimizerError as exc:
+        raise NoMinimizerError(f"KLDPO code zero not reached: {exc}") from None
 
 
 def _code_jacobian(theta, theta_ref, beta, dphi, y, w, tau, clip):
@@ -211,7 +210,6 @@ def _sgd_robust_dpo_kernel(algo: int, theta0: np.ndarray, theta_ref: np.ndarray,
                            checkpoints: np.ndarray, rng: np.random.Generator,
                            history: np.ndarray) -> None:
     d = theta0.size
-    n_atoms = prob.size
     theta = theta0.copy()
     grad = np.zeros(d)
     idx = np.empty(batch, dtype=np.int64)
@@ -226,9 +224,7 @@ def _sgd_robust_dpo_kernel(algo: int, theta0: np.ndarray, theta_ref: np.ndarray,
         for k in range(d):
             delta[k] = theta[k] - theta_ref[k]
         for i in range(batch):
-            u = rng.random() * n_atoms
-            col = min(int(u), n_atoms - 1)
-            j = col if (u - col) < prob[col] else alias[col]
+            j = alias_draw(prob, alias, rng)
             idx[i] = j
             h = 0.0
             for k in range(d):
@@ -260,13 +256,7 @@ def _sgd_robust_dpo_kernel(algo: int, theta0: np.ndarray, theta_ref: np.ndarray,
                     grad[k] += radius * beta * rms * delta[k] / nd
         else:
             if algo == 1:  # KLDPO Alg. 2: softmax((l - l_bar)/tau), detached
-                m = l.max()
-                z = 0.0
-                for i in range(batch):
-                    wts[i] = np.exp((l[i] - m) / radius)
-                    z += wts[i]
-                for i in range(batch):
-                    wts[i] /= z
+                kl_penalized_weights_kernel(l, uni, radius, wts)
             else:  # chi2: batch dual solve, Danskin weights
                 chi2_worst_case_kernel(l, uni, radius, wts)
             for i in range(batch):
@@ -293,18 +283,21 @@ def sgd_robust_dpo(algorithm: str, atoms: PairAtoms, theta_ref: np.ndarray, beta
     Returns (checkpoints, history) with history[i] the iterate after checkpoints[i] steps.
     """
     check_choice("algorithm", algorithm, SGD_ALGORITHMS)
-    check_choice("schedule", schedule, ("constant", "inv_sqrt"))
-    T = check_int("T", T, 1)
-    batch = check_int("batch", batch, 1)
+    check_choice("schedule", schedule, STEP_SCHEDULES)
+    check_pair_atoms("atoms", atoms, labels=True)
+    T = check_int("T", T, 1, MAX_STEPS)
+    batch = check_int("batch", batch, 1, MAX_SGD_BATCH)
     step = check_float("step", step, 0.0, low_open=True)
     beta = check_float("beta", beta, 0.0, low_open=True)
     radius = check_float("radius", radius, 0.0, low_open=algorithm == "kldpo")
+    rng = check_generator("rng", rng)
+    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    x0 = theta_ref + 1e-3 if theta0 is None else check_array("theta0", theta0, shape=(atoms.dim,)).copy()
     table = AliasTable(atoms.p0)
-    cps = log_checkpoints(T, n_checkpoints)
+    cps = log_checkpoints(T, n_checkpoints, "n_checkpoints")
     history = np.empty((cps.size, atoms.dim))
-    theta_ref = np.ascontiguousarray(theta_ref, dtype=np.float64)
-    x0 = theta_ref + 1e-3 if theta0 is None else np.ascontiguousarray(theta0, dtype=np.float64)
     _sgd_robust_dpo_kernel(SGD_ALGORITHMS.index(algorithm), x0, theta_ref, beta, atoms.dphi, atoms.y,
                            table.prob, table.alias, T, batch, step, schedule == "inv_sqrt", radius,
                            cps, rng, history)
+    check_finite_iterates(history, cps, step)
     return cps, history

@@ -112,6 +112,9 @@ def test_preference_shift_mixture():
     (dict(oracle="bogus"), "oracle"), (dict(feedback="stars"), "feedback"),
     (dict(p_x=(0.5, 0.6)), "p_x"), (dict(n_x=2, p_x=(1.2, -0.2)), "p_x"),
     (dict(noise="rademacher", sigma=0.1), "noise"), (dict(sigma=float("nan")), "sigma"),
+    # defect 9: sizes have upper bounds, checked before anything is allocated; bools are not numbers
+    (dict(d=10**7), "d must be <= 4096"), (dict(n_x=10**6), "n_x must be <="), (dict(n_y=5000), "n_y must be <="),
+    (dict(n_x=4096, n_y=64, d=256), "pair-atom feature entries exceeds"), (dict(beta=True), "beta must be a real"),
 ])
 def test_validation_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -126,5 +129,9 @@ def test_bad_sampler_and_preset_names():
         env.atoms("online")
     with pytest.raises(ValueError, match="preset"):
         preset("E9")
+    with pytest.raises(ValueError, match="unknown EnvSpec field.*'dd'"):  # defect 9: was a TypeError
+        preset("E1", dd=3)
+    with pytest.raises(ValueError, match="seed must be >= 0"):  # defect 9: the message names seed
+        make_env(preset("E1"), -1)
     with pytest.raises(ValueError, match="p0"):
         multinomial_counts(np.array([0.5, 0.6]), 3, np.random.default_rng(0))

@@ -145,3 +145,42 @@ def test_soft_label_support_is_an_exact_rewrite(seed):
     np.testing.assert_allclose(full[1], comp[1], atol=1e-14)
     np.testing.assert_allclose(full[2], comp[2], atol=1e-14)
     assert W.size <= env.spec.n_x * env.spec.n_y * (env.spec.n_y - 1) // 2
+
+
+def test_tiny_beta_error_says_max_norm_was_exceeded():
+    """Defect 8: at beta = 1e-8 the population minimiser theta_ref + w*/beta has norm 3e8 > max_norm = 1e6;
+    the error names max_norm (not "separable data"), and a larger max_norm finds it."""
+    from simlab.solvers.exact import NormLimitError
+
+    env = make_env(preset("E1"), 0)
+    atoms = env.atoms("offline")
+    with pytest.raises(NormLimitError, match=r"max_norm = 1e\+06") as info:
+        fit_dpo_exact(atoms, atoms.p0, env.theta_ref, 1e-8)
+    assert "separable" not in str(info.value).split("although")[0] and info.value.max_norm == 1e6
+    # the gradient scales like beta: a tolerance relative to beta gives the minimiser to ~1e-8 relative
+    fit = fit_dpo_exact(atoms, atoms.p0, env.theta_ref, 1e-8, gtol=1e-18, max_norm=1e10)
+    target = dpo_population_minimizer(env.theta_ref, 1e-8, env.w_star)
+    assert np.linalg.norm(fit.x - target) <= 1e-6 * np.linalg.norm(target)
+    with pytest.raises(ValueError, match="max_norm"):
+        fit_dpo_exact(atoms, atoms.p0, env.theta_ref, 1.0, max_norm=0.0)
+
+
+def test_solver_arguments_are_validated_by_name():
+    """Defect 9 for the DPO solvers: rng=0, NaN theta0, n_checkpoints=0, negative weights, huge steps."""
+    env = make_env(preset("E1"), 0)
+    atoms = env.atoms("offline")
+    args = (atoms, env.theta_ref, env.beta, 10, 0.1)
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
+        sgd_dpo(*args, 0)
+    with pytest.raises(ValueError, match="theta0 contains NaN"):
+        sgd_dpo(*args, np.random.default_rng(0), theta0=np.full(env.spec.d, np.nan))
+    with pytest.raises(ValueError, match="n_checkpoints must be >= 1"):
+        sgd_dpo(*args, np.random.default_rng(0), n_checkpoints=0)
+    with pytest.raises(ValueError, match="batch must be <="):
+        sgd_dpo(*args, np.random.default_rng(0), batch=2**40)
+    w = atoms.p0.copy()
+    w[0] = -w[0]
+    with pytest.raises(ValueError, match=r"weights \(atom weights\) must be >= 0"):
+        fit_dpo_exact(atoms, w, env.theta_ref, env.beta)
+    with pytest.raises(ValueError, match="atoms must be a PairAtoms"):
+        fit_dpo_exact(atoms.p0, atoms.p0, env.theta_ref, env.beta)

@@ -88,3 +88,81 @@ def test_robust_value_monotone_in_radius():
         assert np.all(np.diff(vals) >= -1e-12)
     w2 = [_objective_value("w2", r, theta, anc, atoms, atoms.p0) ** 2 for r in (0.0, 0.01, 0.1)]
     assert w2[0] == pytest.approx(nominal, rel=1e-12) and np.all(np.diff(w2) > 0)
+
+
+def _near_threshold_instance():
+    """Issue 12 defect 7: E2 with skewed noise sigma = 3, seed 3, ||theta_t|| = 1, n = 2^14."""
+    from simlab.env.sampling import multinomial_counts
+    from simlab.objectives.rebel import w2_rebel_threshold
+
+    env = make_env(preset("E2", w_norm=2, sigma=3, noise="skewed"), 3)
+    rng = np.random.default_rng(3)
+    theta_t = rng.standard_normal(env.spec.d)
+    theta_t /= np.linalg.norm(theta_t)
+    atoms = env.atoms("online", theta_t)
+    w = multinomial_counts(atoms.p0, 2**14, rng) / 2**14
+    return atoms, w, theta_t, w2_rebel_threshold(atoms.dphi, atoms.dr, w)
+
+
+@pytest.mark.parametrize("objective", ["w2", "w2_surrogate"])
+def test_w2_fit_just_below_the_collapse_threshold_finds_the_minimiser(objective):
+    """Defect 7: below the threshold a minimiser exists (u != 0); Newton from the OLS point fails there
+    (the kink's curvature radius/||u||), the ridge-path start finds it to gtol, and BFGS agrees."""
+    from scipy.optimize import minimize
+
+    from simlab.objectives.rebel import w2_rebel_surrogate_value_grad_hess, w2_rebel_value_grad_hess
+    from simlab.solvers.exact import NoMinimizerError, newton
+
+    atoms, w, anc, thr = _near_threshold_instance()
+    vgh = w2_rebel_value_grad_hess if objective == "w2" else w2_rebel_surrogate_value_grad_hess
+    failures = 0
+    for frac in (0.9, 0.93, 0.95, 0.97, 0.99, 0.999):
+        radius = frac * thr
+        fgh = lambda th: vgh(th, anc, 1.0, atoms.dphi, atoms.dr, w, radius)
+        ols = fit_rebel(atoms.dphi, atoms.dr, w, anc, 1.0).x
+        try:
+            newton(fgh, ols, max_iter=30)
+        except NoMinimizerError:
+            failures += 1
+        res = fit_rebel(atoms.dphi, atoms.dr, w, anc, 1.0, objective, radius)
+        assert res.converged and res.grad_norm <= 1e-10 and np.linalg.norm(res.x - anc) > 0
+        ref = minimize(lambda th: fgh(th)[:2], res.x + 1e-3, jac=True, method="BFGS", options={"gtol": 1e-11})
+        assert res.fun <= ref.fun + 1e-14 * abs(ref.fun) and np.linalg.norm(res.x - ref.x) <= 1e-5
+        assert res.fun < fgh(anc)[0]  # strictly better than the anchor
+    if objective == "w2":
+        assert failures > 0  # the instance exercises the fallback (Newton from OLS alone fails)
+
+
+def test_w2_surrogate_kink_test_at_the_anchor():
+    """The code's surrogate E e^2 + 2 rho0 ||u|| rms(e) has the collapse threshold of the exact W2
+    objective (same subgradient condition at u = 0): at and above it fit_rebel returns theta_anc, which
+    no direction improves; just below, the minimiser leaves theta_anc."""
+    from simlab.objectives.rebel import w2_rebel_surrogate_value_grad_hess
+
+    atoms, w, anc, thr = _near_threshold_instance()
+    rng = np.random.default_rng(0)
+    for radius in (thr, 1.01 * thr, 3.0 * thr):
+        res = fit_rebel(atoms.dphi, atoms.dr, w, anc, 1.0, "w2_surrogate", radius)
+        assert np.array_equal(res.x, anc) and res.iterations == 0
+        f0 = w2_rebel_surrogate_value_grad_hess(anc, anc, 1.0, atoms.dphi, atoms.dr, w, radius)[0]
+        assert res.fun == pytest.approx(f0, rel=1e-14)
+        for v in rng.standard_normal((20, anc.size)):
+            for t in (1e-6, 1e-4, 1e-2):
+                th = anc + t * v / np.linalg.norm(v)
+                assert w2_rebel_surrogate_value_grad_hess(th, anc, 1.0, atoms.dphi, atoms.dr, w, radius)[0] >= f0 - 1e-15
+    below = fit_rebel(atoms.dphi, atoms.dr, w, anc, 1.0, "w2_surrogate", 0.99 * thr)
+    assert np.linalg.norm(below.x - anc) > 0
+
+
+def test_fit_rebel_rejects_bad_weights_and_lengths():
+    """Defect 9: dr of the wrong length and negative weights name the argument (no IndexError, no
+    silent filtering that later blames a rank-deficient design)."""
+    atoms, w, anc, _ = _near_threshold_instance()
+    with pytest.raises(ValueError, match="dr must have shape"):
+        fit_rebel(atoms.dphi, atoms.dr[:-1], w, anc, 1.0, "w2", 0.01)
+    bad = w.copy()
+    bad[np.argmax(bad)] = -0.1
+    with pytest.raises(ValueError, match=r"w \(atom weights\) must be >= 0"):
+        fit_rebel(atoms.dphi, atoms.dr, bad, anc, 1.0)
+    with pytest.raises(ValueError, match="eta"):
+        fit_rebel(atoms.dphi, atoms.dr, w, anc, 0.0)

@@ -193,3 +193,25 @@ def test_collapse_to_reference_beyond_a_threshold_radius(objective, small, large
     if objective == "wdpo_surrogate":  # spec §3.2: theta_ref stationary iff ||E[(y - 1/2) dphi]|| <= rho0/2
         m = np.linalg.norm(atoms.p0 @ ((atoms.y - 0.5)[:, None] * atoms.dphi))
         assert (m <= large / 2) and (m > small / 2)
+
+
+def test_robust_solvers_validate_arguments_by_name():
+    """Defect 9: negative weights are an error naming ``weights`` (not silently filtered and later blamed
+    on "losses"); rng=0, NaN theta0, n_checkpoints=0 and an overflowing step name their argument."""
+    env, atoms, _ = _args(0)
+    w = atoms.p0.copy()
+    w[np.argmax(w)] = -1e-3
+    for objective in ("wdpo_exact", "kldpo_constrained", "chi2dpo"):
+        with pytest.raises(ValueError, match=r"weights \(atom weights\) must be >= 0"):
+            fit_robust_dpo_exact(objective, atoms, w, env.theta_ref, env.beta, 0.05)
+    with pytest.raises(ValueError, match=r"weights \(atom weights\) must be >= 0"):
+        fit_kldpo_code(atoms, w, env.theta_ref, env.beta, 1.0)
+    sgd = functools.partial(sgd_robust_dpo, "wdpo", atoms, env.theta_ref, env.beta, 0.1, T=50)
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
+        sgd(step=1.0, rng=0)
+    with pytest.raises(ValueError, match="theta0 contains NaN"):
+        sgd(step=1.0, rng=np.random.default_rng(0), theta0=np.full(atoms.dim, np.nan))
+    with pytest.raises(ValueError, match="n_checkpoints must be >= 1"):
+        sgd(step=1.0, rng=np.random.default_rng(0), n_checkpoints=0)
+    with pytest.raises(ValueError, match=r"step = 1e\+300 is too large"):
+        sgd(step=1e300, rng=np.random.default_rng(0))
