@@ -1,12 +1,16 @@
-"""Input checks shared by the DRO duals: one fused pass over (losses, probs) (spec §2 conventions).
+"""Input checks shared by the DRO duals: one fused pass over (losses, probs) (docs/theory/dro.md §2).
 
 Bad input raises ``ValueError`` naming the argument: non-finite losses, probabilities outside [0, 1]
 or not summing to 1 (tolerance 1e-9), shape mismatch, negative radius, non-positive temperature.
+Probabilities within the tolerance are accepted and every ball is built around the law p / sum p
+(the duals carry the factor 1 / sum p through their sums instead of copying p).
 The same pass takes max l over the support p > 0 and the p-mean of l, which the duals need first; the
 max is taken on order-preserving int64 keys of the floats (``ordered_key``), because a float max
 reduction does not vectorise without the 'nnan' flag the project excludes (55 -> 20 us at n = 1e5).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -87,11 +91,24 @@ def support_stats_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
     return lmax, s_pl / s_p
 
 
+def as_float_array(name: str, value) -> np.ndarray:
+    """``value`` as a contiguous float64 array, or a ValueError naming ``name`` if it has no such
+    conversion (strings, None, ragged lists, complex numbers)."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an array of real numbers, got {value!r}")
+    if np.iscomplexobj(value):
+        raise ValueError(f"{name} must be real, got a complex array")
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of real numbers, got {value!r:.80}") from None
+
+
 def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Return (losses, probs) as contiguous float64 vectors of equal length, max l over p > 0 and the
-    p-mean of l (both taken in the checking pass), or raise ValueError."""
-    losses = np.ascontiguousarray(losses, dtype=np.float64)
-    probs = np.ascontiguousarray(probs, dtype=np.float64)
+    p-mean of l (both taken in the checking pass; the mean is sum p l / sum p), or raise ValueError."""
+    losses = as_float_array("losses", losses)
+    probs = as_float_array("probs", probs)
     if losses.ndim != 1 or losses.size == 0:
         raise ValueError(f"losses must be a non-empty 1-D array, got shape {losses.shape}")
     if probs.shape != losses.shape:
@@ -104,6 +121,79 @@ def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, fl
     if abs(s_p - 1.0) > PROBS_ATOL:
         raise ValueError(f"probs must sum to 1 (tolerance {PROBS_ATOL:g}), sums to {s_p:.12g}")
     return losses, probs, float(lmax), float(s_pl / s_p)
+
+
+# The duals solve on the losses as given while max |l_j - mean| over the support lies in
+# [SPREAD_MIN, SPREAD_MAX] and their moments passes stay finite (no 0 * inf from a zero-probability
+# atom far away): every power they take (up to the 8th, in the KL start) is then a normal float.
+# Otherwise they solve on :func:`standardise_support_kernel`'s losses.
+SPREAD_MIN = 2.0 ** -60
+SPREAD_MAX = 2.0 ** 60
+
+
+@kernel
+def standardise_support_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
+    """The support S = {p > 0} as standardised losses: (x, w, index, centre, k2, k) with
+    x = (l_S 2^-k - centre) 2^-k2, w = p_S / sum p_S and l_S = (centre + x 2^k2) 2^k, where 2^k
+    bounds max |l_S| and 2^k2 bounds max |l_S 2^-k - centre| (centre = their w-mean), so x has
+    max |x| in [1/2, 1] (scaling by powers of 2 is exact; the subtraction is the only rounding).
+    Constant losses on S give x = 0, k2 = 0, centre = the common value 2^-k l_S.  This is how the
+    duals meet losses of any finite magnitude and zero-probability atoms of any value: the worst
+    cases are translation and scale equivariant (docs/theory/dro.md §2.5), so they are solved on x
+    and mapped back by :func:`unstandardise`."""
+    n = 0
+    mass = 0.0
+    amax = 0.0
+    for j in range(l.size):
+        if p[j] > 0.0:
+            n += 1
+            mass += p[j]
+            amax = max(amax, abs(l[j]))
+    k = math.frexp(amax)[1] if amax > 0.0 else 0
+    idx = np.empty(n, dtype=np.int64)
+    x = np.empty(n)
+    w = np.empty(n)
+    i = 0
+    s_w = 0.0
+    s_wy = 0.0
+    ymin = np.inf
+    ymax = -np.inf
+    for j in range(l.size):
+        if p[j] > 0.0:
+            idx[i] = j
+            y = math.ldexp(l[j], -k)
+            x[i] = y
+            w[i] = p[j] / mass
+            s_w += w[i]
+            s_wy += w[i] * y
+            ymin = min(ymin, y)
+            ymax = max(ymax, y)
+            i += 1
+    if ymin == ymax:
+        x[:] = 0.0
+        return x, w, idx, ymax, 0, k
+    centre = min(max(s_wy / s_w, ymin), ymax)
+    spread = 0.0
+    for i in range(n):
+        x[i] -= centre
+        spread = max(spread, abs(x[i]))
+    k2 = math.frexp(spread)[1]
+    for i in range(n):
+        x[i] = math.ldexp(x[i], -k2)
+    return x, w, idx, centre, k2, k
+
+
+@kernel
+def unstandardise(v: float, centre: float, k2: int, k: int) -> float:
+    """The loss-scale value of a standardised one (:func:`standardise_support_kernel`):
+    (centre + v 2^k2) 2^k."""
+    return math.ldexp(centre + math.ldexp(v, k2), k)
+
+
+@kernel
+def well_scaled(reach: float) -> bool:
+    """Whether max |l_j - mean| over the support lies in [SPREAD_MIN, SPREAD_MAX] (NaN: no)."""
+    return reach >= SPREAD_MIN and reach <= SPREAD_MAX
 
 
 def check_radius(radius) -> float:

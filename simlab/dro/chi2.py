@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import check_losses_probs, check_radius, support_stats_kernel
-from simlab.dro.kl import CONSTANT_VAR_RTOL
+from simlab.dro._inputs import (check_losses_probs, check_radius, key_to_float, ordered_key,
+                                standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -49,13 +49,16 @@ class Chi2WorstCase(NamedTuple):
 @kernel
 def _chi2_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float) -> tuple:
     """(p-mass of the support, P_max = p-mass of l == lmax, p-variance of l, number of atoms with
-    p > 0) in one pass, the variance about the p-mean.  The support's mass, mean and variance are the
-    first active set's (S = support), so this pass also gives the active-set start zeta_0."""
+    p > 0, min l over p > 0, E_p l - mean) in one pass, the variance about the p-mean (non-finite when some atom,
+    of zero probability or not, has (l - mean)^2 beyond the float range).  The support's mass, mean
+    and variance are the first active set's (S = support), so this pass also gives the active-set
+    start zeta_0.  The min is taken on int64 keys so that the loop vectorises."""
     mass = 0.0
     pmax = 0.0
     s1 = 0.0
     s2 = 0.0
     count = 0
+    lmin_key = ordered_key(np.inf)
     for j in range(l.size):
         w = p[j]
         d = l[j] - mean
@@ -64,8 +67,10 @@ def _chi2_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean
         s1 += w * d
         s2 += w * d * d
         count += w > 0.0
+        lmin_key = min(lmin_key, ordered_key(l[j] if w > 0.0 else np.inf))
     m = s1 / mass
-    return mass, pmax, max(s2 / mass - m * m, 0.0), count
+    var = s2 / mass - m * m
+    return mass, pmax, (max(var, 0.0) if np.isfinite(var) else var), count, key_to_float(lmin_key), m
 
 
 @kernel
@@ -112,7 +117,7 @@ def _chi2_dual_slope_kernel(l: np.ndarray, p: np.ndarray, c: float, zeta: float)
     s2 = 0.0
     for j in range(l.size):
         t = l[j] - zeta
-        if t > 0.0:
+        if t > 0.0 and p[j] > 0.0:
             s1 += p[j] * t
             s2 += p[j] * t * t
     if s2 <= 0.0:
@@ -189,10 +194,18 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
     checks): writes q, returns (value, zeta, iterations).
 
     The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
-    (e.g. whole-loop SGD) call it directly.
+    (e.g. whole-loop SGD) call it directly.  The ball is around p / sum p; losses of any finite
+    magnitude are solved standardised.
     """
     lmax, mean = support_stats_kernel(l, p)
     return _chi2_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
+
+
+@kernel
+def _chi2_argmax_weights(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
+    """q = p restricted to the argmax of l over the support, normalised (the saturated worst case)."""
+    for j in range(l.size):
+        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
 
 
 @kernel
@@ -200,35 +213,89 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
                                         radius: float, q: np.ndarray) -> tuple:
     """:func:`chi2_worst_case_kernel` once max l over the support and the p-mean of l are known (the
     public call takes them in its input-checking pass): one moments pass (which is also the first
-    active set's), the active-set passes, one pass writing q."""
-    mass, pmax, var, count = _chi2_support_moments_kernel(l, p, lmax, mean)
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
-        q[:] = p
-        return mean, -np.inf, 0
-    c2 = 1.0 + 2.0 * radius
-    c = np.sqrt(c2)
-    if c2 * pmax < 1.0:
-        zeta0 = mean - np.sqrt(var / (c2 * mass - 1.0))
-        zeta, it, ok, a, b = _chi2_active_set_kernel(l, p, c2, zeta0, count, 200)
-        if ok and a > 0.0:
-            _chi2_weights_kernel(l, p, zeta, a, q)
-            return zeta + c * np.sqrt(b), zeta, it
-        if not ok:
-            zeta, it2 = _chi2_bisection_kernel(l, p, c, zeta, lmax, 200)
-            it += it2
-            value = _chi2_certificate_kernel(l, p, c, zeta, q)
-            if np.isfinite(value):
-                return value, zeta, it
-    # saturation (c^2 P_max >= 1), or zeta = max l by round-off: the worst case is the argmax
+    active set's), then the closed-form cases (radius 0, constant losses on the support, saturation
+    (1 + 2 radius) P_max >= sum p), or the active-set passes and one pass writing q on the losses as
+    given when they are well scaled, or else on the standardised support
+    (:func:`simlab.dro._inputs.standardise_support_kernel`; one more pass and a copy)."""
+    mass, pmax, var, count, lmin, offset = _chi2_support_moments_kernel(l, p, lmax, mean)
+    if radius == 0.0 or lmin == lmax:
+        for j in range(l.size):
+            q[j] = p[j] / mass
+        return (lmax if lmin == lmax else mean), -np.inf, 0
+    # the law is p / mass: D = 1/2 sum (p/mass) (q mass/p - 1)^2, i.e. the constant c^2 = (1 + 2 radius)/mass
+    c2 = (1.0 + 2.0 * radius) / mass
+    if c2 * pmax >= 1.0:
+        _chi2_argmax_weights(l, p, lmax, pmax, q)
+        return lmax, lmax, 0
+    if well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(var):
+        return _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, c2, q)
+    x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
+    xmax, xmean = support_stats_kernel(x, w)
+    mass_x, _, var_x, count_x, xmin, offset_x = _chi2_support_moments_kernel(x, w, xmax, xmean)
+    qx = np.empty(x.size)
+    value_x, zeta_x, it = _chi2_solve_kernel(x, w, xmax, xmean, offset_x, xmin, mass_x, var_x, count_x,
+                                             (1.0 + 2.0 * radius) / mass_x, qx)
+    q[:] = 0.0
+    for i in range(idx.size):
+        q[idx[i]] = qx[i]
+    value = min(max(unstandardise(value_x, centre, k2, k), mean), lmax)
+    return value, unstandardise(zeta_x, centre, k2, k), it
+
+
+@kernel
+def _chi2_unclipped_weights_kernel(l: np.ndarray, p: np.ndarray, mean: float, offset: float, slope: float,
+                                   inv_mass: float, q: np.ndarray) -> None:
+    """q = (p / sum p) (1 + (l - mean - offset) slope) in place (the unclipped worst case, centred at
+    the p-mean up to the round-off ``offset`` of ``mean``; atoms with p = 0 get 0)."""
     for j in range(l.size):
-        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
-    return lmax, lmax, 0
+        w = p[j] * inv_mass
+        q[j] = w * (1.0 + ((l[j] - mean) - offset) * slope) if w > 0.0 else 0.0
+
+
+@kernel
+def _chi2_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, offset: float, lmin: float,
+                       mass: float, var: float, count: int, c2: float, q: np.ndarray) -> tuple:
+    """The solve for c2 P_max < 1 on well-scaled, non-constant losses, given the moments pass, with
+    c2 = (1 + 2 radius) / sum p.  Unclipped regime (zeta_0 = mean - sqrt(Var / (c^2 - 1)) <= min l on
+    the support, c^2 = c2 sum p = 1 + 2 radius): value = mean + sqrt(2 radius Var) and
+    q = (p / sum p)(1 + (l - mean) sqrt(2 radius / Var)) in closed form (docs/theory/dro.md §2.2),
+    one pass and no sums about zeta_0 (which would overflow at tiny radii); otherwise the active-set
+    passes from zeta_0 (bisection fallback).  ``offset`` = E_p l - mean from the moments pass (the
+    round-off of ``mean``).  Returns (value, zeta, passes)."""
+    c = np.sqrt(c2)
+    excess = c2 * mass - 1.0  # 2 radius, for the normalised law
+    zeta0 = mean - np.sqrt(var / excess)
+    if zeta0 + offset <= lmin and var > 0.0:
+        slope = np.sqrt(excess / var)
+        _chi2_unclipped_weights_kernel(l, p, mean, offset, slope, 1.0 / mass, q)
+        return mean + (offset + np.sqrt(excess * var)), zeta0 + offset, 1
+    zeta, it, ok, a, b = _chi2_active_set_kernel(l, p, c2, zeta0, count, 200)
+    if ok and a > 0.0:
+        _chi2_weights_kernel(l, p, zeta, a, q)
+        return zeta + c * np.sqrt(b), zeta, it
+    if not ok:
+        zeta, it2 = _chi2_bisection_kernel(l, p, c, zeta, lmax, 200)
+        it += it2
+        value = _chi2_certificate_kernel(l, p, c, zeta, q)
+        if np.isfinite(value):
+            return value, zeta, it
+    # zeta = max l by round-off: the worst case is the argmax
+    pmax = 0.0
+    for j in range(l.size):
+        pmax += p[j] if (l[j] == lmax and p[j] > 0.0) else 0.0
+    _chi2_argmax_weights(l, p, lmax, pmax, q)
+    return lmax, lmax, it
 
 
 def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2WorstCase:
-    """Exact chi^2 worst case sup_{1/2 E_p (q/p - 1)^2 <= radius} <q, l> by its dual (spec §2.2).
+    """Exact chi^2 worst case sup_{1/2 E_p (q/p - 1)^2 <= radius} <q, l> by its dual
+    (docs/theory/dro.md §2.2), for the law p / sum p.
 
     Returns ``Chi2WorstCase(value, q, zeta, iterations)``; ``value`` = f(zeta*) = <q*, l>.
+    Input domain: as :func:`simlab.dro.kl.kl_worst_case` (any finite losses; ``probs`` in [0, 1]
+    summing to 1 within 1e-9, normalised; radius finite >= 0).  The "sort" and "bisection" methods
+    are references for the tests and solve on the losses as given (they need well-scaled losses:
+    deviations from the mean within 2^-60..2^60 and no zero-probability atom beyond that).
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
@@ -237,15 +304,15 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
     if method == "active_set":
         value, zeta, it = _chi2_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
         return Chi2WorstCase(float(value), q, float(zeta), int(it))
-    _, pmax, var, _ = _chi2_support_moments_kernel(l, p, lmax, mean)
-    c2 = 1.0 + 2.0 * radius
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean) or c2 * pmax >= 1.0:
+    mass, pmax, var, _, lmin, _ = _chi2_support_moments_kernel(l, p, lmax, mean)
+    c2 = (1.0 + 2.0 * radius) / mass
+    if radius == 0.0 or lmin == lmax or c2 * pmax >= 1.0:
         value, zeta, it = chi2_worst_case_kernel(l, p, radius, q)  # the closed-form cases
         return Chi2WorstCase(float(value), q, float(zeta), int(it))
     if method == "sort":
         zeta, it = _chi2_sort_zeta(l, p, c2, mean), 1
     else:
-        lo = min(float(np.min(l[p > 0])), mean - np.sqrt(var / (2.0 * radius))) - 1.0
+        lo = min(float(np.min(l[p > 0])), mean - np.sqrt(var / (c2 * mass - 1.0))) - 1.0
         zeta, it = _chi2_bisection_kernel(l, p, np.sqrt(c2), lo, lmax, 200)
     value = _chi2_certificate_kernel(l, p, np.sqrt(c2), zeta, q)
     return Chi2WorstCase(float(value), q, float(zeta), int(it))

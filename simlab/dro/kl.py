@@ -28,11 +28,8 @@ from numba import njit
 
 from simlab._jit import kernel
 from simlab.dro._inputs import (check_losses_probs, check_radius, check_tau, float64_bits_as_int64,
-                                int64_bits_as_float64, support_stats_kernel)
-
-# losses whose p-variance is below this (relative to 1 + mean^2) are constant up to round-off:
-# every ball then has the worst case p and the value E_p l.
-CONSTANT_VAR_RTOL = 1e-28
+                                int64_bits_as_float64, key_to_float, ordered_key, standardise_support_kernel,
+                                support_stats_kernel, unstandardise, well_scaled)
 # a dual step below this relative size is round-off: at the root the computed residual
 # K(alpha) - radius scatters by a few 1e-15 over 1e5 atoms, i.e. steps of ~1e-14 relative.
 ALPHA_STEP_RTOL = 1e-13
@@ -97,15 +94,15 @@ class KLWorstCase(NamedTuple):
 
 @kernel
 def _kl_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float) -> tuple:
-    """(P_max = p-mass of l == lmax, reach = max_j |l_j - mean|, mu) in one pass, with
+    """(P_max = p-mass of l == lmax, mass = sum p, min l over p > 0, mu) in one pass, with
     mu[k] = E_p (l - mean)^k / E_p 1 for k = 0..8 (central moments about the p-mean keep the variance
-    and the start's cumulants accurate).  Atoms with p = 0 add 0 to the sums (the losses are finite:
-    checked, or the caller's contract) but count in the reach, an upper bound for the support's;
-    its max is taken on the bits of (l - mean)^2 >= 0, which int64 order like the floats."""
+    and the start's cumulants accurate).  Atoms with p = 0 add 0 to the sums unless (l - mean)^8
+    overflows, which makes mu non-finite (:func:`_kl_well_scaled`).  The min is taken on int64 keys
+    (:func:`simlab.dro._inputs.ordered_key`) so that the loop vectorises."""
     s0 = 0.0
     pmax = 0.0
     m1 = m2 = m3 = m4 = m5 = m6 = m7 = m8 = 0.0
-    reach2 = np.int64(0)
+    lmin_key = ordered_key(np.inf)
     for j in range(l.size):
         w = p[j]
         d = l[j] - mean
@@ -121,9 +118,17 @@ def _kl_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: 
         m6 += w * d4 * d2
         m7 += w * d4 * d2 * d
         m8 += w * d4 * d4
-        reach2 = max(reach2, float64_bits_as_int64(d2))
+        lmin_key = min(lmin_key, ordered_key(l[j] if w > 0.0 else np.inf))
     mu = np.array([s0, m1, m2, m3, m4, m5, m6, m7, m8]) / s0
-    return pmax, np.sqrt(int64_bits_as_float64(reach2)), mu
+    return pmax, s0, key_to_float(lmin_key), mu
+
+
+@kernel
+def _kl_well_scaled(lmax: float, lmin: float, mean: float, mu: np.ndarray) -> bool:
+    """Whether the KL dual can solve on the losses as given (:func:`simlab.dro._inputs.well_scaled`
+    on the support's reach max(lmax - mean, mean - lmin), and every moment finite: no atom, of zero
+    probability or not, with |l - mean|^8 beyond the float range)."""
+    return well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(mu[8]) and np.isfinite(mu[2])
 
 
 @kernel
@@ -226,15 +231,18 @@ def _tilt_normalise_kernel(l: np.ndarray, lmax: float, delta: float, inv_z: floa
 @kernel
 def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float,
                             q: np.ndarray) -> float:
-    """q = p e^{alpha (l - lmax)} / Z in place; returns log Z."""
+    """q = p e^{alpha (l - lmax)} / sum p e^{alpha (l - lmax)} in place; returns log Z with
+    Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p."""
     z = 0.0
+    mass = 0.0
     for j in range(l.size):
         w = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
         q[j] = w
         z += w
+        mass += p[j]
     for j in range(l.size):
         q[j] /= z
-    return np.log(z)
+    return np.log(z) - np.log(mass)
 
 
 # K(alpha) = sum_{n>=2} (n-1)/n! kappa_n alpha^n (kappa_n the cumulants of l under p): coefficients
@@ -284,9 +292,11 @@ def _kl_series_root(mu: np.ndarray, radius: float) -> float:
 
 @kernel
 def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, radius: float,
-                      alpha0: float, max_iter: int, q: np.ndarray) -> tuple:
+                      log_mass: float, alpha0: float, max_iter: int, q: np.ndarray) -> tuple:
     """Solve K(alpha) = radius for alpha = 1/tau from alpha0; returns (alpha, log Z, iterations) and
-    leaves the worst-case weights q = p e^{alpha (l - lmax)} / Z of the final alpha in q.
+    leaves the worst-case weights q = p e^{alpha (l - lmax)} / sum p e^{alpha (l - lmax)} of the final
+    alpha in q, with Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p
+    (log_mass = log sum p).
 
     Requires 0 < radius < log(1/P_max).  Safeguarded Halley iteration on x = log alpha:
     F = K - radius, F' = alpha^2 Var_q l, F'' = 2 alpha^2 Var_q l + alpha^3 kappa3_q; a step that
@@ -314,7 +324,7 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
     while it < max_iter:
         it += 1
         z, m1, var_q, k3 = _tilt_at_kernel(l, p, lmax, spread, alpha, alpha_w, q)
-        log_z = np.log(z)
+        log_z = np.log(z) - log_mass
         alpha_w = alpha
         resid = alpha * m1 - log_z - radius
         if resid > 0.0:
@@ -356,7 +366,7 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
     # log Z(alpha + fold) = log Z(alpha) + log E_q e^{fold (l - lmax)}, by its cumulant series
     shift = fold * (m1 + fold * (0.5 * var_q + fold * k3 / 6.0))
     _tilt_normalise_kernel(l, lmax, fold, np.exp(-shift) / z, q)
-    return alpha + fold, np.log(z) + shift, it
+    return alpha + fold, np.log(z) - log_mass + shift, it
 
 
 @kernel
@@ -365,52 +375,117 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
 
     The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
     directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
+    The ball is around p / sum p; losses of any finite magnitude are solved standardised.
     """
     lmax, mean = support_stats_kernel(l, p)
     return _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
 
 
 @kernel
+def _kl_argmax_weights(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
+    """q = p restricted to the argmax of l over the support, normalised (the saturated worst case)."""
+    for j in range(l.size):
+        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+
+
+@kernel
 def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float,
                                       radius: float, q: np.ndarray) -> tuple:
     """:func:`kl_worst_case_kernel` once max l over the support and the p-mean of l are known (the
-    public call takes them in its input-checking pass): one moments pass, the series start, the
-    Halley solve (which ends with the normalising pass)."""
-    pmax, reach, mu = _kl_support_moments_kernel(l, p, lmax, mean)
-    var = max(mu[2] - mu[1] * mu[1], 0.0)
-    if radius == 0.0 or var <= CONSTANT_VAR_RTOL * (1.0 + mean * mean):
-        q[:] = p
-        return mean, np.inf, 0
-    if radius >= -np.log(pmax):
+    public call takes them in its input-checking pass): one moments pass, then the closed-form cases
+    (radius 0, constant losses on the support, saturation radius >= log(sum p / P_max)), or the dual
+    solve on the losses as given when they are well scaled, or else on the standardised support
+    (:func:`simlab.dro._inputs.standardise_support_kernel`; one more pass and a copy)."""
+    pmax, mass, lmin, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+    if radius == 0.0 or lmin == lmax:
         for j in range(l.size):
-            q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+            q[j] = p[j] / mass
+        return (lmax if lmin == lmax else mean), np.inf, 0
+    if radius >= np.log(mass) - np.log(pmax):
+        _kl_argmax_weights(l, p, lmax, pmax, q)
         return lmax, 0.0, 0
+    if _kl_well_scaled(lmax, lmin, mean, mu):
+        return _kl_solve_kernel(l, p, lmax, mean, lmin, mass, mu, radius, q)
+    x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
+    xmax, xmean = support_stats_kernel(x, w)
+    _, mass_x, xmin, mu_x = _kl_support_moments_kernel(x, w, xmax, xmean)
+    qx = np.empty(x.size)
+    value_x, tau_x, it = _kl_solve_kernel(x, w, xmax, xmean, xmin, mass_x, mu_x, radius, qx)
+    q[:] = 0.0
+    for i in range(idx.size):
+        q[idx[i]] = qx[i]
+    value = min(max(unstandardise(value_x, centre, k2, k), mean), lmax)
+    return value, math.ldexp(tau_x, k + k2), it
+
+
+@kernel
+def _kl_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, lmin: float, mass: float,
+                     mu: np.ndarray, radius: float, q: np.ndarray) -> tuple:
+    """The dual solve for 0 < radius < log(sum p / P_max) on well-scaled, non-constant losses, given
+    the moments pass: the series start, the Halley solve (which ends with the normalising pass).
+    Returns (value, tau, iterations)."""
+    spread = lmax - lmin  # the support's spread bounds the polynomial moves
     alpha0 = _kl_series_root(mu, radius)
-    # lmax - l <= (lmax - mean) + reach bounds the spread of the support for the polynomial moves
-    alpha, log_z, it = _kl_halley_kernel(l, p, lmax, lmax - mean + reach, radius, alpha0, 200, q)
+    if not (alpha0 > 0.0 and alpha0 < np.inf):  # the p-variance underflowed: start from the spread
+        alpha0 = 1.0 / spread
+    alpha, log_z, it = _kl_halley_kernel(l, p, lmax, spread, radius, np.log(mass), alpha0, 200, q)
     return lmax + (radius + log_z) / alpha, 1.0 / alpha, it
 
 
-def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
-    """Penalised KL worst case (spec §2.1): value = tau log sum_j p_j e^{l_j/tau}
-    = max_q <q, l> - tau KL(q||p), attained at q = softmax_p(l/tau) (returned).
+# losses beyond this magnitude are scaled by a power of 2 before a fixed-temperature solve, so that
+# the differences l - max l stay finite (the value and q are scale equivariant in (l, tau))
+PENALIZED_SCALE_MAX = 2.0 ** 1000
 
-    Stable for tiny tau (max-subtracted log-sum-exp; q tends to p restricted to argmax l).
+
+def _scaled_for_temperature(l: np.ndarray, p: np.ndarray, lmax: float, tau: float) -> tuple:
+    """(l 2^-k, max l 2^-k, tau 2^-k, k): k = 0 unless some |l_j| on the support exceeds
+    PENALIZED_SCALE_MAX; zero-probability atoms are set to max l (they carry no weight)."""
+    amax = float(np.max(np.abs(l[p > 0])))
+    if amax <= PENALIZED_SCALE_MAX:
+        return l, lmax, tau, 0
+    k = math.frexp(amax)[1]
+    ls = np.where(p > 0, np.ldexp(l, -k), math.ldexp(lmax, -k))
+    return ls, math.ldexp(lmax, -k), math.ldexp(tau, -k), k
+
+
+def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
+    """Penalised KL worst case (docs/theory/dro.md §2.1): with the normalised law p / sum p,
+
+        value = tau log E_p e^{l/tau} = tau log (sum_j p_j e^{l_j/tau} / sum_j p_j)
+              = max_q <q, l> - tau KL(q || p / sum p),
+
+    attained at q = softmax_p(l/tau) (returned).  ``probs`` must sum to 1 within 1e-9 (a ValueError
+    names ``probs`` otherwise); within it, the law p / sum p is used.  Stable for any tau > 0
+    (max-subtracted log-sum-exp; q tends to p restricted to argmax l as tau -> 0, with tau small
+    enough that 1/tau overflows giving exactly that) and any finite losses (scaled by a power of 2
+    when beyond 2^1000).  Scale equivariant in (l, tau) and translation equivariant in l.
     """
     l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
+    ls, lmax_s, tau_s, k = _scaled_for_temperature(l, p, lmax, tau)
     q = np.empty_like(l)
-    log_z = _softmax_weights_kernel(l, p, lmax, 1.0 / tau, q)
-    return float(lmax + tau * log_z), q
+    alpha = 1.0 / tau_s
+    if not np.isfinite(alpha):
+        at_max = (ls == lmax_s) & (p > 0)
+        q[:] = np.where(at_max, p, 0.0) / p[at_max].sum()
+        return float(lmax), q
+    log_z = _softmax_weights_kernel(ls, p, lmax_s, alpha, q)
+    return float(math.ldexp(lmax_s + tau_s * log_z, k)), q
 
 
 def kl_radius_of_tau(losses, probs, tau) -> float:
-    """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies (spec §4.4);
-    it decreases in tau, from log(1/P_max) at tau -> 0 to 0 at tau -> inf."""
+    """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies
+    (docs/theory/dro.md §4.4), for the normalised law p / sum p; it decreases in tau, from
+    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf."""
     l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
-    z, m1, _, _ = _tilt_moments_kernel(l, p, lmax, 1.0 / tau, np.empty_like(l))
-    return float(max(m1 / tau - np.log(z), 0.0))
+    ls, lmax_s, tau_s, _ = _scaled_for_temperature(l, p, lmax, tau)
+    alpha = 1.0 / tau_s
+    mass = float(p.sum())
+    if not np.isfinite(alpha):
+        return float(np.log(mass) - np.log(p[(ls == lmax_s) & (p > 0)].sum()))
+    z, m1, _, _ = _tilt_moments_kernel(ls, p, lmax_s, alpha, np.empty_like(l))
+    return float(max(m1 * alpha - (np.log(z) - np.log(mass)), 0.0))
 
 
 def kl_worst_case(losses, probs, radius) -> KLWorstCase:

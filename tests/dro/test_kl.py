@@ -173,7 +173,7 @@ def test_bimodal_losses_converge(n, seed, radius):
 def test_support_statistics_on_integer_keys():
     """The input check's vectorised max (order-preserving int64 keys) equals the max over p > 0 for
     negative, mixed and signed-zero losses with the global argmax outside the support, and the moments
-    passes of both duals (P_max, variance, KL's reach on float bits) match NumPy."""
+    passes of both duals (P_max, variance, the support's min on keys) match NumPy."""
     from simlab.dro._inputs import check_losses_probs
     from simlab.dro.chi2 import _chi2_support_moments_kernel
     from simlab.dro.kl import _kl_support_moments_kernel
@@ -187,13 +187,15 @@ def test_support_statistics_on_integer_keys():
         assert lmax == l[p > 0].max()
         assert mean == pytest.approx(p @ l, rel=1e-13, abs=1e-15)
         var = p @ (l - p @ l) ** 2
-        pmax_kl, reach, mu = _kl_support_moments_kernel(l, p, lmax, mean)
-        mass, pmax_chi, var_chi, count = _chi2_support_moments_kernel(l, p, lmax, mean)
+        pmax_kl, mass_kl, lmin, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+        mass, pmax_chi, var_chi, count, lmin_chi, offset = _chi2_support_moments_kernel(l, p, lmax, mean)
         for pmax in (pmax_kl, pmax_chi):
             assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
         assert mu[2] - mu[1] ** 2 == pytest.approx(var, rel=1e-12) and var_chi == pytest.approx(var, rel=1e-12)
-        assert reach == np.abs(l - mean).max()
-        assert mass == pytest.approx(1.0, abs=1e-14) and count == np.count_nonzero(p)
+        assert abs(offset) <= 1e-15 * (1 + abs(mean)) and abs(mu[1]) <= 1e-15 * (1 + abs(mean))
+        assert lmin == lmin_chi == l[p > 0].min()
+        assert mass == pytest.approx(1.0, abs=1e-14) and mass_kl == pytest.approx(1.0, abs=1e-14)
+        assert count == np.count_nonzero(p)
 
 
 def test_polynomial_tilt_move_matches_exponential_pass():
