@@ -228,13 +228,13 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
         _chi2_argmax_weights(l, p, lmax, pmax, q)
         return lmax, lmax, 0
     if well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(var):
-        return _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, c2, q)
+        return _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, radius, q)
     x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
     xmax, xmean = support_stats_kernel(x, w)
     mass_x, _, var_x, count_x, xmin, offset_x = _chi2_support_moments_kernel(x, w, xmax, xmean)
     qx = np.empty(x.size)
     value_x, zeta_x, it = _chi2_solve_kernel(x, w, xmax, xmean, offset_x, xmin, mass_x, var_x, count_x,
-                                             (1.0 + 2.0 * radius) / mass_x, qx)
+                                             radius, qx)
     q[:] = 0.0
     for i in range(idx.size):
         q[idx[i]] = qx[i]
@@ -254,16 +254,17 @@ def _chi2_unclipped_weights_kernel(l: np.ndarray, p: np.ndarray, mean: float, of
 
 @kernel
 def _chi2_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, offset: float, lmin: float,
-                       mass: float, var: float, count: int, c2: float, q: np.ndarray) -> tuple:
-    """The solve for c2 P_max < 1 on well-scaled, non-constant losses, given the moments pass, with
-    c2 = (1 + 2 radius) / sum p.  Unclipped regime (zeta_0 = mean - sqrt(Var / (c^2 - 1)) <= min l on
+                       mass: float, var: float, count: int, radius: float, q: np.ndarray) -> tuple:
+    """The solve for (1 + 2 radius) P_max < sum p on well-scaled, non-constant losses, given the
+    moments pass, with the constant c2 = (1 + 2 radius) / sum p of the normalised law.  Unclipped regime (zeta_0 = mean - sqrt(Var / (c^2 - 1)) <= min l on
     the support, c^2 = c2 sum p = 1 + 2 radius): value = mean + sqrt(2 radius Var) and
     q = (p / sum p)(1 + (l - mean) sqrt(2 radius / Var)) in closed form (docs/theory/dro.md §2.2),
     one pass and no sums about zeta_0 (which would overflow at tiny radii); otherwise the active-set
     passes from zeta_0 (bisection fallback).  ``offset`` = E_p l - mean from the moments pass (the
     round-off of ``mean``).  Returns (value, zeta, passes)."""
+    c2 = (1.0 + 2.0 * radius) / mass
     c = np.sqrt(c2)
-    excess = c2 * mass - 1.0  # 2 radius, for the normalised law
+    excess = 2.0 * radius  # c2 sum p - 1, without its round-off (which is all of it at radius < 1e-16)
     zeta0 = mean - np.sqrt(var / excess)
     if zeta0 + offset <= lmin and var > 0.0:
         slope = np.sqrt(excess / var)
@@ -312,7 +313,7 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
     if method == "sort":
         zeta, it = _chi2_sort_zeta(l, p, c2, mean), 1
     else:
-        lo = min(float(np.min(l[p > 0])), mean - np.sqrt(var / (c2 * mass - 1.0))) - 1.0
+        lo = min(float(np.min(l[p > 0])), mean - np.sqrt(var / (2.0 * radius))) - 1.0
         zeta, it = _chi2_bisection_kernel(l, p, np.sqrt(c2), lo, lmax, 200)
     value = _chi2_certificate_kernel(l, p, np.sqrt(c2), zeta, q)
     return Chi2WorstCase(float(value), q, float(zeta), int(it))

@@ -32,9 +32,9 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import check_radius
+from simlab.dro._inputs import as_float_array, check_radius
 from simlab.special import sigmoid, softplus
-from simlab.validation import check_array, check_choice, check_probabilities
+from simlab.validation import check_array, check_choice, check_float, check_int, check_probabilities
 
 LOSSES = ("logistic", "squared")
 _LOGISTIC, _SQUARED = 0, 1
@@ -67,25 +67,38 @@ def _ell(kind: int, h: float, target: float) -> tuple:
 
 
 @kernel
-def _root_decreasing(m: float, y: float, mu: float, a: float, b: float, x0: float) -> float:
-    """Root of r(t) = sigma(m+t) - y - 2 mu t on [a, b] where r is monotone and changes sign."""
-    ra = sigmoid(m + a) - y - 2.0 * mu * a
+def _logistic_residual(m: float, mu: float, lo: float, hi: float, t: float) -> float:
+    """r(t) = sigma(m + t) - y - 2 mu t, the t-derivative of ell(m + t) - mu t^2, written without
+    cancellation against y: with lo = -y/(2 mu) and hi = (1 - y)/(2 mu),
+    r = sigma(m + t) - 2 mu (t - lo) for m + t < 0 and r = 2 mu (hi - t) - sigma(-(m + t)) otherwise
+    (sigma(m + t) - y loses everything once sigma(m + t) is below one ulp of y).  So r(lo) >= 0 and
+    r(hi) <= 0 exactly."""
+    h = m + t
+    if h < 0.0:
+        return sigmoid(h) - 2.0 * mu * (t - lo)
+    return 2.0 * mu * (hi - t) - sigmoid(-h)
+
+
+@kernel
+def _root_decreasing(m: float, mu: float, lo: float, hi: float, a: float, b: float, x0: float) -> float:
+    """Root of r (:func:`_logistic_residual`) on [a, b], where r decreases from r(a) >= 0 to
+    r(b) <= 0: Newton from x0 inside the shrinking bracket, bisection when a step leaves it."""
     x = min(max(x0, a), b)
-    lo, hi = a, b
+    left, right = a, b
     for _ in range(200):
-        s = sigmoid(m + x)
-        r = s - y - 2.0 * mu * x
+        r = _logistic_residual(m, mu, lo, hi, x)
         if r == 0.0:
             return x
-        if (r > 0.0) == (ra > 0.0):
-            lo = x
+        if r > 0.0:
+            left = x
         else:
-            hi = x
+            right = x
+        s = sigmoid(m + x)
         dr = s * (1.0 - s) - 2.0 * mu
-        xn = x - r / dr if dr != 0.0 else 0.5 * (lo + hi)
-        if not (xn > lo and xn < hi):
-            xn = 0.5 * (lo + hi)
-        if abs(xn - x) <= 1e-15 * (1.0 + abs(x)) or hi - lo <= 1e-15 * (1.0 + abs(x)):
+        xn = x - r / dr if dr < 0.0 else 0.5 * (left + right)
+        if not (xn > left and xn < right):
+            xn = 0.5 * (left + right)
+        if abs(xn - x) <= 1e-15 * (1.0 + abs(x)) or right - left <= 1e-15 * (1.0 + abs(x)):
             return xn
         x = xn
     return x
@@ -93,28 +106,38 @@ def _root_decreasing(m: float, y: float, mu: float, a: float, b: float, x0: floa
 
 @kernel
 def _logistic_inner(m: float, y: float, mu: float, t0: float) -> float:
-    """argmax_t softplus(m+t) - y (m+t) - mu t^2, solved globally."""
+    """argmax_t softplus(m+t) - y (m+t) - mu t^2, solved globally.
+
+    The maximiser lies in [lo, hi] = [-y/(2 mu), (1 - y)/(2 mu)], where the derivative r goes from
+    r(lo) >= 0 to r(hi) <= 0 (analytically: :func:`_logistic_residual`).  For mu >= 1/8 r decreases
+    on all of it (one root).  Below, r increases between the inflection points of ell',
+    m + t = +-log((1 + s)/(1 - s)), s = sqrt(1 - 8 mu) (where sigma' = 2 mu), so the maxima are the
+    roots on the outer, decreasing pieces [lo, b1] (a root iff r(b1) <= 0) and [b2, hi] (iff
+    r(b2) >= 0); at least one exists, and the better one is kept."""
     lo = -y / (2.0 * mu)
     hi = (1.0 - y) / (2.0 * mu)
     if mu >= 0.125:
-        return _root_decreasing(m, y, mu, lo, hi, t0)
+        return _root_decreasing(m, mu, lo, hi, lo, hi, t0)
     s = np.sqrt(1.0 - 8.0 * mu)
-    hh = np.log((1.0 + s) / (1.0 - s))
+    # log((1 + s)/(1 - s)) = log((1 + s)^2 / (8 mu)): 1 - s = 8 mu/(1 + s) is 0 in floats for tiny mu
+    hh = 2.0 * np.log1p(s) - np.log(8.0 * mu)
     b1 = min(max(-m - hh, lo), hi)
     b2 = min(max(-m + hh, lo), hi)
+    r1 = _logistic_residual(m, mu, lo, hi, b1)
+    r2 = _logistic_residual(m, mu, lo, hi, b2)
+    first = b1 > lo and r1 <= 0.0
+    last = b2 < hi and r2 >= 0.0
+    if not (first or last):
+        # r(b1) > 0 > r(b2) cannot hold for r increasing on [b1, b2]: both are round-off from 0
+        return b1 if abs(r1) <= abs(r2) else b2
     best_t = 0.0
     best_v = -np.inf
-    edges = (lo, b1, b2, hi)
-    for k in range(3):
-        a = edges[k]
-        b = edges[k + 1]
-        if b <= a:
+    for k in range(2):
+        if (k == 0 and not first) or (k == 1 and not last):
             continue
-        ra = sigmoid(m + a) - y - 2.0 * mu * a
-        rb = sigmoid(m + b) - y - 2.0 * mu * b
-        if ra * rb > 0.0:
-            continue
-        t = _root_decreasing(m, y, mu, a, b, 0.5 * (a + b))
+        a = lo if k == 0 else b2
+        b = b1 if k == 0 else hi
+        t = _root_decreasing(m, mu, lo, hi, a, b, min(max(t0, a), b) if t0 != 0.0 else 0.5 * (a + b))
         v = softplus(m + t) - y * (m + t) - mu * t * t
         if v > best_v:
             best_v = v
@@ -186,15 +209,28 @@ def _w2_dual_kernel(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray, ka
 
 
 def _check_margin_inputs(margins, targets, probs, loss):
+    """(margins, targets, p / sum p, loss code), or a ValueError naming the argument."""
     check_choice("loss", loss, LOSSES)
-    m = check_array("margins", margins, ndim=1)
-    tgt = check_array("targets", targets, shape=m.shape)
-    p = check_probabilities("probs", probs)
+    m = check_array("margins", as_float_array("margins", margins), ndim=1)
+    if m.size == 0:
+        raise ValueError("margins must be a non-empty 1-D array, got shape (0,)")
+    if targets is None:
+        raise ValueError("targets is required: the labels in [0, 1] (logistic) or the regression targets "
+                         "(squared), one per margin")
+    tgt = check_array("targets", as_float_array("targets", targets), shape=m.shape)
+    p = check_probabilities("probs", as_float_array("probs", probs))
     if p.shape != m.shape:
         raise ValueError(f"probs must have the shape of margins {m.shape}, got {p.shape}")
     if loss == "logistic" and np.any((tgt < 0) | (tgt > 1)):
         raise ValueError("targets (labels) must lie in [0, 1] for the logistic loss")
-    return m, tgt, p, (_LOGISTIC if loss == "logistic" else _SQUARED)
+    return m, tgt, p / p.sum(), (_LOGISTIC if loss == "logistic" else _SQUARED)
+
+
+def _check_slope_norm(slope_norm) -> float:
+    """The slope norm s = ||g||: a finite float >= 0."""
+    if isinstance(slope_norm, np.ndarray) and slope_norm.size == 1:
+        slope_norm = slope_norm.reshape(())[()]
+    return check_float("slope_norm", slope_norm, 0.0)
 
 
 @kernel
@@ -212,16 +248,23 @@ def _loss_moments_kernel(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarra
 def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logistic", targets=None,
                          max_iter: int = 200) -> W2WorstCase:
     """Exact sup_{W_2(Q, p) <= radius} E_Q ell(g^T z) for margins m_j = g^T z_j and s = ||g||
-    (spec §2.3).  ``targets`` are the labels (logistic) or regression targets (squared)."""
+    (docs/theory/dro.md §2.3).  ``targets`` (required) are the labels in [0, 1] (logistic) or the
+    regression targets (squared).
+
+    Input domain: finite margins and targets of any magnitude; ``probs`` in [0, 1] summing to 1
+    within 1e-9 (the law p / sum p is used); ``slope_norm`` and ``radius`` finite >= 0.  Zero
+    probability atoms do not move.  The logistic value is the 1-D dual's minimum, with every inner
+    maximum global (no cancellation at strongly misranked atoms, any mu > 0), so it is exact to
+    round-off for every such input; the squared loss has a closed form.
+    """
     m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
     radius = check_radius(radius)
-    s = check_array("slope_norm", np.atleast_1d(slope_norm), shape=(1,))[0]
-    if s < 0:
-        raise ValueError(f"slope_norm must be >= 0, got {s!r}")
+    s = _check_slope_norm(slope_norm)
+    max_iter = check_int("max_iter", max_iter, 1)
     kappa = (s * radius) ** 2
     base, g2 = _loss_moments_kernel(kind, m, tgt, p)
     t = np.zeros_like(m)
-    if kappa == 0.0 or g2 == 0.0 and kind == _LOGISTIC:
+    if kappa == 0.0:
         return W2WorstCase(float(base), t, np.inf, 0)
     if kind == _SQUARED:
         rms = np.sqrt(g2) / 2.0  # ell' = 2e
@@ -229,7 +272,12 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
         t = np.where(p > 0, e * np.sqrt(kappa) / rms, 0.0) if rms > 0 else np.where(p > 0, np.sqrt(kappa), 0.0)
         mu = 1.0 + rms / np.sqrt(kappa)
         return W2WorstCase(float((rms + s * radius) ** 2), t, float(mu), 0)
-    mu0 = np.sqrt(g2) / (2.0 * np.sqrt(kappa))
+    if not np.isfinite(kappa):
+        raise ValueError(f"slope_norm * radius must be below 1e154 (its square is the transport budget), "
+                         f"got {s!r} * {radius!r}")
+    # |ell'| <= 1 bounds the shifts by 1/(2 mu), so mu* <= 1/(2 sqrt(kappa)); the first-order start
+    # sqrt(E ell'^2)/(2 sqrt(kappa)) is below it (strict convexity still moves atoms with ell' = 0)
+    mu0 = max(np.sqrt(g2), 1e-3) / (2.0 * np.sqrt(kappa))
     mu, dual, it = _w2_dual_kernel(kind, m, tgt, p, kappa, mu0, 0.0, t, max_iter)
     return W2WorstCase(float(dual), t, float(mu), int(it))
 
