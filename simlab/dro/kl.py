@@ -245,20 +245,21 @@ def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: fl
     return np.log(z) - np.log(mass)
 
 
+# Below this alpha * (max l - min l) the 8th-order series of K has relative truncation error
+# < ~0.5 (alpha spread)^7 < 1e-17 (every cumulant is a sum of at most Bell(9) products of central
+# moments, each <= Var spread^(n-2)): the series root is then the dual's root.
+SERIES_EXACT_MAX = 2.0 ** -8
+
 # K(alpha) = sum_{n>=2} (n-1)/n! kappa_n alpha^n (kappa_n the cumulants of l under p): coefficients
 # (n-1)/n! for n = 2..8 of the small-radius series that gives the dual's starting point.
 _K_SERIES = (1.0 / 2.0, 1.0 / 3.0, 1.0 / 8.0, 1.0 / 30.0, 1.0 / 144.0, 1.0 / 840.0, 1.0 / 5760.0)
 
 
 @kernel
-def _kl_series_root(mu: np.ndarray, radius: float) -> float:
-    """Starting point for K(alpha) = radius: the root of the small-radius series of K truncated after
-    the 8th cumulant of l under p (from the central moments mu of :func:`_kl_support_moments_kernel`),
-    found by Newton from the 2nd-order guess sqrt(2 radius / Var_p).  Falls back to that guess if the
-    truncated series is not increasing along the way (heavy tails); the dual iteration is safeguarded
-    either way, this only saves passes (typical error 1e-2..1e-6 against 1e-1 for the 2nd-order
-    guess)."""
-    # cumulants from moments about any centre: kappa_n = mu_n - sum_{k=1}^{n-1} C(n-1, k-1) kappa_k mu_{n-k}
+def _kl_cumulants(mu: np.ndarray) -> np.ndarray:
+    """kappa_0..8 (kappa_0 = 0) of l under p from its moments mu about any centre:
+    kappa_n = mu_n - sum_{k=1}^{n-1} C(n-1, k-1) kappa_k mu_{n-k} (kappa_1 is the p-mean minus the
+    centre)."""
     kap = np.zeros(9)
     kap[1] = mu[1]
     for n in range(2, 9):
@@ -268,6 +269,18 @@ def _kl_series_root(mu: np.ndarray, radius: float) -> float:
             acc -= binom * kap[k] * mu[n - k]
             binom = binom * (n - k) / k
         kap[n] = acc
+    return kap
+
+
+@kernel
+def _kl_series_root(kap: np.ndarray, radius: float) -> tuple:
+    """Starting point for K(alpha) = radius: the root of the small-radius series of K truncated after
+    the 8th cumulant of l under p (``kap`` from :func:`_kl_cumulants`), found by Newton from the
+    2nd-order guess sqrt(2 radius / Var_p).  Returns (alpha, converged); falls back to that guess
+    (converged False) if the truncated series is not increasing along the way (heavy tails); the dual
+    iteration is safeguarded either way, this only saves passes (typical error 1e-2..1e-6 against
+    1e-1 for the 2nd-order guess), unless alpha spread is so small that the series is K itself
+    (:func:`_kl_solve_kernel`)."""
     alpha0 = np.sqrt(2.0 * radius / kap[2])
     alpha = alpha0
     for _ in range(50):
@@ -280,14 +293,14 @@ def _kl_series_root(mu: np.ndarray, radius: float) -> float:
             power *= alpha
             f += c * power
         if not (df > 0.0):
-            return alpha0
+            return alpha0, False
         step = f / df
         alpha -= step
         if not (alpha > 0.0 and np.isfinite(alpha)):
-            return alpha0
-        if abs(step) <= 1e-12 * alpha:
-            return alpha
-    return alpha0
+            return alpha0, False
+        if abs(step) <= 1e-14 * alpha:
+            return alpha, True
+    return alpha0, False
 
 
 @kernel
@@ -425,7 +438,21 @@ def _kl_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, lmi
     the moments pass: the series start, the Halley solve (which ends with the normalising pass).
     Returns (value, tau, iterations)."""
     spread = lmax - lmin  # the support's spread bounds the polynomial moves
-    alpha0 = _kl_series_root(mu, radius)
+    kap = _kl_cumulants(mu)
+    alpha0, converged = _kl_series_root(kap, radius)
+    if converged and alpha0 * spread <= SERIES_EXACT_MAX:
+        # the truncated series is K to round-off: alpha0 is the root, and the value is taken from the
+        # cumulant series of log E_p e^{alpha (l - mean)} (lmax + (radius + log Z)/alpha would lose
+        # eps / alpha to the rounding of Z ~ 1)
+        log_mgf = 0.0
+        power = alpha0  # alpha^(n-1)
+        factorial = 1.0
+        for n in range(2, 9):
+            factorial *= n
+            power *= alpha0
+            log_mgf += kap[n] * power / factorial
+        _softmax_weights_kernel(l, p, lmax, alpha0, q)
+        return mean + kap[1] + (radius + log_mgf) / alpha0, 1.0 / alpha0, 1
     if not (alpha0 > 0.0 and alpha0 < np.inf):  # the p-variance underflowed: start from the spread
         alpha0 = 1.0 / spread
     alpha, log_z, it = _kl_halley_kernel(l, p, lmax, spread, radius, np.log(mass), alpha0, 200, q)

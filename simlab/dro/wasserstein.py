@@ -66,7 +66,10 @@ def _ell(kind: int, h: float, target: float) -> tuple:
     return softplus(h) - target * h, s - target, v, v * (1.0 - 2.0 * s)
 
 
-@kernel
+# The inner-problem kernels keep their operations in source order (no reassociation): the
+# residual's cancellation-free form 2 mu (t - lo) and the products (mu t) t, which stay finite where
+# t^2 overflows, must not be rewritten.
+@kernel(ordered=True)
 def _logistic_residual(m: float, mu: float, lo: float, hi: float, t: float) -> float:
     """r(t) = sigma(m + t) - y - 2 mu t, the t-derivative of ell(m + t) - mu t^2, written without
     cancellation against y: with lo = -y/(2 mu) and hi = (1 - y)/(2 mu),
@@ -79,7 +82,7 @@ def _logistic_residual(m: float, mu: float, lo: float, hi: float, t: float) -> f
     return 2.0 * mu * (hi - t) - sigmoid(-h)
 
 
-@kernel
+@kernel(ordered=True)
 def _root_decreasing(m: float, mu: float, lo: float, hi: float, a: float, b: float, x0: float) -> float:
     """Root of r (:func:`_logistic_residual`) on [a, b], where r decreases from r(a) >= 0 to
     r(b) <= 0: Newton from x0 inside the shrinking bracket, bisection when a step leaves it."""
@@ -104,7 +107,7 @@ def _root_decreasing(m: float, mu: float, lo: float, hi: float, a: float, b: flo
     return x
 
 
-@kernel
+@kernel(ordered=True)
 def _logistic_inner(m: float, y: float, mu: float, t0: float) -> float:
     """argmax_t softplus(m+t) - y (m+t) - mu t^2, solved globally.
 
@@ -138,14 +141,14 @@ def _logistic_inner(m: float, y: float, mu: float, t0: float) -> float:
         a = lo if k == 0 else b2
         b = b1 if k == 0 else hi
         t = _root_decreasing(m, mu, lo, hi, a, b, min(max(t0, a), b) if t0 != 0.0 else 0.5 * (a + b))
-        v = softplus(m + t) - y * (m + t) - mu * t * t
+        v = softplus(m + t) - y * (m + t) - (mu * t) * t
         if v > best_v:
             best_v = v
             best_t = t
     return best_t
 
 
-@kernel
+@kernel(ordered=True)
 def _inner_sweep(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray, mu: float,
                  t: np.ndarray) -> tuple:
     """Solve every inner problem at mu (warm start from t, updated in place).
@@ -167,7 +170,7 @@ def _inner_sweep(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray, mu: f
         denom = l2 - 2.0 * mu
         if denom < 0.0:
             dT += p[j] * 4.0 * tj * tj / denom
-        val += p[j] * (l0 - mu * tj * tj)
+        val += p[j] * (l0 - (mu * tj) * tj)
     return T, dT, val
 
 
