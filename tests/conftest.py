@@ -22,3 +22,14 @@ def warm_kernels():
     sample_atoms(AliasTable(atoms.p0), 4, np.random.default_rng(0))
     fit_dpo_exact(atoms, atoms.p0, env.theta_ref, env.beta)
     sgd_dpo(atoms, env.theta_ref, env.beta, 4, 0.1, np.random.default_rng(0))
+
+
+# Hypothesis: the "ci" profile (fixed seed, bounded example counts, no per-example deadline: the
+# first example of a suite may load numba kernels) is the default, so the property-based suites are
+# reproducible and stay within CI's budget; HYPOTHESIS_PROFILE=dev (or any registered profile) overrides.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, max_examples=40, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=400, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -96,10 +96,11 @@ def as_float_array(name: str, value) -> np.ndarray:
     conversion (strings, None, ragged lists, complex numbers)."""
     if value is None or isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be an array of real numbers, got {value!r}")
-    if np.iscomplexobj(value):
-        raise ValueError(f"{name} must be real, got a complex array")
     try:
-        return np.ascontiguousarray(value, dtype=np.float64)
+        arr = np.asarray(value)
+        if np.iscomplexobj(arr):
+            raise TypeError("complex")
+        return np.ascontiguousarray(arr, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an array of real numbers, got {value!r:.80}") from None
 
@@ -194,6 +195,21 @@ def unstandardise(v: float, centre: float, k2: int, k: int) -> float:
 def well_scaled(reach: float) -> bool:
     """Whether max |l_j - mean| over the support lies in [SPREAD_MIN, SPREAD_MAX] (NaN: no)."""
     return reach >= SPREAD_MIN and reach <= SPREAD_MAX
+
+
+def check_law_pair(q, p) -> tuple[np.ndarray, np.ndarray]:
+    """(q, p) as float64 vectors of one shape with finite entries >= 0 (the arguments of a
+    divergence D(q || p)), or a ValueError naming the argument."""
+    q = as_float_array("q", q)
+    p = as_float_array("p", p)
+    if q.ndim != 1 or q.size == 0:
+        raise ValueError(f"q must be a non-empty 1-D array, got shape {q.shape}")
+    if p.shape != q.shape:
+        raise ValueError(f"p must have the shape of q {q.shape}, got {p.shape}")
+    for name, arr in (("q", q), ("p", p)):
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError(f"{name} entries must be finite and >= 0")
+    return q, p
 
 
 def check_radius(radius) -> float:

@@ -29,11 +29,14 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (check_losses_probs, check_radius, key_to_float, ordered_key,
+from simlab.dro._inputs import (check_law_pair, check_losses_probs, check_radius, key_to_float, ordered_key,
                                 standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
+# an active-set step whose variance is below this fraction of its squared mean shift has lost more
+# than ~1e-10 of v to cancellation: it is followed by a refining step (:func:`_chi2_active_set_kernel`)
+VARIANCE_CANCEL_RTOL = 1e-6
 
 
 class Chi2WorstCase(NamedTuple):
@@ -79,9 +82,15 @@ def _chi2_active_set_kernel(l: np.ndarray, p: np.ndarray, c2: float, zeta0: floa
     """Monotone active-set iteration S <- {l > zeta_S} from zeta_0 = zeta_{S_0} (S_0 of count0
     atoms); returns (zeta, passes, converged, A, B) with A = sum p (l - zeta)_+ and
     B = sum p (l - zeta)_+^2 at the returned zeta (the certificate's normaliser and value).  Each
-    pass takes its sums about the current zeta, so the final ones are the certificate's exactly."""
+    pass takes its sums about the current zeta, so the final ones are the certificate's exactly.
+
+    The set's variance v = B/P - (A/P)^2 is taken about zeta, which loses eps (m_S - zeta)^2 to
+    cancellation: when v is below VARIANCE_CANCEL_RTOL (m_S - zeta)^2 (a set whose variance is tiny
+    against its distance from zeta, e.g. almost all mass on one atom) a consistent set does not end the
+    iteration: one more step from sums about the new zeta (now close to zeta_S) corrects it."""
     zeta = zeta0
     prev_count = count0
+    accurate = True  # zeta_0 comes from the support's centred moments
     for it in range(max_iter):
         mass = 0.0
         a = 0.0
@@ -95,7 +104,8 @@ def _chi2_active_set_kernel(l: np.ndarray, p: np.ndarray, c2: float, zeta0: floa
             a += w * t
             b += w * t * t
             count += active
-        if count == prev_count:
+        refine = count == prev_count
+        if refine and accurate:
             return zeta, it + 1, True, a, b
         prev_count = count
         denom = c2 * mass - 1.0
@@ -104,7 +114,8 @@ def _chi2_active_set_kernel(l: np.ndarray, p: np.ndarray, c2: float, zeta0: floa
         m = a / mass
         v = max(b / mass - m * m, 0.0)
         zeta_new = zeta + m - np.sqrt(v / denom)
-        if zeta_new < zeta:  # only round-off can do this: zeta is final
+        accurate = refine or v >= VARIANCE_CANCEL_RTOL * m * m
+        if zeta_new < zeta and not refine:  # only round-off can do this: zeta is final
             return zeta, it + 1, True, a, b
         zeta = zeta_new
     return zeta, max_iter, False, 0.0, 0.0
@@ -128,16 +139,19 @@ def _chi2_dual_slope_kernel(l: np.ndarray, p: np.ndarray, c: float, zeta: float)
 @kernel
 def _chi2_bisection_kernel(l: np.ndarray, p: np.ndarray, c: float, lo: float, hi: float,
                            max_iter: int) -> tuple:
-    """Bisection on the sign of f' over [lo, hi]; returns (zeta, iterations)."""
+    """Bisection on the sign of f' over [lo, hi] to 1e-15 of the bracket's width and magnitude;
+    returns (zeta, iterations) with zeta the lower end (f' < 0 there, so zeta <= zeta* and the
+    certificate q(zeta) is feasible: D(q(zeta)) increases with zeta)."""
     it = 0
-    while it < max_iter and hi - lo > 1e-15 * max(1.0, abs(lo), abs(hi)):
+    width = hi - lo
+    while it < max_iter and hi - lo > 1e-15 * max(width, abs(lo), abs(hi)):
         mid = 0.5 * (lo + hi)
         if _chi2_dual_slope_kernel(l, p, c, mid) < 0.0:
             lo = mid
         else:
             hi = mid
         it += 1
-    return 0.5 * (lo + hi), it
+    return lo, it
 
 
 @kernel
@@ -228,7 +242,8 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
         _chi2_argmax_weights(l, p, lmax, pmax, q)
         return lmax, lmax, 0
     if well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(var):
-        return _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, radius, q)
+        value, zeta, it = _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, radius, q)
+        return min(max(value, mean), lmax), zeta, it  # mean <= value <= max l also under round-off
     x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
     xmax, xmean = support_stats_kernel(x, w)
     mass_x, _, var_x, count_x, xmin, offset_x = _chi2_support_moments_kernel(x, w, xmax, xmean)
@@ -246,10 +261,19 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
 def _chi2_unclipped_weights_kernel(l: np.ndarray, p: np.ndarray, mean: float, offset: float, slope: float,
                                    inv_mass: float, q: np.ndarray) -> None:
     """q = (p / sum p) (1 + (l - mean - offset) slope) in place (the unclipped worst case, centred at
-    the p-mean up to the round-off ``offset`` of ``mean``; atoms with p = 0 get 0)."""
+    the p-mean up to the round-off ``offset`` of ``mean``; atoms with p = 0 get 0).  The weights sum
+    to 1 up to slope eps |mean|; when that exceeds a few ulp (a variance tiny against the mean) a
+    second pass divides by their sum."""
+    s = 0.0
     for j in range(l.size):
         w = p[j] * inv_mass
-        q[j] = w * (1.0 + ((l[j] - mean) - offset) * slope) if w > 0.0 else 0.0
+        qj = w * (1.0 + ((l[j] - mean) - offset) * slope) if w > 0.0 else 0.0
+        q[j] = qj
+        s += qj
+    if abs(s - 1.0) > 1e-15:
+        inv_s = 1.0 / s
+        for j in range(l.size):
+            q[j] *= inv_s
 
 
 @kernel
@@ -274,8 +298,10 @@ def _chi2_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, o
     if ok and a > 0.0:
         _chi2_weights_kernel(l, p, zeta, a, q)
         return zeta + c * np.sqrt(b), zeta, it
-    if not ok:
-        zeta, it2 = _chi2_bisection_kernel(l, p, c, zeta, lmax, 200)
+    if not ok:  # round-off (a step past zeta*) or no convergence: bisect from below zeta*
+        # below min l every atom is active and f' < 0 iff zeta < zeta_0; here zeta_0 > min l (clipped),
+        # so min l - (max l - min l) is a lower end with f' < 0 by a margin that rounding cannot flip
+        zeta, it2 = _chi2_bisection_kernel(l, p, c, lmin - (lmax - lmin), lmax, 200)
         it += it2
         value = _chi2_certificate_kernel(l, p, c, zeta, q)
         if np.isfinite(value):
@@ -320,9 +346,9 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
 
 def chi2_divergence(q, p) -> float:
-    """D_chi(q||p) = 1/2 sum_j p_j (q_j/p_j - 1)^2 (inf if q is not << p)."""
-    q = np.asarray(q, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
+    """D_chi(q||p) = 1/2 sum_j p_j (q_j/p_j - 1)^2 (inf if q is not << p), for weight vectors as given
+    (no normalisation); ValueError naming ``q`` or ``p`` on bad input."""
+    q, p = check_law_pair(q, p)
     if np.any(q[p == 0] > 0):
         return np.inf
     m = p > 0

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (check_losses_probs, check_radius, check_tau, float64_bits_as_int64,
+from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, check_law_pair, check_losses_probs, check_radius, check_tau, float64_bits_as_int64,
                                 int64_bits_as_float64, key_to_float, ordered_key, standardise_support_kernel,
                                 support_stats_kernel, unstandardise, well_scaled)
 # a dual step below this relative size is round-off: at the root the computed residual
@@ -94,15 +94,16 @@ class KLWorstCase(NamedTuple):
 
 @kernel
 def _kl_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float) -> tuple:
-    """(P_max = p-mass of l == lmax, mass = sum p, min l over p > 0, mu) in one pass, with
+    """(P_max = p-mass of l == lmax, mass = sum p, min l over p > 0, far, mu) in one pass, with
     mu[k] = E_p (l - mean)^k / E_p 1 for k = 0..8 (central moments about the p-mean keep the variance
-    and the start's cumulants accurate).  Atoms with p = 0 add 0 to the sums unless (l - mean)^8
-    overflows, which makes mu non-finite (:func:`_kl_well_scaled`).  The min is taken on int64 keys
+    and the start's cumulants accurate) and far = the number of atoms, of zero probability or not,
+    with |l - mean| > SPREAD_MAX (:func:`_kl_well_scaled`).  The min is taken on int64 keys
     (:func:`simlab.dro._inputs.ordered_key`) so that the loop vectorises."""
     s0 = 0.0
     pmax = 0.0
     m1 = m2 = m3 = m4 = m5 = m6 = m7 = m8 = 0.0
     lmin_key = ordered_key(np.inf)
+    far = 0
     for j in range(l.size):
         w = p[j]
         d = l[j] - mean
@@ -119,16 +120,18 @@ def _kl_support_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: 
         m7 += w * d4 * d2 * d
         m8 += w * d4 * d4
         lmin_key = min(lmin_key, ordered_key(l[j] if w > 0.0 else np.inf))
+        far += abs(d) > SPREAD_MAX
     mu = np.array([s0, m1, m2, m3, m4, m5, m6, m7, m8]) / s0
-    return pmax, s0, key_to_float(lmin_key), mu
+    return pmax, s0, key_to_float(lmin_key), far, mu
 
 
 @kernel
-def _kl_well_scaled(lmax: float, lmin: float, mean: float, mu: np.ndarray) -> bool:
-    """Whether the KL dual can solve on the losses as given (:func:`simlab.dro._inputs.well_scaled`
-    on the support's reach max(lmax - mean, mean - lmin), and every moment finite: no atom, of zero
-    probability or not, with |l - mean|^8 beyond the float range)."""
-    return well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(mu[8]) and np.isfinite(mu[2])
+def _kl_well_scaled(lmax: float, lmin: float, mean: float, far: int) -> bool:
+    """Whether the KL dual can solve on the losses as given: :func:`simlab.dro._inputs.well_scaled`
+    on the support's reach max(lmax - mean, mean - lmin), and no atom, of zero probability or not,
+    farther than SPREAD_MAX from the mean (every power up to the 8th of l - mean, and every
+    polynomial tilt move, then stays a finite float, so zero probabilities contribute exact zeros)."""
+    return well_scaled(max(lmax - mean, mean - lmin)) and far == 0
 
 
 @kernel
@@ -276,30 +279,39 @@ def _kl_cumulants(mu: np.ndarray) -> np.ndarray:
 def _kl_series_root(kap: np.ndarray, radius: float) -> tuple:
     """Starting point for K(alpha) = radius: the root of the small-radius series of K truncated after
     the 8th cumulant of l under p (``kap`` from :func:`_kl_cumulants`), found by Newton from the
-    2nd-order guess sqrt(2 radius / Var_p).  Returns (alpha, converged); falls back to that guess
-    (converged False) if the truncated series is not increasing along the way (heavy tails); the dual
-    iteration is safeguarded either way, this only saves passes (typical error 1e-2..1e-6 against
-    1e-1 for the 2nd-order guess), unless alpha spread is so small that the series is K itself
-    (:func:`_kl_solve_kernel`)."""
-    alpha0 = np.sqrt(2.0 * radius / kap[2])
-    alpha = alpha0
+    2nd-order guess alpha_2 = sqrt(2 radius / Var_p) in x = alpha / alpha_2, on the series divided by
+    radius (so that radii down to the smallest subnormal neither underflow nor lose digits).
+    Returns (alpha, converged); falls back to alpha_2 (converged False) if the truncated series is not
+    increasing along the way (heavy tails); the dual iteration is safeguarded either way, this only
+    saves passes (typical error 1e-2..1e-6 against 1e-1 for the 2nd-order guess), unless alpha spread
+    is so small that the series is K itself (:func:`_kl_solve_kernel`)."""
+    if not (kap[2] > 0.0):  # the p-variance is below the round-off of the moments about the mean
+        return 0.0, False
+    alpha0 = np.sqrt(2.0 * radius) / np.sqrt(kap[2])
+    # K(alpha0 x) / radius = sum_n coef_n x^n, coef_n = (n-1)/n! kappa_n alpha0^n / radius
+    #                      = 2 (n-1)/n! (kappa_n / kappa_2) alpha0^(n-2)   (coef_2 = 1)
+    coef = np.zeros(9)
+    power = 1.0
+    for n in range(2, 9):
+        coef[n] = 2.0 * _K_SERIES[n - 2] * (kap[n] / kap[2]) * power
+        power *= alpha0
+    x = 1.0
     for _ in range(50):
-        f = -radius
+        f = -1.0
         df = 0.0
-        power = alpha  # alpha^(n-1)
+        xn = 1.0  # x^(n-1)
         for n in range(2, 9):
-            c = _K_SERIES[n - 2] * kap[n]
-            df += n * c * power
-            power *= alpha
-            f += c * power
+            df += n * coef[n] * xn
+            xn *= x
+            f += coef[n] * xn
         if not (df > 0.0):
             return alpha0, False
         step = f / df
-        alpha -= step
-        if not (alpha > 0.0 and np.isfinite(alpha)):
+        x -= step
+        if not (x > 0.0 and np.isfinite(x)):
             return alpha0, False
-        if abs(step) <= 1e-14 * alpha:
-            return alpha, True
+        if abs(step) <= 1e-14 * x:
+            return alpha0 * x, True
     return alpha0, False
 
 
@@ -322,9 +334,13 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
     FOLD_STEP_RTOL is taken inside the normalising pass (:func:`_tilt_normalise_kernel`), with
     log Z moved by the cumulant series of l under q.
     """
-    alpha = alpha0
+    # K(alpha) = int_0^alpha a Var_{q_a} l da <= alpha^2 spread^2 / 8 (Popoviciu): the root is at least
+    # sqrt(8 radius) / spread, a lower end for the bracket from the start (so that a start far above
+    # the root, e.g. from the variance of a law with a tiny-probability maximum, is bisected down in
+    # log alpha instead of quartered)
+    lo = np.sqrt(8.0 * radius) / spread
+    alpha = max(alpha0, lo)
     alpha_w = 0.0  # the alpha whose tilted weights q holds (0: none yet)
-    lo = 0.0
     hi = np.inf
     it = 0
     z = 1.0
@@ -361,17 +377,15 @@ def _kl_halley_kernel(l: np.ndarray, p: np.ndarray, lmax: float, spread: float, 
             last_step = step
         if cand > lo and cand < hi and np.isfinite(cand):
             delta = cand - alpha
-            if abs(delta) <= ALPHA_STEP_RTOL * alpha:
-                break  # the step is round-off noise: alpha and q are final
             if abs(delta) <= FOLD_STEP_RTOL * alpha and abs(delta) * spread <= FOLD_MAX:
                 fold = delta  # the last step: taken by the normalising pass
                 break
+            if abs(delta) <= ALPHA_STEP_RTOL * alpha:
+                break  # the step is round-off noise and too large to fold: alpha and q are final
             alpha = cand
             continue
         if hi == np.inf:
             alpha = 4.0 * alpha
-        elif lo == 0.0:
-            alpha = 0.25 * hi
         else:
             alpha = np.sqrt(lo * hi)
     if alpha_w != alpha:
@@ -409,7 +423,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
     (radius 0, constant losses on the support, saturation radius >= log(sum p / P_max)), or the dual
     solve on the losses as given when they are well scaled, or else on the standardised support
     (:func:`simlab.dro._inputs.standardise_support_kernel`; one more pass and a copy)."""
-    pmax, mass, lmin, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+    pmax, mass, lmin, far, mu = _kl_support_moments_kernel(l, p, lmax, mean)
     if radius == 0.0 or lmin == lmax:
         for j in range(l.size):
             q[j] = p[j] / mass
@@ -417,11 +431,12 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
     if radius >= np.log(mass) - np.log(pmax):
         _kl_argmax_weights(l, p, lmax, pmax, q)
         return lmax, 0.0, 0
-    if _kl_well_scaled(lmax, lmin, mean, mu):
-        return _kl_solve_kernel(l, p, lmax, mean, lmin, mass, mu, radius, q)
+    if _kl_well_scaled(lmax, lmin, mean, far):
+        value, tau, it = _kl_solve_kernel(l, p, lmax, mean, lmin, mass, mu, radius, q)
+        return min(max(value, mean), lmax), tau, it  # mean <= value <= max l also under round-off
     x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
     xmax, xmean = support_stats_kernel(x, w)
-    _, mass_x, xmin, mu_x = _kl_support_moments_kernel(x, w, xmax, xmean)
+    _, mass_x, xmin, _, mu_x = _kl_support_moments_kernel(x, w, xmax, xmean)
     qx = np.empty(x.size)
     value_x, tau_x, it = _kl_solve_kernel(x, w, xmax, xmean, xmin, mass_x, mu_x, radius, qx)
     q[:] = 0.0
@@ -444,35 +459,35 @@ def _kl_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, lmi
         # the truncated series is K to round-off: alpha0 is the root, and the value is taken from the
         # cumulant series of log E_p e^{alpha (l - mean)} (lmax + (radius + log Z)/alpha would lose
         # eps / alpha to the rounding of Z ~ 1)
-        log_mgf = 0.0
-        power = alpha0  # alpha^(n-1)
+        premium = radius / alpha0  # (radius + log E_p e^{alpha (l - mean)} - alpha kappa_1) / alpha
+        power = 1.0  # alpha^(n-1)
         factorial = 1.0
         for n in range(2, 9):
             factorial *= n
             power *= alpha0
-            log_mgf += kap[n] * power / factorial
+            premium += kap[n] * power / factorial
         _softmax_weights_kernel(l, p, lmax, alpha0, q)
-        return mean + kap[1] + (radius + log_mgf) / alpha0, 1.0 / alpha0, 1
+        return mean + kap[1] + premium, 1.0 / alpha0, 1
     if not (alpha0 > 0.0 and alpha0 < np.inf):  # the p-variance underflowed: start from the spread
         alpha0 = 1.0 / spread
     alpha, log_z, it = _kl_halley_kernel(l, p, lmax, spread, radius, np.log(mass), alpha0, 200, q)
     return lmax + (radius + log_z) / alpha, 1.0 / alpha, it
 
 
-# losses beyond this magnitude are scaled by a power of 2 before a fixed-temperature solve, so that
-# the differences l - max l stay finite (the value and q are scale equivariant in (l, tau))
-PENALIZED_SCALE_MAX = 2.0 ** 1000
-
-
-def _scaled_for_temperature(l: np.ndarray, p: np.ndarray, lmax: float, tau: float) -> tuple:
-    """(l 2^-k, max l 2^-k, tau 2^-k, k): k = 0 unless some |l_j| on the support exceeds
-    PENALIZED_SCALE_MAX; zero-probability atoms are set to max l (they carry no weight)."""
-    amax = float(np.max(np.abs(l[p > 0])))
-    if amax <= PENALIZED_SCALE_MAX:
-        return l, lmax, tau, 0
-    k = math.frexp(amax)[1]
-    ls = np.where(p > 0, np.ldexp(l, -k), math.ldexp(lmax, -k))
-    return ls, math.ldexp(lmax, -k), math.ldexp(tau, -k), k
+def _temperature_problem(l: np.ndarray, p: np.ndarray, lmax: float, tau: float) -> tuple:
+    """The fixed-temperature problem on the support only: (x, w, max x, tau_x, back, index) with
+    (x, w) = (l, p) on p > 0 when the support's spread max l - min l lies in [SPREAD_MIN, SPREAD_MAX],
+    else the standardised support (:func:`simlab.dro._inputs.standardise_support_kernel`) with the
+    temperature in the same units, tau_x = tau 2^-(k + k2); ``back`` maps a value of x's problem to
+    the losses' units (the penalised value and q are equivariant under l -> a + b l, tau -> b tau)."""
+    support = p > 0
+    index = np.flatnonzero(support)
+    lmin = float(np.min(l[support]))
+    spread = lmax - lmin
+    if SPREAD_MIN <= spread <= SPREAD_MAX:
+        return l[index], p[index], lmax, tau, (lambda v: v), index
+    x, w, index, centre, k2, k = standardise_support_kernel(l, p)
+    return x, w, float(np.max(x)), math.ldexp(tau, -(k + k2)), (lambda v: unstandardise(v, centre, k2, k)), index
 
 
 def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
@@ -481,37 +496,45 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
         value = tau log E_p e^{l/tau} = tau log (sum_j p_j e^{l_j/tau} / sum_j p_j)
               = max_q <q, l> - tau KL(q || p / sum p),
 
-    attained at q = softmax_p(l/tau) (returned).  ``probs`` must sum to 1 within 1e-9 (a ValueError
-    names ``probs`` otherwise); within it, the law p / sum p is used.  Stable for any tau > 0
-    (max-subtracted log-sum-exp; q tends to p restricted to argmax l as tau -> 0, with tau small
-    enough that 1/tau overflows giving exactly that) and any finite losses (scaled by a power of 2
-    when beyond 2^1000).  Scale equivariant in (l, tau) and translation equivariant in l.
+    attained at q = softmax_p(l/tau) (returned; 0 where p = 0).  ``probs`` must sum to 1 within 1e-9
+    (a ValueError names ``probs`` otherwise); within it, the law p / sum p is used.  Stable for any
+    tau > 0 (max-subtracted log-sum-exp; q tends to p restricted to argmax l as tau -> 0, and is
+    exactly that once 1/tau overflows on the losses' scale; q = p and the value is the mean once tau
+    overflows on it) and any finite losses (standardised when their spread on the support is outside
+    2^-60..2^60).  Scale equivariant in (l, tau) jointly and translation equivariant in l.
     """
-    l, p, lmax, _ = check_losses_probs(losses, probs)
+    l, p, lmax, mean = check_losses_probs(losses, probs)
     tau = check_tau(tau)
-    ls, lmax_s, tau_s, k = _scaled_for_temperature(l, p, lmax, tau)
-    q = np.empty_like(l)
-    alpha = 1.0 / tau_s
-    if not np.isfinite(alpha):
-        at_max = (ls == lmax_s) & (p > 0)
-        q[:] = np.where(at_max, p, 0.0) / p[at_max].sum()
+    x, w, xmax, tau_x, back, index = _temperature_problem(l, p, lmax, tau)
+    q = np.zeros_like(l)
+    alpha = 1.0 / tau_x
+    if alpha == 0.0:  # tau beyond the float range on the losses' scale: q = p, the mean
+        q[index] = w / w.sum()
+        return float(mean), q
+    if not np.isfinite(alpha):  # tau below it: the argmax
+        at_max = x == xmax
+        q[index] = np.where(at_max, w, 0.0) / w[at_max].sum()
         return float(lmax), q
-    log_z = _softmax_weights_kernel(ls, p, lmax_s, alpha, q)
-    return float(math.ldexp(lmax_s + tau_s * log_z, k)), q
+    qx = np.empty_like(x)
+    log_z = _softmax_weights_kernel(x, w, xmax, alpha, qx)
+    q[index] = qx
+    return float(min(max(back(xmax + tau_x * log_z), mean), lmax)), q
 
 
 def kl_radius_of_tau(losses, probs, tau) -> float:
     """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies
-    (docs/theory/dro.md §4.4), for the normalised law p / sum p; it decreases in tau, from
-    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf."""
+    (docs/theory/rebel.md §4.4), for the normalised law p / sum p; it decreases in tau, from
+    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf.  Same input domain as :func:`kl_penalized`."""
     l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
-    ls, lmax_s, tau_s, _ = _scaled_for_temperature(l, p, lmax, tau)
-    alpha = 1.0 / tau_s
-    mass = float(p.sum())
+    x, w, xmax, tau_x, _, _ = _temperature_problem(l, p, lmax, tau)
+    alpha = 1.0 / tau_x
+    mass = float(w.sum())
+    if alpha == 0.0:
+        return 0.0
     if not np.isfinite(alpha):
-        return float(np.log(mass) - np.log(p[(ls == lmax_s) & (p > 0)].sum()))
-    z, m1, _, _ = _tilt_moments_kernel(ls, p, lmax_s, alpha, np.empty_like(l))
+        return float(np.log(mass) - np.log(w[x == xmax].sum()))
+    z, m1, _, _ = _tilt_moments_kernel(x, w, xmax, alpha, np.empty_like(x))
     return float(max(m1 * alpha - (np.log(z) - np.log(mass)), 0.0))
 
 
@@ -529,9 +552,9 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
 
 
 def kl_divergence(q, p) -> float:
-    """KL(q||p) = sum_j q_j log(q_j/p_j) with 0 log 0 = 0 (inf if q is not << p)."""
-    q = np.asarray(q, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
+    """KL(q||p) = sum_j q_j log(q_j/p_j) with 0 log 0 = 0 (inf if q is not << p), for weight vectors
+    as given (no normalisation); ValueError naming ``q`` or ``p`` on bad input."""
+    q, p = check_law_pair(q, p)
     m = q > 0
     if np.any(p[m] == 0.0):
         return np.inf

@@ -211,22 +211,34 @@ def _w2_dual_kernel(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarray, ka
     return mu, dual, it
 
 
-def _check_margin_inputs(margins, targets, probs, loss):
-    """(margins, targets, p / sum p, loss code), or a ValueError naming the argument."""
+def _check_margin_inputs(margins, targets, probs, loss, atoms: str = "margins"):
+    """(margins, targets, p / sum p, loss code), or a ValueError naming the argument; ``atoms`` names
+    what fixes the number of atoms in the messages (the margins, or the rows of z)."""
     check_choice("loss", loss, LOSSES)
     m = check_array("margins", as_float_array("margins", margins), ndim=1)
     if m.size == 0:
         raise ValueError("margins must be a non-empty 1-D array, got shape (0,)")
     if targets is None:
         raise ValueError("targets is required: the labels in [0, 1] (logistic) or the regression targets "
-                         "(squared), one per margin")
-    tgt = check_array("targets", as_float_array("targets", targets), shape=m.shape)
+                         "(squared), one per atom")
+    tgt = check_array("targets", as_float_array("targets", targets), ndim=1)
+    if tgt.shape != m.shape:
+        raise ValueError(f"targets must have one entry per atom ({atoms}: {m.size}), got shape {tgt.shape}")
     p = check_probabilities("probs", as_float_array("probs", probs))
     if p.shape != m.shape:
-        raise ValueError(f"probs must have the shape of margins {m.shape}, got {p.shape}")
+        raise ValueError(f"probs must have one entry per atom ({atoms}: {m.size}), got shape {p.shape}")
     if loss == "logistic" and np.any((tgt < 0) | (tgt > 1)):
         raise ValueError("targets (labels) must lie in [0, 1] for the logistic loss")
     return m, tgt, p / p.sum(), (_LOGISTIC if loss == "logistic" else _SQUARED)
+
+
+def _check_design(z, g) -> tuple[np.ndarray, np.ndarray]:
+    """(z, g): the (A, d) features with A, d >= 1 and the slope vector of length d, finite."""
+    z = check_array("z", as_float_array("z", z), ndim=2)
+    if z.size == 0:
+        raise ValueError(f"z must have at least one row and one column, got shape {z.shape}")
+    g = check_array("g", as_float_array("g", g), shape=(z.shape[1],))
+    return z, g
 
 
 def _check_slope_norm(slope_norm) -> float:
@@ -290,19 +302,23 @@ def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logisti
     """Gradient-norm surrogate E_p ell + radius * s * rms_p(ell') (spec §2.3)."""
     m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
     radius = check_radius(radius)
+    s = _check_slope_norm(slope_norm)
     base, g2 = _loss_moments_kernel(kind, m, tgt, p)
-    return float(base + radius * float(slope_norm) * np.sqrt(g2))
+    return float(base + radius * s * np.sqrt(g2))
 
 
 def w_linear_worst_case(a, z, probs, radius, b=None) -> tuple[float, np.ndarray]:
     """Linear loss l(z) = a^T z + b under any W_p ball (p >= 1): value E_p l + radius ||a||, attained
     by moving every atom to z + radius a/||a|| (returned as the moved atoms)  (spec §2.3)."""
-    z = check_array("z", z, ndim=2)
-    a = check_array("a", a, shape=(z.shape[1],))
-    p = check_probabilities("probs", probs)
+    z = check_array("z", as_float_array("z", z), ndim=2)
+    if z.size == 0:
+        raise ValueError(f"z must have at least one row and one column, got shape {z.shape}")
+    a = check_array("a", as_float_array("a", a), shape=(z.shape[1],))
+    p = check_probabilities("probs", as_float_array("probs", probs))
     if p.shape[0] != z.shape[0]:
         raise ValueError(f"probs must have length {z.shape[0]} (rows of z), got {p.shape[0]}")
-    b = np.zeros(z.shape[0]) if b is None else check_array("b", b, shape=(z.shape[0],))
+    p = p / p.sum()
+    b = np.zeros(z.shape[0]) if b is None else check_array("b", as_float_array("b", b), shape=(z.shape[0],))
     radius = check_radius(radius)
     na = float(np.linalg.norm(a))
     moved = z + (radius * a / na if na > 0 else 0.0)
@@ -362,16 +378,13 @@ def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logisti
     At g = 0 the value is not differentiable (it grows like radius ||g|| rms(ell')); the nominal
     gradient/Hessian are returned there (the nominal gradient lies in the subdifferential).
     """
-    z = check_array("z", z, ndim=2)
-    g = check_array("g", g, shape=(z.shape[1],))
+    z, g = _check_design(z, g)
     s = float(np.linalg.norm(g))
-    res = w2_margin_worst_case(z @ g, s, probs, radius, loss, targets)
+    _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
+    res = w2_margin_worst_case(z @ g, s, p, radius, loss, tgt)
     d = z.shape[1]
     grad = np.empty(d)
     hess = np.empty((d, d))
-    tgt = np.ascontiguousarray(targets, dtype=np.float64)
-    p = np.ascontiguousarray(probs, dtype=np.float64)
-    kind = _LOGISTIC if loss == "logistic" else _SQUARED
     if s == 0.0 or not np.isfinite(res.mu):
         _surrogate_vgh_kernel(kind, g, z, tgt, p, 0.0, grad, hess)
     else:
@@ -428,9 +441,8 @@ def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logi
     """The gradient-norm surrogate S(g) = E_p ell(g^T z) + radius ||g|| rms_p(ell') with gradient and
     Hessian in g (spec §2.3; the WDPO paper's objective with radius = rho0).  Not differentiable at
     g = 0 (the nominal derivatives are returned there)."""
-    z = check_array("z", z, ndim=2)
-    g = check_array("g", g, shape=(z.shape[1],))
-    _, tgt, p, kind = _check_margin_inputs(z @ g, targets, probs, loss)
+    z, g = _check_design(z, g)
+    _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
     radius = check_radius(radius)
     d = z.shape[1]
     grad = np.empty(d)

@@ -187,7 +187,8 @@ def test_support_statistics_on_integer_keys():
         assert lmax == l[p > 0].max()
         assert mean == pytest.approx(p @ l, rel=1e-13, abs=1e-15)
         var = p @ (l - p @ l) ** 2
-        pmax_kl, mass_kl, lmin, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+        pmax_kl, mass_kl, lmin, far, mu = _kl_support_moments_kernel(l, p, lmax, mean)
+        assert far == 0
         mass, pmax_chi, var_chi, count, lmin_chi, offset = _chi2_support_moments_kernel(l, p, lmax, mean)
         for pmax in (pmax_kl, pmax_chi):
             assert pmax == pytest.approx(p[l == lmax].sum(), rel=1e-15)
