@@ -1,11 +1,12 @@
-"""The DRO toolbox (spec §2): the one home of every dual solver in simlab.
+"""The DRO toolbox (docs/theory/dro.md §2): the one home of every dual solver in simlab.
 
 Public API
 ----------
 worst_case(losses, probs, divergence, radius) -> (value, q)
-    exact sup_q <q, l> over a KL or chi^2 ball (divergence "kl" | "chi2") around a discrete law.
+    exact sup_q <q, l> over a KL or chi^2 ball (divergence "kl" | "chi2") around the discrete law
+    p / sum p (probs must sum to 1 within 1e-9), for finite losses of any magnitude.
 kl_penalized(losses, probs, tau) -> (value, q)
-    tau log E_p e^{l/tau} = sup_q <q, l> - tau KL(q||p), q = softmax_p(l/tau).
+    tau log E_p e^{l/tau} = sup_q <q, l> - tau KL(q||p), q = softmax_p(l/tau), E_p over p / sum p.
 kl_worst_case / chi2_worst_case
     the same solves with the dual variable (tau or zeta) and iteration count.
 kl_worst_case_kernel(l, p, radius, q), chi2_worst_case_kernel(l, p, radius, q)
@@ -20,6 +21,9 @@ w_linear_worst_case
 worst_case_value_grad_hess, kl_penalized_value_grad_hess, danskin_gradient,
 non_detached_softmax_gradient
     Danskin gradients with exact Hessians, and the reference codes' non-detached gradient.
+
+Bad input raises ValueError naming the argument; the input domain of each dual (accepted, rejected,
+exact) is documented in the README section "Input domain of the DRO duals".
 """
 from simlab.dro.chi2 import Chi2WorstCase, chi2_divergence, chi2_worst_case, chi2_worst_case_kernel
 from simlab.dro.danskin import (

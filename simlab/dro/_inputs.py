@@ -128,8 +128,8 @@ def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, fl
 # [SPREAD_MIN, SPREAD_MAX] and their moments passes stay finite (no 0 * inf from a zero-probability
 # atom far away): every power they take (up to the 8th, in the KL start) is then a normal float.
 # Otherwise they solve on :func:`standardise_support_kernel`'s losses.
-SPREAD_MIN = 2.0 ** -60
-SPREAD_MAX = 2.0 ** 60
+SPREAD_MIN = 2.0 ** -20
+SPREAD_MAX = 2.0 ** 20
 
 
 @kernel

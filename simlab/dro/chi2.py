@@ -1,4 +1,4 @@
-"""chi^2 worst case over a discrete law (spec §2.2).
+"""chi^2 worst case over a discrete law (docs/theory/dro.md §2.2).
 
 Convention: D_chi(q||p) = 1/2 sum_j p_j (q_j/p_j - 1)^2 <= eps  (the papers' rho_P = 2 eps).
 Exact dual, with c = sqrt(1 + 2 eps):
@@ -15,12 +15,19 @@ Solvers (all exact, selectable by ``method``):
   iterating S <- {l > zeta_S} increases zeta monotonically to zeta* (each f_S touches f at the
   current zeta and f_S' >= f' to its right), so it stops after a few O(A) passes with a consistent
   active set; capped, then finished by bisection, so the cost is O(A log(1/tol)) in the worst case.
-* ``"sort"``: the O(A log A) sort-based solve of spec §2.2 (first consistent k, ties grouped).
+* ``"sort"``: the O(A log A) sort-based solve of docs/theory/dro.md §2.2 (first consistent k, ties grouped).
 * ``"bisection"``: bisection on f'(zeta) over the bracket
   [min(l_min, l_bar - sqrt(Var/(2 eps))) - 1, l_max] (a fixed bracket [l_min - 100, l_max] fails
   silently for small eps).
 
 Saturation: if c^2 P_max >= 1 the value is max l and q* is p restricted to the argmax.
+
+Input domain (README "Input domain of the DRO duals"): the law is p / sum p for probabilities summing
+to 1 within 1e-9 (the kernels use the constant c^2 / sum p on the unnormalised weights); the
+unclipped regime (zeta_0 <= min l) is answered in closed form, mean + sqrt(2 eps Var); losses that
+are not well scaled (see :mod:`simlab.dro.kl`) are solved on the standardised support, so the value is
+exact to round-off and scale/translation equivariant for any finite losses; constant losses on the
+support are detected exactly.
 """
 from __future__ import annotations
 
@@ -184,7 +191,7 @@ def _chi2_weights_kernel(l: np.ndarray, p: np.ndarray, zeta: float, a: float, q:
 
 
 def _chi2_sort_zeta(l: np.ndarray, p: np.ndarray, c2: float, center: float) -> float:
-    """Sort-based exact solve (spec §2.2): the first consistent k of the decreasing order."""
+    """Sort-based exact solve (docs/theory/dro.md §2.2): the first consistent k of the decreasing order."""
     keep = p > 0
     order = np.argsort(-l[keep], kind="stable")
     ls = l[keep][order] - center
@@ -322,7 +329,7 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
     Input domain: as :func:`simlab.dro.kl.kl_worst_case` (any finite losses; ``probs`` in [0, 1]
     summing to 1 within 1e-9, normalised; radius finite >= 0).  The "sort" and "bisection" methods
     are references for the tests and solve on the losses as given (they need well-scaled losses:
-    deviations from the mean within 2^-60..2^60 and no zero-probability atom beyond that).
+    deviations from the mean within 2^-20..2^20 and no zero-probability atom beyond that).
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)

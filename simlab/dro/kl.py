@@ -1,17 +1,27 @@
-"""KL worst cases over a discrete law (spec §2.1).
+"""KL worst cases over a discrete law (docs/theory/dro.md §2.1), for the normalised law p / sum p.
 
-* Penalised:   sup_q <q, l> - tau KL(q||p) = tau log sum_j p_j e^{l_j/tau},  q = softmax_p(l/tau).
-* Constrained: sup_{KL(q||p) <= eps} <q, l> = inf_{tau>0} tau eps + tau log sum_j p_j e^{l_j/tau},
+* Penalised:   sup_q <q, l> - tau KL(q||p) = tau log E_p e^{l/tau},  q = softmax_p(l/tau).
+* Constrained: sup_{KL(q||p) <= eps} <q, l> = inf_{tau>0} tau eps + tau log E_p e^{l/tau},
   attained at q* = softmax_p(l/tau*) with KL(q*||p) = eps.  With alpha = 1/tau,
   K(alpha) = KL(q_alpha||p) = alpha E_q l - log E_p e^{alpha l} increases from 0 to log(1/P_max)
   (K'(alpha) = alpha Var_q l), so tau* solves K = eps by safeguarded Halley steps on log alpha
-  inside a bisection bracket, started from the root of K's small-radius cumulant series (8th order,
-  one pass without exponentials): O(A log(1/tol)).  Once the steps are small an iteration moves the
-  stored tilted weights by a polynomial factor instead of a new exponential pass, and a last step
-  below 1e-8 is folded into the normalising pass, so from the series start the benchmark's solves
-  (n = 1e5, radius 0.01..1) take one exponential pass and at most one polynomial pass.
+  inside a bisection bracket (lower end sqrt(8 eps)/spread), started from the root of K's
+  small-radius cumulant series (8th order, one pass without exponentials): O(A log(1/tol)).  Once the
+  steps are small an iteration moves the stored tilted weights by a polynomial factor instead of a new
+  exponential pass, and a last step below 1e-8 is folded into the normalising pass, so from the series
+  start the benchmark's solves (n = 1e5, radius 0.01..1) take one exponential pass and at most one
+  polynomial pass.  When alpha spread < 2^-8 the series is K itself to round-off: its root is tau*
+  and the value comes from the cumulant series (no eps / alpha loss at tiny radii).
 * Saturation: if eps >= log(1/P_max) (P_max = p-mass of the maximal loss) the value is max l and
   q* is p restricted to the argmax (tau* = 0).
+
+Input domain (README "Input domain of the DRO duals"): probabilities summing to 1 within 1e-9 are
+normalised (the sums carry 1 / sum p: log Z - log sum p, P_max / sum p); losses of any finite magnitude
+are solved as given when well scaled (the support's deviations from the mean within
+[SPREAD_MIN, SPREAD_MAX] = [2^-20, 2^20], no atom farther than SPREAD_MAX), otherwise on the
+standardised support (:func:`simlab.dro._inputs.standardise_support_kernel`; the worst case is
+translation and scale equivariant, docs/theory/dro.md §2.5).  Constant losses on the support are
+detected exactly (min l == max l over p > 0).
 
 Every function works for weighted atoms (population p0) and uniform/empirical weights alike; atoms
 with p_j = 0 carry no mass (q << p).  All exponentials subtract max l (softmax is shift invariant),
@@ -27,7 +37,8 @@ import numpy as np
 from numba import njit
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, check_law_pair, check_losses_probs, check_radius, check_tau, float64_bits_as_int64,
+from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, check_law_pair, check_losses_probs, check_radius, check_tau,
+                                float64_bits_as_int64,
                                 int64_bits_as_float64, key_to_float, ordered_key, standardise_support_kernel,
                                 support_stats_kernel, unstandardise, well_scaled)
 # a dual step below this relative size is round-off: at the root the computed residual
@@ -490,6 +501,30 @@ def _temperature_problem(l: np.ndarray, p: np.ndarray, lmax: float, tau: float) 
     return x, w, float(np.max(x)), math.ldexp(tau, -(k + k2)), (lambda v: unstandardise(v, centre, k2, k)), index
 
 
+def _small_tilt_series(x: np.ndarray, w: np.ndarray, xmax: float, alpha: float):
+    """(tau log E_w e^{x/tau}, K(alpha)) by their cumulant series (8th order) when alpha (max x - min x)
+    <= SERIES_EXACT_MAX, where the series are exact to round-off and, unlike max x + tau log Z and
+    alpha E_q x - log Z, lose nothing to the rounding of Z ~ 1 at large tau; None otherwise."""
+    xmin = float(np.min(x))
+    if xmin == xmax:  # constant on the support
+        return xmax, 0.0
+    if not alpha * (xmax - xmin) <= SERIES_EXACT_MAX:
+        return None
+    _, mean = support_stats_kernel(x, w)
+    _, _, _, _, mu = _kl_support_moments_kernel(x, w, xmax, mean)
+    kap = _kl_cumulants(mu)
+    premium = 0.0
+    radius = 0.0
+    power = 1.0  # alpha^(n-1)
+    factorial = 1.0
+    for n in range(2, 9):
+        factorial *= n
+        power *= alpha
+        premium += kap[n] * power / factorial
+        radius += (n - 1) * kap[n] * power * alpha / factorial
+    return mean + kap[1] + premium, radius
+
+
 def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
     """Penalised KL worst case (docs/theory/dro.md §2.1): with the normalised law p / sum p,
 
@@ -501,7 +536,7 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
     tau > 0 (max-subtracted log-sum-exp; q tends to p restricted to argmax l as tau -> 0, and is
     exactly that once 1/tau overflows on the losses' scale; q = p and the value is the mean once tau
     overflows on it) and any finite losses (standardised when their spread on the support is outside
-    2^-60..2^60).  Scale equivariant in (l, tau) jointly and translation equivariant in l.
+    2^-20..2^20).  Scale equivariant in (l, tau) jointly and translation equivariant in l.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     tau = check_tau(tau)
@@ -518,7 +553,9 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
     qx = np.empty_like(x)
     log_z = _softmax_weights_kernel(x, w, xmax, alpha, qx)
     q[index] = qx
-    return float(min(max(back(xmax + tau_x * log_z), mean), lmax)), q
+    series = _small_tilt_series(x, w, xmax, alpha)
+    value_x = xmax + tau_x * log_z if series is None else series[0]
+    return float(min(max(back(value_x), mean), lmax)), q
 
 
 def kl_radius_of_tau(losses, probs, tau) -> float:
@@ -534,15 +571,25 @@ def kl_radius_of_tau(losses, probs, tau) -> float:
         return 0.0
     if not np.isfinite(alpha):
         return float(np.log(mass) - np.log(w[x == xmax].sum()))
+    series = _small_tilt_series(x, w, xmax, alpha)
+    if series is not None:
+        return float(max(series[1], 0.0))
     z, m1, _, _ = _tilt_moments_kernel(x, w, xmax, alpha, np.empty_like(x))
     return float(max(m1 * alpha - (np.log(z) - np.log(mass)), 0.0))
 
 
 def kl_worst_case(losses, probs, radius) -> KLWorstCase:
-    """Constrained KL worst case sup_{KL(q||p) <= radius} <q, l> by its 1-D dual (spec §2.1).
+    """Constrained KL worst case sup_{KL(q || p / sum p) <= radius} <q, l> by its 1-D dual
+    (docs/theory/dro.md §2.1).
 
     Returns ``KLWorstCase(value, q, tau, iterations)``; ``value`` is the dual value
     tau* radius + tau* log E_p e^{l/tau*}, equal to <q, l> at the certificate q (KL(q||p) = radius).
+
+    Input domain: ``losses`` any finite floats (values on atoms with p = 0 are ignored); ``probs``
+    entries in [0, 1] summing to 1 within 1e-9, and the ball is built around p / sum p (outside the
+    tolerance a ValueError names ``probs`` and the tolerance); ``radius`` finite >= 0.  Exact to
+    round-off of the losses' scale over the whole float range (scale and translation equivariant);
+    ``tau`` is in the losses' units (0 when saturated, inf at radius 0 or constant losses).
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)

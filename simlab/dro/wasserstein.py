@@ -1,4 +1,4 @@
-"""Wasserstein worst cases for losses that see the features only through a margin (spec §2.3).
+"""Wasserstein worst cases for losses that see the features only through a margin (docs/theory/dro.md §2.3).
 
 Cost: move only the feature part z = dphi of each atom, at Euclidean cost; labels/rewards fixed.
 
@@ -276,7 +276,11 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
     radius = check_radius(radius)
     s = _check_slope_norm(slope_norm)
     max_iter = check_int("max_iter", max_iter, 1)
-    kappa = (s * radius) ** 2
+    budget = s * radius
+    kappa = budget * budget
+    if not np.isfinite(kappa):
+        raise ValueError(f"slope_norm * radius must be below 1e154 (its square is the transport budget), "
+                         f"got slope_norm={s!r}, radius={radius!r}")
     base, g2 = _loss_moments_kernel(kind, m, tgt, p)
     t = np.zeros_like(m)
     if kappa == 0.0:
@@ -287,9 +291,6 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
         t = np.where(p > 0, e * np.sqrt(kappa) / rms, 0.0) if rms > 0 else np.where(p > 0, np.sqrt(kappa), 0.0)
         mu = 1.0 + rms / np.sqrt(kappa)
         return W2WorstCase(float((rms + s * radius) ** 2), t, float(mu), 0)
-    if not np.isfinite(kappa):
-        raise ValueError(f"slope_norm * radius must be below 1e154 (its square is the transport budget), "
-                         f"got {s!r} * {radius!r}")
     # |ell'| <= 1 bounds the shifts by 1/(2 mu), so mu* <= 1/(2 sqrt(kappa)); the first-order start
     # sqrt(E ell'^2)/(2 sqrt(kappa)) is below it (strict convexity still moves atoms with ell' = 0)
     mu0 = max(np.sqrt(g2), 1e-3) / (2.0 * np.sqrt(kappa))
@@ -299,7 +300,7 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
 
 def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logistic",
                         targets=None) -> float:
-    """Gradient-norm surrogate E_p ell + radius * s * rms_p(ell') (spec §2.3)."""
+    """Gradient-norm surrogate E_p ell + radius * s * rms_p(ell') (docs/theory/dro.md §2.3)."""
     m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
     radius = check_radius(radius)
     s = _check_slope_norm(slope_norm)
@@ -309,7 +310,7 @@ def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logisti
 
 def w_linear_worst_case(a, z, probs, radius, b=None) -> tuple[float, np.ndarray]:
     """Linear loss l(z) = a^T z + b under any W_p ball (p >= 1): value E_p l + radius ||a||, attained
-    by moving every atom to z + radius a/||a|| (returned as the moved atoms)  (spec §2.3)."""
+    by moving every atom to z + radius a/||a|| (returned as the moved atoms)  (docs/theory/dro.md §2.3)."""
     z = check_array("z", as_float_array("z", z), ndim=2)
     if z.size == 0:
         raise ValueError(f"z must have at least one row and one column, got shape {z.shape}")
@@ -373,7 +374,7 @@ def _w2_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarray, p: 
 
 def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
     """Exact W_2 robust value of sum_j p_j ell_j(g^T z_j) with its gradient and Hessian in g
-    (spec §2.3, §2.4).  Returns (value, grad, hess, W2WorstCase).
+    (docs/theory/dro.md §2.3, §2.4).  Returns (value, grad, hess, W2WorstCase).
 
     At g = 0 the value is not differentiable (it grows like radius ||g|| rms(ell')); the nominal
     gradient/Hessian are returned there (the nominal gradient lies in the subdifferential).
@@ -439,7 +440,7 @@ def _surrogate_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarr
 
 def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
     """The gradient-norm surrogate S(g) = E_p ell(g^T z) + radius ||g|| rms_p(ell') with gradient and
-    Hessian in g (spec §2.3; the WDPO paper's objective with radius = rho0).  Not differentiable at
+    Hessian in g (docs/theory/dro.md §2.3; the WDPO paper's objective with radius = rho0).  Not differentiable at
     g = 0 (the nominal derivatives are returned there)."""
     z, g = _check_design(z, g)
     _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")

@@ -1,4 +1,4 @@
-"""chi^2 duals (spec §2.2; identities 12, 13, 14, 22 of §8)."""
+"""chi^2 duals (docs/theory/dro.md §2.2; identities 12, 13, 14, 22 of docs/theory/identities.md §8)."""
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
@@ -65,7 +65,7 @@ def test_solvers_agree(seed, radius):
 
 
 def test_naive_bracket_fails_for_small_radius():
-    """Regression (spec §2.2): the fixed bracket [l_min - 100, l_max] silently misses zeta* at eps = 1e-4."""
+    """Regression (docs/theory/dro.md §2.2): the fixed bracket [l_min - 100, l_max] silently misses zeta* at eps = 1e-4."""
     l, p = _instance(7, n=50)
     l = 3.0 * l / np.std(l)
     radius = 1e-4

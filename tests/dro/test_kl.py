@@ -1,4 +1,4 @@
-"""KL duals (spec §2.1; identities 8, 9, 11, 22 of §8)."""
+"""KL duals (docs/theory/dro.md §2.1; identities 8, 9, 11, 22 of docs/theory/identities.md §8)."""
 import numpy as np
 import pytest
 

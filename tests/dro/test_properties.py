@@ -149,6 +149,8 @@ def test_kl_dual_at_returned_tau_equals_value(inst, radius):
     if res.tau == 0.0 or not np.isfinite(res.tau):  # saturated or constant: closed forms
         assert res.value in (l[p > 0].max(), _mean(l, p)) or abs(res.value - _mean(l, p)) < 1e-14
         return
+    if res.value >= l[p > 0].max() - 1e-13 * _support_scale(l, p):
+        return  # saturated up to round-off (top atoms tied within it): tau is not determined
     assert _kl_dual(l, pn, radius, res.tau) == pytest.approx(res.value, abs=1e-11)
     for f in (0.5, 0.9, 1.1, 2.0):
         assert res.value <= _kl_dual(l, pn, radius, f * res.tau) + 1e-12

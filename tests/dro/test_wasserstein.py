@@ -1,4 +1,4 @@
-"""Wasserstein worst cases (spec §2.3; identities 16, 17, 18 of §8)."""
+"""Wasserstein worst cases (docs/theory/dro.md §2.3; identities 16, 17, 18 of docs/theory/identities.md §8)."""
 import numpy as np
 import pytest
 from scipy.special import log1p
