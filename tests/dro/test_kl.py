@@ -274,3 +274,30 @@ def test_dual_root_against_brentq_across_shapes(shape, radius):
     direct /= direct.sum()
     assert np.max(np.abs(res.q - direct) / direct) <= 1e-12
     assert res.q @ l == pytest.approx(res.value, rel=1e-13, abs=1e-13)
+
+
+@pytest.mark.parametrize("radius", [1e-10, 1e-8, 1e-7])
+@pytest.mark.parametrize("shape", ["lognormal", "bernoulli"])
+def test_small_radius_series_root_against_brentq(shape, radius):
+    """Below alpha (max l - min l) = 2^-8 the solve is the root of K's cumulant series (no exponential
+    pass): tau* matches brentq on K computed in extended precision, and the value is the dual there."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(2)
+    l = rng.lognormal(0.0, 1.0, 200) if shape == "lognormal" else (rng.uniform(size=200) < 0.05).astype(float)
+    p = rng.dirichlet(np.ones(200))
+    res = kl_worst_case(l, p, radius)
+    assert (l.max() - l.min()) / res.tau <= 2.0 ** -8 and res.iterations == 1  # the series path
+    L = np.longdouble
+    c = (l - l.max()).astype(L)
+    pl = p.astype(L) / p.astype(L).sum()  # the law p / sum p, in extended precision
+
+    def excess(alpha):
+        w = pl * np.exp(L(alpha) * c)
+        return float(L(alpha) * (w @ c) / w.sum() - np.log(w.sum()) - L(radius))
+
+    alpha = brentq(excess, 1e-9, 10.0, xtol=1e-20, rtol=1e-15)
+    assert 1.0 / res.tau == pytest.approx(alpha, rel=1e-9)
+    w = pl * np.exp(L(alpha) * c)
+    truth = float((w @ l.astype(L)) / w.sum())  # <q*, l>, which has no 1/alpha amplification
+    assert res.value == pytest.approx(truth, rel=1e-14)  # the p-mean itself is a sum of 200 rounded terms
