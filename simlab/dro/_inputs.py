@@ -125,9 +125,11 @@ def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, fl
 
 
 # The duals solve on the losses as given while max |l_j - mean| over the support lies in
-# [SPREAD_MIN, SPREAD_MAX] and their moments passes stay finite (no 0 * inf from a zero-probability
-# atom far away): every power they take (up to the 8th, in the KL start) is then a normal float.
-# Otherwise they solve on :func:`standardise_support_kernel`'s losses.
+# [SPREAD_MIN, SPREAD_MAX] and no atom, of zero probability or not, is farther than SPREAD_MAX from the
+# mean (no 0 * inf): every power they take (up to the 8th, in the KL start) is then a normal float,
+# and so are products of tiny weights (1e-290) with powers of the spread (a band of 2^+-60 let
+# w (l - max l)^2 underflow and the KL iteration stop 4% short).  Otherwise they solve on
+# :func:`standardise_support_kernel`'s losses (one pass and a copy; ordinary losses never need it).
 SPREAD_MIN = 2.0 ** -20
 SPREAD_MAX = 2.0 ** 20
 

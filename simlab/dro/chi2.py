@@ -287,8 +287,8 @@ def _chi2_unclipped_weights_kernel(l: np.ndarray, p: np.ndarray, mean: float, of
 def _chi2_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, offset: float, lmin: float,
                        mass: float, var: float, count: int, radius: float, q: np.ndarray) -> tuple:
     """The solve for (1 + 2 radius) P_max < sum p on well-scaled, non-constant losses, given the
-    moments pass, with the constant c2 = (1 + 2 radius) / sum p of the normalised law.  Unclipped regime (zeta_0 = mean - sqrt(Var / (c^2 - 1)) <= min l on
-    the support, c^2 = c2 sum p = 1 + 2 radius): value = mean + sqrt(2 radius Var) and
+    moments pass, with the constant c2 = (1 + 2 radius) / sum p of the normalised law.  Unclipped
+    regime (zeta_0 = mean - sqrt(Var / (c^2 - 1)) <= min l on the support, c^2 = c2 sum p = 1 + 2 radius): value = mean + sqrt(2 radius Var) and
     q = (p / sum p)(1 + (l - mean) sqrt(2 radius / Var)) in closed form (docs/theory/dro.md §2.2),
     one pass and no sums about zeta_0 (which would overflow at tiny radii); otherwise the active-set
     passes from zeta_0 (bisection fallback).  ``offset`` = E_p l - mean from the moments pass (the
