@@ -59,8 +59,10 @@ def soft_label_loss(h, P):
 # exact objective over all (x, a, b): one kernel for SAIL (rho = 0) and the robust objective
 # --------------------------------------------------------------------------------------------------
 @kernel(ordered=True)
-def _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_slope, grad):
-    """F(theta) = sum_x p_x sum_{a,b} pi_a pi_b [l(h_ab; P_ab) + c+_ab [h_ab]_+ + c-_ab [-h_ab]_+].
+def robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_slope, grad):
+    """F(theta) = sum_x p_x sum_{a,b} pi_a pi_b [l(h_ab; P_ab) + c+_ab [h_ab]_+ + c-_ab [-h_ab]_+]
+    (docs/theory/sail.md §5.2), the jitted entry point behind :func:`sail_value_grad` and
+    :func:`robust_sail_value_grad`; callers validate with :func:`check_sail_problem` first.
 
     Writes into ``grad``:
         sum_x p_x sum_{a,b} pi_a pi_b [(sigma(h) - P + kink_slope * pen'(h)) beta dphi
@@ -132,7 +134,10 @@ def _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_
     return value
 
 
-def _check_problem(theta, phi, p_x, theta_ref, beta, P):
+def check_sail_problem(theta, phi, p_x, theta_ref, beta, P):
+    """Validate one (robust) SAIL problem and return it as float64 arrays:
+    (theta (d,), phi (n_x, n_y, d), p_x (n_x,) a law, theta_ref (d,), beta > 0, P an oracle table
+    (:func:`check_oracle`)). Raises ``ValueError`` naming the offending argument."""
     phi = check_array("phi", phi, ndim=3)
     n_x, n_y, d = phi.shape
     theta = check_array("theta", theta, shape=(d,))
@@ -161,19 +166,19 @@ def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -
     ``c_score`` multiplies the sampling-score term of the gradient (§9 switch ``sail.c_score``): 1 is
     SAIL, 0 is on-policy DPO (then the "gradient" ignores the theta-dependence of the sampling).
     """
-    theta, phi, p_x, theta_ref, beta, P = _check_problem(theta, phi, p_x, theta_ref, beta, P)
+    theta, phi, p_x, theta_ref, beta, P = check_sail_problem(theta, phi, p_x, theta_ref, beta, P)
     c_score = check_float("c_score", c_score)
     grad = np.empty(phi.shape[2])
-    value = _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, 0.0, c_score, 1.0, grad)
+    value = robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, 0.0, c_score, 1.0, grad)
     return float(value), grad
 
 
 def robust_sail_value_grad(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> tuple[float, np.ndarray]:
     """Exact L^W_rho(theta) (clipped decomposition, §5.2) and a Clarke subgradient (pen'(0) := 0)."""
-    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     grad = np.empty(phi.shape[2])
-    value = _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 1.0, grad)
+    value = robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 1.0, grad)
     return float(value), grad
 
 
@@ -229,7 +234,7 @@ def _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta):
 
 def robust_sail_decomposition(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> RobustSailDecomposition:
     """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (§5.2)."""
-    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     W, H = _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta)
     sail = float(np.sum(W * soft_label_loss(H, P_obs)))
@@ -248,7 +253,7 @@ def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> flo
     forced), so its max is at one of the two endpoints; both are evaluated and the larger kept.
     Diagonal pairs have h = 0 and contribute pi_a^2 log 2.
     """
-    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     W, H = _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta)
     n_y = phi.shape[1]
@@ -260,110 +265,6 @@ def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> flo
             vals = soft_label_loss(h, ends) + soft_label_loss(-h, 1.0 - ends)
             total += float(np.sum(w * vals.max(axis=0)))
     return total
-
-
-# --------------------------------------------------------------------------------------------------
-# unbiased single-sample stochastic gradients (numba)
-# --------------------------------------------------------------------------------------------------
-@kernel(ordered=True)
-def _draw_index(cdf, u):
-    """Smallest i with u < cdf[i] (inverse-CDF draw; the last index absorbs round-off)."""
-    n = cdf.size
-    for i in range(n - 1):
-        if u < cdf[i]:
-            return i
-    return n - 1
-
-
-@kernel(ordered=True)
-def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, g, row, work):
-    """Draw x ~ p_x, a, b ~ pi_theta(.|x) iid, y ~ Bern(P(x,a,b)); add to ``g`` (d,)
-
-        (sigma(h) - y + kink_slope * pen'(h)) beta dphi + (l_y(h) + pen(h)) (s(a) + s(b)),
-
-    l_y(h) = softplus(-(2y - 1) h), pen with c+/- from P (not from y) (§5.5). Its mean is the gradient
-    of F for kink_slope = 1 and the model part g_i for kink_slope = 0. Writes beta dphi into ``row`` and
-    returns (h, c+, c-). ``work`` is scratch of length >= 2 n_y.
-    """
-    n_x, n_y, d = phi.shape
-    x = _draw_index(cdf_x, rng.random())
-    logits = work[:n_y]
-    cdf = work[n_y:2 * n_y]
-    mx = -np.inf
-    for a in range(n_y):
-        la = 0.0
-        for k in range(d):
-            la += phi[x, a, k] * theta[k]
-        logits[a] = la
-        if la > mx:
-            mx = la
-    z = 0.0
-    for a in range(n_y):
-        z += math.exp(logits[a] - mx)
-        cdf[a] = z
-    for a in range(n_y):
-        cdf[a] /= z
-    a_ = _draw_index(cdf, rng.random())
-    b_ = _draw_index(cdf, rng.random())
-    h = 0.0
-    for k in range(d):
-        row[k] = beta * (phi[x, a_, k] - phi[x, b_, k])
-        h += row[k] * (theta[k] - theta_ref[k])
-    p = P[x, a_, b_]
-    y = 1.0 if rng.random() < p else 0.0
-    cp = min(rho, p)
-    cm = min(rho, 1.0 - p)
-    pen = cp * max(h, 0.0) + cm * max(-h, 0.0)
-    kink = 0.0
-    if h > 0.0:
-        kink = cp
-    elif h < 0.0:
-        kink = -cm
-    loss_y = softplus(-(2.0 * y - 1.0) * h)
-    c_row = sigmoid(h) - y + kink_slope * kink
-    c_s = loss_y + pen
-    # s(a) + s(b) = phi(a) + phi(b) - 2 phibar(x); phibar(x) = sum_c pi_c phi(x, c)
-    prev = 0.0
-    for c in range(n_y):
-        pc = cdf[c] - prev
-        prev = cdf[c]
-        for k in range(d):
-            g[k] -= 2.0 * c_s * pc * phi[x, c, k]
-    for k in range(d):
-        g[k] += c_row * row[k] + c_s * (phi[x, a_, k] + phi[x, b_, k])
-    return h, cp, cm
-
-
-@kernel(ordered=True)
-def _stochastic_gradients_kernel(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out):
-    n_y, d = phi.shape[1], phi.shape[2]
-    row = np.empty(d)
-    work = np.empty(2 * n_y)
-    for i in range(out.shape[0]):
-        for k in range(d):
-            out[i, k] = 0.0
-        _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out[i], row,
-                              work)
-
-
-def stochastic_gradients(theta, phi, p_x, theta_ref, beta, P_obs, rho, n: int,
-                         rng: np.random.Generator, kinks: bool = True) -> np.ndarray:
-    """n iid single-sample gradient estimates, shape (n, d) (§5.1, §5.5).
-
-    Each draws x ~ p_x, a, b ~ pi_theta(.|x) iid and a label y ~ Bern(P_obs(x,a,b)); with rho = 0 and
-    ``kinks`` it is unbiased for grad L_SAIL(theta; P_obs), with rho > 0 for the Clarke subgradient of
-    L^W_rho returned by :func:`robust_sail_value_grad`; ``kinks=False`` drops the pen'(h) beta dphi term
-    (the part Algorithm A linearises; its kinks are kept exact in the prox-linear model).
-    """
-    theta, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta, phi, p_x, theta_ref, beta, P_obs)
-    rho = check_float("rho", rho, low=0.0, high=1.0)
-    n = check_int("n", n, low=1)
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("rng must be a numpy.random.Generator")
-    out = np.empty((n, phi.shape[2]))
-    _stochastic_gradients_kernel(theta, phi, np.cumsum(p_x), theta_ref, beta, P_obs, rho,
-                                 1.0 if kinks else 0.0, rng, out)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,8 +307,9 @@ def penalty_pairs(phi, theta_ref, beta, P_obs, rho) -> PenaltyPairs:
 
 
 @kernel(ordered=True)
-def _pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
-    """w_k(theta) = 2 p_x(x_k) pi_theta(a_k|x_k) pi_theta(b_k|x_k)."""
+def pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
+    """w_k(theta) = 2 p_x(x_k) pi_theta(a_k|x_k) pi_theta(b_k|x_k) into ``out`` (K,), for the pairs of
+    :class:`PenaltyPairs` (docs/theory/sail.md §5.4); jitted entry point, inputs unchecked."""
     logpi = np.empty((phi.shape[0], phi.shape[1]))
     log_policy_kernel(theta, phi, logpi)
     for k in range(pair_x.size):

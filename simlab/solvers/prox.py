@@ -37,8 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.objectives.sail import (_check_problem, _pair_weights_kernel, _robust_sail_kernel,
-                                    penalty_pairs)
+from simlab.objectives.sail import check_sail_problem, pair_weights_kernel, penalty_pairs, robust_sail_kernel
 from simlab.validation import check_array, check_float, check_int
 
 _BISECTION_STEPS = 200
@@ -124,9 +123,11 @@ def _box_qp_dual_kernel(g, A, b, u_minus, u_plus, kappa, zbar, a_norm2, gap_tol,
 
 
 @kernel(ordered=True)
-def _ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, center, radius, a_norm2, gap_tol,
+def ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, center, radius, a_norm2, gap_tol,
                         max_iter, s, z, t):
-    """The box-QP restricted to ||z - center|| <= radius (bisection on the ball multiplier mu).
+    """The box-QP restricted to ||z - center|| <= radius (bisection on the ball multiplier mu): the
+    jitted entry point that the prox loop and the SAIL algorithms call (inputs unchecked; the public
+    checked form is :func:`box_qp_dual`).
 
     Returns (gap, total inner iterations, mu); mu = 0 when the ball is not active.
     """
@@ -215,7 +216,7 @@ def box_qp_dual(g, A, b, u_minus, u_plus, kappa: float, zbar, gap_tol: float = 1
     else:
         center = check_array("center", center, shape=(d,))
         radius = check_float("radius", radius, low=0.0, low_open=True)
-        gap, iters, mu = _ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, center, radius,
+        gap, iters, mu = ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, center, radius,
                                              a_norm2, gap_tol, max_iter, s, z, t)
     floor = 4.0 * _EPS * float((u_plus + u_minus) @ (np.abs(A) @ np.abs(z) + np.abs(b)))
     return BoxQPResult(z, s, float(gap), int(iters), float(mu), bool(gap <= max(gap_tol, floor)))
@@ -225,12 +226,12 @@ def prox_linear_model(z, phi, p_x, theta_ref, beta, P_obs, rho, pairs) -> tuple[
                                                                              np.ndarray]:
     """The prox-linear model of F at z_i = z (module docstring): (g_i, u-, u+) with
     g_i = grad S(z) + sum_k pen_k(z) grad w_k(z) and u+/-_k = w_k(z) c+/-_k for ``pairs`` (:func:`penalty_pairs`)."""
-    z, phi, p_x, theta_ref, beta, P_obs = _check_problem(z, phi, p_x, theta_ref, beta, P_obs)
+    z, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(z, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     g = np.empty(phi.shape[2])
-    _robust_sail_kernel(z, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 0.0, g)
+    robust_sail_kernel(z, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 0.0, g)
     w = np.empty(pairs.x.size)
-    _pair_weights_kernel(z, phi, p_x, pairs.x, pairs.a, pairs.b, w)
+    pair_weights_kernel(z, phi, p_x, pairs.x, pairs.a, pairs.b, w)
     return g, w * pairs.c_minus, w * pairs.c_plus
 
 
@@ -259,15 +260,15 @@ def _prox_linear_kernel(theta, gamma, z0, phi, p_x, theta_ref, beta, P_obs, rho,
     mu_max = 0.0
     it = 0
     while it < max_outer:
-        _robust_sail_kernel(z, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 0.0, g)
-        _pair_weights_kernel(z, phi, p_x, pair_x, pair_a, pair_b, w)
+        robust_sail_kernel(z, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 0.0, g)
+        pair_weights_kernel(z, phi, p_x, pair_x, pair_a, pair_b, w)
         for k in range(K):
             u_plus[k] = w[k] * c_plus[k]
             u_minus[k] = w[k] * c_minus[k]
             s[k] = min(max(s[k], -u_minus[k]), u_plus[k])
         for j in range(d):
             zbar[j] = (theta[j] / gamma + damping_inv * z[j]) / kappa
-        gap, n_in, mu = _ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, theta_ref, radius,
+        gap, n_in, mu = ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, theta_ref, radius,
                                             a_norm2, gap_tol, inner_max_iter, s, z_new, t)
         inner += n_in
         if mu > mu_max:
@@ -314,7 +315,7 @@ class RobustSailProx:
 
     def __init__(self, phi, p_x, theta_ref, beta, P_obs, rho, radius, gamma, tol=1e-13, max_outer=500,
                  damping=0.0, gap_tol=1e-20, inner_max_iter=200_000):
-        _, self.phi, self.p_x, self.theta_ref, self.beta, self.P_obs = _check_problem(
+        _, self.phi, self.p_x, self.theta_ref, self.beta, self.P_obs = check_sail_problem(
             theta_ref, phi, p_x, theta_ref, beta, P_obs)
         self.rho = check_float("rho", rho, low=0.0, high=1.0)
         self.radius = check_float("radius", radius, low=0.0, low_open=True)
@@ -330,7 +331,7 @@ class RobustSailProx:
     def objective(self, z) -> float:
         """F(z) = L^W_rho(z) (exact, clipped form)."""
         grad = np.empty(self.phi.shape[2])
-        return float(_robust_sail_kernel(np.ascontiguousarray(z, dtype=np.float64), self.phi, self.p_x,
+        return float(robust_sail_kernel(np.ascontiguousarray(z, dtype=np.float64), self.phi, self.p_x,
                                          self.theta_ref, self.beta, self.P_obs, self.rho, 1.0, 1.0, grad))
 
     def prox(self, theta) -> ProxResult:

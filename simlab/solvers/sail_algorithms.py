@@ -1,4 +1,4 @@
-"""Stochastic algorithms for oracle-robust SAIL (spec §5.5), each run as one jitted loop.
+"""Stochastic algorithms for oracle-robust SAIL (docs/theory/sail.md §5.5), each run as one jitted loop.
 
 Every step draws N_b samples: x ~ p_x, then a, b ~ pi_{theta_t}(.|x) iid, then y ~ Bern(P_obs(x,a,b)).
 With pen_i(theta) = c+_i [h_i(theta)]_+ + c-_i [-h_i(theta)]_+ (c from P_obs, not y):
@@ -10,12 +10,16 @@ With pen_i(theta) = c+_i [h_i(theta)]_+ + c-_i [-h_i(theta)]_+ (c from P_obs, no
   + ||theta - theta_t||^2/(2 alpha), solved by the dual box-QP of :mod:`simlab.solvers.prox` to gap delta.
 - **B, inexact stochastic proximal point**: z_t ~= prox_{gamma F}(theta_t) by K_in projected stochastic
   subgradient steps 1/(mu_in k) on the (1/gamma - omega)-strongly convex subproblem with suffix averaging
-  (last half), then theta_{t+1} = Proj(theta_t - alpha (theta_t - z_t)/gamma).
+  (last half), then theta_{t+1} = Proj(theta_t - alpha (theta_t - z_t)/gamma). Inner solver "model":
+  z_t = the prox (parameter gamma) of the N_b-sample prox-linear model at theta_t, solved by the dual
+  box-QP from s = 0 to duality gap <= delta (the inner tolerance); a gap-delta solution of this
+  1/gamma-strongly convex subproblem is within sqrt(2 gamma delta) of the exact model prox.
 - **C, projected stochastic subgradient** (baseline): theta_{t+1} = Proj(theta_t - alpha G^full_t),
   G^full = G_t + (c+ 1[h > 0] - c- 1[h < 0]) beta dphi.
 
 Output rule: theta_{t*} with t* uniform on {0, ..., T-1}; runs record the iterates at given indices
-(:func:`random_iterate_indices` draws them), so E||grad env(theta_{t*})||^2 is estimated without bias.
+(:func:`random_iterate_indices` draws them iid, :func:`stratified_iterate_indices` per dyadic stratum
+with weights), so E||grad env(theta_{t*})||^2 is estimated without bias.
 The deterministic variant of A (exact expectations) is one prox-linear model step per iteration.
 """
 from __future__ import annotations
@@ -26,12 +30,120 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.objectives.sail import (_check_problem, _pair_weights_kernel, _robust_sail_kernel,
-                                    _sample_pair_gradient, penalty_pairs)
-from simlab.solvers.prox import _ball_box_qp_kernel
+from simlab.objectives.sail import check_sail_problem, pair_weights_kernel, penalty_pairs, robust_sail_kernel
+from simlab.solvers.prox import ball_box_qp_kernel
+from simlab.special import sigmoid, softplus
 from simlab.validation import check_choice, check_float, check_int
 
 ALGORITHMS = ("A", "B", "C")
+B_INNER_SOLVERS = ("sgd", "model")
+
+
+# --------------------------------------------------------------------------------------------------
+# unbiased single-sample stochastic gradients (numba): they live with the algorithms that draw them
+# --------------------------------------------------------------------------------------------------
+@kernel(ordered=True)
+def _draw_index(cdf, u):
+    """Smallest i with u < cdf[i] (inverse-CDF draw; the last index absorbs round-off).
+
+    simlab.env.sampling has no in-kernel inverse-CDF draw from one uniform (its samplers are alias
+    tables and multinomial counts called from Python), so this one stays here until it gets one."""
+    n = cdf.size
+    for i in range(n - 1):
+        if u < cdf[i]:
+            return i
+    return n - 1
+
+
+@kernel(ordered=True)
+def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, g, row, work):
+    """Draw x ~ p_x, a, b ~ pi_theta(.|x) iid, y ~ Bern(P(x,a,b)); add to ``g`` (d,)
+
+        (sigma(h) - y + kink_slope * pen'(h)) beta dphi + (l_y(h) + pen(h)) (s(a) + s(b)),
+
+    l_y(h) = softplus(-(2y - 1) h), pen with c+/- from P (not from y) (§5.5). Its mean is the gradient
+    of F for kink_slope = 1 and the model part g_i for kink_slope = 0. Writes beta dphi into ``row`` and
+    returns (h, c+, c-). ``work`` is scratch of length >= 2 n_y.
+    """
+    n_x, n_y, d = phi.shape
+    x = _draw_index(cdf_x, rng.random())
+    logits = work[:n_y]
+    cdf = work[n_y:2 * n_y]
+    mx = -np.inf
+    for a in range(n_y):
+        la = 0.0
+        for k in range(d):
+            la += phi[x, a, k] * theta[k]
+        logits[a] = la
+        if la > mx:
+            mx = la
+    z = 0.0
+    for a in range(n_y):
+        z += math.exp(logits[a] - mx)
+        cdf[a] = z
+    for a in range(n_y):
+        cdf[a] /= z
+    a_ = _draw_index(cdf, rng.random())
+    b_ = _draw_index(cdf, rng.random())
+    h = 0.0
+    for k in range(d):
+        row[k] = beta * (phi[x, a_, k] - phi[x, b_, k])
+        h += row[k] * (theta[k] - theta_ref[k])
+    p = P[x, a_, b_]
+    y = 1.0 if rng.random() < p else 0.0
+    cp = min(rho, p)
+    cm = min(rho, 1.0 - p)
+    pen = cp * max(h, 0.0) + cm * max(-h, 0.0)
+    kink = 0.0
+    if h > 0.0:
+        kink = cp
+    elif h < 0.0:
+        kink = -cm
+    loss_y = softplus(-(2.0 * y - 1.0) * h)
+    c_row = sigmoid(h) - y + kink_slope * kink
+    c_s = loss_y + pen
+    # s(a) + s(b) = phi(a) + phi(b) - 2 phibar(x); phibar(x) = sum_c pi_c phi(x, c)
+    prev = 0.0
+    for c in range(n_y):
+        pc = cdf[c] - prev
+        prev = cdf[c]
+        for k in range(d):
+            g[k] -= 2.0 * c_s * pc * phi[x, c, k]
+    for k in range(d):
+        g[k] += c_row * row[k] + c_s * (phi[x, a_, k] + phi[x, b_, k])
+    return h, cp, cm
+
+
+@kernel(ordered=True)
+def _stochastic_gradients_kernel(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out):
+    n_y, d = phi.shape[1], phi.shape[2]
+    row = np.empty(d)
+    work = np.empty(2 * n_y)
+    for i in range(out.shape[0]):
+        for k in range(d):
+            out[i, k] = 0.0
+        _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, out[i], row,
+                              work)
+
+
+def stochastic_gradients(theta, phi, p_x, theta_ref, beta, P_obs, rho, n: int,
+                         rng: np.random.Generator, kinks: bool = True) -> np.ndarray:
+    """n iid single-sample gradient estimates, shape (n, d) (§5.1, §5.5).
+
+    Each draws x ~ p_x, a, b ~ pi_theta(.|x) iid and a label y ~ Bern(P_obs(x,a,b)); with rho = 0 and
+    ``kinks`` it is unbiased for grad L_SAIL(theta; P_obs), with rho > 0 for the Clarke subgradient of
+    L^W_rho returned by :func:`robust_sail_value_grad`; ``kinks=False`` drops the pen'(h) beta dphi term
+    (the part Algorithm A linearises; its kinks are kept exact in the prox-linear model).
+    """
+    theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    n = check_int("n", n, low=1)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator")
+    out = np.empty((n, phi.shape[2]))
+    _stochastic_gradients_kernel(theta, phi, np.cumsum(p_x), theta_ref, beta, P_obs, rho,
+                                 1.0 if kinks else 0.0, rng, out)
+    return out
 
 
 @kernel(ordered=True)
@@ -57,9 +169,14 @@ def _record_iterate(record_at, r, t, theta, out) -> int:
 
 
 @kernel(ordered=True)
-def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, step, T, batch, gap_tol,
-                        inner_max_iter, rng, record_at, out):
-    """Algorithm A; returns the total number of inner dual iterations."""
+def _model_prox_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, kappa, relax, T, batch, gap_tol,
+                       inner_max_iter, rng, record_at, out):
+    """Stochastic model-based proximal steps: z_t ~= argmin_{Theta} <G_t, z> + (1/N_b) sum_i pen_i(z)
+    + (kappa/2)||z - theta_t||^2 by the dual box-QP to gap <= gap_tol (from s = 0), then
+    theta_{t+1} = z_t if relax == 1, else theta_t + relax (z_t - theta_t) (a convex combination of two
+    points of the ball, so it stays in the ball). Algorithm A: kappa = 1/alpha, relax = 1. Algorithm B
+    with the model inner solve: kappa = 1/gamma, relax = alpha/gamma. Returns the total number of inner
+    dual iterations."""
     n_y, d = phi.shape[1], phi.shape[2]
     theta = theta0.copy()
     g = np.zeros(d)
@@ -71,7 +188,6 @@ def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
     z = np.empty(d)
     tk = np.empty(batch)
     work = np.empty(2 * n_y)
-    kappa = 1.0 / step
     r = 0
     inner = 0
     for t in range(T):
@@ -92,11 +208,15 @@ def _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
             s[i] = 0.0
         for j in range(d):
             g[j] /= batch
-        _, it, _ = _ball_box_qp_kernel(g, rows, offs, u_minus, u_plus, kappa, theta, theta_ref, radius,
-                                       a_norm2, gap_tol, inner_max_iter, s, z, tk)
+        _, it, _ = ball_box_qp_kernel(g, rows, offs, u_minus, u_plus, kappa, theta, theta_ref, radius,
+                                      a_norm2, gap_tol, inner_max_iter, s, z, tk)
         inner += it
-        for j in range(d):
-            theta[j] = z[j]
+        if relax == 1.0:
+            for j in range(d):
+                theta[j] = z[j]
+        else:
+            for j in range(d):
+                theta[j] += relax * (z[j] - theta[j])
     _record_iterate(record_at, r, T, theta, out)
     return inner
 
@@ -179,19 +299,47 @@ def random_iterate_indices(T: int, k: int, rng: np.random.Generator) -> tuple[np
     return np.unique(rng.integers(0, T, size=k), return_inverse=True)
 
 
+def stratified_iterate_indices(T: int, per_stratum: int,
+                               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified draws of the output index t* ~ uniform{0, ..., T-1}: the dyadic strata {0}, [1, 2),
+    [2, 4), ..., [2^(k-1), T) each get ``per_stratum`` uniform draws with weight |stratum|/(T per_stratum).
+
+    Returns (unique sorted indices, inverse, weights) so that ``weights @ values[inverse]`` is an
+    unbiased estimate of (1/T) sum_t values_t = E_t* values. Unlike iid draws it always samples the
+    early transient (weight ~ 1/T each, large values), whose hit-or-miss sampling dominates the variance
+    of the iid estimator on long runs.
+    """
+    T = check_int("T", T, low=1)
+    per_stratum = check_int("per_stratum", per_stratum, low=1)
+    edges = [0, 1]
+    while edges[-1] < T:
+        edges.append(min(2 * edges[-1], T))
+    draws, weights = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        draws.append(rng.integers(lo, hi, size=per_stratum))
+        weights.append(np.full(per_stratum, (hi - lo) / (T * per_stratum)))
+    idx, inverse = np.unique(np.concatenate(draws), return_inverse=True)
+    return idx, inverse, np.concatenate(weights)
+
+
 def run_algorithm(algorithm: str, theta0, phi, p_x, theta_ref, beta, P_obs, rho, radius, T: int,
                   step: float, rng: np.random.Generator, record_at, batch: int = 1,
                   gap_tol: float = 1e-10, inner_max_iter: int = 10_000, gamma: float = 0.1,
-                  inner_steps: int = 16, mu_in: float | None = None) -> AlgorithmRun:
-    """Run algorithm ``"A"``, ``"B"`` or ``"C"`` of §5.5 for T steps with constant step ``step`` = alpha.
+                  inner_steps: int = 16, mu_in: float | None = None, inner: str = "sgd") -> AlgorithmRun:
+    """Run algorithm ``"A"``, ``"B"`` or ``"C"`` of docs/theory/sail.md §5.5 for T steps with constant
+    step ``step`` = alpha.
 
     ``record_at``: iteration indices in [0, T] whose iterates theta_t are returned (theta_0 = theta0).
     A: ``batch`` = N_b samples per step and inner dual gap ``gap_tol`` (delta). B: ``gamma`` (Moreau
-    parameter), ``inner_steps`` = K_in samples per step and ``mu_in`` (default 1/(2 gamma), the strong
-    convexity 1/gamma - omega when gamma <= 1/(2 omega)). C: ``batch`` samples per subgradient.
+    parameter) and the inner solver of z_t ~= prox: ``inner="sgd"`` runs ``inner_steps`` = K_in
+    projected stochastic subgradient steps 1/(mu_in k) (``mu_in`` defaults to 1/(2 gamma), the strong
+    convexity 1/gamma - omega when gamma <= 1/(2 omega)); ``inner="model"`` solves the prox of the
+    N_b-sample prox-linear model, argmin_Theta <G_t, z> + (1/N_b) sum_i pen_i(z) + ||z - theta_t||^2/(2 gamma),
+    by the dual box-QP from s = 0 to duality gap <= ``gap_tol`` (the inner tolerance delta), then
+    theta_{t+1} = theta_t - alpha (theta_t - z_t)/gamma. C: ``batch`` samples per subgradient.
     """
     check_choice("algorithm", algorithm, ALGORITHMS)
-    theta0, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
+    theta0, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     radius = check_float("radius", radius, low=0.0, low_open=True)
     T = check_int("T", T, low=1)
@@ -205,26 +353,35 @@ def run_algorithm(algorithm: str, theta0, phi, p_x, theta_ref, beta, P_obs, rho,
     theta0 = np.array(theta0)
     cdf_x = np.cumsum(p_x)
     out = np.empty((record_at.size, phi.shape[2]))
-    inner = 0
     if algorithm == "A":
         gap_tol = check_float("gap_tol", gap_tol, low=0.0)
         inner_max_iter = check_int("inner_max_iter", inner_max_iter, low=1)
-        inner = _algorithm_a_kernel(theta0, phi, cdf_x, theta_ref, beta, P_obs, rho, radius, step, T, batch,
-                                    gap_tol, inner_max_iter, rng, record_at, out)
+        inner = _model_prox_kernel(theta0, phi, cdf_x, theta_ref, beta, P_obs, rho, radius, 1.0 / step, 1.0, T,
+                                   batch, gap_tol, inner_max_iter, rng, record_at, out)
         samples = T * batch
     elif algorithm == "B":
         gamma = check_float("gamma", gamma, low=0.0, low_open=True)
-        inner_steps = check_int("inner_steps", inner_steps, low=1)
-        mu_in = 1.0 / (2.0 * gamma) if mu_in is None else check_float("mu_in", mu_in, low=0.0, low_open=True)
+        check_choice("inner", inner, B_INNER_SOLVERS)
         if step > gamma:
             raise ValueError(f"step must be <= gamma={gamma} for algorithm B, got {step}")
-        _algorithm_b_kernel(theta0, phi, cdf_x, theta_ref, beta, P_obs, rho, radius, step, T, gamma,
-                            inner_steps, mu_in, rng, record_at, out)
-        samples = T * inner_steps
+        if inner == "model":
+            gap_tol = check_float("gap_tol", gap_tol, low=0.0)
+            inner_max_iter = check_int("inner_max_iter", inner_max_iter, low=1)
+            inner = _model_prox_kernel(theta0, phi, cdf_x, theta_ref, beta, P_obs, rho, radius, 1.0 / gamma,
+                                       step / gamma, T, batch, gap_tol, inner_max_iter, rng, record_at, out)
+            samples = T * batch
+        else:
+            inner_steps = check_int("inner_steps", inner_steps, low=1)
+            mu_in = 1.0 / (2.0 * gamma) if mu_in is None else check_float("mu_in", mu_in, low=0.0, low_open=True)
+            _algorithm_b_kernel(theta0, phi, cdf_x, theta_ref, beta, P_obs, rho, radius, step, T, gamma,
+                                inner_steps, mu_in, rng, record_at, out)
+            samples = T * inner_steps
+            inner = 0
     else:
         _algorithm_c_kernel(theta0, phi, cdf_x, theta_ref, beta, P_obs, rho, radius, step, T, batch, rng,
                             record_at, out)
         samples = T * batch
+        inner = 0
     return AlgorithmRun(algorithm, record_at, out, int(samples), int(inner))
 
 
@@ -243,13 +400,13 @@ def _deterministic_prox_linear_kernel(theta0, phi, p_x, theta_ref, beta, P, rho,
     theta = theta0.copy()
     out[0] = theta
     for t in range(T):
-        _robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, 1.0, 0.0, g)
-        _pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, w)
+        robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, 1.0, 0.0, g)
+        pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, w)
         for k in range(K):
             u_plus[k] = w[k] * c_plus[k]
             u_minus[k] = w[k] * c_minus[k]
             s[k] = min(max(s[k], -u_minus[k]), u_plus[k])
-        _ball_box_qp_kernel(g, A, b, u_minus, u_plus, 1.0 / step, theta, theta_ref, radius, a_norm2,
+        ball_box_qp_kernel(g, A, b, u_minus, u_plus, 1.0 / step, theta, theta_ref, radius, a_norm2,
                             gap_tol, inner_max_iter, s, z, tk)
         for j in range(d):
             theta[j] = z[j]
@@ -260,7 +417,7 @@ def deterministic_prox_linear(theta0, phi, p_x, theta_ref, beta, P_obs, rho, rad
                               gap_tol: float = 1e-20, inner_max_iter: int = 200_000) -> np.ndarray:
     """Algorithm A with exact expectations: theta_{t+1} = argmin_{Theta} M_t(theta) + ||theta - theta_t||^2/(2 alpha),
     M_t the prox-linear model of F at theta_t (§5.4). Returns the iterates theta_0..theta_T, shape (T+1, d)."""
-    theta0, phi, p_x, theta_ref, beta, P_obs = _check_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
+    theta0, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     radius = check_float("radius", radius, low=0.0, low_open=True)
     T = check_int("T", T, low=1)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from simlab.objectives import sail as S
+from simlab.solvers.sail_algorithms import stochastic_gradients
 from tests.sail.instances import problem, random_instance
 from tests.taylor import assert_taylor
 
@@ -131,12 +132,12 @@ def test_stochastic_gradient_is_unbiased(seed):
     theta = args[2] + rng.standard_normal(3)
     n = 200_000
     for rho, kinks in ((0.0, True), (0.1, True), (0.1, False)):
-        G = S.stochastic_gradients(theta, *args, rho, n, rng, kinks=kinks)
+        G = stochastic_gradients(theta, *args, rho, n, rng, kinks=kinks)
         if kinks:
             exact = S.robust_sail_value_grad(theta, *args, rho)[1]
         else:  # the prox-linear model part g = grad S + sum_k pen_k grad w_k
             exact = np.empty(3)
-            S._robust_sail_kernel(theta, *(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a
+            S.robust_sail_kernel(theta, *(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a
                                            for a in args), rho, 1.0, 0.0, exact)
         se = G.std(axis=0) / math.sqrt(n)
         assert np.all(np.abs(G.mean(axis=0) - exact) <= 4 * se), (rho, kinks)
