@@ -13,13 +13,21 @@ which equals L_SAIL + rho E|h| only when rho <= min(P_obs, 1 - P_obs) everywhere
 Experiments (the ``experiment`` axis):
 - decomposition: max over 200 random theta of |clipped form - brute force| (and interior form where valid).
 - certificate: max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho = f rho_true.
-- stationarity: Algorithms A (claim), B, C with alpha = c/sqrt(T), exact ||grad env_gamma||^2 at 32 uniform
-  random iterates per run (the random-iterate output rule), gamma = 0.1 < 1/omega_hat, averaged over 8
-  E5 draws (the slope is instance dependent).
+- stationarity: Algorithm A (B and C in full mode) with alpha = c/sqrt(T), gamma = 0.1 < 1/omega_hat.
+  E||grad env_gamma(theta_t*)||^2 (t* uniform on {0..T-1}) is estimated without bias per run from exact
+  envelope gradients at stratified iterates (32 per dyadic stratum of [0, T)); judged per E5 instance
+  on long horizons (T = 2^16..2^20 quick, 2^12..2^22 full; slope over T >= 2^18), where
+  P(T) = E||grad env||^2 sqrt(T) has settled; the slope pooled over instances is reported.
+- inexact_inner: Algorithm B (inexact proximal point) whose inner prox of the N_b = 4 sample prox-linear
+  model is solved by the dual box-QP to duality gap delta in {alpha^2, alpha, rho} (alpha = c/sqrt(T)).
 - deterministic: exact-expectation Algorithm A, alpha = 1/(2 omega_hat); (1/T) sum_t ||grad env(theta_t)||^2,
   slope fitted on the tail T >= 100.
 - inner_cost: dual box-QP iterations to gap <= delta on the prox subproblems at iterates of Algorithm A
-  runs (rho = 0.1 and rho = 0.5 >= rho_bar, where the prox often sits on a kink).
+  runs (rho = 0.1 and rho = 0.5 >= rho_bar, where the prox often sits on a kink); report-only.
+- adversarial: an observed oracle adversarial to the nominal (rho = 0) solution, P_obs =
+  clip(P_true + rho_true sign h_nominal), so that P_true is the nominal solution's worst case in the box
+  of radius rho_true around P_obs; true-oracle SAIL loss of the robust minimiser vs the nominal one, with
+  E5's random box as the control and the opposite sign ("benign") reported.
 - rho_sweep (figure, report-only): true-oracle SAIL loss and KL-regularised true reward of the robust vs
   the non-robust solution.
 """
@@ -33,15 +41,17 @@ import pandas as pd
 
 from simlab.env import make_env, preset
 from simlab.experiments.claims import Measurement
-from simlab.experiments.rates import fit_rate, verdict_upper
+from simlab.experiments.rates import mean_with_ci, verdict_ordering
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
-from simlab.objectives.sail import (feature_bound, penalty_pairs, robust_regime, robust_sail_brute_force,
-                                    robust_sail_decomposition, robust_sail_value_grad, sail_value_grad,
-                                    sample_ball, weak_convexity_bound, weak_convexity_estimate)
-from simlab.plots.sail import rho_sweep_figure, stationarity_figure
+from simlab.objectives.sail import (feature_bound, pair_margins, penalty_pairs, robust_regime,
+                                    robust_sail_brute_force, robust_sail_decomposition, robust_sail_value_grad,
+                                    sail_value_grad, sample_ball, shifted_oracle, weak_convexity_bound,
+                                    weak_convexity_estimate)
+from simlab.plots.sail import (adversarial_figure, inexact_inner_figure, rho_sweep_figure,
+                               stationarity_figure)
 from simlab.policy import expected_reward, kl_to
 from simlab.solvers.prox import RobustSailProx, box_qp_dual, prox_linear_model
-from simlab.solvers.sail_algorithms import deterministic_prox_linear, random_iterate_indices, run_algorithm
+from simlab.solvers.sail_algorithms import deterministic_prox_linear, run_algorithm, stratified_iterate_indices
 
 PAPER = ("Li, Gaur, Aggarwal, 'Oracle-Robust Online Alignment for Large Language Models' (arXiv 2602.20457), "
          "abstract-level claims; box set, decomposition and constants derived in spec §5")
@@ -49,7 +59,14 @@ GAMMA = 0.1          # Moreau parameter (E5, spec §7.2); checked < 1/omega_hat 
 RHO = 0.1            # box radius of the rate experiments (< rho_bar)
 STEP_C = 2.0         # alpha = c / sqrt(T), c from the pilot reported in spec §5.6
 INNER_STEPS_B = 16   # K_in of Algorithm B
-N_RANDOM_ITERATES = 32
+PER_STRATUM = 32     # stratified output-index draws per dyadic stratum of [0, T)
+STAT_CUT = 2 ** 18   # the stationarity slope is judged on T >= STAT_CUT (the last octaves of the grid)
+STAT_INSTANCES = (0, 1)
+INEXACT_BATCH = 4    # N_b of Algorithm B's model-prox inner solve
+INEXACT_T = [2 ** 12, 2 ** 14, 2 ** 16]
+ADV_DRAWS = list(range(12))
+ADV_ROUNDS = 4       # fixed-point rounds of the adversarial oracle (signs of the nominal solution)
+ADV_STEPS = 300      # prox-linear steps per start of the adversarial minimisations (converged to ~1e-12)
 DET_T = (10, 30, 100, 300, 1000, 3000)
 RHO_SWEEP = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
@@ -79,12 +96,18 @@ def _robust_minimum(oracle: str, seed_key: tuple, rho: float, table: str = "P_ob
     600 steps) on L^W_rho built from the oracle ``table`` (P_obs, or P_true for the oracle-optimal SAIL
     solution): (theta_rho, min F). F is weakly convex, so this is a multistart, not a certificate."""
     env, args, omega_hat = _world(oracle, seed_key)
-    args = (*args[:4], getattr(env, table))
+    return _minimise(env, omega_hat, getattr(env, table), rho)
+
+
+def _minimise(env, omega_hat: float, P: np.ndarray, rho: float, steps: int = 600) -> tuple[np.ndarray, float]:
+    """Best of 8 deterministic prox-linear runs (``steps`` each) of L^W_rho on the oracle table ``P``
+    (see :func:`_robust_minimum`)."""
+    args = (*_args(env), P)
     B = env.spec.radius_B
     starts = np.vstack([env.theta_ref, sample_ball(env.theta_ref, B, 7, np.random.default_rng(1))])
     best = (None, math.inf)
     for th0 in starts:
-        th = deterministic_prox_linear(th0, *args, rho, B, 600, 1.0 / (2.0 * omega_hat))[-1]
+        th = deterministic_prox_linear(th0, *args, rho, B, steps, 1.0 / (2.0 * omega_hat))[-1]
         f = robust_sail_value_grad(th, *args, rho)[0]
         if f < best[1]:
             best = (th, f)
@@ -118,13 +141,25 @@ def _certificate(env, args, params, rng) -> dict:
     return {"cert_gap": gap, "rho": rho, "rho_true": rho_true}
 
 
+STEP_RULES = {
+    "c/sqrtT": lambda T: STEP_C / math.sqrt(T),   # the theorem's schedule
+    "c/T^(3/4)": lambda T: STEP_C * T ** -0.75,   # too small: the transient dominates, rate T^-1/4 (tests only)
+    "c/T^(1/4)": lambda T: STEP_C * T ** -0.25,   # too large: the noise floor dominates (tests only)
+    "constant": lambda T: STEP_C,                 # non-convergent control (tests only)
+}
+
+
 def _step(params) -> float:
-    T = int(params["T"])
-    if params["step_rule"] == "c/sqrtT":
-        return STEP_C / math.sqrt(T)
-    if params["step_rule"] == "constant":   # deliberately non-convergent control (tests only)
-        return STEP_C
-    raise ValueError(f"step_rule must be 'c/sqrtT' or 'constant', got {params['step_rule']!r}")
+    rule = params["step_rule"]
+    if rule not in STEP_RULES:
+        raise ValueError(f"step_rule must be one of {tuple(STEP_RULES)}, got {rule!r}")
+    return STEP_RULES[rule](int(params["T"]))
+
+
+def _stratified_envelope_grad2(prox, run_iterates, inverse, weights) -> tuple[float, float]:
+    """(E||grad env||^2, E||grad env||) at t* ~ uniform{0..T-1}, unbiased from stratified draws."""
+    g2 = prox.envelope_grad_norms2(run_iterates)[inverse]
+    return float(weights @ g2), float(weights @ np.sqrt(g2))
 
 
 def _stationarity(env, args, params, rng, omega_hat, seed_key) -> dict:
@@ -134,19 +169,90 @@ def _stationarity(env, args, params, rng, omega_hat, seed_key) -> dict:
     step = _step(params)
     if alg == "B":
         step = min(step, GAMMA)
-    idx, inv = random_iterate_indices(T, N_RANDOM_ITERATES, rng)
+    idx, inv, weights = stratified_iterate_indices(T, PER_STRATUM, rng)
     run = run_algorithm(alg, env.theta_ref.copy(), *args, RHO, B, T, step, rng, idx, gamma=GAMMA,
                         inner_steps=INNER_STEPS_B, mu_in=1.0 / GAMMA - omega_hat)
     prox = RobustSailProx(*args, RHO, B, GAMMA)
-    g2 = prox.envelope_grad_norms2(run.iterates)[inv]
+    g2, g1 = _stratified_envelope_grad2(prox, run.iterates, inv, weights)
     # reconstructed rate bound 4 L_G sqrt(omega Delta_F / T) (report-only: constants up to absolute factors)
     consts = weak_convexity_bound(env.beta, feature_bound(env.phi), B, RHO)
     delta_F = prox.prox(env.theta_ref).envelope - _robust_minimum(params["oracle"], seed_key, RHO)[1]
     bound = 4.0 * consts.L_G * math.sqrt(consts.omega * max(delta_F, 0.0) / T)
-    return {"env_grad2": float(g2.mean()), "env_grad": float(np.sqrt(g2).mean()),
-            "env_grad2_sqrtT": float(g2.mean() * math.sqrt(T)), "bound_ratio": float(g2.mean() / bound),
+    return {"env_grad2": g2, "env_grad": g1, "env_grad2_sqrtT": g2 * math.sqrt(T), "bound_ratio": g2 / bound,
             "step": step, "samples": float(run.samples), "omega_hat": omega_hat,
             "inner_per_step": run.inner_iterations / T if alg == "A" else math.nan}
+
+
+INNER_TOLERANCES = {"alpha^2": lambda alpha: alpha * alpha, "alpha": lambda alpha: alpha,
+                    "rho": lambda alpha: RHO}
+
+
+def _inexact_inner(env, args, params, rng) -> dict:
+    """Algorithm B, inner prox of the N_b-sample model solved to duality gap delta (docs/theory/sail.md §5.5)."""
+    T = int(params["T"])
+    rule = params["delta_rule"]
+    if rule not in INNER_TOLERANCES:
+        raise ValueError(f"delta_rule must be one of {tuple(INNER_TOLERANCES)}, got {rule!r}")
+    alpha = STEP_C / math.sqrt(T)
+    delta = INNER_TOLERANCES[rule](alpha)
+    B = env.spec.radius_B
+    idx, inv, weights = stratified_iterate_indices(T, PER_STRATUM, rng)
+    run = run_algorithm("B", env.theta_ref.copy(), *args, RHO, B, T, alpha, rng, idx, batch=INEXACT_BATCH,
+                        gap_tol=delta, gamma=GAMMA, inner="model")
+    g2, g1 = _stratified_envelope_grad2(RobustSailProx(*args, RHO, B, GAMMA), run.iterates, inv, weights)
+    return {"env_grad2": g2, "env_grad": g1, "env_grad2_sqrtT": g2 * math.sqrt(T), "step": alpha,
+            "inner_tol": delta, "inner_per_step": run.inner_iterations / T, "samples": float(run.samples)}
+
+
+@functools.lru_cache(maxsize=64)
+def _adversarial_world(seed_key: tuple, model: str):
+    """The observed oracle of ``model`` and its nominal (rho = 0) SAIL solution on one E5 instance.
+
+    random: E5's box oracle (random antisymmetric signs, rho_true = 0.08). adversarial / benign:
+    P_obs = clip(P_true +/- rho_true sign h_theta_nom), with theta_nom the nominal solution on P_obs
+    itself, found as a fixed point of the signs from theta = the P_true-SAIL minimiser (at most
+    ADV_ROUNDS rounds; the remaining sign mismatches are reported). With the + sign P_true is
+    theta_nom's worst case in the box of radius rho_true around P_obs (wherever the clip is inactive).
+    Returns (P_obs, theta_nom, rho_true, mismatched pairs, rounds, share of clipped pairs)."""
+    env, _, omega_hat = _world("box", seed_key)
+    rho_true = env.spec.rho_true
+    if model == "random":
+        theta_nom = _minimise(env, omega_hat, env.P_obs, 0.0, ADV_STEPS)[0]
+        return env.P_obs, theta_nom, env.misspecification(), 0, 0, 0.0
+    if model not in ("adversarial", "benign"):
+        raise ValueError(f"oracle_model must be 'adversarial', 'benign' or 'random', got {model!r}")
+    sign = 1.0 if model == "adversarial" else -1.0
+    theta = _robust_minimum("box", seed_key, 0.0, "P_true")[0]
+    off = ~np.eye(env.spec.n_y, dtype=bool)
+    for rounds in range(1, ADV_ROUNDS + 1):
+        H = pair_margins(theta, env.phi, env.theta_ref, env.beta)
+        P_obs = shifted_oracle(env.P_true, sign * H, rho_true)
+        theta_nom = _minimise(env, omega_hat, P_obs, 0.0, ADV_STEPS)[0]
+        H_nom = pair_margins(theta_nom, env.phi, env.theta_ref, env.beta)
+        mismatched = int(np.sum(np.sign(H_nom[:, off]) != np.sign(H[:, off])) // 2)
+        theta = theta_nom
+        if mismatched == 0:
+            break
+    clipped = float(np.mean(np.abs(P_obs - env.P_true)[:, off] < rho_true - 1e-12))
+    return P_obs, theta_nom, rho_true, mismatched, rounds, clipped
+
+
+def _adversarial(env, params, seed_key) -> dict:
+    """True-oracle SAIL loss of the robust minimiser theta_rho (rho = f rho_true) minus that of the
+    nominal one, on the observed oracle of ``oracle_model`` (exact population losses)."""
+    P_obs, theta_nom, rho_true, mismatched, rounds, clipped = _adversarial_world(seed_key, params["oracle_model"])
+    _, _, omega_hat = _world("box", seed_key)
+    rho = min(float(params["rho_factor"]) * rho_true, 1.0)
+    theta_rho = _minimise(env, omega_hat, P_obs, rho, ADV_STEPS)[0]
+    true = lambda th: sail_value_grad(th, *_args(env), env.P_true)[0]
+    true_min = _robust_minimum("box", seed_key, 0.0, "P_true")[1]
+    worst_at_nominal = robust_sail_value_grad(theta_nom, *_args(env), P_obs, rho_true)[0]
+    return {"true_gain": true(theta_rho) - true(theta_nom), "true_loss_robust": true(theta_rho),
+            "true_loss_nominal": true(theta_nom), "regret_robust": true(theta_rho) - true_min,
+            "regret_nominal": true(theta_nom) - true_min, "rho": rho, "rho_true": rho_true,
+            "worst_case_excess_at_nominal": worst_at_nominal - true(theta_nom),
+            "sign_mismatches": float(mismatched), "fixed_point_rounds": float(rounds),
+            "clipped_share": clipped, "shift_robust_vs_nominal": float(np.linalg.norm(theta_rho - theta_nom))}
 
 
 @functools.lru_cache(maxsize=8)
@@ -232,6 +338,10 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
                 "step": 1.0 / (2.0 * omega_hat), "omega_hat": omega_hat}
     if exp == "inner_cost":
         return _inner_cost(env, args, params, seeds.replicate, seed_key)
+    if exp == "inexact_inner":
+        return _inexact_inner(env, args, params, rng)
+    if exp == "adversarial":
+        return _adversarial(env, params, seed_key)
     if exp == "rho_sweep":
         return _rho_sweep(env, args, params, seed_key)
     raise ValueError(f"unknown experiment {exp!r}")
@@ -241,8 +351,6 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 def evaluate_certificate(rows: pd.DataFrame) -> Measurement:
     """Pass iff L_SAIL(theta; P_true) - L^W_rho(theta) <= 1e-12 at every tested theta whenever
     rho >= rho_true; the control rho = rho_true/2 is reported (a positive max is a counter-example)."""
-    if rows.empty:
-        return Measurement(math.nan, (math.nan, math.nan), False, "no stored rows")
     covered = rows[rows["rho_factor"] >= 1.0]
     worst = float(covered["cert_gap"].max())
     ok = bool(np.isfinite(covered["cert_gap"]).all()) and worst <= 1e-12
@@ -252,35 +360,6 @@ def evaluate_certificate(rows: pd.DataFrame) -> Measurement:
     note += ("; " if note else "") + "counter-example below rho_true: " + ", ".join(
         f"{o}: {v:+.3g}" for o, v in control.items())
     return Measurement(worst, (worst, worst), ok, note, None, extra)
-
-
-def _slope_of(rows: pd.DataFrame, metric: str, cut: float):
-    return fit_rate(rows["T"].to_numpy(float), rows[metric].to_numpy(float), rows["replicate"].to_numpy(), cut)
-
-
-def evaluate_stationarity(rows: pd.DataFrame, cut: float = 1600.0, predicted: float = -0.5,
-                          tol: float = 0.15) -> Measurement:
-    """upper(-1/2, tol, inf) on E||grad env||^2 vs T for Algorithm A; B, C and the unsquared norm
-    (bound slope -1/4) are reported beside it, each with its own fitted slope."""
-    a = rows[rows["algorithm"] == "A"]
-    if a.empty:
-        return Measurement(math.nan, (math.nan, math.nan), False, "no stored rows")
-    fit = _slope_of(a, "env_grad2", cut)
-    ok, note = verdict_upper(fit.slope, predicted, tol, "inf")
-    if fit.failures.sum():
-        ok, note = False, note + f"; {int(fit.failures.sum())} failed runs"
-    extra = {"slope_median[A]": fit.slope_median}
-    for alg in ("A", "B", "C"):
-        sub = rows[rows["algorithm"] == alg]
-        if sub.empty or sub["T"].nunique() < 2:
-            continue
-        for metric, label in (("env_grad2", "squared"), ("env_grad", "unsquared")):
-            f = _slope_of(sub, metric, cut)
-            extra[f"slope[{alg}, {label}]"] = f.slope
-            extra[f"ci[{alg}, {label}]"] = list(f.ci)
-        extra[f"max E||grad||^2 sqrt(T) [{alg}]"] = float(sub.groupby("T")["env_grad2_sqrtT"].mean().max())
-        extra[f"bound_ratio at max T [{alg}]"] = float(sub[sub["T"] == sub["T"].max()]["bound_ratio"].mean())
-    return Measurement(fit.slope, fit.ci, ok, note, fit, extra)
 
 
 def _linear_fit(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, np.ndarray, np.ndarray]:
@@ -293,15 +372,11 @@ def _linear_fit(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, n
     return float(slope), float(intercept), (1.0 - float(resid @ resid) / ss if ss > 0 else 0.0), x, y
 
 
-def evaluate_inner_cost(rows: pd.DataFrame, r2_min: float = 0.9) -> Measurement:
-    """OLS of mean inner iterations (over all subproblems) on log(1/delta): pass iff R^2 >= r2_min and
-    the slope is > 0 (iterations linear in log(1/delta)). The kink-active / finitely terminating split
-    is reported beside it."""
-    if rows.empty:
-        return Measurement(math.nan, (math.nan, math.nan), False, "no stored rows")
+def evaluate_inner_cost(rows: pd.DataFrame) -> Measurement:
+    """Report-only: OLS of mean inner iterations (over all subproblems) on log(1/delta); the measured
+    value is the slope (iterations per unit of log(1/delta)), R^2 and the kink-active split beside it."""
     slope, intercept, r2, x, y = _linear_fit(rows, "inner_iterations")
     fails = int(rows["failed"].sum())
-    ok = r2 >= r2_min and slope > 0 and fails == 0
     per_sub = rows.groupby(["inner_rho", "replicate"])["kink_active"].first()
     note = (f"iterations = {slope:.3g} log(1/delta) + {intercept:.3g}, R^2 = {r2:.3f}; "
             f"{per_sub.mean():.0%} of {per_sub.size} subproblems have an active kink at the prox")
@@ -309,14 +384,65 @@ def evaluate_inner_cost(rows: pd.DataFrame, r2_min: float = 0.9) -> Measurement:
         note += f"; {fails} solves hit max_iter"
     extra = {"slope_iterations_per_log": slope, "intercept": intercept, "R2": r2,
              "iterations_by_delta": {f"{math.exp(-k):.0e}": float(v) for k, v in zip(x, y)},
-             "share_kink_active": float(per_sub.mean())}
+             "share_kink_active": float(per_sub.mean()), "solves_at_max_iter": fails}
     for label, sub in (("kink_active", rows[rows["kink_active"] == 1.0]),
                        ("no_active_kink", rows[rows["kink_active"] == 0.0])):
         if sub["log_inv_delta"].nunique() >= 2:
             s2, i2, r22, _, y2 = _linear_fit(sub, "inner_iterations")
             extra[f"slope[{label}]"], extra[f"R2[{label}]"], extra[f"max_mean_iterations[{label}]"] = s2, r22, float(y2.max())
-    return Measurement(r2, (r2, r2), ok, note, None, extra)
+    return Measurement(slope, (slope, slope), True, note, None, extra)
 
+
+def _paired_difference(rows: pd.DataFrame, axis: str, high: str, low: str, metric: str) -> np.ndarray:
+    """Per (replicate, T) pairs at the largest T: metric[axis == high] - metric[axis == low]."""
+    last = rows[rows["T"] == rows["T"].max()]
+    table = last.pivot_table(index="replicate", columns=axis, values=metric, aggfunc="mean")
+    return (table[high] - table[low]).dropna().to_numpy(float)
+
+
+def evaluate_constant_tolerance_degrades(rows: pd.DataFrame) -> Measurement:
+    """ordering ">": at the largest T, per seed (common random numbers across tolerances),
+    E||grad env||^2 with the constant inner tolerance delta = rho minus that with delta = alpha^2,
+    relative to the latter's mean, is > 0; the slopes of all three schedules are reported."""
+    diff = _paired_difference(rows, "delta_rule", "rho", "alpha^2", "env_grad2")
+    base = float(rows[(rows["T"] == rows["T"].max()) & (rows["delta_rule"] == "alpha^2")]["env_grad2"].mean())
+    mean, ci, _ = mean_with_ci(diff / base)
+    verdict, note = verdict_ordering(ci, ">")
+    extra = {}
+    for rule, sub in rows.groupby("delta_rule"):
+        stats = sub.groupby("T")["env_grad2"].mean()
+        T = stats.index.to_numpy(float)
+        extra[f"slope[delta={rule}]"] = float(np.polyfit(np.log(T), np.log(stats.to_numpy()), 1)[0])
+        extra[f"inner iterations per step [delta={rule}]"] = float(sub["inner_per_step"].mean())
+        extra[f"P(T) = E||grad||^2 sqrt(T) [delta={rule}]"] = {
+            f"{t:g}": float(v) for t, v in sub.groupby("T")["env_grad2_sqrtT"].mean().items()}
+    return Measurement(mean, ci, verdict, note, None, extra)
+
+
+def evaluate_adversarial(rows: pd.DataFrame, judged: bool = True) -> Measurement:
+    """Mean over E5 instances of L_SAIL(theta_rho; P_true) - L_SAIL(theta_nom; P_true) with its bootstrap
+    CI, judged as ordering "<" (the robust solution is better on the true oracle) when ``judged``, else
+    reported (the report-only controls); diagnostics beside it."""
+    mean, ci, fails = mean_with_ci(rows["true_gain"].to_numpy(float))
+    verdict, note = verdict_ordering(ci, "<")
+    if not judged:
+        verdict, note = True, f"robust minus nominal true loss: CI [{ci[0]:.3g}, {ci[1]:.3g}]"
+    if fails:
+        verdict, note = "fail", (note + "; " if note else "") + f"{fails} failed cells"
+    gains = rows["true_gain"].to_numpy(float)
+    extra = {"instances": int(gains.size), "share_robust_better": float(np.mean(gains < 0)),
+             "mean_regret_nominal": float(rows["regret_nominal"].mean()),
+             "mean_regret_robust": float(rows["regret_robust"].mean()),
+             "max_worst_case_excess_at_nominal": float(rows["worst_case_excess_at_nominal"].max()),
+             "max_sign_mismatches": float(rows["sign_mismatches"].max()),
+             "mean_clipped_share": float(rows["clipped_share"].mean())}
+    return Measurement(mean, ci, verdict, note, None, extra)
+
+
+_STAT = {"experiment": "stationarity", "algorithm": "A", "step_rule": "c/sqrtT"}
+_STATEMENT_RATE = ("Projected stochastic composite (prox-linear) updates reach E||grad env_gamma||^2 <= eps in "
+                   "O~(eps^-2) oracle calls: E||grad env_gamma(theta_t*)||^2 = O(T^-1/2) with alpha ~ 1/sqrt(T), "
+                   "i.e. P(T) = E||grad env||^2 sqrt(T) stays bounded (the unsquared norm decays like T^-1/4).")
 
 CLAIMS = (
     Claim(id="robust_sail.decomposition", kind="identity", metric="clipped_err", predicted=0.0, tol=1e-10,
@@ -339,18 +465,46 @@ CLAIMS = (
           statement="rho >= rho_true implies L_SAIL(theta; P_true) <= L^W_rho(theta) for every theta.",
           quantity="max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho in "
                    "{1, 1.5} rho_true (box, confounder); control rho_true/2 reported"),
-    Claim(id="robust_sail.stationarity_rate", kind="upper", metric="env_grad2", x="T", predicted=-0.5,
-          tol=0.15, cut=1600, paper=PAPER, where={"experiment": "stationarity"},
-          evaluate=evaluate_stationarity,
-          statement=("Projected stochastic composite (prox-linear) updates reach E||grad env_gamma||^2 <= eps "
-                     "in O~(eps^-2) oracle calls: E||grad env_gamma(theta_t*)||^2 = O(T^-1/2) with "
-                     "alpha ~ 1/sqrt(T) (the unsquared norm decays like T^-1/4)."),
-          quantity=("mean over 8 E5 draws x 16 seeds of ||grad env_{0.1}||^2 at 32 uniform random iterates, "
-                    "Algorithm A (N_b = 1, alpha = 2/sqrt(T)), T = 1600..102400; B and C (4 seeds per draw) "
-                    "and the unsquared norm reported beside it"),
-          notes=("faster decay than -1/2 passes (upper bound). Per E5 instance the slope ranges -0.35..-0.55 "
-                 "(30 single-instance masters), hence 8 draws; 30 masters: mean -0.465, sd 0.021, range "
-                 "-0.50..-0.42")),
+    *(Claim(id="robust_sail.stationarity_rate", kind="upper", metric="env_grad2", x="T", predicted=-0.5,
+            tol=0.1, cut=STAT_CUT, label=f"instance {k}", paper=PAPER, where={**_STAT, "env_draw": k},
+            also=("env_grad", "env_grad2_sqrtT"), statement=_STATEMENT_RATE,
+            quantity=(f"E||grad env_0.1(theta_t*)||^2 on E5 instance {k} (env_draw {k}), Algorithm A, N_b = 1, "
+                      "alpha = 2/sqrt(T), unbiased stratified estimate (32 exact envelope gradients per dyadic "
+                      "stratum of [0, T)), mean over seeds; slope over the last octaves T >= 2^18 (quick "
+                      "2^18, 2^20; full up to 2^22); equivalently P(T) grows at most like T^0.1 there"),
+            notes=("boundedness of P(T) judged per instance on long horizons: on some E5 instances P(T) is "
+                   "still rising below T ~ 2^18 (a pooled short-horizon slope mixes them); a step "
+                   "alpha = 2 T^-3/4 (too small) fails this check (tests/sail/test_scenario.py)"))
+      for k in STAT_INSTANCES),
+    Claim(id="robust_sail.stationarity_rate", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
+          cut=STAT_CUT, label="pooled", paper=PAPER, where=_STAT, also=("env_grad",),
+          statement=_STATEMENT_RATE,
+          quantity="slope of the mean over instances and seeds of E||grad env||^2 (the instance rows above)",
+          notes="report-only: the pooled slope averages instances with different constants; the verdict is per instance"),
+    Claim(id="robust_sail.inexact_inner", kind="tight", metric="env_grad2", x="T", predicted=-0.5, tol=0.1,
+          cut=INEXACT_T[0], label="delta = alpha^2", paper=PAPER,
+          where={"experiment": "inexact_inner", "delta_rule": "alpha^2"}, also=("env_grad2_sqrtT",),
+          statement=("An inexact inner prox solver keeps the guarantee: with the inner tolerance delta_t <= alpha_t^2 "
+                     "the stationarity rate E||grad env||^2 = O(T^-1/2) of alpha = c/sqrt(T) survives."),
+          quantity=("E||grad env_0.1(theta_t*)||^2 of Algorithm B (inexact proximal point), inner prox of the "
+                    "N_b = 4 sample prox-linear model solved by the dual box-QP to duality gap delta = alpha^2, "
+                    "alpha = 2/sqrt(T), T = 2^12, 2^14, 2^16, E5 instance 0")),
+    Claim(id="robust_sail.inexact_inner", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
+          cut=INEXACT_T[0], label="delta = alpha", paper=PAPER,
+          where={"experiment": "inexact_inner", "delta_rule": "alpha"},
+          statement="With delta_t = alpha_t (beyond the sufficient condition delta <= alpha^2) the rate is measured.",
+          quantity="as for delta = alpha^2, inner duality gap delta = alpha",
+          notes=("report-only: the theorem's sufficient condition is delta <= alpha^2; delta = alpha is outside "
+                 "it and predicts nothing either way")),
+    Claim(id="robust_sail.inexact_inner", kind="ordering", metric="env_grad2", side=">", predicted=0.0,
+          tol=0.0, label="constant delta degrades", paper=PAPER, where={"experiment": "inexact_inner"},
+          evaluate=evaluate_constant_tolerance_degrades,
+          statement=("A constant inner tolerance does not keep the guarantee: a solve stopped at duality gap "
+                     "delta = rho drops the kinks whenever their penalty is below delta, so the iterates settle "
+                     "at a biased point and E||grad env||^2 stays above the alpha^2-tolerance run."),
+          quantity=("per seed at T = 2^16 (common random numbers across tolerances): [E||grad env||^2 at "
+                    "delta = rho = 0.1] - [at delta = alpha^2], divided by the mean at delta = alpha^2; the "
+                    "slope of each schedule is reported")),
     *(Claim(id="robust_sail.deterministic_rate", kind="upper", metric="avg_env_grad2", x="T", predicted=-1.0,
             tol=0.1, cut=100, label=f"{oracle} oracle", paper=PAPER,
             where={"experiment": "deterministic", "oracle": oracle},
@@ -361,27 +515,58 @@ CLAIMS = (
             notes=("the partial sum still grows at small T (slower local slope); calibration over 30 masters "
                    "without the cut failed once at -0.89, so the fit uses the tail as in spec §5.6"))
       for oracle in ("box", "confounder")),
-    Claim(id="robust_sail.inner_cost", kind="tight", metric="inner_iterations", x="log_inv_delta",
-          predicted=0.9, tol=0.0, paper=PAPER, where={"experiment": "inner_cost"}, evaluate=evaluate_inner_cost,
-          statement="An inexact inner prox solve to accuracy delta costs O(log 1/delta): the tilde in O~(eps^-2).",
-          quantity=("R^2 (pass >= 0.9) of the OLS of mean dual box-QP iterations to duality gap <= delta on "
-                    "log(1/delta), delta = 1e-2..1e-10, prox subproblems at 16 uniform random iterates of "
-                    "Algorithm A runs at rho = 0.1 and rho = 0.5 (>= rho_bar); slope reported"),
-          notes=("subproblems without an active kink terminate finitely (O(1)); those with one converge "
-                 "linearly, which is where the log(1/delta) cost comes from. 30 master seeds: R^2 in "
-                 "[0.931, 0.990], mean 0.974 (tol/sd calibration does not apply to an R^2 threshold)")),
+    Claim(id="robust_sail.inner_cost", kind="report", metric="inner_iterations", x=None,
+          predicted=float("nan"), tol=0.0, paper=PAPER, where={"experiment": "inner_cost"},
+          evaluate=evaluate_inner_cost,
+          statement=("The dual box-QP inner solver reaches duality gap delta on the prox subproblems in a number "
+                     "of iterations that grows like log(1/delta)."),
+          quantity=("slope of the OLS of mean dual box-QP iterations to duality gap <= delta on log(1/delta), "
+                    "delta = 1e-2..1e-10, prox subproblems at 16 uniform random iterates of Algorithm A runs at "
+                    "rho = 0.1 and rho = 0.5 (>= rho_bar); R^2 and the kink-active split reported"),
+          notes=("report-only: the paper's claim is the outer rate under inexact inner solves "
+                 "(robust_sail.inexact_inner), not the inner solver's iteration count; this row documents the "
+                 "solver's cost (subproblems without an active kink terminate finitely, those with one "
+                 "converge linearly)")),
+    Claim(id="robust_sail.adversarial_benefit", kind="ordering", metric="true_gain", side="<", predicted=0.0,
+          tol=0.0, label="adversarial, rho = rho_true", paper=PAPER,
+          where={"experiment": "adversarial", "oracle_model": "adversarial", "rho_factor": 1.0},
+          evaluate=evaluate_adversarial,
+          statement=("Against an oracle adversarial to the nominal solution (P_true is its worst case in the box "
+                     "of radius rho_true around P_obs), the robust solution at rho = rho_true has a lower "
+                     "true-oracle SAIL loss than the nominal one: L_true(theta_rho) <= L^W(theta_rho) <= "
+                     "L^W(theta_nom) = L_true(theta_nom)."),
+          quantity=("mean over 12 E5 instances of L_SAIL(theta_rho; P_true) - L_SAIL(theta_nom; P_true), exact "
+                    "population losses; theta by multistart deterministic prox-linear on P_obs = "
+                    "clip(P_true + rho_true sign h_theta_nom), rho_true = 0.08")),
+    Claim(id="robust_sail.adversarial_benefit", kind="ordering", metric="true_gain", side="<", predicted=0.0,
+          tol=0.0, label="adversarial, rho = 1.5 rho_true", paper=PAPER,
+          where={"experiment": "adversarial", "oracle_model": "adversarial", "rho_factor": 1.5},
+          evaluate=evaluate_adversarial,
+          statement="As above with a conservative radius rho = 1.5 rho_true (the chain no longer holds exactly).",
+          quantity="as above, rho = 1.5 rho_true"),
+    *(Claim(id="robust_sail.adversarial_benefit", kind="report", metric="true_gain", predicted=0.0, tol=0.0,
+            label=f"{model}, rho = {f:g} rho_true", paper=PAPER,
+            where={"experiment": "adversarial", "oracle_model": model, "rho_factor": f},
+            evaluate=functools.partial(evaluate_adversarial, judged=False),
+            statement=("Control: the same comparison when the misspecification is not aimed at the nominal "
+                       "solution" + (" (E5's random antisymmetric box)" if model == "random" else
+                                     " (the opposite sign: P_obs = clip(P_true - rho_true sign h_nom))")),
+            quantity=f"as above, {model} oracle, rho = {f:g} rho_true",
+            notes=("report-only control: robustness is not claimed to pay when the misspecification is not "
+                   "adversarial to the nominal solution"))
+      for model in ("random", "benign") for f in (1.0, 1.5)),
 )
 
 _DELTAS = [10.0 ** -k for k in range(2, 11)]
-# The stationarity slope varies between E5 instances (30 master seeds, one instance each: slopes -0.35 ..
-# -0.55, sd 0.058, seed noise only ~0.03), so the rate claim averages over 8 environment draws.
-_DRAWS = list(range(8))
+_STAT_T_QUICK = [2 ** 16, 2 ** 18, 2 ** 20]
+_STAT_T_FULL = [2 ** 12, 2 ** 14, 2 ** 16, 2 ** 18, 2 ** 20, 2 ** 22]
 
 SCENARIO = Scenario(
     name="robust_sail",
     version="6",
     study="Oracle-robust SAIL",
-    description="E5 with a box-misspecified or style-confounded oracle: decomposition, certificate, rates.",
+    description="E5 with a box-misspecified or style-confounded oracle: decomposition, certificate, rates, "
+                "inexact inner solves, an oracle adversarial to the nominal solution.",
     cell=cell,
     grids={
         "quick": [
@@ -389,13 +574,15 @@ SCENARIO = Scenario(
              "seeds": 1},
             {"experiment": ["certificate"], "oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5],
              "seeds": 1},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"], "env_draw": _DRAWS,
-             "step_rule": ["c/sqrtT"], "T": [1600, 6400, 25600, 102400], "seeds": 16},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"], "env_draw": _DRAWS,
-             "step_rule": ["c/sqrtT"], "T": [1600, 6400, 25600], "seeds": 4},
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"],
+             "env_draw": list(STAT_INSTANCES), "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 6},
+            {"experiment": ["inexact_inner"], "oracle": ["box"], "delta_rule": list(INNER_TOLERANCES),
+             "T": INEXACT_T, "seeds": 6},
             {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
             {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
              "seeds": 16},
+            {"experiment": ["adversarial"], "oracle": ["box"], "oracle_model": ["adversarial", "random"],
+             "rho_factor": [1.0, 1.5], "env_draw": ADV_DRAWS, "seeds": 1},
             {"experiment": ["rho_sweep"], "oracle": ["box", "confounder"], "rho": list(RHO_SWEEP), "seeds": 1},
         ],
         "full": [
@@ -403,21 +590,26 @@ SCENARIO = Scenario(
              "rho": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4], "seeds": 4},
             {"experiment": ["certificate"], "oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5],
              "seeds": 4},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"], "env_draw": _DRAWS,
-             "step_rule": ["c/sqrtT"], "T": [400, 1600, 6400, 25600, 102400]},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"], "env_draw": _DRAWS,
-             "step_rule": ["c/sqrtT"], "T": [400, 1600, 6400, 25600, 102400], "seeds": 16},
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"],
+             "env_draw": list(range(4)), "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL, "seeds": 16},
+            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"],
+             "env_draw": list(STAT_INSTANCES), "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL[:5], "seeds": 8},
+            {"experiment": ["inexact_inner"], "oracle": ["box"], "delta_rule": list(INNER_TOLERANCES),
+             "T": INEXACT_T + [2 ** 18], "seeds": 16},
             {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
             {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
              "seeds": 16},
+            {"experiment": ["adversarial"], "oracle": ["box"], "oracle_model": ["adversarial", "random", "benign"],
+             "rho_factor": [0.5, 1.0, 1.5, 2.0], "env_draw": list(range(32)), "seeds": 1},
             {"experiment": ["rho_sweep"], "oracle": ["box", "confounder"], "rho": list(RHO_SWEEP), "seeds": 1},
         ],
     },
     seeds={"quick": 16, "full": 64},
-    shared_seed_axes=("T",),
+    shared_seed_axes=("T", "delta_rule"),
     claims=CLAIMS,
-    figures=(stationarity_figure, rho_sweep_figure),
-    crn_note="common random numbers: each replicate uses one sample stream for every T of an algorithm",
+    figures=(stationarity_figure, inexact_inner_figure, adversarial_figure, rho_sweep_figure),
+    crn_note=("common random numbers: each replicate uses one sample stream for every T of an algorithm and "
+              "for every inner tolerance of Algorithm B"),
 )
 
 if __name__ == "__main__":

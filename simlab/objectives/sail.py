@@ -232,6 +232,35 @@ def _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta):
     return W, m[:, :, None] - m[:, None, :]
 
 
+def pair_margins(theta, phi, theta_ref, beta) -> np.ndarray:
+    """H[x,a,b] = h_theta(x,a,b) = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)), shape (n_x, n_y, n_y)
+    (antisymmetric in (a, b); docs/theory/sail.md §5.1)."""
+    phi = check_array("phi", phi, ndim=3)
+    d = phi.shape[2]
+    theta = check_array("theta", theta, shape=(d,))
+    theta_ref = check_array("theta_ref", theta_ref, shape=(d,))
+    beta = check_float("beta", beta, low=0.0, low_open=True)
+    m = beta * (phi @ (theta - theta_ref))
+    return m[:, :, None] - m[:, None, :]
+
+
+def shifted_oracle(P, H, rho) -> np.ndarray:
+    """clip(P + rho sign(H), 0, 1), an oracle table again when P is one and H is antisymmetric
+    (clip(1 - q) = 1 - clip(q)); |result - P| <= rho.
+
+    The box worst case of theta is ``shifted_oracle(P_obs, -H_theta, rho)`` (docs/theory/sail.md §5.2);
+    ``shifted_oracle(P_true, H_theta, rho_true)`` is an observed oracle adversarial to theta: the true
+    oracle is then theta's worst case in the box of radius rho_true around the observation, wherever
+    the clip is inactive (P_true + rho_true <= 1 on the pairs with H > 0)."""
+    P = np.asarray(P, dtype=np.float64)
+    H = check_array("H", H, shape=P.shape)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    if np.max(np.abs(H + H.transpose(0, 2, 1))) > 1e-9 * max(1.0, float(np.max(np.abs(H)))):
+        raise ValueError("H must be antisymmetric: H[x,a,b] = -H[x,b,a]")
+    P = check_oracle("P", P, P.shape[0], P.shape[1])
+    return np.clip(P + rho * np.sign(H), 0.0, 1.0)
+
+
 def robust_sail_decomposition(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> RobustSailDecomposition:
     """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (§5.2)."""
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)

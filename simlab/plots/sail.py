@@ -1,7 +1,9 @@
-"""Figures of the oracle-robust SAIL study (scenario ``robust_sail``, spec §5.6, §7.3).
+"""Figures of the oracle-robust SAIL study (scenario ``robust_sail``, docs/theory/sail.md §5.6,
+docs/theory/claims.md §7.3).
 
-Both take the scenario's stored rows (possibly empty) and an output directory, and return the files
-written (none when the rows they need are missing).
+Each takes the scenario's stored rows (possibly empty) and an output directory, and returns the files
+written (none when the rows they need are missing). Figures draw stored rows only: no solver calls and
+no refitted slopes (the verdict table holds the fits, made with each claim's own cut).
 """
 from __future__ import annotations
 
@@ -20,41 +22,107 @@ def _rows(df: pd.DataFrame, experiment: str, needed: tuple[str, ...]) -> pd.Data
     return sub if all(c in sub.columns for c in needed) else sub.iloc[0:0]
 
 
+def _save(fig, outdir: Path, name: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    path = outdir / name
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return [path]
+
+
+def _mean_se(sub: pd.DataFrame, x: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    stats = sub.groupby(x)[metric].agg(["mean", "std", "count"])
+    se = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0).to_numpy()
+    return stats.index.to_numpy(float), stats["mean"].to_numpy(), se
+
+
 def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
-    """E||grad env_gamma(theta_t*)||^2 vs T for Algorithms A, B, C (mean over seeds and environment draws
-    with standard errors, medians dashed), each with its OLS slope over T >= 1600 and its samples per
-    step (B spends K_in per step), and the T^-1/2 bound shape."""
-    rows = _rows(df, "stationarity", ("algorithm", "T", "env_grad2"))
+    """P(T) = E||grad env_gamma(theta_t*)||^2 sqrt(T) vs T, one line per (algorithm, E5 instance), mean
+    over seeds with standard errors, from the stored rows only (no fit: the verdict table holds the
+    slopes, fitted with the claim's own cut). Bounded, flattening lines are the O(T^-1/2) rate."""
+    rows = _rows(df, "stationarity", ("algorithm", "T", "env_grad2_sqrtT"))
     if rows.empty:
         return []
     import matplotlib.pyplot as plt
 
     apply_style()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for alg, sub in sorted(rows.groupby("algorithm")):
-        stats = sub.groupby("T")["env_grad2"].agg(["mean", "median", "std", "count"])
-        T = stats.index.to_numpy(float)
-        se = stats["std"].to_numpy() / np.sqrt(stats["count"].to_numpy())
-        use = T >= 1600
-        slope = np.polyfit(np.log(T[use]), np.log(stats["mean"].to_numpy()[use]), 1)[0] if use.sum() >= 2 else np.nan
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    keys = ["algorithm", "step_rule"] + (["env_draw"] if "env_draw" in rows.columns else [])
+    for key, sub in sorted(rows.groupby(keys), key=lambda kv: tuple(str(v) for v in kv[0])):
+        T, mean, se = _mean_se(sub, "T", "env_grad2_sqrtT")
         per_step = float((sub["samples"] / sub["T"]).mean()) if "samples" in sub.columns else np.nan
-        line = ax.errorbar(T, stats["mean"], yerr=se, marker="o", capsize=3,
-                           label=f"{alg}: slope {slope:.2f} ({per_step:g} samples/step)")[0]
-        ax.plot(T, stats["median"], ls="--", color=line.get_color(), alpha=0.6)
-    T_all = np.sort(rows["T"].unique()).astype(float)
-    ref = rows[rows["T"] == T_all[0]]["env_grad2"].mean()
-    ax.plot(T_all, ref * (T_all / T_all[0]) ** -0.5, color="gray", ls=":", label="T^-1/2 (bound shape)")
-    ax.set(xscale="log", yscale="log", xlabel="T (iterations, alpha = c/sqrt(T))",
-           ylabel="E ||grad env_gamma(theta_t*)||^2",
-           title="Oracle-robust SAIL: Moreau-envelope stationarity (E5, rho = 0.1)")
+        label = f"{key[0]}, instance {int(key[2])}" if len(key) > 2 else str(key[0])
+        if key[1] != "c/sqrtT":
+            label += f", alpha = {key[1]}"
+        ax.errorbar(T, mean, yerr=se, marker="o", capsize=3, label=f"{label} ({per_step:g} samples/step)")
+    ax.set(xscale="log", yscale="log", xlabel="T (iterations, alpha = 2/sqrt(T))",
+           ylabel="P(T) = E ||grad env_gamma(theta_t*)||^2 sqrt(T)",
+           title="Oracle-robust SAIL: P(T) stays bounded (E5, rho = 0.1, gamma = 0.1)")
+    ax.legend(fontsize=7)
+    return _save(fig, outdir, "robust_sail_stationarity.png")
+
+
+def inexact_inner_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
+    """Algorithm B with the inner prox solved to duality gap delta in {alpha^2, alpha, rho}: left,
+    E||grad env||^2 vs T (mean over seeds, standard errors) with a T^-1/2 guide through the alpha^2
+    line's first point; right, inner dual iterations per outer step. Stored rows only."""
+    rows = _rows(df, "inexact_inner", ("delta_rule", "T", "env_grad2", "inner_per_step"))
+    if rows.empty:
+        return []
+    import matplotlib.pyplot as plt
+
+    apply_style()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for rule, sub in sorted(rows.groupby("delta_rule")):
+        T, mean, se = _mean_se(sub, "T", "env_grad2")
+        ax.errorbar(T, mean, yerr=se, marker="o", capsize=3, label=f"delta = {rule}")
+        T2, it, _ = _mean_se(sub, "T", "inner_per_step")
+        ax2.plot(T2, it, marker="o", label=f"delta = {rule}")
+    ref = rows[rows["delta_rule"] == "alpha^2"]
+    if not ref.empty:
+        T, mean, _ = _mean_se(ref, "T", "env_grad2")
+        ax.plot(T, mean[0] * (T / T[0]) ** -0.5, color="gray", ls=":", label="T^-1/2 guide")
+    ax.set(xscale="log", yscale="log", xlabel="T (alpha = 2/sqrt(T))", ylabel="E ||grad env_gamma(theta_t*)||^2",
+           title="Algorithm B, inner duality gap <= delta")
+    ax2.set(xscale="log", xlabel="T", ylabel="inner dual iterations per step",
+            title="inner work (0 = the kinks were dropped)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "robust_sail_stationarity.png"
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    ax2.legend(fontsize=8)
+    return _save(fig, outdir, "robust_sail_inexact_inner.png")
+
+
+def adversarial_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
+    """Per E5 instance, L_SAIL(theta_rho; P_true) - L_SAIL(theta_nom; P_true) (below 0: robustness pays)
+    for the oracle adversarial to the nominal solution, the benign opposite sign and E5's random box,
+    at each rho / rho_true; means as bars. Stored rows only."""
+    rows = _rows(df, "adversarial", ("oracle_model", "rho_factor", "true_gain"))
+    if rows.empty:
+        return []
+    import matplotlib.pyplot as plt
+
+    apply_style()
+    models = [m for m in ("adversarial", "random", "benign") if m in set(rows["oracle_model"])]
+    factors = sorted(rows["rho_factor"].unique())
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    width = 0.8 / max(len(factors), 1)
+    rng = np.random.default_rng(0)  # horizontal jitter of the points only
+    for i, model in enumerate(models):
+        for j, f in enumerate(factors):
+            v = rows[(rows["oracle_model"] == model) & (rows["rho_factor"] == f)]["true_gain"].to_numpy(float)
+            x = i + (j - (len(factors) - 1) / 2) * width
+            ax.bar(x, v.mean() if v.size else np.nan, width=0.9 * width, alpha=0.35, color=f"C{j}",
+                   label=f"rho = {f:g} rho_true" if i == 0 else None)
+            ax.scatter(x + rng.uniform(-0.25, 0.25, v.size) * width, v, s=10, color=f"C{j}")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(models)), models)
+    ax.set(ylabel="L_SAIL(theta_rho; P_true) - L_SAIL(theta_nom; P_true)",
+           title="Does robustness pay on the true oracle? (E5, rho_true = 0.08; < 0: yes)")
+    ax.legend(fontsize=8)
+    return _save(fig, outdir, "robust_sail_adversarial.png")
 
 
 def rho_sweep_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
@@ -91,10 +159,4 @@ def rho_sweep_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
             else:
                 ax.set_xlabel("box radius rho")
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "robust_sail_rho_sweep.png"
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return _save(fig, outdir, "robust_sail_rho_sweep.png")

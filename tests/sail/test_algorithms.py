@@ -7,7 +7,7 @@ import pytest
 from simlab.objectives.sail import weak_convexity_estimate
 from simlab.solvers.prox import RobustSailProx
 from simlab.solvers.sail_algorithms import (deterministic_prox_linear, random_iterate_indices,
-                                            run_algorithm)
+                                            run_algorithm, stratified_iterate_indices)
 from tests.sail.instances import problem, random_instance
 
 RADIUS = 3.0
@@ -77,3 +77,46 @@ def test_bad_input_names_the_field():
         run_algorithm("A", np.zeros(3), *args, 0.1, RADIUS, 10, 0.1, rng, [5, 2])
     with pytest.raises(ValueError, match="step"):
         run_algorithm("B", np.zeros(3), *args, 0.1, RADIUS, 10, 1.0, rng, [0], gamma=0.1)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 1000, 2 ** 20])
+def test_stratified_indices_are_unbiased_for_the_uniform_output_index(T):
+    """weights @ values[inverse] has expectation (1/T) sum_t values_t: the weights sum to 1, every draw
+    lies in its dyadic stratum with weight |stratum|/(T m), and a Monte Carlo mean matches."""
+    rng = np.random.default_rng(T)
+    idx, inv, w = stratified_iterate_indices(T, 4, rng)
+    assert abs(w.sum() - 1.0) <= 1e-12 and np.all(np.diff(idx) > 0) and idx[-1] < T
+    draws = idx[inv]
+    lo = np.where(draws == 0, 0, 2 ** np.floor(np.log2(np.maximum(draws, 1))).astype(np.int64))
+    hi = np.minimum(np.where(draws == 0, 1, 2 * lo), T)
+    np.testing.assert_allclose(w, (hi - lo) / (4 * T))
+    if T >= 1000:
+        values = np.sin(np.arange(T) / 37.0) + 5.0 / (1.0 + np.arange(T))   # with an early transient
+        est = [w2 @ values[i2[v2]] for i2, v2, w2 in (stratified_iterate_indices(T, 4, rng) for _ in range(400))]
+        assert abs(np.mean(est) - values.mean()) <= 4 * np.std(est) / np.sqrt(400)
+
+
+def test_b_model_inner_with_alpha_equal_gamma_is_algorithm_a():
+    """B with the model-prox inner solve and alpha = gamma takes theta_{t+1} = z_t: Algorithm A with step gamma."""
+    args = problem(random_instance(5))
+    rec = np.arange(0, 301, 30)
+    a = run_algorithm("A", args[2].copy(), *args, 0.1, RADIUS, 300, 0.1, np.random.default_rng(2), rec, batch=3)
+    b = run_algorithm("B", args[2].copy(), *args, 0.1, RADIUS, 300, 0.1, np.random.default_rng(2), rec, batch=3,
+                      gamma=0.1, inner="model")
+    np.testing.assert_array_equal(a.iterates, b.iterates)
+    assert a.inner_iterations == b.inner_iterations > 0
+
+
+def test_b_model_inner_tolerance_drops_kinks_when_loose():
+    """A gap tolerance above every subproblem's initial gap stops the dual at s = 0 (no inner iteration):
+    the kinks are dropped; a tight tolerance solves them."""
+    args = problem(random_instance(6))
+    rec = np.array([0, 500])
+    go = lambda tol: run_algorithm("B", args[2].copy(), *args, 0.1, RADIUS, 500, 0.05, np.random.default_rng(4),
+                                   rec, batch=4, gap_tol=tol, gamma=0.1, inner="model")
+    loose, tight = go(1e6), go(1e-12)
+    assert loose.inner_iterations == 0 and tight.inner_iterations >= 500
+    assert not np.allclose(loose.iterates[-1], tight.iterates[-1])
+    with pytest.raises(ValueError, match="inner"):
+        run_algorithm("B", args[2].copy(), *args, 0.1, RADIUS, 5, 0.05, np.random.default_rng(4), rec[:1],
+                      gamma=0.1, inner="exact")
