@@ -1,4 +1,4 @@
-"""Benchmark of one stochastic Algorithm A run of oracle-robust SAIL (spec §5.5): T = 10^4 steps,
+"""Benchmark of one stochastic Algorithm A run of oracle-robust SAIL (docs/theory/sail.md §5.5): T = 10^4 steps,
 N_b = 1, d = 8 (E5 with d = 8), alpha = 2/sqrt(T), rho = 0.1, against the NumPy reference in
 ``benchmarks/reference_sail.py`` run in the same process. Both consume one Generator stream in the
 same order, so the trajectories are checked to agree (first 1000 steps, to 1e-10) before timing. Also times the exact Moreau-envelope

@@ -1,4 +1,4 @@
-"""Plain NumPy reference of one stochastic Algorithm A run for oracle-robust SAIL (spec §5.5).
+"""Plain NumPy reference of one stochastic Algorithm A run for oracle-robust SAIL (docs/theory/sail.md §5.5).
 
 Same computation as ``simlab.solvers.sail_algorithms.run_algorithm("A", ..., batch=1)``, written
 step by step with NumPy arrays and a Python loop: each step draws x ~ p_x, a, b ~ pi_theta(.|x) by

@@ -1,10 +1,11 @@
-"""Oracle-robust SAIL (spec §5, §7.3 robust_sail.*): exact decomposition, certificate, stationarity rates.
+"""Oracle-robust SAIL (docs/theory/sail.md §5, docs/theory/claims.md §7.3 robust_sail.*): exact
+decomposition, certificate, stationarity rates, inexact inner solves, when robustness pays.
 
 World E5 (n_x = 2, n_y = 4, d = 3, beta = 1, theta_ref = 0, B = 3, ||w*|| = 2) with an observed oracle
-P_obs misspecified by a pointwise box (rho_true = 0.08, adversarial antisymmetric signs) or a style
+P_obs misspecified by a pointwise box (rho_true = 0.08, random antisymmetric signs) or a style
 confounder (kappa_s = 1, rho_true measured). Everything population-level is exact over the atoms.
 
-The box set and its decomposition are *derived in the spec* (the paper body is not available):
+The box set and its decomposition are *derived in docs/theory/sail.md* (the paper body is not available):
 W_rho(P_obs) = {|P - P_obs| <= rho, P(x,a,b) + P(x,b,a) = 1, P in [0, 1]}; the SAIL loss is affine in P
 with slope -h and its weights pi_theta(a) pi_theta(b) do not depend on P, so the sup is pointwise at
 P = clip(P_obs - rho sign h) and L^W_rho = L_SAIL(.; P_obs) + E[min(rho, P_obs)[h]_+ + min(rho, 1 - P_obs)[-h]_+],
@@ -54,10 +55,10 @@ from simlab.solvers.prox import RobustSailProx, box_qp_dual, prox_linear_model
 from simlab.solvers.sail_algorithms import deterministic_prox_linear, run_algorithm, stratified_iterate_indices
 
 PAPER = ("Li, Gaur, Aggarwal, 'Oracle-Robust Online Alignment for Large Language Models' (arXiv 2602.20457), "
-         "abstract-level claims; box set, decomposition and constants derived in spec §5")
-GAMMA = 0.1          # Moreau parameter (E5, spec §7.2); checked < 1/omega_hat in every cell
+         "abstract-level claims; box set, decomposition and constants derived in docs/theory/sail.md §5")
+GAMMA = 0.1          # Moreau parameter (E5, docs/theory/claims.md §7.2); checked < 1/omega_hat in every cell
 RHO = 0.1            # box radius of the rate experiments (< rho_bar)
-STEP_C = 2.0         # alpha = c / sqrt(T), c from the pilot reported in spec §5.6
+STEP_C = 2.0         # alpha = c / sqrt(T), c from the pilot reported in docs/theory/sail.md §5.6
 INNER_STEPS_B = 16   # K_in of Algorithm B
 PER_STRATUM = 32     # stratified output-index draws per dyadic stratum of [0, T)
 STAT_CUT = 2 ** 18   # the stationarity slope is judged on T >= STAT_CUT (the last octaves of the grid)
@@ -479,7 +480,8 @@ CLAIMS = (
     Claim(id="robust_sail.stationarity_rate", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
           cut=STAT_CUT, label="pooled", paper=PAPER, where=_STAT, also=("env_grad",),
           statement=_STATEMENT_RATE,
-          quantity="slope of the mean over instances and seeds of E||grad env||^2 (the instance rows above)",
+          quantity=("slope of the mean over instances and seeds of E||grad env||^2 (the instance rows "
+                    "above)"),
           notes="report-only: the pooled slope averages instances with different constants; the verdict is per instance"),
     Claim(id="robust_sail.inexact_inner", kind="tight", metric="env_grad2", x="T", predicted=-0.5, tol=0.1,
           cut=INEXACT_T[0], label="delta = alpha^2", paper=PAPER,
@@ -513,7 +515,7 @@ CLAIMS = (
             quantity=(f"(1/T) sum_(t<T) ||grad env_0.1(theta_t)||^2, alpha = 1/(2 omega_hat), T in {{10, ..., 3000}}, "
                       f"fit on T >= 100, {oracle} oracle"),
             notes=("the partial sum still grows at small T (slower local slope); calibration over 30 masters "
-                   "without the cut failed once at -0.89, so the fit uses the tail as in spec §5.6"))
+                   "without the cut failed once at -0.89, so the fit uses the tail as in docs/theory/sail.md §5.6"))
       for oracle in ("box", "confounder")),
     Claim(id="robust_sail.inner_cost", kind="report", metric="inner_iterations", x=None,
           predicted=float("nan"), tol=0.0, paper=PAPER, where={"experiment": "inner_cost"},

@@ -1,4 +1,5 @@
-"""SAIL and oracle-robust SAIL on log-linear policies (spec §5.1–5.3, identities 7, 24–28).
+"""SAIL and oracle-robust SAIL on log-linear policies (docs/theory/sail.md §5.1–5.3; identities 7,
+24–28 of docs/theory/identities.md §8).
 
 Inputs are arrays: features ``phi (n_x, n_y, d)``, context law ``p_x (n_x,)``, ``theta_ref (d,)``, the
 temperature ``beta`` and an oracle table ``P (n_x, n_y, n_y)`` with ``P[x,a,b] + P[x,b,a] = 1``
@@ -15,7 +16,7 @@ term and a sampling-score term (s_theta = phi - phibar_theta):
     grad L_SAIL = E_{x; a,b ~ pi_theta iid}[(sigma(h) - P) beta dphi + l(h; P)(s_theta(x,a) + s_theta(x,b))].
 
 **Oracle-robust SAIL** (§5.2). Box set W_rho(P_obs) = {P : |P - P_obs| <= rho, P(x,a,b) + P(x,b,a) = 1,
-P in [0, 1]}. Derivation (derived in the spec; checked here against brute force): l is affine in P with
+P in [0, 1]}. Derivation (derived in docs/theory/sail.md; checked here against brute force): l is affine in P with
 slope -h and the weights pi pi do not depend on P, so the sup is attained pointwise at
 P = clip(P_obs - rho sign h, 0, 1) — and the ordered pair (b, a), whose margin is -h and whose observed
 probability is 1 - P_obs, asks for exactly the complementary value, so the antisymmetry constraint
@@ -28,7 +29,7 @@ does not bind. Hence, with c+ = min(rho, P_obs) and c- = min(rho, 1 - P_obs),
 R(theta) = E|h_theta| is the oracle sensitivity E|dl/dP| (it includes beta, so lambda = rho). The interior
 form overestimates when clipping is active, so the clipped form is the one used everywhere.
 
-**Weak convexity** (§5.3, derived in the spec, loose): F = L^W_rho is omega-weakly convex on the ball
+**Weak convexity** (§5.3, derived in docs/theory/sail.md, loose): F = L^W_rho is omega-weakly convex on the ball
 ||theta - theta_ref|| <= B with omega <= L_sm + rho omega_R, see :func:`weak_convexity_bound`.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ LOG2 = math.log(2.0)
 # scalar pieces
 # --------------------------------------------------------------------------------------------------
 def soft_label_loss(h, P):
-    """l(h; P) = softplus(h) - P h = -log sigma(-h) - P h (spec §5.1, identity 7), elementwise."""
+    """l(h; P) = softplus(h) - P h = -log sigma(-h) - P h (docs/theory/sail.md §5.1, identity 7), elementwise."""
     h = np.asarray(h, dtype=np.float64)
     return np.logaddexp(0.0, h) - np.asarray(P, dtype=np.float64) * h
 
@@ -161,7 +162,7 @@ def check_oracle(name: str, P, n_x: int, n_y: int) -> np.ndarray:
 
 
 def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -> tuple[float, np.ndarray]:
-    """Exact L_SAIL(theta; P) and its gradient (spec §5.1), summing over all (x, a, b).
+    """Exact L_SAIL(theta; P) and its gradient (docs/theory/sail.md §5.1), summing over all (x, a, b).
 
     ``c_score`` multiplies the sampling-score term of the gradient (§9 switch ``sail.c_score``): 1 is
     SAIL, 0 is on-policy DPO (then the "gradient" ignores the theta-dependence of the sampling).
@@ -206,7 +207,7 @@ def robust_regime(P_obs, rho: float) -> str:
 
 @dataclass(frozen=True)
 class RobustSailDecomposition:
-    """The parts of L^W_rho(theta) (spec §5.2).
+    """The parts of L^W_rho(theta) (docs/theory/sail.md §5.2).
 
     value : L^W_rho = sail_value + penalty (exact, clipped form).
     sail_value : L_SAIL(theta; P_obs).
@@ -301,7 +302,7 @@ def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> flo
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PenaltyPairs:
-    """The kinked part of F over unordered pairs k = (x, {a < b}) (spec §5.4).
+    """The kinked part of F over unordered pairs k = (x, {a < b}) (docs/theory/sail.md §5.4).
 
     F(z) = S(z) + sum_k w_k(z) pen_k(z), w_k = 2 p_x(x) pi_z(a|x) pi_z(b|x),
     pen_k = c+_k [t_k]_+ + c-_k [-t_k]_+, t_k = rows_k^T z - offsets_k = beta dphi_k^T (z - theta_ref).

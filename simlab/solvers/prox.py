@@ -1,11 +1,11 @@
 """Moreau envelope of oracle-robust SAIL: exact prox by a prox-linear outer loop over a dual box-QP
-inner solver (spec §5.4, identities 29–30).
+inner solver (docs/theory/sail.md §5.4; identities 29–30 of docs/theory/identities.md §8).
 
 env_gamma(theta) = min_{z in Theta} F(z) + ||z - theta||^2 / (2 gamma),  Theta = {||z - theta_ref|| <= B},
 F = L^W_rho (clipped form, :mod:`simlab.objectives.sail`). For gamma < 1/omega the problem is strongly
 convex, prox_gamma(theta) is unique and grad env_gamma(theta) = (theta - prox_gamma(theta)) / gamma.
 
-**Outer prox-linear loop** (derived in the spec): F = S + sum_k w_k pen_k with S = L_SAIL(.; P_obs),
+**Outer prox-linear loop** (derived in docs/theory/sail.md): F = S + sum_k w_k pen_k with S = L_SAIL(.; P_obs),
 w_k = 2 p_x pi_z(a) pi_z(b) and convex kinks pen_k. At z_i keep the kinks exact with frozen weights and
 linearise the rest:
 

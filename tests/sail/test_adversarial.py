@@ -87,7 +87,8 @@ def test_adversarial_oracle_chain(seed):
         P_obs = S.shifted_oracle(P_true, S.pair_margins(theta, phi, tr, beta), rho_true)
         args = (phi, p_x, tr, beta, P_obs)
         theta_nom, f_nom = _minimise(args, 0.0)
-        same = np.array_equal(np.sign(S.pair_margins(theta_nom, phi, tr, beta)), np.sign(S.pair_margins(theta, phi, tr, beta)))
+        same = np.array_equal(np.sign(S.pair_margins(theta_nom, phi, tr, beta)),
+                              np.sign(S.pair_margins(theta, phi, tr, beta)))
         theta = theta_nom
         if same:
             break

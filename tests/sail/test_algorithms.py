@@ -1,4 +1,4 @@
-"""Algorithms A/B/C of spec §5.5 and the deterministic prox-linear method."""
+"""Algorithms A/B/C of docs/theory/sail.md §5.5 and the deterministic prox-linear method."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""SAIL / oracle-robust SAIL objective: identities 7, 24-28 of spec §8."""
+"""SAIL / oracle-robust SAIL objective: identities 7, 24-28 of docs/theory/identities.md §8."""
 from __future__ import annotations
 
 import math

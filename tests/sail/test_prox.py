@@ -1,4 +1,4 @@
-"""Dual box-QP and the Moreau envelope of oracle-robust SAIL: identities 29-30 of spec §8."""
+"""Dual box-QP and the Moreau envelope of oracle-robust SAIL: identities 29-30 of docs/theory/identities.md §8."""
 from __future__ import annotations
 
 import numpy as np
