@@ -42,7 +42,7 @@ import pandas as pd
 
 from simlab.env import make_env, preset
 from simlab.experiments.claims import Measurement
-from simlab.experiments.rates import mean_with_ci, verdict_ordering
+from simlab.experiments.rates import fit_rate, mean_with_ci, verdict_ordering, verdict_tight
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.sail import (feature_bound, pair_margins, penalty_pairs, robust_regime,
                                     robust_sail_brute_force, robust_sail_decomposition, robust_sail_value_grad,
@@ -184,8 +184,8 @@ def _stationarity(env, args, params, rng, omega_hat, seed_key) -> dict:
             "inner_per_step": run.inner_iterations / T if alg == "A" else math.nan}
 
 
-INNER_TOLERANCES = {"alpha^2": lambda alpha: alpha * alpha, "alpha": lambda alpha: alpha,
-                    "rho": lambda alpha: RHO}
+INNER_TOLERANCES = {"exact": lambda alpha: 0.0, "alpha^2": lambda alpha: alpha * alpha,
+                    "alpha": lambda alpha: alpha, "rho": lambda alpha: RHO}
 
 
 def _inexact_inner(env, args, params, rng) -> dict:
@@ -394,30 +394,46 @@ def evaluate_inner_cost(rows: pd.DataFrame) -> Measurement:
     return Measurement(slope, (slope, slope), True, note, None, extra)
 
 
-def _paired_difference(rows: pd.DataFrame, axis: str, high: str, low: str, metric: str) -> np.ndarray:
-    """Per (replicate, T) pairs at the largest T: metric[axis == high] - metric[axis == low]."""
-    last = rows[rows["T"] == rows["T"].max()]
-    table = last.pivot_table(index="replicate", columns=axis, values=metric, aggfunc="mean")
-    return (table[high] - table[low]).dropna().to_numpy(float)
+def _ratio_to_exact(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """Per (replicate, T): E||grad env||^2 with inner tolerance ``rule`` over that of the exact inner
+    solve on the same seed (common random numbers across tolerances)."""
+    keys = [k for k in ("env_draw", "replicate", "T") if k in rows.columns]
+    table = rows.pivot_table(index=keys, columns="delta_rule", values="env_grad2", aggfunc="mean")
+    return (table[rule] / table["exact"]).dropna().rename("ratio").reset_index()
 
 
-def evaluate_constant_tolerance_degrades(rows: pd.DataFrame) -> Measurement:
-    """ordering ">": at the largest T, per seed (common random numbers across tolerances),
-    E||grad env||^2 with the constant inner tolerance delta = rho minus that with delta = alpha^2,
-    relative to the latter's mean, is > 0; the slopes of all three schedules are reported."""
-    diff = _paired_difference(rows, "delta_rule", "rho", "alpha^2", "env_grad2")
-    base = float(rows[(rows["T"] == rows["T"].max()) & (rows["delta_rule"] == "alpha^2")]["env_grad2"].mean())
-    mean, ci, _ = mean_with_ci(diff / base)
-    verdict, note = verdict_ordering(ci, ">")
+def _tolerance_extras(rows: pd.DataFrame) -> dict:
     extra = {}
     for rule, sub in rows.groupby("delta_rule"):
-        stats = sub.groupby("T")["env_grad2"].mean()
-        T = stats.index.to_numpy(float)
-        extra[f"slope[delta={rule}]"] = float(np.polyfit(np.log(T), np.log(stats.to_numpy()), 1)[0])
+        if sub["T"].nunique() >= 2:
+            fit = fit_rate(sub["T"].to_numpy(float), sub["env_grad2"].to_numpy(float), sub["replicate"].to_numpy())
+            extra[f"slope[delta={rule}]"], extra[f"ci[delta={rule}]"] = fit.slope, list(fit.ci)
         extra[f"inner iterations per step [delta={rule}]"] = float(sub["inner_per_step"].mean())
         extra[f"P(T) = E||grad||^2 sqrt(T) [delta={rule}]"] = {
             f"{t:g}": float(v) for t, v in sub.groupby("T")["env_grad2_sqrtT"].mean().items()}
-    return Measurement(mean, ci, verdict, note, None, extra)
+    return extra
+
+
+def evaluate_rate_change(rows: pd.DataFrame, rule: str, predicted: float = 0.0, tol: float = 0.1,
+                         judged: bool = True) -> Measurement:
+    """Slope in T of E||grad env||^2[delta = rule] / E||grad env||^2[exact inner solve], per seed and
+    instance paired (so the instance's own pre-asymptotic shape cancels): 0 when the inexact solve keeps
+    the exact method's rate. ``tight(predicted, tol)`` on its bootstrap CI when ``judged``, else reported;
+    the absolute slope of every tolerance is reported beside it."""
+    ratio = _ratio_to_exact(rows, rule)
+    fit = fit_rate(ratio["T"].to_numpy(float), ratio["ratio"].to_numpy(float), ratio["replicate"].to_numpy())
+    verdict, note = verdict_tight(fit.ci, predicted, tol) if judged else (True, "")
+    return Measurement(fit.slope, fit.ci, verdict, note, fit, _tolerance_extras(rows))
+
+
+def evaluate_constant_tolerance_degrades(rows: pd.DataFrame) -> Measurement:
+    """ordering ">": at the largest T, the mean over seeds of log(E||grad env||^2[delta = rho] /
+    E||grad env||^2[exact inner solve]) (same seed, same instance) is > 0."""
+    ratio = _ratio_to_exact(rows, "rho")
+    last = ratio[ratio["T"] == ratio["T"].max()]
+    mean, ci, _ = mean_with_ci(np.log(last["ratio"].to_numpy(float)))
+    verdict, note = verdict_ordering(ci, ">")
+    return Measurement(mean, ci, verdict, note, None, _tolerance_extras(rows))
 
 
 def evaluate_adversarial(rows: pd.DataFrame, judged: bool = True) -> Measurement:
@@ -483,18 +499,23 @@ CLAIMS = (
           quantity=("slope of the mean over instances and seeds of E||grad env||^2 (the instance rows "
                     "above)"),
           notes="report-only: the pooled slope averages instances with different constants; the verdict is per instance"),
-    Claim(id="robust_sail.inexact_inner", kind="tight", metric="env_grad2", x="T", predicted=-0.5, tol=0.1,
-          cut=INEXACT_T[0], label="delta = alpha^2", paper=PAPER,
-          where={"experiment": "inexact_inner", "delta_rule": "alpha^2"}, also=("env_grad2_sqrtT",),
+    Claim(id="robust_sail.inexact_inner", kind="tight", metric="env_grad2", x="T", predicted=0.0, tol=0.1,
+          label="delta = alpha^2", paper=PAPER, where={"experiment": "inexact_inner"},
+          evaluate=functools.partial(evaluate_rate_change, rule="alpha^2", predicted=0.0, tol=0.1),
           statement=("An inexact inner prox solver keeps the guarantee: with the inner tolerance delta_t <= alpha_t^2 "
-                     "the stationarity rate E||grad env||^2 = O(T^-1/2) of alpha = c/sqrt(T) survives."),
-          quantity=("E||grad env_0.1(theta_t*)||^2 of Algorithm B (inexact proximal point), inner prox of the "
-                    "N_b = 4 sample prox-linear model solved by the dual box-QP to duality gap delta = alpha^2, "
-                    "alpha = 2/sqrt(T), T = 2^12, 2^14, 2^16, E5 instance 0")),
-    Claim(id="robust_sail.inexact_inner", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
-          cut=INEXACT_T[0], label="delta = alpha", paper=PAPER,
-          where={"experiment": "inexact_inner", "delta_rule": "alpha"},
-          statement="With delta_t = alpha_t (beyond the sufficient condition delta <= alpha^2) the rate is measured.",
+                     "Algorithm B has the rate of its exact-inner version (E||grad env||^2 = O(T^-1/2) with "
+                     "alpha = c/sqrt(T)), i.e. the ratio of the two does not change with T."),
+          quantity=("slope in T of E||grad env_0.1(theta_t*)||^2 [inner duality gap delta = alpha^2] / [inner "
+                    "solve to machine precision], same seeds (common random numbers); Algorithm B (inexact "
+                    "proximal point), inner prox of the N_b = 4 sample prox-linear model by the dual box-QP, "
+                    "alpha = 2/sqrt(T), T = 2^12, 2^14, 2^16, two E5 instances (env_draw 0, 1) x 6 seeds; the "
+                    "absolute slopes are reported beside it"),
+          notes=("paired with the exact inner solve because the absolute slope on T <= 2^16 varies between E5 "
+                 "instances (30 masters: -0.45 +/- 0.075, see robust_sail.stationarity_rate)")),
+    Claim(id="robust_sail.inexact_inner", kind="report", metric="env_grad2", x="T", predicted=0.0, tol=0.0,
+          label="delta = alpha", paper=PAPER, where={"experiment": "inexact_inner"},
+          evaluate=functools.partial(evaluate_rate_change, rule="alpha", judged=False),
+          statement="With delta_t = alpha_t (beyond the sufficient condition delta <= alpha^2) the rate change is measured.",
           quantity="as for delta = alpha^2, inner duality gap delta = alpha",
           notes=("report-only: the theorem's sufficient condition is delta <= alpha^2; delta = alpha is outside "
                  "it and predicts nothing either way")),
@@ -503,10 +524,9 @@ CLAIMS = (
           evaluate=evaluate_constant_tolerance_degrades,
           statement=("A constant inner tolerance does not keep the guarantee: a solve stopped at duality gap "
                      "delta = rho drops the kinks whenever their penalty is below delta, so the iterates settle "
-                     "at a biased point and E||grad env||^2 stays above the alpha^2-tolerance run."),
-          quantity=("per seed at T = 2^16 (common random numbers across tolerances): [E||grad env||^2 at "
-                    "delta = rho = 0.1] - [at delta = alpha^2], divided by the mean at delta = alpha^2; the "
-                    "slope of each schedule is reported")),
+                     "at a biased point and E||grad env||^2 stays above the exact-inner run."),
+          quantity=("mean over seeds and the two instances at T = 2^16 of log(E||grad env||^2 [delta = rho = 0.1] "
+                    "/ E||grad env||^2 [exact inner solve]), same seeds; the slope of each schedule is reported")),
     *(Claim(id="robust_sail.deterministic_rate", kind="upper", metric="avg_env_grad2", x="T", predicted=-1.0,
             tol=0.1, cut=100, label=f"{oracle} oracle", paper=PAPER,
             where={"experiment": "deterministic", "oracle": oracle},
@@ -579,7 +599,7 @@ SCENARIO = Scenario(
             {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"],
              "env_draw": list(STAT_INSTANCES), "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 6},
             {"experiment": ["inexact_inner"], "oracle": ["box"], "delta_rule": list(INNER_TOLERANCES),
-             "T": INEXACT_T, "seeds": 6},
+             "env_draw": [0, 1], "T": INEXACT_T, "seeds": 6},
             {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
             {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
              "seeds": 16},
@@ -597,7 +617,7 @@ SCENARIO = Scenario(
             {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"],
              "env_draw": list(STAT_INSTANCES), "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL[:5], "seeds": 8},
             {"experiment": ["inexact_inner"], "oracle": ["box"], "delta_rule": list(INNER_TOLERANCES),
-             "T": INEXACT_T + [2 ** 18], "seeds": 16},
+             "env_draw": [0, 1, 2, 3], "T": INEXACT_T + [2 ** 18], "seeds": 16},
             {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
             {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
              "seeds": 16},
