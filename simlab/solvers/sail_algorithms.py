@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
+from simlab.env.sampling import inverse_cdf_draw
 from simlab.objectives.sail import check_sail_problem, pair_weights_kernel, penalty_pairs, robust_sail_kernel
 from simlab.solvers.prox import ball_box_qp_kernel
 from simlab.special import sigmoid, softplus
@@ -43,19 +44,6 @@ B_INNER_SOLVERS = ("sgd", "model")
 # unbiased single-sample stochastic gradients (numba): they live with the algorithms that draw them
 # --------------------------------------------------------------------------------------------------
 @kernel(ordered=True)
-def _draw_index(cdf, u):
-    """Smallest i with u < cdf[i] (inverse-CDF draw; the last index absorbs round-off).
-
-    simlab.env.sampling has no in-kernel inverse-CDF draw from one uniform (its samplers are alias
-    tables and multinomial counts called from Python), so this one stays here until it gets one."""
-    n = cdf.size
-    for i in range(n - 1):
-        if u < cdf[i]:
-            return i
-    return n - 1
-
-
-@kernel(ordered=True)
 def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope, rng, g, row, work):
     """Draw x ~ p_x, a, b ~ pi_theta(.|x) iid, y ~ Bern(P(x,a,b)); add to ``g`` (d,)
 
@@ -66,7 +54,7 @@ def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope
     returns (h, c+, c-). ``work`` is scratch of length >= 2 n_y.
     """
     n_x, n_y, d = phi.shape
-    x = _draw_index(cdf_x, rng.random())
+    x = inverse_cdf_draw(cdf_x, rng.random())
     logits = work[:n_y]
     cdf = work[n_y:2 * n_y]
     mx = -np.inf
@@ -83,8 +71,8 @@ def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope
         cdf[a] = z
     for a in range(n_y):
         cdf[a] /= z
-    a_ = _draw_index(cdf, rng.random())
-    b_ = _draw_index(cdf, rng.random())
+    a_ = inverse_cdf_draw(cdf, rng.random())
+    b_ = inverse_cdf_draw(cdf, rng.random())
     h = 0.0
     for k in range(d):
         row[k] = beta * (phi[x, a_, k] - phi[x, b_, k])
