@@ -65,9 +65,11 @@ def robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_s
     (docs/theory/sail.md §5.2), the jitted entry point behind :func:`sail_value_grad` and
     :func:`robust_sail_value_grad`; callers validate with :func:`check_sail_problem` first.
 
-    Writes into ``grad``:
+    Writes into ``grad``::
+
         sum_x p_x sum_{a,b} pi_a pi_b [(sigma(h) - P + kink_slope * pen'(h)) beta dphi
                                         + c_score (l + pen)(s_a + s_b)],
+
     with pen'(h) = c+ (h > 0), -c- (h < 0), 0 at h = 0 (a Clarke subgradient). kink_slope = 1 gives a
     subgradient of F; kink_slope = 0 gives g_i of the prox-linear model (§5.4). rho = 0 gives SAIL.
     Cost O(n_x n_y (n_y + d)): margins are beta (theta - theta_ref)^T phi(x, .), differenced.
