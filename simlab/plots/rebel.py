@@ -1,4 +1,4 @@
-"""Figures of the REBEL / DRO-REBEL studies: expected reward against the test mixture (spec §1.7)."""
+"""Figures of the preference-shift study: robust minus nominal worst-case reward against the radius."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,43 +8,51 @@ import pandas as pd
 
 from simlab.plots.style import apply_style
 
-LABELS = {"dpo": "DPO", "rebel": "REBEL", "rebel_w2": "W2-REBEL", "rebel_kl": "KL-REBEL",
-          "rebel_chi2": "chi2-REBEL"}
+PANELS = (("mixed", 0.1), ("labelers", 0.1), ("labelers", 0.25), ("labelers", 0.5), ("misspecified", 0.1))
+METHODS = {"rebel": ("kl", "chi2", "w2"), "dpo": ("kldpo", "chi2dpo", "wdpo")}
+LABELS = {"kl": "KL-REBEL", "chi2": "chi2-REBEL", "w2": "W2-REBEL", "kldpo": "KLDPO", "chi2dpo": "chi2-DPO",
+          "wdpo": "WDPO (surrogate)"}
 
 
-def reward_vs_alpha_figure(df: pd.DataFrame, outdir: Path, radius: float = 0.1) -> list[Path]:
-    """One panel per setting: mean J(theta_T; w(alpha)) over seeds against alpha, one curve per method
-    (robust methods at ``radius``), with J of the KL-regularised optimum pi_{theta_ref + w(alpha)/beta}
-    dashed (it maximises J - beta KL, not J; the papers' reward-vs-mixture figure). Returns the written paths (none for an empty frame)."""
-    if df is None or df.empty or "J_0" not in df.columns:
+def shift_advantage_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
+    """Rows: REBEL and DPO family; columns: regimes. Mean over seeds of robust minus nominal min_alpha J of the
+    empirical fits, with a 95% normal CI (1.96 standard errors), against the radius index k (radius = 4^-k
+    times the largest radius of the method); the exact population difference dashed. Columns ``dminJ_<m>_<k>``
+    and ``pop_dminJ_<m>_<k>`` of the shift scenario's ``map`` rows. Returns the written paths (none if empty)."""
+    if df is None or df.empty or "experiment" not in df.columns:
+        return []
+    rows = df[df["experiment"] == "map"]
+    if rows.empty:
         return []
     import matplotlib.pyplot as plt
 
     apply_style()
-    cols = sorted((c for c in df.columns if c.startswith("J_")), key=lambda c: int(c[2:]))
-    alphas = np.linspace(0.0, 1.0, len(cols))
-    settings = sorted(df["setting"].unique())
-    fig, axes = plt.subplots(1, len(settings), figsize=(5.0 * len(settings), 3.8), squeeze=False)
-    for ax, setting in zip(axes[0], settings):
-        rows = df[df["setting"] == setting]
-        for method, label in LABELS.items():
-            sel = rows[rows["method"] == method]
-            if method.startswith("rebel_"):
-                sel = sel[np.isclose(sel["radius"], radius)]
-                label = f"{label} (eps={radius:g})"
-            if sel.empty:
-                continue
-            ax.plot(alphas, sel[cols].mean().to_numpy(), "o-", ms=3, lw=1.5, label=label)
-        opt = [c.replace("J_", "Jopt_") for c in cols]
-        if opt[0] in rows.columns:
-            ax.plot(alphas, rows[opt].mean().to_numpy(), "k--", lw=1,
-                    label="KL-regularised optimum pi_ref e^{w(alpha)^T phi / beta}")
-        ax.set_xlabel("test mixture alpha (w = alpha w_a + (1 - alpha) w_b)")
-        ax.set_ylabel("J(theta; w(alpha))")
-        ax.set_title(f"setting {setting}", fontsize=10)
-        ax.legend(fontsize=7)
+    fig, axes = plt.subplots(2, len(PANELS), figsize=(3.3 * len(PANELS), 6.2), squeeze=False, sharex=True)
+    for i, family in enumerate(("rebel", "dpo")):
+        for j, (regime, alpha0) in enumerate(PANELS):
+            ax = axes[i, j]
+            sel = rows[(rows["regime"] == regime) & (rows["family"] == family) & np.isclose(rows["alpha0"], alpha0)]
+            ax.axhline(0.0, color="k", lw=0.8)
+            for m in METHODS[family]:
+                ks = sorted(int(c.rsplit("_", 1)[1]) for c in sel.columns if c.startswith(f"dminJ_{m}_"))
+                if sel.empty or not ks:
+                    continue
+                x = 4.0 ** -np.array(ks, dtype=float)
+                vals = [sel[f"dminJ_{m}_{k}"].to_numpy(dtype=float) for k in ks]
+                mean = np.array([np.nanmean(v) for v in vals])
+                se = np.array([np.nanstd(v, ddof=1) / np.sqrt(np.isfinite(v).sum()) for v in vals])
+                line = ax.errorbar(x, mean, yerr=1.96 * se, fmt="o-", ms=3, lw=1.3, capsize=2, label=LABELS[m])
+                pop = [float(sel[f"pop_dminJ_{m}_{k}"].mean()) for k in ks]
+                ax.plot(x, pop, "--", lw=1, color=line[0].get_color())
+            ax.set_xscale("log")
+            ax.set_title(f"{family.upper()} | {regime}, alpha0={alpha0:g}", fontsize=9)
+            if i == 1:
+                ax.set_xlabel("radius / largest radius (4^-k)")
+            if j == 0:
+                ax.set_ylabel("robust - nominal min_alpha J")
+            ax.legend(fontsize=6)
     fig.tight_layout()
-    path = Path(outdir) / "shift_reward_vs_alpha.png"
+    path = Path(outdir) / "shift_advantage_vs_radius.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
