@@ -72,7 +72,7 @@ ROBUST = {"rebel": ("kl", "chi2", "w2"), "dpo": ("kldpo", "chi2dpo", "wdpo")}
 NOMINAL = {"rebel": "rebel", "dpo": "dpo"}
 DIVERGENCE = {"kl": "kl", "chi2": "chi2", "kldpo": "kl", "chi2dpo": "chi2"}
 DPO_OBJECTIVE = {"dpo": "dpo", "kldpo": "kldpo_constrained", "chi2dpo": "chi2dpo", "wdpo": "wdpo_surrogate"}
-RATE_METHODS = {"rebel": ("kl", 2), "dpo": ("chi2dpo", 4)}
+RATE_METHODS = {"rebel": ("kl", 2), "dpo": ("chi2dpo", 2)}
 REPORT = "report" if "report" in KINDS else None
 
 
@@ -383,7 +383,7 @@ def _rate_claims() -> list[Claim]:
     out = []
     for family, (method, k) in RATE_METHODS.items():
         out.append(Claim(
-            id="shift.labeler_rate_n", kind="tight", metric="err2", x="n", predicted=-1.0, tol=0.15, cut=2**10,
+            id="shift.labeler_rate_n", kind="tight", metric="err2", x="n", predicted=-1.0, tol=0.15, cut=2**12,
             label=f"{family.upper()} {method} k={k}", paper=PAPER + "; parametric rate under preference shift",
             where={"experiment": "rate", "family": family},
             statement=f"Two labelers, alpha0 = 0.1: the empirical {method} minimiser converges to the population "
@@ -401,7 +401,7 @@ _MAP = [{"experiment": ["map"], "regime": ["mixed"], "alpha0": [0.1, 0.5], "fami
          "n": [N_FIT]},
         {"experiment": ["map"], "regime": ["labelers"], "alpha0": [0.1, 0.25, 0.5], "family": ["rebel", "dpo"],
          "n": [N_FIT]}]
-N_RATE_QUICK = [2**10, 2**12, 2**14, 2**16]
+N_RATE_QUICK = [2**12, 2**14, 2**16, 2**18]
 
 SCENARIO = Scenario(
     name="shift",
