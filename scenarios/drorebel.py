@@ -168,7 +168,10 @@ def benign_cell(env_name: str, div: str, d: int, radius: float, key: tuple) -> d
     env, theta_t, atoms = _instance(env_name, d, key)
     theta0, C0 = _nominal(env_name, d, key)
     obj = OBJECTIVE[div]
-    theta = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, theta_t, ETA, obj, radius, gtol=1e-13).x
+    try:
+        theta = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, theta_t, ETA, obj, radius, gtol=1e-12).x
+    except NoMinimizerError:
+        return {"radius": radius, "bias2": np.nan, "const_ratio": np.nan, "const_dev": np.nan, "failed": 1.0}
     C = rebel_sandwich(obj, theta, theta_t, ETA, atoms.dphi, atoms.dr, atoms.p0, radius).constant()
     return {"radius": radius, "bias2": float(np.sum((theta - theta0) ** 2)), "const_ratio": C / C0,
             "const_dev": abs(C / C0 - 1.0), "failed": 0.0}

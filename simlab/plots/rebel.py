@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simlab.plots.style import apply_style
+from simlab.plots.style import apply_style, save_figure
 
 PANELS = (("mixed", 0.1), ("labelers", 0.1), ("labelers", 0.25), ("labelers", 0.5), ("misspecified", 0.1))
 METHODS = {"rebel": ("kl", "chi2", "w2"), "dpo": ("kldpo", "chi2dpo", "wdpo")}
@@ -39,8 +39,9 @@ def shift_advantage_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
                     continue
                 x = 4.0 ** -np.array(ks, dtype=float)
                 vals = [sel[f"dminJ_{m}_{k}"].to_numpy(dtype=float) for k in ks]
-                mean = np.array([np.nanmean(v) for v in vals])
-                se = np.array([np.nanstd(v, ddof=1) / np.sqrt(np.isfinite(v).sum()) for v in vals])
+                ok = [v[np.isfinite(v)] for v in vals]
+                mean = np.array([v.mean() if v.size else np.nan for v in ok])
+                se = np.array([v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else np.nan for v in ok])
                 line = ax.errorbar(x, mean, yerr=1.96 * se, fmt="o-", ms=3, lw=1.3, capsize=2, label=LABELS[m])
                 pop = [float(sel[f"pop_dminJ_{m}_{k}"].mean()) for k in ks]
                 ax.plot(x, pop, "--", lw=1, color=line[0].get_color())
@@ -54,6 +55,4 @@ def shift_advantage_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     fig.tight_layout()
     path = Path(outdir) / "shift_advantage_vs_radius.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, path)]
