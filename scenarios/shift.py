@@ -276,7 +276,8 @@ def held_out_advantage(rows, family: str, metric: str = "minJ", sign: float = 1.
     """Robust minus nominal ``metric`` at the (method, k) with the best mean on even replicates, judged on the
     odd replicates (ordering > 0 for sign = 1; ``judged=False`` for report-only claims, whose measurement
     is only shown); exact population differences reported beside it."""
-    keys = [(m, k) for m in ROBUST[family] for k in KS if f"d{metric}_{m}_{k}" in rows.columns]
+    keys = [(m, k) for m in ROBUST[family] for k in KS if f"d{metric}_{m}_{k}" in rows.columns
+            and np.isfinite(rows[f"radius_{m}_{k}"]).all()]     # radii skipped by the rule are not candidates
     reps = rows["replicate"].to_numpy()
     even, odd = rows[reps % 2 == 0], rows[reps % 2 == 1]
     best = max(keys, key=lambda mk: sign * np.nanmean(even[f"d{metric}_{mk[0]}_{mk[1]}"]))
@@ -306,6 +307,10 @@ def _worst_case_claims() -> list[Claim]:
                 statement=f"Two labelers, P(g = a) = {alpha0:g}: the held-out robust {fam_name[family]} fit raises "
                           "the worst case over test mixtures, min_alpha J, above the nominal fit.",
                 quantity="robust minus nominal min_alpha J(theta_n; alpha), method/radius on even seeds, CI on odd",
+                notes=("" if family == "rebel" else
+                       "DPO-family balls cannot reweight the latent labeler: a pair's BT label is a mixture of the two "
+                       "labelers and the worst case upweights label flips, which shrinks theta toward pi_ref at every "
+                       "radius below the collapse radius (and a ball that contains the shift returns pi_ref)"),
                 evaluate=lambda rows, f=family: held_out_advantage(rows, f)))
             out.append(Claim(
                 id="shift.labeler_worst_case", kind="ordering", metric="dregret", predicted=0.0, tol=0.0, side=">",
@@ -361,6 +366,9 @@ def _misspecified_claims() -> list[Claim]:
             statement=f"Mixed reward w({alpha0:g}) plus a component kappa_m v outside span(phi): the held-out robust "
                       "REBEL-family fit raises min_alpha J above nominal REBEL.",
             quantity="robust minus nominal min_alpha J(theta_n; alpha), held-out choice",
+            notes="the misspecification residual kappa_m v is unrelated to the mixture: the KL/chi^2 worst case "
+                  "upweights pairs with large |dv| and moves theta along E_q[dv dphi], whose projection on the "
+                  "worst-case direction has an instance-specific sign (no shifted law lies in any ball)",
             evaluate=lambda rows: held_out_advantage(rows, "rebel")))
         out.append(Claim(
             id="shift.misspecified", kind=REPORT, metric="dminJ", predicted=0.0, tol=0.0,
