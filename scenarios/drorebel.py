@@ -50,7 +50,9 @@ from simlab.env import make_env, preset
 from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import Measurement, evaluate_claim
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.env.atoms import build_pair_atoms
 from simlab.objectives.asymptotics import rebel_sandwich
+from simlab.objectives.coverage import coverage_collapse_radius, worst_case_coverage
 from simlab.objectives.rebel import rebel_losses, rebel_residuals, w2_rebel_threshold
 from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.rebel import fit_rebel, population_hessian
@@ -177,11 +179,52 @@ def benign_cell(env_name: str, div: str, d: int, radius: float, key: tuple) -> d
             "const_dev": abs(C / C0 - 1.0), "failed": 0.0}
 
 
+COVERAGE_K = [0, 1, 2, 3, 4, 5]
+COVERAGE_WORST_K = 2
+COVERAGE_FRACTIONS = {"025": 0.25, "05": 0.5, "101": 1.01}
+
+
+def coverage_cell(div: str, d: int, k: int, key: tuple) -> dict:
+    """Fixed-coverage design with Sigma = diag(lambda, 1/2, ..., 1/2), lambda = 4^-k (E4 features, first
+    coordinate scaled by sqrt(2 lambda); uniform pairs; rewards w*^T phi + Rademacher 0.3; anchor 0, eta = 1):
+    the exact sandwich constant in the Euclidean and H-norms, and (KL/chi^2, k = COVERAGE_WORST_K) the
+    worst-case coverage min_v min_Q E_Q (v^T dphi)^2 at fractions of the radius that reaches the a = b atoms."""
+    ss = np.random.SeedSequence(key[0], spawn_key=key[1])
+    env = make_env(_env_spec("E4", d), ss)
+    lam = 4.0**-k
+    phi = env.phi.copy()
+    phi[:, :, 0] *= np.sqrt(2.0 * lam)
+    r = phi @ env.w_star
+    P = 0.5 * (1.0 + np.tanh(0.5 * (r[:, :, None] - r[:, None, :])))
+    atoms = build_pair_atoms(env.pair_probs("uniform"), phi, r, P, P, "rewards", env.noise_values, env.noise_probs)
+    anchor = np.zeros(d)
+    obj = {"rebel": "rebel", "w": "w2", "kl": "kl", "chi2": "chi2"}[div]
+    radius = {"rebel": 0.0, "kl": 0.05, "chi2": 0.05}.get(div)
+    if div == "w":
+        radius = 0.5 * w2_rebel_threshold(atoms.dphi, atoms.dr, atoms.p0)
+    out = {"inv_lambda": 4.0**k, "lambda_min": atoms.coverage()[0], "radius": radius, "failed": 0.0}
+    try:
+        theta = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, anchor, ETA, obj, radius, gtol=1e-12).x
+    except NoMinimizerError:
+        return out | {"failed": 1.0, "C_E": np.nan, "C_H": np.nan}
+    sw = rebel_sandwich(obj, theta, anchor, ETA, atoms.dphi, atoms.dr, atoms.p0, radius)
+    out |= {"C_E": sw.constant(), "C_H": sw.constant(sw.hess)}
+    if div in ("kl", "chi2") and k == COVERAGE_WORST_K:
+        r0 = coverage_collapse_radius(atoms.dphi, atoms.p0, div)
+        out["collapse_radius"] = r0
+        for name, f in COVERAGE_FRACTIONS.items():
+            out[f"worst_coverage_{name}"] = worst_case_coverage(atoms.dphi, atoms.p0, div, f * r0, starts=3)[0]
+            out[f"worst_coverage_{name}_rel"] = out[f"worst_coverage_{name}"] / out["lambda_min"]
+    return out
+
+
 def cell(params: dict, seeds: CellSeeds) -> dict:
     experiment, env_name, div = params["experiment"], params["env"], params["div"]
     key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
     if experiment == "benign":
         return benign_cell(env_name, div, int(params["d"]), float(params["eps"]), key)
+    if experiment == "coverage":
+        return coverage_cell(div, int(params["d"]), int(params["k"]), key)
     n, d = int(params["n"]), int(params["d"])
     env, theta_t, atoms = _instance(env_name, d, key)
     rng = np.random.default_rng(seeds.sample)
@@ -346,8 +389,48 @@ def _benign_claims() -> list[Claim]:
     return out
 
 
+def _coverage_claims() -> list[Claim]:
+    out = []
+    for div in ("rebel", "kl", "chi2", "w"):
+        name = {"rebel": "REBEL", "kl": "KL-REBEL (eps = 0.05)", "chi2": "chi^2-REBEL (eps = 0.05)",
+                "w": "W2-REBEL (eps = threshold/2)"}[div]
+        where = {"experiment": "coverage", "div": div}
+        if div == "w":
+            out.append(Claim(
+                id="drorebel.coverage_constant", kind="report", metric="C_E", x="inv_lambda", predicted=1.0, tol=0.0,
+                label=f"{div} Euclidean", paper=PAPER, where=where, also=("C_H",),
+                statement=f"{name}: the exact asymptotic constant against the coverage deficit 1/lambda.",
+                quantity="C = tr(H^-1 V H^-1) vs 1/lambda, Sigma = diag(lambda, 1/2, ...) (exact, 2 instances)",
+                notes="report-only: the update-size penalty eps ||u||/eta adds curvature eps/(eta ||u||) in every "
+                      "direction orthogonal to u, so the poorly covered direction is regularised and no power of "
+                      "1/lambda is predicted"))
+            continue
+        out.append(Claim(
+            id="drorebel.coverage_constant", kind="tight", metric="C_E", x="inv_lambda", predicted=1.0, tol=0.15,
+            cut=4.0**3, label=f"{div} Euclidean", paper=PAPER, where=where,
+            statement=f"{name}: the Euclidean constant grows like 1/lambda as coverage vanishes (derived: H and V are "
+                      "both multiples of Sigma under symmetric noise, so C = c tr Sigma^-1 = c (1/lambda + 2(d - 1))).",
+            quantity="C_E = tr(H^-1 V H^-1) vs 1/lambda over lambda in {4^-3, 4^-4, 4^-5} (exact)"))
+        out.append(Claim(
+            id="drorebel.coverage_constant", kind="tight", metric="C_H", x="inv_lambda", predicted=0.0, tol=0.15,
+            label=f"{div} H-norm", paper=PAPER, where=where,
+            statement=f"{name}: in the H-norm the constant does not depend on coverage (tr(H^-1 V) = c' d).",
+            quantity="C_H = tr(H^-1 V) vs 1/lambda over lambda in {1, ..., 4^-5} (exact)"))
+    for div in ("kl", "chi2"):
+        out.append(Claim(
+            id="drorebel.coverage_worst_case", kind="identity", metric="worst_coverage_101", predicted=0.0, tol=1e-10,
+            label=div, paper=PAPER + "; coverage assumed for every law of the ball",
+            where={"experiment": "coverage", "div": div, "k": COVERAGE_WORST_K},
+            statement=f"A {div} ball destroys coverage once it reaches the pairs with a = b: at 1.01 x "
+                      f"{'log(1/P_0)' if div == 'kl' else '(1/P_0 - 1)/2'} the worst-case lambda_min is 0.",
+            quantity="min over unit v and Q in the ball of E_Q (v^T dphi)^2 at 1.01 x the collapse radius "
+                     "(lambda = 1/16; fractions 1/4 and 1/2 of the radius reported relative to lambda_min)",
+            facts=("collapse_radius", "worst_coverage_025_rel", "worst_coverage_05_rel")))
+    return out
+
+
 CLAIMS = (tuple(c for div in ("w", "kl", "chi2") for c in _rate_claims(div)) + tuple(_tradeoff_claims())
-          + tuple(_benign_claims()))
+          + tuple(_benign_claims()) + tuple(_coverage_claims()))
 
 N_QUICK = [2**10, 2**12, 2**14, 2**16]
 N_TRADE_QUICK = [2**20, 2**22, 2**24, 2**26]
@@ -368,6 +451,8 @@ SCENARIO = Scenario(
              "schedule": ["slow", "fast"], "n": N_TRADE_QUICK, "n0": [2**20]},
             {"experiment": ["benign"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"], "eps": EPS_GRID,
              "env_draw": [0, 1, 2, 3], "seeds": 1},
+            {"experiment": ["coverage"], "env": ["E4"], "div": ["rebel", "kl", "chi2", "w"], "k": COVERAGE_K,
+             "env_draw": [0, 1], "seeds": 1},
         ],
         "full": [
             {"experiment": ["rate_n"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"],
@@ -378,6 +463,8 @@ SCENARIO = Scenario(
              "schedule": ["slow", "fast"], "n": [2**k for k in range(18, 27)], "n0": [2**18]},
             {"experiment": ["benign"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"], "eps": EPS_GRID,
              "env_draw": [0, 1, 2, 3, 4, 5, 6, 7], "seeds": 1},
+            {"experiment": ["coverage"], "env": ["E4"], "div": ["rebel", "kl", "chi2", "w"], "k": COVERAGE_K,
+             "env_draw": [0, 1, 2, 3], "seeds": 1},
         ],
     },
     seeds={"quick": 64, "full": 400},

@@ -1,0 +1,38 @@
+"""Worst-case coverage: the 1-D dual per direction against a primal SLSQP over the ball's weights, and the
+collapse to 0 once the ball reaches the a = b atoms."""
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from simlab.dro import chi2_divergence, kl_divergence
+from simlab.env import make_env, preset
+from simlab.objectives.coverage import coverage_collapse_radius, directional_worst_coverage, worst_case_coverage
+
+
+@pytest.fixture(scope="module")
+def atoms():
+    return make_env(preset("E1", n_x=2, n_y=3, d=2), 0).atoms("uniform")
+
+
+@pytest.mark.parametrize("div, radius", [("kl", 0.1), ("chi2", 0.1), ("kl", 0.6), ("chi2", 0.5)])
+def test_directional_dual_matches_primal(atoms, div, radius):
+    p = atoms.p0
+    v = np.array([0.6, 0.8])
+    X = (atoms.dphi @ v) ** 2
+    D = kl_divergence if div == "kl" else chi2_divergence
+    cons = [{"type": "eq", "fun": lambda q: q.sum() - 1.0},
+            {"type": "ineq", "fun": lambda q: radius - D(np.maximum(q, 1e-300), p)}]
+    res = minimize(lambda q: q @ X, p, method="SLSQP", bounds=[(0, 1)] * p.size, constraints=cons,
+                   options={"ftol": 1e-14, "maxiter": 500})
+    dual = directional_worst_coverage(v, atoms.dphi, p, div, radius)[0]
+    assert dual == pytest.approx(res.fun, abs=1e-6)
+
+
+@pytest.mark.parametrize("div", ["kl", "chi2"])
+def test_coverage_collapses_beyond_the_a_equals_b_radius(atoms, div):
+    r0 = coverage_collapse_radius(atoms.dphi, atoms.p0, div)
+    assert worst_case_coverage(atoms.dphi, atoms.p0, div, 1.01 * r0)[0] <= 1e-10
+    below = worst_case_coverage(atoms.dphi, atoms.p0, div, 0.5 * r0)[0]
+    lam = np.linalg.eigvalsh(atoms.sigma())[0]
+    assert 0 < below < lam
+    assert worst_case_coverage(atoms.dphi, atoms.p0, div, 0.0)[0] == pytest.approx(lam, rel=1e-7)
