@@ -1,16 +1,16 @@
 """DRO-REBEL per-iteration rates: n- and d-slopes at a fixed radius, and the radius-coverage trade-off.
 
-Spec §4.2-§4.8 and §7.3 (drorebel.{w,kl,chi2}.rate_n, drorebel.{w,kl,chi2}.rate_d,
+docs/theory/rebel.md §4.2-§4.8 and docs/theory/claims.md §7.3 (drorebel.{w,kl,chi2}.rate_n, drorebel.{w,kl,chi2}.rate_d,
 drorebel.radius_tradeoff). One DRO-REBEL iteration is fixed: theta_t random with ||theta_t|| = 1 (drawn
 from the instance seed), anchor = prev, eta = 1, online pairs iid from pi_{theta_t}. The target theta* is
 the exact minimiser of the *same* robust objective around the population law p0 (Newton on the atoms,
 ||grad|| <= 1e-12); the estimator minimises it around Q_n with multinomial weights N/n (cost independent
 of n). Radii: W2 exact at half the population threshold ||E[dr dphi]||/rms(dr); KL constrained 0.05;
-chi^2 exact 0.05. Under E2 (symmetric) the KL/chi^2 targets equal theta° = theta_t + eta w* (spec §4.6,
+chi^2 exact 0.05. Under E2 (symmetric) the KL/chi^2 targets equal theta° = theta_t + eta w* (docs/theory/rebel.md §4.6,
 recorded as ``target_identity_gap``).
 
 Errors: ||.||^2 and the H-norm ||.||_H^2 with H the exact Hessian of the population robust objective at
-theta*. Report-only tightness ratios (constants reconstructed, spec §4.7): slow err / ((C_D/kappa)
+theta*. Report-only tightness ratios (constants reconstructed, docs/theory/rebel.md §4.7): slow err / ((C_D/kappa)
 sqrt(d/n)) and fast err / ((L^2/kappa^2) d/n) with kappa = 2 lambda_Sigma/eta^2, E_max = 4 B B_phi/eta +
 2 R_max, K = E_max^2, C_D = sqrt(1 + 2 eps) K (chi^2), tau* e^{K/tau*} (KL, tau* the population dual
 temperature; reported as log10), K + eps 2 E_max ||u*|| (W2); B = 2 max(||theta*||, ||theta_t||),
@@ -35,7 +35,7 @@ Benign regime (``experiment = "benign"``, exact, 4 instances per point): the squ
 symmetry identity) and the sandwich ratio C(eps)/C(0) -> 1 (|C(eps)/C(0) - 1| = O(sqrt eps) for
 f-divergences, whose worst-case weights move by O(sqrt eps); O(eps) for W2), docs/theory/rebel.md §4.6-§4.8.
 
-Precision (calibration over 30 master seeds, spec §7.1): the d-slope pools 4 environment draws per d
+Precision (calibration over 30 master seeds, docs/theory/claims.md §7.1): the d-slope pools 4 environment draws per d
 (the spread across instances dominates the sampling spread).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.rebel import fit_rebel, population_hessian
 
 PAPER = ("DRO-REBEL (Sahu & Wells, arXiv 2509.19104): O~(sqrt(d/n)) slow rate and O~(d/n) fast rate "
-         "(stated in the abstract); M-estimator prediction n^-1, d^+1 derived in spec §4.7")
+         "(stated in the abstract); M-estimator prediction n^-1, d^+1 derived in docs/theory/rebel.md §4.7")
 ETA = 1.0
 OBJECTIVE = {"w": "w2", "kl": "kl", "chi2": "chi2"}
 FIXED_RADIUS = {"kl": 0.05, "chi2": 0.05}  # W2: half the population threshold

@@ -14,25 +14,26 @@ joint Hessian of Phi in (theta, nu) at the optimum and g_j = d/dt grad_(theta, n
 p0)) at t = 0 (the centred per-atom gradient). Derivations: docs/theory/rebel.md §4.7 (M-estimator
 prediction) and docs/theory/dro.md §2.1-§2.3 (the duals whose p-derivatives enter g_j).
 
-Joint systems used here (l_j, grad l_j, Hess l_j the per-atom loss, gradient, Hessian):
+Joint systems used here (l_j, grad l_j, Hess l_j the per-atom loss, gradient, Hessian)::
 
-* nominal:        J = sum p Hess l;                         g_j = grad l_j - sum p grad l.
-* KL constrained: Phi = tau eps + tau log sum p e^{l/tau};  q = softmax_p(l/tau);
-                  J_tt = sum q Hess l + Cov_q(grad l)/tau, J_ttau = -Cov_q(l, grad l)/tau^2,
-                  J_tautau = Var_q(l)/tau^3;  g_j = (q_j/p_j) (grad l_j - sum q grad l,
-                  1 - (l_j - <q, l>)/tau) - (0, 1).
-* KL penalised:   fixed tau, no dual variable: J = J_tt,  g_j = (q_j/p_j)(grad l_j - sum q grad l).
-* chi^2:          Phi = zeta + c sqrt(T), T = sum p a^2, a = (l - zeta)_+, c = sqrt(1 + 2 eps), A = sqrt(T),
-                  m = sum p a grad l, s1 = sum p a, 1 = [a > 0]:
-                  J_tt = c[(sum p 1 grad l grad l^T + sum p a Hess l)/A - m m^T/A^3],
-                  J_tzeta = c[-sum p 1 grad l/A + m s1/A^3],  J_zetazeta = c[sum p 1/A - s1^2/A^3];
-                  g_j = c(a_j grad l_j/A - m a_j^2/(2A^3), -a_j/A + s1 a_j^2/(2A^3)), centred.
-* W2-REBEL:       R = rms_p(e) + eps ||u||, e_j the residual, grad e_j = dphi_j/eta:
-                  g_j = e_j dphi_j/(eta A) - (sum p e dphi/eta) e_j^2/(2 A^3), centred; J = Hess R.
-* WDPO surrogate: R = E l + rho0 beta ||v|| S, v = theta - theta_ref, S = sqrt(E ell'^2), ell' = sigma(h) - y:
-                  g_j = grad l_j + rho0 beta [ell'_j^2 v/(2 S ||v||)
-                        + ||v|| (beta ell'_j ell''_j dphi_j / S - b ell'_j^2/(2 S^3))], centred,
-                  b = E[ell' ell'' beta dphi]; J = Hess R.
+
+    * nominal:        J = sum p Hess l;                         g_j = grad l_j - sum p grad l.
+    * KL constrained: Phi = tau eps + tau log sum p e^{l/tau};  q = softmax_p(l/tau);
+                      J_tt = sum q Hess l + Cov_q(grad l)/tau, J_ttau = -Cov_q(l, grad l)/tau^2,
+                      J_tautau = Var_q(l)/tau^3;  g_j = (q_j/p_j) (grad l_j - sum q grad l,
+                      1 - (l_j - <q, l>)/tau) - (0, 1).
+    * KL penalised:   fixed tau, no dual variable: J = J_tt,  g_j = (q_j/p_j)(grad l_j - sum q grad l).
+    * chi^2:          Phi = zeta + c sqrt(T), T = sum p a^2, a = (l - zeta)_+, c = sqrt(1 + 2 eps), A = sqrt(T),
+                      m = sum p a grad l, s1 = sum p a, 1 = [a > 0]:
+                      J_tt = c[(sum p 1 grad l grad l^T + sum p a Hess l)/A - m m^T/A^3],
+                      J_tzeta = c[-sum p 1 grad l/A + m s1/A^3],  J_zetazeta = c[sum p 1/A - s1^2/A^3];
+                      g_j = c(a_j grad l_j/A - m a_j^2/(2A^3), -a_j/A + s1 a_j^2/(2A^3)), centred.
+    * W2-REBEL:       R = rms_p(e) + eps ||u||, e_j the residual, grad e_j = dphi_j/eta:
+                      g_j = e_j dphi_j/(eta A) - (sum p e dphi/eta) e_j^2/(2 A^3), centred; J = Hess R.
+    * WDPO surrogate: R = E l + rho0 beta ||v|| S, v = theta - theta_ref, S = sqrt(E ell'^2), ell' = sigma(h) - y:
+                      g_j = grad l_j + rho0 beta [ell'_j^2 v/(2 S ||v||)
+                            + ||v|| (beta ell'_j ell''_j dphi_j / S - b ell'_j^2/(2 S^3))], centred,
+                      b = E[ell' ell'' beta dphi]; J = Hess R.
 """
 from __future__ import annotations
 
