@@ -1,4 +1,4 @@
-"""Benchmark of the DRO toolbox (spec §2, §3.2), against the plain NumPy/SciPy references in
+"""Benchmark of the DRO toolbox (docs/theory/dro.md §2, docs/theory/dpo.md §3.2), against the plain NumPy/SciPy references in
 ``benchmarks/reference_dro.py`` run in the same process (medians of repeated runs; ratios printed):
 
 1. ``simlab.dro.worst_case`` (KL and chi^2) for n = 1e5 atoms, the public call and the dual solve

@@ -1,4 +1,4 @@
-"""Benchmark of the online DRO-REBEL loop (spec §4.9): one run of T = 100 iterations with n = 128 fresh
+"""Benchmark of the online DRO-REBEL loop (docs/theory/rebel.md §4.9): one run of T = 100 iterations with n = 128 fresh
 pairs per iteration, d = 16, one Adam step per batch (the DRO-REBEL code's inner loop), per variant:
 ``simlab.solvers.rebel.online_rebel_sgd`` (one numba call) against the NumPy/SciPy reference in
 ``benchmarks/reference_rebel.py`` run in the same process. Also times the exact-inner loop

@@ -1,4 +1,4 @@
-"""Plain NumPy/SciPy reference implementations of the DRO duals (for benchmarks only, spec §2).
+"""Plain NumPy/SciPy reference implementations of the DRO duals (for benchmarks only, docs/theory/dro.md §2).
 
 Same mathematics as ``simlab.dro``, written the obvious vectorised way: the KL dual by scipy
 ``brentq`` on the radius equation in log(1/tau), the chi^2 dual by the sort-based solve.

@@ -1,5 +1,5 @@
 """Plain NumPy/SciPy reference of the online REBEL / DRO-REBEL loop with SGD/Adam inner steps
-(spec §4.9), for ``bench_rebel.py`` only: the same computation as
+(docs/theory/rebel.md §4.9), for ``bench_rebel.py`` only: the same computation as
 ``simlab.solvers.rebel.online_rebel_sgd`` written as vectorised NumPy per iteration, with the KL and
 chi^2 worst cases from ``reference_dro`` (SciPy root finding)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Constrained alignment: the best-iterate floor of stochastic CAID (docs/theory/constrained.md §6.3 Lemma 8, §7.3).
+"""Constrained alignment: the best-iterate floor of stochastic CAID (docs/theory/constrained.md §6.3 Lemma 8, docs/theory/claims.md §7.3).
 
 E6 with t = 0.3, beta = 1, m = 1. Stochastic CAID: u-dagger is the mean of c over N = 8 prompts x K = 4
 responses sampled from the current policy (unbiased for E_x E_theta c); the policy step is exact

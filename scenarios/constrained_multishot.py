@@ -1,4 +1,4 @@
-"""Constrained alignment: multi-shot vs one-shot constraint tracking (docs/theory/constrained.md §6.3 Theorems 3-4, §7.3).
+"""Constrained alignment: multi-shot vs one-shot constraint tracking (docs/theory/constrained.md §6.3 Theorems 3-4, docs/theory/claims.md §7.3).
 
 E6 with t = 0.3 (nu > 0), beta = 1, m = 1; threshold fraction q_b in {0.1, ..., 0.7}; 20 environment
 draws. One-shot (CAN) is pi*_p(lambda*): one exact Lagrangian maximisation at the distribution-space

@@ -1,6 +1,6 @@
 """DPO baseline: the parametric n^-1 rate, the +1 d-slope at fixed coverage, and the Fisher constant.
 
-Spec §3.1 and §7.3 (dpo.rate_n, dpo.rate_d, dpo.fisher). Targets are exact: theta* is the Newton
+docs/theory/dpo.md §3.1 and docs/theory/claims.md §7.3 (dpo.rate_n, dpo.rate_d, dpo.fisher). Targets are exact: theta* is the Newton
 minimiser of the population DPO loss over the atoms (and equals theta_ref + w*/beta; the cell
 records the difference). The empirical fit uses multinomial atom weights, so its cost does not grow
 with n. Common random numbers: each replicate's sample for n is the prefix of one iid stream
@@ -17,7 +17,7 @@ from simlab.objectives.dpo import dpo_fisher, dpo_population_minimizer
 from simlab.solvers.dpo import fit_dpo_exact
 from simlab.solvers.exact import NoMinimizerError
 
-PAPER = "DPO (Rafailov et al. 2023, arXiv 2305.18290); asymptotics derived in spec §3.1"
+PAPER = "DPO (Rafailov et al. 2023, arXiv 2305.18290); asymptotics derived in docs/theory/dpo.md §3.1"
 
 
 @cached_per_instance

@@ -367,7 +367,7 @@ def _benign_claims() -> list[Claim]:
             statement=f"E3 (misspecified): the squared bias of the population robust minimiser grows like {order}.",
             quantity=f"||theta*_eps - theta_0||^2 vs eps in [{BIAS_RANGE[0]:g}, {BIAS_RANGE[1]:g}] (exact, 4 instances)",
             notes="radius range fixed by the expansion B eps + O(eps^3/2): its relative correction O(sqrt eps) is "
-                  "<= 0.1 only for eps <= 1e-2; the slope on the spec's [1e-4, 1e-1] is reported"),
+                  "<= 0.1 only for eps <= 1e-2; the slope on the papers' range [1e-4, 1e-1] is reported"),
             *BIAS_RANGE, spec_range=(1e-4, 1e-1)))
         if div != "w":
             out.append(Claim(

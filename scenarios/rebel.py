@@ -1,6 +1,6 @@
 """REBEL per-iteration OLS: the exact noise constant n E||theta_n - theta°||^2 -> 2 sigma^2 eta^2 tr Sigma^-1.
 
-Spec §4.1 and §7.3 (rebel.ols_constant). E2 (Rademacher +-0.3 noise per response, realizable reward,
+docs/theory/rebel.md §4.1 and docs/theory/claims.md §7.3 (rebel.ols_constant). E2 (Rademacher +-0.3 noise per response, realizable reward,
 ||w*|| = 2), one iteration with theta_t random, ||theta_t|| = 1, anchor = prev, eta = 1, online pairs iid
 from pi_{theta_t} (a = a' pairs included: they count in n and in Sigma). theta° = theta_t + eta w* is the
 exact population REBEL minimiser (the cell records the solver's gap to it). The reward difference noise
@@ -20,7 +20,7 @@ from simlab.objectives.rebel import rebel_fixed_point
 from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.rebel import fit_rebel
 
-PAPER = "REBEL (Gao et al., arXiv 2404.16767): per-iteration least squares; noise constant derived in spec §4.1"
+PAPER = "REBEL (Gao et al., arXiv 2404.16767): per-iteration least squares; noise constant derived in docs/theory/rebel.md §4.1"
 ETA = 1.0
 
 
@@ -69,7 +69,7 @@ SCENARIO = Scenario(
     cell=cell,
     fixed={"d": 8},
     grids={"quick": {"n": [2**14]}, "full": {"n": [2**12, 2**14, 2**16]}},
-    seeds={"quick": 600, "full": 1000},  # quick: 600 so that tol 0.10 >= 4 sd (calibrated, spec §7.1)
+    seeds={"quick": 600, "full": 1000},  # quick: 600 so that tol 0.10 >= 4 sd (calibrated, docs/theory/claims.md §7.1)
     claims=CLAIMS,
 )
 

@@ -1,4 +1,4 @@
-"""Robust DPO rates in n: WDPO, KLDPO and chi^2-DPO at a fixed radius (spec §3.2, §7.3).
+"""Robust DPO rates in n: WDPO, KLDPO and chi^2-DPO at a fixed radius (docs/theory/dpo.md §3.2, docs/theory/claims.md §7.3).
 
 Claims wdpo.rate_n, kldpo.rate_n, chi2dpo.rate_n: the squared error of the exact empirical robust
 minimiser (ball around Q_n) to the exact population robust minimiser (same objective, same radius,
@@ -34,7 +34,7 @@ from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.robust_dpo import fit_kldpo_code, fit_robust_dpo_exact
 
 PAPER = ("Xu et al., Robust LLM Alignment via Distributionally Robust DPO (arXiv 2502.01930): WDPO/KLDPO "
-         "theorems (reconstructed, spec §3.2); chi^2 by the DRO-REBEL analysis (arXiv 2509.19104)")
+         "theorems (reconstructed, docs/theory/dpo.md §3.2); chi^2 by the DRO-REBEL analysis (arXiv 2509.19104)")
 LADDER_START_LOG2 = 9
 KLDPO_CODE_CLIP = 10.0
 

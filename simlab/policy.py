@@ -1,4 +1,4 @@
-"""Log-linear policies pi_theta(a|x) = exp(theta^T phi(x,a)) / Z_theta(x)   (spec §1.1, §1.3).
+"""Log-linear policies pi_theta(a|x) = exp(theta^T phi(x,a)) / Z_theta(x)   (docs/theory/environment.md §1.1, §1.3).
 
 Features are an array ``phi`` of shape (n_x, n_y, d). All functions are vectorised over contexts and
 use a max-subtracted log-sum-exp, so they stay finite for any finite theta.

@@ -1,4 +1,4 @@
-"""Danskin (envelope) gradients and exact Hessians of f-divergence robust objectives (spec §2.4).
+"""Danskin (envelope) gradients and exact Hessians of f-divergence robust objectives (docs/theory/dro.md §2.4).
 
 For R(theta) = sup_{q in ball(p)} sum_j q_j l_j(theta) with a unique worst case q*, Danskin gives
 grad R = sum_j q*_j grad l_j (q* frozen, "detached").  The Hessians below differentiate the dual
@@ -15,7 +15,7 @@ Per-atom Hessians are passed as ``hess_sum``: either an (A, d, d) array or a cal
 
 The reference codes differentiate through the softmax weights instead ("non-detached"):
 ``non_detached_softmax_gradient`` returns that gradient, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau),
-which is *not* the envelope gradient (switch ``dro.weights``, spec §9).
+which is *not* the envelope gradient (switch ``dro.weights``, docs/theory/variants.md §9).
 
 Whole-loop jitted solvers (minibatch KLDPO, online KL-REBEL) take the penalised-KL softmax weights and
 the non-detached coefficients from the kernels ``kl_penalized_weights_kernel`` and
@@ -78,13 +78,13 @@ def non_detached_coefficients_kernel(l: np.ndarray, q: np.ndarray, tau: float, c
 
 
 def danskin_gradient(q, grads) -> np.ndarray:
-    """Envelope gradient sum_j q_j grad l_j for frozen worst-case weights q (spec §2.4)."""
+    """Envelope gradient sum_j q_j grad l_j for frozen worst-case weights q (docs/theory/dro.md §2.4)."""
     q = np.asarray(q, dtype=np.float64)
     return q @ _check_grads(grads, q.size)
 
 
 def non_detached_softmax_gradient(losses, grads, probs, tau) -> np.ndarray:
-    """Autograd of sum_j P_j(theta) l_j(theta) with P = softmax_p(l/tau) not detached (spec §2.4):
+    """Autograd of sum_j P_j(theta) l_j(theta) with P = softmax_p(l/tau) not detached (docs/theory/dro.md §2.4):
     sum_j P_j grad l_j (1 + (l_j - sum_k P_k l_k)/tau).  Differs from the envelope gradient by
     O(1) relatively when tau is comparable to the loss spread."""
     _, P = kl_penalized(losses, probs, tau)
@@ -154,7 +154,7 @@ def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, 
 
 def worst_case(losses, probs, divergence: str, radius) -> tuple[float, np.ndarray]:
     """Exact worst-case expectation sup_q sum_j q_j l_j over the ball of the given radius around
-    the discrete law ``probs`` (spec §2.1-2.2).  Returns (value, q).
+    the discrete law ``probs`` (docs/theory/dro.md §2.1-2.2).  Returns (value, q).
 
     divergence "kl":   KL(q||p) <= radius (1-D dual in the temperature; saturation at
                        radius >= log(1/P_max)).

@@ -1,4 +1,4 @@
-"""``PairAtoms``: the exact finite support of one pair sample z (spec §1.2).
+"""``PairAtoms``: the exact finite support of one pair sample z (docs/theory/environment.md §1.2).
 
 Every population quantity in simlab is a weighted sum over these atoms with weights ``p0``; the
 empirical law of an iid sample of size n is the same support with weights N/n, N ~ Multinomial(n, p0).

@@ -1,4 +1,4 @@
-"""Drawing an environment instance from an :class:`EnvSpec` (spec §1.3–§1.8).
+"""Drawing an environment instance from an :class:`EnvSpec` (docs/theory/environment.md §1.3–1.8).
 
 Each random component (features, theta_ref, reward directions, misspecification feature, confounder,
 box signs) has its own child of the instance seed, so switching one option on or off never changes the
@@ -19,7 +19,7 @@ _COMPONENTS = ("features", "theta_ref", "rewards", "misspec", "confounder", "box
 
 
 def noise_law(kind: str, sigma: float, points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Discrete per-response noise law (values, probabilities), mean 0 (spec §1.5)."""
+    """Discrete per-response noise law (values, probabilities), mean 0 (docs/theory/environment.md §1.5)."""
     if kind == "none" or sigma == 0.0:
         return np.zeros(1), np.ones(1)
     if kind == "rademacher":
@@ -95,13 +95,13 @@ class Env:
         return self.phi @ w
 
     def mixture_reward(self, alpha: float) -> np.ndarray:
-        """w(alpha) = alpha w_a + (1 - alpha) w_b (spec §1.7)."""
+        """w(alpha) = alpha w_a + (1 - alpha) w_b (docs/theory/environment.md §1.7)."""
         alpha = check_float("alpha", alpha, 0.0, 1.0)
         return alpha * self.w_a + (1.0 - alpha) * self.w_b
 
     def pair_probs(self, sampler: str = "offline", theta: np.ndarray | None = None,
                    mix: float = 0.5) -> np.ndarray:
-        """P(x, a, b) of the pair sampler (spec §1.4), shape (n_x, n_y, n_y).
+        """P(x, a, b) of the pair sampler (docs/theory/environment.md §1.4), shape (n_x, n_y, n_y).
 
         offline: a, b iid ~ pi_ref; online: iid ~ pi_theta; online_mixed: a ~ pi_theta,
         b ~ (1 - mix) pi_theta + mix * uniform; uniform: a, b iid uniform.

@@ -1,4 +1,4 @@
-"""Environment presets E1-E5 of spec §7.2 (E6, the constrained world, lives in ``simlab.env.gap``)."""
+"""Environment presets E1-E5 of docs/theory/claims.md §7.2 (E6, the constrained world, lives in ``simlab.env.gap``)."""
 from __future__ import annotations
 
 from simlab.env.spec import EnvSpec
@@ -8,7 +8,7 @@ _PRESETS = {
     # DPO / WDPO / KLDPO: unit-sphere features, theta_ref = 0 (offline pairs uniform), theta* = w*.
     "E1": dict(n_x=32, n_y=6, d=8, design="sphere", theta_ref_norm=0.0, w_norm=3.0, beta=1.0,
                radius_B=6.0, feedback="bt"),
-    # REBEL: noisy rewards (Rademacher +-0.3 per response), ||w*|| = 2; symmetric (spec §4.6).
+    # REBEL: noisy rewards (Rademacher +-0.3 per response), ||w*|| = 2; symmetric (docs/theory/rebel.md §4.6).
     "E2": dict(n_x=32, n_y=6, d=8, design="sphere", w_norm=2.0, beta=1.0, radius_B=6.0,
                feedback="rewards", noise="rademacher", sigma=0.3),
     # E2 plus reward misspecification kappa_m = 0.5 (breaks the symmetry identity).

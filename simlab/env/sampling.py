@@ -1,4 +1,4 @@
-"""Samplers over the atoms of a :class:`~simlab.env.atoms.PairAtoms` (spec §1.2).
+"""Samplers over the atoms of a :class:`~simlab.env.atoms.PairAtoms` (docs/theory/environment.md §1.2).
 
 Two ways to draw an iid sample of size n:
 

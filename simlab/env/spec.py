@@ -1,4 +1,4 @@
-"""The validated environment specification (spec §1).
+"""The validated environment specification (docs/theory/environment.md §1).
 
 An :class:`EnvSpec` is a pure description; :func:`simlab.env.make_env` draws an instance from it with a
 seed. Every field is checked at construction and errors name the field and its allowed range.
@@ -32,24 +32,24 @@ class EnvSpec:
     p_x : context law (None = uniform); entries in [0, 1] summing to 1.
     design : ``"sphere"`` (phi iid uniform on the unit sphere, ||phi|| = 1, the papers' assumption) or
         ``"coverage"`` (Gaussian features whitened so that the pair second moment under uniform pairs is
-        exactly ``coverage * I``, whatever d: spec §1.6 fixed-coverage design; breaks ||phi|| <= 1).
+        exactly ``coverage * I``, whatever d: docs/theory/environment.md §1.6 fixed-coverage design; breaks ||phi|| <= 1).
     coverage : lambda_min of Sigma for the coverage design (> 0).
     theta_ref_norm : ||theta_ref|| (random direction); 0 gives theta_ref = 0.
     beta : DPO/KL temperature (> 0).
     radius_B : radius of the parameter ball Theta = {||theta|| <= B} (> 0).
     w_norm : ||w_a|| = ||w_b|| of the base reward vectors (>= 0).
     mixture : if True, w_a and w_b are independent directions and the training reward is
-        w* = alpha_train w_a + (1 - alpha_train) w_b (preference shift, spec §1.7); else w_b = w_a.
+        w* = alpha_train w_a + (1 - alpha_train) w_b (preference shift, docs/theory/environment.md §1.7); else w_b = w_a.
     alpha_train : mixture weight in [0, 1].
-    kappa_m : reward misspecification r* = w*^T phi + kappa_m v(x, a), v ~ N(0, 1) (spec §1.8.4).
+    kappa_m : reward misspecification r* = w*^T phi + kappa_m v(x, a), v ~ N(0, 1) (docs/theory/environment.md §1.8.4).
     noise, sigma, noise_points : per-response reward noise, a discrete law so atoms stay finite
-        (spec §1.5): none; rademacher (+-sigma); skewed (-sigma w.p. 3/4, +3 sigma w.p. 1/4);
+        (docs/theory/environment.md §1.5): none; rademacher (+-sigma); skewed (-sigma w.p. 3/4, +3 sigma w.p. 1/4);
         uniform (``noise_points`` equispaced points on [-sigma*sqrt(3), sigma*sqrt(3)], bounded uniform);
         truncnorm (``noise_points`` Gauss-Hermite-like points on [-2.5 sigma, 2.5 sigma] weighted by the
         Gaussian density, truncated Gaussian). All have mean 0; the variance is reported by the env.
     feedback : ``"bt"`` labels y ~ Bern(P_obs), ``"deterministic"`` labels y = 1[P_obs >= 1/2], or
         ``"rewards"`` (noisy rewards r* + xi per response, REBEL).
-    oracle : observed-oracle misspecification (spec §1.8): ``"none"``; ``"confounder"``
+    oracle : observed-oracle misspecification (docs/theory/environment.md §1.8): ``"none"``; ``"confounder"``
         P_obs = sigma(dr* + kappa_s dv) with v ~ U[0, 1]; ``"box"`` P_obs = clip(P_true + delta) with
         antisymmetric |delta| = rho_true; ``"flips"`` P_obs = (1 - f) P_true + f (1 - P_true).
     kappa_s, rho_true, flip : strengths of the three models (rho_true and flip in [0, 1]).

@@ -1,4 +1,4 @@
-"""Rate fitting and verdicts (spec §7.1).
+"""Rate fitting and verdicts (docs/theory/claims.md §7.1).
 
 A rate is the OLS slope of log(mean metric) on log(x) over the grid points at or beyond the
 pre-asymptotic cut. Its 95% CI is a percentile bootstrap over seeds (>= 1000 resamples, fixed

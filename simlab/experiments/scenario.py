@@ -1,4 +1,4 @@
-"""Scenarios and claims as data (spec §7).
+"""Scenarios and claims as data (docs/theory/claims.md §7).
 
 A :class:`Scenario` declares a pure cell function, its grids per mode, seeds and the claims it feeds.
 A :class:`Claim` is a declarative record: the engine turns stored rows into verdicts without rerunning.
@@ -103,7 +103,7 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Claim:
-    """One verdict row: a claim of a paper, the quantity measured and how it is judged (spec §7.1).
+    """One verdict row: a claim of a paper, the quantity measured and how it is judged (docs/theory/claims.md §7.1).
 
     kind: ``tight`` (|slope - predicted| <= tol and the CI meets the band), ``upper`` (slope <=
     predicted + tol for ``direction="inf"``, >= predicted - tol for ``"zero"``),

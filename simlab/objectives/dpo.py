@@ -1,7 +1,7 @@
-"""DPO over weighted atoms (spec §3.1).
+"""DPO over weighted atoms (docs/theory/dpo.md §3.1).
 
 Pointwise loss l = -y log sigma(h) - (1 - y) log sigma(-h) = softplus(h) - y h with the margin
-h = beta (theta - theta_ref)^T dphi (h includes beta, spec §1.1). Derivatives:
+h = beta (theta - theta_ref)^T dphi (h includes beta, docs/theory/environment.md §1.1). Derivatives:
 dl/dh = sigma(h) - y;  grad_theta l = beta (sigma(h) - y) dphi;
 Hess_theta l = beta^2 sigma(h)(1 - sigma(h)) dphi dphi^T;  grad_dphi l = beta (sigma(h) - y)(theta - theta_ref).
 Objectives are sums over atoms with weights w (p0 for the population, N/n for a sample).
@@ -66,7 +66,7 @@ def _validated(theta, theta_ref, beta, dphi, y, w=None):
 
 
 def dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w):
-    """(sum_j w_j l_j, its gradient, its Hessian) over weighted atoms (spec §3.1)."""
+    """(sum_j w_j l_j, its gradient, its Hessian) over weighted atoms (docs/theory/dpo.md §3.1)."""
     delta, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     return dpo_vgh_unchecked(delta, beta, dphi, y, w)
 
@@ -80,7 +80,7 @@ def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
 
 
 def dpo_soft_label_support(atoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Collapse weighted label atoms onto unordered pairs with soft labels (exact, spec §3.1).
+    """Collapse weighted label atoms onto unordered pairs with soft labels (exact, docs/theory/dpo.md §3.1).
 
     Atoms (x, a, b, y) and (x, b, a, 1 - y) have the same loss, softplus(-h) + h = softplus(h), and
     both labels of a pair share dphi; so sum_j w_j l_j = sum_k W_k (softplus(h_k) - Ybar_k h_k) + c
@@ -108,12 +108,12 @@ def dpo_soft_label_support(atoms, weights: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def dpo_fisher(theta, theta_ref, beta, dphi, w) -> np.ndarray:
-    """Fisher information I = beta^2 sum_j w_j sigma(h_j)(1 - sigma(h_j)) dphi_j dphi_j^T (spec §7.3)."""
+    """Fisher information I = beta^2 sum_j w_j sigma(h_j)(1 - sigma(h_j)) dphi_j dphi_j^T (docs/theory/claims.md §7.3)."""
     y = np.zeros(np.shape(dphi)[0])
     return dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w)[2]
 
 
 def dpo_population_minimizer(theta_ref, beta, w_star) -> np.ndarray:
     """theta* = theta_ref + w*/beta: the DPO population minimiser under BT labels from r* = w*^T phi
-    with Sigma > 0 (spec §3.1; the identity is tested against the Newton solve on the atoms)."""
+    with Sigma > 0 (docs/theory/dpo.md §3.1; the identity is tested against the Newton solve on the atoms)."""
     return np.asarray(theta_ref, dtype=np.float64) + np.asarray(w_star, dtype=np.float64) / beta

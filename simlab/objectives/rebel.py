@@ -1,17 +1,17 @@
-"""REBEL and DRO-REBEL per-iteration objectives over weighted atoms (spec §4.1-§4.5).
+"""REBEL and DRO-REBEL per-iteration objectives over weighted atoms (docs/theory/rebel.md §4.1-4.5).
 
-Residual of one pair (spec §1.1): e_theta(z) = (theta - theta_anc)^T dphi / eta - dr~, with the scaled
+Residual of one pair (docs/theory/environment.md §1.1): e_theta(z) = (theta - theta_anc)^T dphi / eta - dr~, with the scaled
 update u = (theta - theta_anc)/eta and the anchor theta_anc = theta_t (``prev``) or theta_ref (``ref``).
 Loss l = e^2;  grad_theta l = (2/eta) e dphi;  Hess_theta l = (2/eta^2) dphi dphi^T.
 
-* REBEL (§4.1): min sum_j w_j e_j^2, closed form theta = theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr.
-* W2-REBEL (§4.3): sup_{W2 <= eps} E_Q e^2 = (rms_w(e) + eps ||u||)^2, so the exact update minimises the
+* REBEL (docs/theory/rebel.md §4.1): min sum_j w_j e_j^2, closed form theta = theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr.
+* W2-REBEL (docs/theory/rebel.md §4.3): sup_{W2 <= eps} E_Q e^2 = (rms_w(e) + eps ||u||)^2, so the exact update minimises the
   square-root regression rms_w(e) + eps ||theta - theta_anc|| / eta.  The gradient-norm surrogate of the
   code (``WREBELOptimizer``) is F_W = E e^2 + 2 rho0 ||u|| rms(e) (exact - F_W = rho0^2 ||u||^2 at rho0 = eps).
-* KL-/chi^2-REBEL (§4.4, §4.5): sup over an f-divergence ball of E_Q e^2 by the DRO toolbox
+* KL-/chi^2-REBEL (docs/theory/rebel.md §4.4, §4.5): sup over an f-divergence ball of E_Q e^2 by the DRO toolbox
   (``simlab.dro``: constrained KL, penalised KL at fixed tau, exact chi^2, Danskin gradients with exact
   Hessians, and the reference code's non-detached softmax gradient).
-* The code's chi^2 variant (``Chi2REBELOptimizer``, spec §4.5, switch ``chi2.dual``): g(zeta) = zeta +
+* The code's chi^2 variant (``Chi2REBELOptimizer``, docs/theory/rebel.md §4.5, switch ``chi2.dual``): g(zeta) = zeta +
   sqrt(2 rho_chi E_w (l - zeta)_+^2) minimised over the candidates {min l - 1} u {l_j} u {max l + 1};
   weights w_j (l_j - zeta*)_+ / lambda*, lambda* = max(sqrt(2 rho_chi E_w (l - zeta*)_+^2), 1e-6), not
   detached.  It uses sqrt(2 rho_chi) where the exact dual has sqrt(1 + 2 eps).
@@ -77,7 +77,7 @@ def _rebel_vgh_kernel(u: np.ndarray, eta: float, dphi: np.ndarray, dr: np.ndarra
 
 
 def rebel_residuals(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
-    """Per-atom residuals e_j = (theta - theta_anc)^T dphi_j / eta - dr_j (spec §4.1)."""
+    """Per-atom residuals e_j = (theta - theta_anc)^T dphi_j / eta - dr_j (docs/theory/rebel.md §4.1)."""
     theta, theta_anc, eta, dphi, dr, _ = _validated(theta, theta_anc, eta, dphi, dr)
     out = np.empty(dphi.shape[0])
     _residuals_kernel((theta - theta_anc) / eta, dphi, dr, out)
@@ -90,7 +90,7 @@ def rebel_losses(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
 
 
 def rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w):
-    """(sum w e^2, (2/eta) sum w e dphi, (2/eta^2) sum w dphi dphi^T) (spec §4.1)."""
+    """(sum w e^2, (2/eta) sum w e dphi, (2/eta^2) sum w dphi dphi^T) (docs/theory/rebel.md §4.1)."""
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     d = dphi.shape[1]
     grad = np.empty(d)
@@ -100,7 +100,7 @@ def rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w):
 
 
 def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
-    """REBEL closed form (spec §4.1): theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr~.
+    """REBEL closed form (docs/theory/rebel.md §4.1): theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr~.
 
     Noiseless and realizable with a full-rank design this is theta_anc + eta w* exactly.
     """
@@ -110,17 +110,17 @@ def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
 
 
 def rebel_fixed_point(theta_anc, eta, w_star) -> np.ndarray:
-    """theta_anc + eta w*: the population REBEL minimiser for a realizable reward (spec §4.1); with
-    anchor = ref it is the KL-regularised optimum at coefficient 1/eta (spec §4.1, identity 4)."""
+    """theta_anc + eta w*: the population REBEL minimiser for a realizable reward (docs/theory/rebel.md §4.1); with
+    anchor = ref it is the KL-regularised optimum at coefficient 1/eta (docs/theory/rebel.md §4.1, identity 4)."""
     return np.asarray(theta_anc, dtype=np.float64) + eta * np.asarray(w_star, dtype=np.float64)
 
 
-# ---------------------------------------------------------------- Wasserstein (spec §4.3)
+# ---------------------------------------------------------------- Wasserstein (docs/theory/rebel.md §4.3)
 
 def w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius):
     """Square-root regression rms_w(e) + radius ||theta - theta_anc|| / eta, its gradient and Hessian.
 
-    Its square is the exact W2 worst case sup_{W2 <= radius} E_Q e^2 (spec §2.3, §4.3), so both have the
+    Its square is the exact W2 worst case sup_{W2 <= radius} E_Q e^2 (docs/theory/dro.md §2.3, docs/theory/rebel.md §4.3), so both have the
     same minimiser. Gradient: sum w e dphi / (eta rms) + radius v/(eta ||v||), v = theta - theta_anc;
     Hessian: (sum w dphi dphi^T / eta^2 - g_r g_r^T)/rms + radius (I - v v^T/||v||^2)/(eta ||v||).
     Not differentiable at v = 0 (the norm term) or at rms = 0; the smooth parts are returned there.
@@ -150,7 +150,7 @@ def w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius):
 
 def w2_rebel_threshold(dphi, dr, w) -> float:
     """||E_w[dr dphi]|| / rms_w(dr): theta_anc is the exact W2-REBEL minimiser iff radius >= this
-    (spec §4.3; the subgradient condition at u = 0)."""
+    (docs/theory/rebel.md §4.3; the subgradient condition at u = 0)."""
     dphi = check_array("dphi", dphi, ndim=2)
     dr = check_array("dr", dr, shape=(dphi.shape[0],))
     w = check_weights("w", w, dphi.shape[0])
@@ -160,7 +160,7 @@ def w2_rebel_threshold(dphi, dr, w) -> float:
 
 
 def w2_rebel_surrogate_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, rho0):
-    """The code's gradient-norm surrogate F_W = E e^2 + 2 rho0 ||u|| rms(e) (spec §4.3, switch
+    """The code's gradient-norm surrogate F_W = E e^2 + 2 rho0 ||u|| rms(e) (docs/theory/rebel.md §4.3, switch
     ``w.objective``) with gradient and Hessian in theta: the toolbox's margin surrogate in g = u,
     chained through u = (theta - theta_anc)/eta. Not differentiable at u = 0."""
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
@@ -171,7 +171,7 @@ def w2_rebel_surrogate_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, rho0)
     return mass * value, mass * grad / eta, mass * hess / eta**2
 
 
-# ---------------------------------------------------------------- f-divergences (spec §4.4, §4.5)
+# ---------------------------------------------------------------- f-divergences (docs/theory/rebel.md §4.4, §4.5)
 
 def _loss_parts(theta, theta_anc, eta, dphi, dr):
     e = np.empty(dphi.shape[0])
@@ -194,7 +194,7 @@ def _normalized(w):
 
 def f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, divergence: str, radius):
     """sup_{D(q||w) <= radius} sum q e^2 for divergence "kl" (constrained) or "chi2" (exact dual,
-    c = sqrt(1 + 2 radius)), its Danskin gradient and exact Hessian (spec §4.4, §4.5; toolbox §2).
+    c = sqrt(1 + 2 radius)), its Danskin gradient and exact Hessian (docs/theory/rebel.md §4.4, §4.5; toolbox docs/theory/dro.md §2).
     ``w`` is normalised to a law. Returns (value, grad, hess, q)."""
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
@@ -203,7 +203,7 @@ def f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, divergence: str,
 
 def kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, tau):
     """tau log E_w e^{e^2/tau} with gradient sum_j softmax_j (2/eta) e_j dphi_j (detached weights) and
-    exact Hessian (spec §4.4, fixed tau as in ``KLREBELOptimizer``). Returns (value, grad, hess, q)."""
+    exact Hessian (docs/theory/rebel.md §4.4, fixed tau as in ``KLREBELOptimizer``). Returns (value, grad, hess, q)."""
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return kl_penalized_value_grad_hess(losses, grads, hess_sum, _normalized(w), tau)
@@ -211,7 +211,7 @@ def kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, tau):
 
 def kl_rebel_non_detached_gradient(theta, theta_anc, eta, dphi, dr, w, tau) -> np.ndarray:
     """The reference code's KL-REBEL gradient: autograd of sum_j P_j l_j with P = softmax_w(l/tau) not
-    detached, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau) (spec §2.4, switch ``dro.weights``)."""
+    detached, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau) (docs/theory/dro.md §2.4, switch ``dro.weights``)."""
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return non_detached_softmax_gradient(losses, grads, _normalized(w), tau)

@@ -1,4 +1,4 @@
-"""Robust DPO objectives over weighted atoms: WDPO, KLDPO, chi^2-DPO (spec §3.2, §2, §9).
+"""Robust DPO objectives over weighted atoms: WDPO, KLDPO, chi^2-DPO (docs/theory/dpo.md §3.2, docs/theory/dro.md §2, docs/theory/variants.md §9).
 
 All objectives are R(theta) = sup_{Q in ball(w)} E_Q l_DPO(theta) (or the papers' surrogates) for the
 atom weights w (p0: population; N/n: empirical), with the DPO loss l = softplus(h) - y h and margin
@@ -6,7 +6,7 @@ h = beta (theta - theta_ref)^T dphi.  Each ``*_value_grad_hess`` returns (value,
 theta; the duals, Danskin gradients and Hessians come from :mod:`simlab.dro` (the one home of
 duals); this module only maps the DPO atoms into them.
 
-Paper-faithful objectives (defaults, spec §9):
+Paper-faithful objectives (defaults, docs/theory/variants.md §9):
 
 * ``wdpo_exact``:        exact W_2 value, cost ||dphi' - dphi|| (features only), g = beta (theta - theta_ref).
 * ``wdpo_surrogate``:    the WDPO paper's L^W = E l + rho0 sqrt(E ||grad_dphi l||^2)
@@ -108,7 +108,7 @@ def _wdpo_code_value_grad_hess(theta, theta_ref, beta, dphi, y, w, rho0):
 
 def kldpo_code_direction(theta, theta_ref, beta, dphi, y, w, tau, clip: float = 10.0) -> np.ndarray:
     """Official KLDPO (``src/kldpo.py``) full-batch direction sum_j w_j c_j grad l_j with detached,
-    unnormalised weights c_j = min(e^{(l_j - l_bar)/tau}, clip), l_bar = sum_j w_j l_j (spec §3.2).
+    unnormalised weights c_j = min(e^{(l_j - l_bar)/tau}, clip), l_bar = sum_j w_j l_j (docs/theory/dpo.md §3.2).
 
     Without clipping its zeros are the penalised-KL minimiser (the weights are proportional to the
     softmax); with clipping the zero moves.  ``clip = inf`` disables clipping.

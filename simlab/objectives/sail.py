@@ -5,7 +5,7 @@ Inputs are arrays: features ``phi (n_x, n_y, d)``, context law ``p_x (n_x,)``, `
 temperature ``beta`` and an oracle table ``P (n_x, n_y, n_y)`` with ``P[x,a,b] + P[x,b,a] = 1``
 (``P[x,a,b]`` = probability that a beats b).
 
-**SAIL** (§5.1). With the margin h_theta(x,a,b) = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)) and
+**SAIL** (docs/theory/sail.md §5.1). With the margin h_theta(x,a,b) = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)) and
 the soft-label logistic loss l(h; P) = softplus(h) - P h = -log sigma(-h) - P h,
 
     L_SAIL(theta; P) = E_x sum_{a,b} pi_theta(a|x) pi_theta(b|x) l(h_theta(x,a,b); P(x,a,b)),
@@ -15,7 +15,7 @@ term and a sampling-score term (s_theta = phi - phibar_theta):
 
     grad L_SAIL = E_{x; a,b ~ pi_theta iid}[(sigma(h) - P) beta dphi + l(h; P)(s_theta(x,a) + s_theta(x,b))].
 
-**Oracle-robust SAIL** (§5.2). Box set W_rho(P_obs) = {P : |P - P_obs| <= rho, P(x,a,b) + P(x,b,a) = 1,
+**Oracle-robust SAIL** (docs/theory/sail.md §5.2). Box set W_rho(P_obs) = {P : |P - P_obs| <= rho, P(x,a,b) + P(x,b,a) = 1,
 P in [0, 1]}. Derivation (derived in docs/theory/sail.md; checked here against brute force): l is affine in P with
 slope -h and the weights pi pi do not depend on P, so the sup is attained pointwise at
 P = clip(P_obs - rho sign h, 0, 1) — and the ordered pair (b, a), whose margin is -h and whose observed
@@ -29,7 +29,7 @@ does not bind. Hence, with c+ = min(rho, P_obs) and c- = min(rho, 1 - P_obs),
 R(theta) = E|h_theta| is the oracle sensitivity E|dl/dP| (it includes beta, so lambda = rho). The interior
 form overestimates when clipping is active, so the clipped form is the one used everywhere.
 
-**Weak convexity** (§5.3, derived in docs/theory/sail.md, loose): F = L^W_rho is omega-weakly convex on the ball
+**Weak convexity** (docs/theory/sail.md §5.3, derived in docs/theory/sail.md, loose): F = L^W_rho is omega-weakly convex on the ball
 ||theta - theta_ref|| <= B with omega <= L_sm + rho omega_R, see :func:`weak_convexity_bound`.
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_s
                                         + c_score (l + pen)(s_a + s_b)],
 
     with pen'(h) = c+ (h > 0), -c- (h < 0), 0 at h = 0 (a Clarke subgradient). kink_slope = 1 gives a
-    subgradient of F; kink_slope = 0 gives g_i of the prox-linear model (§5.4). rho = 0 gives SAIL.
+    subgradient of F; kink_slope = 0 gives g_i of the prox-linear model (docs/theory/sail.md §5.4). rho = 0 gives SAIL.
     Cost O(n_x n_y (n_y + d)): margins are beta (theta - theta_ref)^T phi(x, .), differenced.
     """
     n_x, n_y, d = phi.shape
@@ -166,7 +166,7 @@ def check_oracle(name: str, P, n_x: int, n_y: int) -> np.ndarray:
 def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -> tuple[float, np.ndarray]:
     """Exact L_SAIL(theta; P) and its gradient (docs/theory/sail.md §5.1), summing over all (x, a, b).
 
-    ``c_score`` multiplies the sampling-score term of the gradient (§9 switch ``sail.c_score``): 1 is
+    ``c_score`` multiplies the sampling-score term of the gradient (docs/theory/variants.md §9 switch ``sail.c_score``): 1 is
     SAIL, 0 is on-policy DPO (then the "gradient" ignores the theta-dependence of the sampling).
     """
     theta, phi, p_x, theta_ref, beta, P = check_sail_problem(theta, phi, p_x, theta_ref, beta, P)
@@ -177,7 +177,7 @@ def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -
 
 
 def robust_sail_value_grad(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> tuple[float, np.ndarray]:
-    """Exact L^W_rho(theta) (clipped decomposition, §5.2) and a Clarke subgradient (pen'(0) := 0)."""
+    """Exact L^W_rho(theta) (clipped decomposition, docs/theory/sail.md §5.2) and a Clarke subgradient (pen'(0) := 0)."""
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     grad = np.empty(phi.shape[2])
@@ -197,7 +197,7 @@ def interior_radius(P_obs) -> float:
 
 
 def shrinkage_threshold(P_obs) -> float:
-    """rho_bar = max over pairs of |P_obs - 1/2| (§5.2): rho >= rho_bar makes theta_ref stationary."""
+    """rho_bar = max over pairs of |P_obs - 1/2| (docs/theory/sail.md §5.2): rho >= rho_bar makes theta_ref stationary."""
     return float(np.max(np.abs(np.asarray(P_obs, dtype=np.float64) - 0.5)))
 
 
@@ -265,7 +265,7 @@ def shifted_oracle(P, H, rho) -> np.ndarray:
 
 
 def robust_sail_decomposition(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> RobustSailDecomposition:
-    """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (§5.2)."""
+    """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (docs/theory/sail.md §5.2)."""
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     W, H = _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta)
@@ -278,7 +278,7 @@ def robust_sail_decomposition(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> R
 
 
 def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> float:
-    """sup over the box W_rho(P_obs) of L_SAIL(theta; P), by enumeration (test reference, §7.3).
+    """sup over the box W_rho(P_obs) of L_SAIL(theta; P), by enumeration (test reference, docs/theory/claims.md §7.3).
 
     Per context and unordered pair {a, b} the contribution pi_a pi_b [l(h; P) + l(-h; 1 - P)] is affine
     in the free value P = P(x,a,b) in [max(P_obs - rho, 0), min(P_obs + rho, 1)] (P(x,b,a) = 1 - P is
@@ -300,7 +300,7 @@ def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> flo
 
 
 # --------------------------------------------------------------------------------------------------
-# unordered penalty pairs k = (x, {a, b}) used by the prox-linear model (§5.4)
+# unordered penalty pairs k = (x, {a, b}) used by the prox-linear model (docs/theory/sail.md §5.4)
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PenaltyPairs:
@@ -350,11 +350,11 @@ def pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
 
 
 # --------------------------------------------------------------------------------------------------
-# weak convexity (§5.3)
+# weak convexity (docs/theory/sail.md §5.3)
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WeakConvexityConstants:
-    """Derived (loose) constants of §5.3 on the ball ||theta - theta_ref|| <= B.
+    """Derived (loose) constants of docs/theory/sail.md §5.3 on the ball ||theta - theta_ref|| <= B.
 
     h_max = 2 beta B_phi B; L_sm <= B_phi^2 [18 (h_max + log 2) + 16 beta + beta^2] (smoothness of SAIL);
     omega_R <= beta B_phi^2 (36 B_phi B + 16) (weak convexity of the penalty); omega <= L_sm + rho omega_R;
@@ -369,7 +369,7 @@ class WeakConvexityConstants:
 
 
 def weak_convexity_bound(beta: float, B_phi: float, radius: float, rho: float) -> WeakConvexityConstants:
-    """The §5.3 constants for feature bound B_phi = max ||phi||, ball radius B and box radius rho."""
+    """The docs/theory/sail.md §5.3 constants for feature bound B_phi = max ||phi||, ball radius B and box radius rho."""
     beta = check_float("beta", beta, low=0.0, low_open=True)
     B_phi = check_float("B_phi", B_phi, low=0.0, low_open=True)
     radius = check_float("radius", radius, low=0.0, low_open=True)
@@ -419,7 +419,7 @@ def weak_convexity_gaps(theta, theta2, phi, p_x, theta_ref, beta, P_obs, rho) ->
 
 def weak_convexity_estimate(phi, p_x, theta_ref, beta, P_obs, rho, radius: float, n_pairs: int,
                             rng: np.random.Generator) -> float:
-    """omega_hat = max over sampled pairs in the ball of the subgradient-inequality gap (§5.3), >= 0.
+    """omega_hat = max over sampled pairs in the ball of the subgradient-inequality gap (docs/theory/sail.md §5.3), >= 0.
 
     Half the pairs are global (both ends uniform in the ball), half local (theta2 = theta + r v with
     r log-uniform in [1e-3 B, 0.3 B], projected), since the sup is approached at short distances.

@@ -1,5 +1,5 @@
 """The robust-DPO radius-shift figure: how far the exact population robust minimiser moves from the
-nominal DPO minimiser as the radius grows (spec §3.2, §4.8 mechanism: Theta(sqrt eps) for
+nominal DPO minimiser as the radius grows (docs/theory/dpo.md §3.2, docs/theory/rebel.md §4.8 mechanism: Theta(sqrt eps) for
 f-divergences, Theta(eps) for W_2)."""
 from __future__ import annotations
 

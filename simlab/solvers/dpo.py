@@ -1,4 +1,4 @@
-"""DPO solvers: the exact empirical/population minimiser over weighted atoms and numba SGD (spec §3.1)."""
+"""DPO solvers: the exact empirical/population minimiser over weighted atoms and numba SGD (docs/theory/dpo.md §3.1)."""
 from __future__ import annotations
 
 import numpy as np

@@ -286,7 +286,7 @@ def _prox_linear_kernel(theta, gamma, z0, phi, p_x, theta_ref, beta, P_obs, rho,
 
 @dataclass(frozen=True)
 class ProxResult:
-    """prox_gamma(theta) of F + indicator(Theta) and the Moreau envelope at theta (§5.4).
+    """prox_gamma(theta) of F + indicator(Theta) and the Moreau envelope at theta (docs/theory/sail.md §5.4).
 
     prox : the minimiser z_hat; envelope : F(z_hat) + ||z_hat - theta||^2/(2 gamma);
     gradient : (theta - z_hat)/gamma; outer_iterations, inner_iterations : work done;

@@ -1,4 +1,4 @@
-"""REBEL / DRO-REBEL solvers: exact per-iteration minimisers and the online loop (spec §4.1-§4.5, §4.9).
+"""REBEL / DRO-REBEL solvers: exact per-iteration minimisers and the online loop (docs/theory/rebel.md §4.1-4.5, §4.9).
 
 ``fit_rebel`` minimises one iteration's objective over weighted atoms exactly (w = p0: the population
 robust minimiser; w = N/n: the empirical one):
@@ -10,7 +10,7 @@ robust minimiser; w = N/n: the empirical one):
 * ``"kl"`` (constrained ball), ``"kl_tau"`` (fixed temperature), ``"chi2"`` (exact dual): Newton with the
   toolbox's Danskin gradients and exact Hessians, from the OLS point, to ||grad|| <= gtol.
 
-``online_rebel_exact`` runs the online loop of spec §4.9 with an exact inner solve; ``online_rebel_sgd``
+``online_rebel_exact`` runs the online loop of docs/theory/rebel.md §4.9 with an exact inner solve; ``online_rebel_sgd``
 runs the same loop with SGD/Adam inner steps on each fresh batch, the whole loop in one numba call.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
     """argmin_theta of one REBEL/DRO-REBEL iteration's objective over atoms with weights ``w``.
 
     ``radius`` is eps for w2/kl/chi2, rho0 for w2_surrogate and tau for kl_tau (docs/theory/rebel.md
-    §4.3-§4.5). Returns a :class:`NewtonResult` (iterations 0 and fun NaN for the OLS closed form, whose
+    docs/theory/rebel.md §4.3-4.5). Returns a :class:`NewtonResult` (iterations 0 and fun NaN for the OLS closed form, whose
     ``hess`` is the REBEL Hessian 2 E_w[dphi dphi^T]/eta^2; iterations 0 at a W2 collapse, whose
     ``hess`` is the smooth part at theta_anc).
 
@@ -149,7 +149,7 @@ def _w2_ridge_path_update(dphi, dr, w, radius: float, surrogate: bool = False) -
 
 
 def population_hessian(dphi, dr, w, theta, theta_anc, eta, objective: str, radius: float) -> np.ndarray:
-    """Exact Hessian of the population objective at ``theta`` (the H of the H-norm, spec §7.1)."""
+    """Exact Hessian of the population objective at ``theta`` (the H of the H-norm, docs/theory/claims.md §7.1)."""
     check_choice("objective", objective, OBJECTIVES)
     w = np.asarray(w, dtype=np.float64)
     if objective == "rebel" or radius == 0.0:
@@ -182,7 +182,7 @@ def _check_alphas(alphas) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OnlineLog:
-    """Per-iteration record of an online run (spec §4.9): iterates theta_0..theta_T (T+1, d);
+    """Per-iteration record of an online run (docs/theory/rebel.md §4.9): iterates theta_0..theta_T (T+1, d);
     lambda_min of the pair second moment under the sampler at theta_t (T,); expected reward
     J(theta_t; w(alpha)) for every alpha of the grid (T+1, n_alpha); E_x KL(pi_theta_t || pi_ref) (T+1,);
     the number of iterations whose exact update failed (theta kept; 0 for the SGD loop)."""
@@ -196,7 +196,7 @@ class OnlineLog:
 
 
 def policy_metrics(env: Env, theta: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float]:
-    """(J(theta; w(alpha)) for each alpha (linear reward, spec §1.7), E_x KL(pi_theta || pi_ref))."""
+    """(J(theta; w(alpha)) for each alpha (linear reward, docs/theory/environment.md §1.7), E_x KL(pi_theta || pi_ref))."""
     pi = policy(theta, env.phi)
     mean_phi = np.einsum("x,xa,xad->d", env.p_x, pi, env.phi)
     ws = np.array([env.mixture_reward(float(a)) for a in alphas])
@@ -207,7 +207,7 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
                        objective: str = "rebel", radius: float = 0.0, anchor: str = "prev",
                        sampler: str = "online", mix: float = 0.5, alphas=(0.0, 0.5, 1.0),
                        theta0: np.ndarray | None = None) -> OnlineLog:
-    """The online loop of spec §4.9 with the exact per-iteration minimiser (``fit_rebel``).
+    """The online loop of docs/theory/rebel.md §4.9 with the exact per-iteration minimiser (``fit_rebel``).
 
     Each iteration draws N ~ Multinomial(n, p0(theta_t)) over the atoms of ``sampler`` ("online" or
     "online_mixed") and sets theta_{t+1} = argmin of the empirical objective with anchor theta_t (prev) or
@@ -261,7 +261,7 @@ def _policy_pass(theta: np.ndarray, phi: np.ndarray, p_x: np.ndarray, mix: float
                  cdf_b: np.ndarray, mean_phi: np.ndarray, J: np.ndarray) -> float:
     """One pass over the atoms at theta: log pi_theta, pi_theta, the per-context CDFs of a ~ pi and
     b ~ (1 - mix) pi + mix uniform, and the logged metrics J[i] = w_i . E_x E_{a ~ pi} phi(x, a) for each
-    linear reward w_i (rows of ``reward_weights``, spec §1.7; the formula of ``policy_metrics``).
+    linear reward w_i (rows of ``reward_weights``, docs/theory/environment.md §1.7; the formula of ``policy_metrics``).
     Returns E_x KL(pi_theta || pi_ref). mean_phi: (d,) work."""
     log_policy_kernel(theta, phi, logpi)
     n_x, n_y, d = phi.shape
@@ -468,7 +468,7 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
                      weight_decay: float = 0.0, betas: tuple = (0.9, 0.999), adam_eps: float = 1e-8,
                      alphas=(0.0, 0.5, 1.0), theta0: np.ndarray | None = None,
                      log_coverage: bool = True) -> OnlineLog:
-    """The online loop of spec §4.9 with ``inner_steps`` SGD or Adam(W) steps per fresh batch, all in one
+    """The online loop of docs/theory/rebel.md §4.9 with ``inner_steps`` SGD or Adam(W) steps per fresh batch, all in one
     numba call (switch ``rebel.inner``; the DRO-REBEL code takes one AdamW step per batch of 128).
 
     ``objective`` in {rebel, w2, w2_surrogate, kl_tau, kl, chi2, chi2_code}; ``radius`` is eps (w2, kl,

@@ -1,4 +1,4 @@
-"""Robust DPO solvers: exact minimisers over weighted atoms and the papers' minibatch SGD (spec §3.2).
+"""Robust DPO solvers: exact minimisers over weighted atoms and the papers' minibatch SGD (docs/theory/dpo.md §3.2).
 
 ``fit_robust_dpo_exact`` minimises a robust DPO objective of :mod:`simlab.objectives.robust_dpo` over
 the ball around the given atom weights: p0 gives the exact population robust minimiser, N/n the
@@ -156,7 +156,7 @@ def _reference_descent(objective, dphi, y, w, beta, radius) -> tuple[float, np.n
 def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
                    tau: float, clip: float = 10.0, theta0: np.ndarray | None = None,
                    gtol: float = 1e-10, max_iter: int = 100) -> NewtonResult:
-    """Zero of the official KLDPO full-batch direction F (spec §3.2, switch ``kldpo.weights``).
+    """Zero of the official KLDPO full-batch direction F (docs/theory/dpo.md §3.2, switch ``kldpo.weights``).
 
     F(theta) = sum_j w_j c_j grad l_j with c_j = min(e^{(l_j - l_bar)/tau}, clip) is not a gradient,
     so its zero is found by Newton's method for equations with the analytic Jacobian

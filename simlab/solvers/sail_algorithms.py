@@ -49,7 +49,7 @@ def _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, kink_slope
 
         (sigma(h) - y + kink_slope * pen'(h)) beta dphi + (l_y(h) + pen(h)) (s(a) + s(b)),
 
-    l_y(h) = softplus(-(2y - 1) h), pen with c+/- from P (not from y) (§5.5). Its mean is the gradient
+    l_y(h) = softplus(-(2y - 1) h), pen with c+/- from P (not from y) (docs/theory/sail.md §5.5). Its mean is the gradient
     of F for kink_slope = 1 and the model part g_i for kink_slope = 0. Writes beta dphi into ``row`` and
     returns (h, c+, c-). ``work`` is scratch of length >= 2 n_y.
     """
@@ -116,7 +116,7 @@ def _stochastic_gradients_kernel(theta, phi, cdf_x, theta_ref, beta, P, rho, kin
 
 def stochastic_gradients(theta, phi, p_x, theta_ref, beta, P_obs, rho, n: int,
                          rng: np.random.Generator, kinks: bool = True) -> np.ndarray:
-    """n iid single-sample gradient estimates, shape (n, d) (§5.1, §5.5).
+    """n iid single-sample gradient estimates, shape (n, d) (docs/theory/sail.md §5.1, §5.5).
 
     Each draws x ~ p_x, a, b ~ pi_theta(.|x) iid and a label y ~ Bern(P_obs(x,a,b)); with rho = 0 and
     ``kinks`` it is unbiased for grad L_SAIL(theta; P_obs), with rho > 0 for the Clarke subgradient of
@@ -280,7 +280,7 @@ class AlgorithmRun:
 
 
 def random_iterate_indices(T: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """k iid uniform draws t* from {0, ..., T-1} (the output rule, §5.5/§5.6) as (unique sorted indices,
+    """k iid uniform draws t* from {0, ..., T-1} (the output rule, docs/theory/sail.md §5.5/§5.6) as (unique sorted indices,
     inverse) so that ``values[inverse]`` are the k draws."""
     T = check_int("T", T, low=1)
     k = check_int("k", k, low=1)
@@ -404,7 +404,7 @@ def _deterministic_prox_linear_kernel(theta0, phi, p_x, theta_ref, beta, P, rho,
 def deterministic_prox_linear(theta0, phi, p_x, theta_ref, beta, P_obs, rho, radius, T: int, step: float,
                               gap_tol: float = 1e-20, inner_max_iter: int = 200_000) -> np.ndarray:
     """Algorithm A with exact expectations: theta_{t+1} = argmin_{Theta} M_t(theta) + ||theta - theta_t||^2/(2 alpha),
-    M_t the prox-linear model of F at theta_t (§5.4). Returns the iterates theta_0..theta_T, shape (T+1, d)."""
+    M_t the prox-linear model of F at theta_t (docs/theory/sail.md §5.4). Returns the iterates theta_0..theta_T, shape (T+1, d)."""
     theta0, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     radius = check_float("radius", radius, low=0.0, low_open=True)

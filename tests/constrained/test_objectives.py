@@ -1,4 +1,4 @@
-"""Identities 31-34 and 36 of spec §8 for the constrained-alignment objectives."""
+"""Identities 31-34 and 36 of docs/theory/identities.md §8 for the constrained-alignment objectives."""
 import numpy as np
 import pytest
 from scipy.optimize import minimize

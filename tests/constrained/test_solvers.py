@@ -1,4 +1,4 @@
-"""Identities 33, 35, 37 of spec §8 and the dual algorithms (CAID, one-shot CAN, GDA)."""
+"""Identities 33, 35, 37 of docs/theory/identities.md §8 and the dual algorithms (CAID, one-shot CAN, GDA)."""
 import numpy as np
 import pytest
 

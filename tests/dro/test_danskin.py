@@ -1,4 +1,4 @@
-"""Danskin gradients and exact Hessians of robust objectives (spec §2.4; identities 10, 21 of §8)."""
+"""Danskin gradients and exact Hessians of robust objectives (docs/theory/dro.md §2.4; identities 10, 21 of docs/theory/identities.md §8)."""
 import numpy as np
 import pytest
 from scipy.special import expit, log1p
@@ -96,7 +96,7 @@ def test_non_detached_gradient_is_fd_of_softmax_weighted_loss_and_not_envelope()
 
 @pytest.mark.parametrize("divergence,radius", CASES)
 def test_strong_convexity_midpoint(divergence, radius):
-    """sup of kappa-strongly convex objectives is kappa-strongly convex (spec §2.5)."""
+    """sup of kappa-strongly convex objectives is kappa-strongly convex (docs/theory/dro.md §2.5)."""
     rng = np.random.default_rng(4)
     z = rng.standard_normal((20, 3))
     p = rng.dirichlet(np.ones(20))

@@ -1,4 +1,4 @@
-"""Spec §8 identities 1-2: partition cancellation, score and covariance by finite differences."""
+"""docs/theory/identities.md §8 identities 1-2: partition cancellation, score and covariance by finite differences."""
 import numpy as np
 
 from simlab.policy import feature_covariance, kl_to, log_policy, policy, score

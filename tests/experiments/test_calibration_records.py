@@ -27,7 +27,7 @@ def test_record_matches_its_claim(key, entry):
 
 
 def test_tight_tolerances_that_are_recorded_are_calibrated():
-    """The spec's rule for rate checks: a recorded tight tolerance is >= 4 sd of the fitted slope."""
+    """The calibration rule for rate checks (docs/theory/claims.md §7.1): a recorded tight tolerance is >= 4 sd of the fitted slope."""
     from simlab.experiments.claims import calibration_key
     from simlab.experiments.scenario import all_claims
 

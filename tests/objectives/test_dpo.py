@@ -44,7 +44,7 @@ def test_feature_gradient_matches_finite_differences():
 
 
 def test_loss_bound_and_curvature_floor():
-    # |h| <= 4 beta B  =>  l <= K_DPO and beta^2 sigma(1 - sigma) >= gamma_DPO  (spec §3.1, identity 3)
+    # |h| <= 4 beta B  =>  l <= K_DPO and beta^2 sigma(1 - sigma) >= gamma_DPO  (docs/theory/dpo.md §3.1, identity 3)
     rng = np.random.default_rng(0)
     beta, B = 0.7, 2.0
     K = np.log1p(np.exp(4 * beta * B))

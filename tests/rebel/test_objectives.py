@@ -1,4 +1,4 @@
-"""REBEL / DRO-REBEL objectives (spec §4; identities 4, 5, 17, 19-21 of §8)."""
+"""REBEL / DRO-REBEL objectives (docs/theory/rebel.md §4; identities 4, 5, 17, 19-21 of docs/theory/identities.md §8)."""
 import numpy as np
 import pytest
 from scipy.optimize import minimize, minimize_scalar
@@ -84,7 +84,7 @@ def test_w2_closed_form_equals_dual_and_brute_force(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_noiseless_ols_recovers_mirror_descent_target(seed):
-    """Identity 5 (first part): noiseless realizable REBEL = theta_anc + eta w* (spec §4.1)."""
+    """Identity 5 (first part): noiseless realizable REBEL = theta_anc + eta w* (docs/theory/rebel.md §4.1)."""
     env = make_env(preset("E2", noise="none", sigma=0.0), seed)
     theta_t = np.random.default_rng(seed).standard_normal(env.spec.d)
     atoms = env.atoms("online", theta_t)
@@ -162,7 +162,7 @@ def test_strong_convexity_midpoint():
 def test_non_detached_kl_gradient_is_autograd_of_softmax_weighted_loss(seed):
     dphi, dr, w, anc, theta, eta = _instance(seed)
     l0 = rebel_losses(theta, anc, eta, dphi, dr)
-    tau = float(np.sqrt(w @ (l0 - w @ l0) ** 2))  # tau ~ the loss spread: the gap is O(1) (spec §2.4)
+    tau = float(np.sqrt(w @ (l0 - w @ l0) ** 2))  # tau ~ the loss spread: the gap is O(1) (docs/theory/dro.md §2.4)
 
     def G(t):
         l = rebel_losses(t, anc, eta, dphi, dr)

@@ -1,4 +1,4 @@
-"""The numba online loop with SGD/Adam inner steps (spec §4.9) and its batch gradients."""
+"""The numba online loop with SGD/Adam inner steps (docs/theory/rebel.md §4.9) and its batch gradients."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""REBEL exact solvers and the online loop (spec §4.1, §4.9; identity 5 of §8)."""
+"""REBEL exact solvers and the online loop (docs/theory/rebel.md §4.1, §4.9; identity 5 of docs/theory/identities.md §8)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Robust DPO objectives and exact solvers (spec §3.2; identities 21, 23 of §8)."""
+"""Robust DPO objectives and exact solvers (docs/theory/dpo.md §3.2; identities 21, 23 of docs/theory/identities.md §8)."""
 import functools
 
 import numpy as np
@@ -113,7 +113,7 @@ def test_kldpo_code_zero_equals_penalized_minimiser_without_clipping():
 
 @pytest.mark.parametrize("divergence,radius", [("kl", 0.05), ("chi2", 0.05)])
 def test_strong_convexity_midpoint_and_excess_risk_sandwich(divergence, radius):
-    """Identities 21 and 23 with kappa = gamma_DPO lambda_Sigma (spec §3.1 constants, B = 6)."""
+    """Identities 21 and 23 with kappa = gamma_DPO lambda_Sigma (docs/theory/dpo.md §3.1 constants, B = 6)."""
     env, atoms = _env()
     B = env.spec.radius_B
     beta = env.beta
@@ -173,7 +173,7 @@ def test_bad_input():
                                                    ("wdpo_exact", 0.05, 1.0), ("wdpo_surrogate", 0.05, 1.0)])
 def test_collapse_to_reference_beyond_a_threshold_radius(objective, small, large):
     """Above a threshold radius the robust minimiser is theta_ref (the objective has a kink there);
-    below it Newton finds a smooth minimiser (spec §3.2 interior condition, derived here for all balls)."""
+    below it Newton finds a smooth minimiser (docs/theory/dpo.md §3.2 interior condition, derived here for all balls)."""
     env, atoms = _env()
     from simlab.solvers.robust_dpo import reference_optimality_margin
     assert reference_optimality_margin(objective, atoms, atoms.p0, env.theta_ref, env.beta, small) < 0
@@ -190,7 +190,7 @@ def test_collapse_to_reference_beyond_a_threshold_radius(objective, small, large
         t = 1e-4
         slope = (robust_dpo_value_grad_hess(objective, env.theta_ref + t * v, *args)[0] - r0) / t
         assert slope >= margin - 1e-3  # every direction rises at least at the certified rate
-    if objective == "wdpo_surrogate":  # spec §3.2: theta_ref stationary iff ||E[(y - 1/2) dphi]|| <= rho0/2
+    if objective == "wdpo_surrogate":  # docs/theory/dpo.md §3.2: theta_ref stationary iff ||E[(y - 1/2) dphi]|| <= rho0/2
         m = np.linalg.norm(atoms.p0 @ ((atoms.y - 0.5)[:, None] * atoms.dphi))
         assert (m <= large / 2) and (m > small / 2)
 

@@ -1,5 +1,5 @@
 """Small random oracle-robust SAIL instances built directly from arrays (docs/theory/environment.md
-§1.8, docs/theory/claims.md §7.2 E5-like)."""
+docs/theory/environment.md §1.8, docs/theory/claims.md §7.2 E5-like)."""
 from __future__ import annotations
 
 import numpy as np

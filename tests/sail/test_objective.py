@@ -146,7 +146,7 @@ def test_stochastic_gradient_is_unbiased(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("rho", [0.05, 0.1, 0.3])
 def test_weak_convexity_with_derived_constant(seed, rho):
-    """Identity 28: subgradient and midpoint forms hold with omega of §5.3; omega_hat <= omega."""
+    """Identity 28: subgradient and midpoint forms hold with omega of docs/theory/sail.md §5.3; omega_hat <= omega."""
     inst = random_instance(seed)
     args = problem(inst)
     B = 3.0
