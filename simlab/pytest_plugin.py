@@ -128,5 +128,7 @@ def pytest_collection_modifyitems(session, config, items):
         return
     from simlab.experiments.scenario import all_claims
 
-    collector = SimlabClaims.from_parent(session, name="simlab", pairs=all_claims(), runner=_Runner(config))
+    mode = config.getoption("simlab")
+    pairs = [p for p in all_claims() if mode in p[1].modes]
+    collector = SimlabClaims.from_parent(session, name="simlab", pairs=pairs, runner=_Runner(config))
     items.extend(collector.collect())

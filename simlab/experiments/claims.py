@@ -196,7 +196,7 @@ def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=
     with the baseline (``status``). ``pairs`` (scenario, claim) replaces the selection by ``ids``."""
     from simlab.experiments.baseline import compare_with_baseline
 
-    pairs = select_claims(ids) if pairs is None else pairs
+    pairs = select_claims(ids, mode) if pairs is None else pairs
     store = Store(store_path, create=run)
     try:
         scenarios = {}
@@ -294,7 +294,7 @@ def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=N
     """
     if masters < 2:
         raise ValueError(f"masters must be >= 2, got {masters}")
-    pairs = [(sc, c) for sc, c in select_claims(ids) if c.kind != REPORT]
+    pairs = [(sc, c) for sc, c in select_claims(ids, mode) if c.kind != REPORT]
     for sc in {sc.name: sc for sc, _ in pairs}.values():
         refuse_package_write(calibration_path(sc))
     claims = {calibration_key(c): (sc, c) for sc, c in pairs}

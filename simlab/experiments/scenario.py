@@ -115,7 +115,9 @@ class Claim:
     or a predicate called on each value of the column);
     ``also`` lists extra metrics whose slopes are reported (not judged) beside the check; ``facts``
     lists columns whose mean over the claim's rows is reported (never judged) beside the verdict.
-    ``experiment`` binds the claim to a named :class:`Experiment` of its scenario.
+    ``experiment`` binds the claim to a named :class:`Experiment` of its scenario. ``modes`` lists the
+    grids whose cells the claim is judged on (a claim whose rows exist only in the full grid declares
+    ``modes=("full",)`` and is not selected in quick mode).
     ``label`` tells apart rows that share an id and kind (e.g. the preset or the variant).
     """
 
@@ -138,8 +140,11 @@ class Claim:
     evaluate: Callable | None = None
     experiment: str | None = None
     facts: tuple = ()
+    modes: tuple = MODES
 
     def __post_init__(self):
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise ValueError(f"claim {self.id!r}: modes must be a non-empty subset of {MODES}, got {self.modes!r}")
         if self.experiment is not None:
             object.__setattr__(self, "where", {"experiment": self.experiment, **self.where})
         if self.kind not in KINDS:
@@ -383,9 +388,12 @@ def all_claims(strict: bool = False) -> list[tuple[Scenario, Claim]]:
     return out
 
 
-def select_claims(ids: Sequence[str] | None) -> list[tuple[Scenario, Claim]]:
-    """Claims whose id equals or starts with one of ``ids`` (all if empty); unknown ids fail clearly."""
+def select_claims(ids: Sequence[str] | None, mode: str | None = None) -> list[tuple[Scenario, Claim]]:
+    """Claims whose id equals or starts with one of ``ids`` (all if empty), restricted to the claims
+    judged in ``mode`` if given; unknown ids fail clearly."""
     pairs = all_claims()
+    if mode is not None:
+        pairs = [p for p in pairs if mode in p[1].modes]
     if not ids:
         return pairs
     chosen = []
