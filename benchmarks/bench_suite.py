@@ -8,7 +8,7 @@ figure; compare runs made under the same load).
     python benchmarks/bench_suite.py                       # the whole quick suite, local executor
     python benchmarks/bench_suite.py dpo rebel --repeats 3 # a subset of claim ids, medians of 3
     python benchmarks/bench_suite.py --executor dask       # the same on a 1- and a 2-process LocalCluster
-    python benchmarks/bench_suite.py --tree /path/to/other/checkout   # another source tree (before/after)
+    python benchmarks/bench_suite.py rebel --tree /path/to/before .   # before/after, runs interleaved
 """
 from __future__ import annotations
 
@@ -52,41 +52,46 @@ def main(argv=None) -> int:
     p.add_argument("--executor", choices=("local", "dask"), default="local")
     p.add_argument("--repeats", type=int, default=1, help="runs per configuration; the median is reported")
     p.add_argument("--no-figures", action="store_true", help="pass --no-figures (sweeps and verdicts only)")
-    p.add_argument("--tree", type=Path, default=ROOT, help="source tree to benchmark (default: this checkout)")
+    p.add_argument("--tree", type=Path, nargs="+", default=[ROOT],
+                   help="source trees to benchmark, interleaved run by run so they share the machine's load "
+                        "(default: this checkout)")
     p.add_argument("--warm-only", action="store_true", help="skip the cold-cache runs (one warm-up run first)")
     args = p.parse_args(argv)
-    tree = args.tree.resolve()
-    print(f"# simlab check --quick {' '.join(args.ids) or '(all claims)'}: {datetime.date.today()}, "
-          f"{platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, executor {args.executor}, tree {tree}")
-    results: dict[tuple[str, int], list[float]] = {}
+    trees = [t.resolve() for t in args.tree]
+    print(f"# simlab check --quick {' '.join(args.ids) or '(all claims)'}{' --no-figures' if args.no_figures else ''}: "
+          f"{datetime.date.today()}, {platform.node()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, executor {args.executor}")
+    results: dict[tuple[Path, str, int], list[float]] = {}
+    phases = ["warm"] if args.warm_only else ["cold", "warm"]
     with tempfile.TemporaryDirectory(prefix="simlab-bench-") as tmp:
         tmp = Path(tmp)
-        for workers in args.workers:
-            for rep in range(args.repeats):
-                cache = tmp / f"numba-{workers}-{rep}"
-                phases = ["warm"] if args.warm_only else ["cold", "warm"]
-                if args.warm_only:
-                    run_check(tree, args.ids, workers, cache, tmp / f"pre-{workers}-{rep}.sqlite", args.executor,
-                              False, tmp / "figs")
-                for phase in phases:
-                    store = tmp / f"{phase}-{workers}-{rep}.sqlite"
-                    load0 = os.getloadavg()[0]
-                    wall, code, summary = run_check(tree, args.ids, workers, cache, store, args.executor,
-                                                    not args.no_figures, tmp / "figs")
-                    load1 = os.getloadavg()[0]
-                    results.setdefault((phase, workers), []).append(wall)
-                    print(f"{phase:4} cache, {workers} worker(s), run {rep + 1}: {wall:7.1f} s wall "
-                          f"(load {load0:.1f} -> {load1:.1f}; exit {code}) {summary}", flush=True)
-                    store.unlink(missing_ok=True)
-                shutil.rmtree(cache, ignore_errors=True)
+        for rep in range(args.repeats):
+            for workers in args.workers:
+                for ti, tree in enumerate(trees):
+                    cache = tmp / f"numba-{ti}-{workers}-{rep}"
+                    if args.warm_only:
+                        run_check(tree, args.ids, workers, cache, tmp / "pre.sqlite", args.executor, False, tmp / "figs")
+                        (tmp / "pre.sqlite").unlink(missing_ok=True)
+                    for phase in phases:
+                        store = tmp / f"{phase}.sqlite"
+                        load0 = os.getloadavg()[0]
+                        wall, code, summary = run_check(tree, args.ids, workers, cache, store, args.executor,
+                                                        not args.no_figures, tmp / "figs")
+                        load1 = os.getloadavg()[0]
+                        results.setdefault((tree, phase, workers), []).append(wall)
+                        print(f"{tree}: {phase} cache, {workers} worker(s), run {rep + 1}: {wall:7.1f} s wall "
+                              f"(load {load0:.1f} -> {load1:.1f}; exit {code}) {summary}", flush=True)
+                        store.unlink(missing_ok=True)
+                    shutil.rmtree(cache, ignore_errors=True)
     print("\n# medians")
-    for (phase, workers), walls in sorted(results.items()):
-        print(f"{phase:4} cache, {workers} worker(s): {statistics.median(walls):7.1f} s")
-    for phase in ("cold", "warm"):
-        one, two = results.get((phase, 1)), results.get((phase, 2))
-        if one and two:
-            print(f"{phase} cache speed-up 1 -> 2 workers: {statistics.median(one) / statistics.median(two):.2f}x")
+    for (tree, phase, workers), walls in results.items():
+        print(f"{tree}: {phase} cache, {workers} worker(s): {statistics.median(walls):7.1f} s ({len(walls)} runs)")
+    for tree in trees:
+        for phase in phases:
+            one, two = results.get((tree, phase, 1)), results.get((tree, phase, 2))
+            if one and two:
+                print(f"{tree}: {phase} cache speed-up 1 -> 2 workers: "
+                      f"{statistics.median(one) / statistics.median(two):.2f}x")
     return 0
 
 

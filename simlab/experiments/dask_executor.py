@@ -171,12 +171,9 @@ def _materialize(payload: tuple) -> Path:
 
 
 def _load(name: str, folder: Path) -> Scenario:
+    """The scenario from ``folder`` (scenarios are cached per folder, and a folder per content digest)."""
     os.environ["SIMLAB_SCENARIOS"] = str(folder)
-    scenario = load_scenario(name)
-    if Path(scenario.path).parent != folder:
-        raise RuntimeError(f"Dask worker on {_host()} already holds another version of scenario {name!r} "
-                           f"(from {scenario.path}); restart the cluster's workers (client.restart())")
-    return scenario
+    return load_scenario(name)
 
 
 def _warm_in_subprocess(folder: Path, name: str, fingerprint: str, warm_cells, master: int) -> None:
