@@ -16,6 +16,7 @@ import argparse
 import datetime
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_check(tree: Path, ids, workers: int, cache: Path, store: Path, executor: str, figures: bool,
-              out: Path) -> tuple[float, int, str]:
-    """One ``simlab check --quick`` in a subprocess; (wall seconds, exit code, last summary line)."""
+              out: Path) -> tuple[float, float, int, str]:
+    """One ``simlab check --quick`` in a subprocess; (wall seconds, CPU seconds of the whole process
+    tree, exit code, last summary line). CPU seconds depend much less on other load than wall time."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(tree),
                SIMLAB_SCENARIOS=str(tree / "scenarios"))
     cmd = [sys.executable, "-m", "simlab.cli", "check", *ids, "--quick", "--workers", str(workers),
@@ -38,11 +40,14 @@ def run_check(tree: Path, ids, workers: int, cache: Path, store: Path, executor:
         cmd += ["--executor", executor]
     if not figures:
         cmd.append("--no-figures")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     summary = next((ln for ln in res.stdout.splitlines() if " checks: " in ln), res.stderr.strip()[-200:])
-    return wall, res.returncode, summary
+    return wall, cpu, res.returncode, summary
 
 
 def main(argv=None) -> int:
@@ -62,6 +67,7 @@ def main(argv=None) -> int:
           f"{datetime.date.today()}, {platform.node()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, executor {args.executor}")
     results: dict[tuple[Path, str, int], list[float]] = {}
+    cpus: dict[tuple[Path, str, int], list[float]] = {}
     phases = ["warm"] if args.warm_only else ["cold", "warm"]
     with tempfile.TemporaryDirectory(prefix="simlab-bench-") as tmp:
         tmp = Path(tmp)
@@ -75,17 +81,20 @@ def main(argv=None) -> int:
                     for phase in phases:
                         store = tmp / f"{phase}.sqlite"
                         load0 = os.getloadavg()[0]
-                        wall, code, summary = run_check(tree, args.ids, workers, cache, store, args.executor,
+                        wall, cpu, code, summary = run_check(tree, args.ids, workers, cache, store, args.executor,
                                                         not args.no_figures, tmp / "figs")
                         load1 = os.getloadavg()[0]
                         results.setdefault((tree, phase, workers), []).append(wall)
-                        print(f"{tree}: {phase} cache, {workers} worker(s), run {rep + 1}: {wall:7.1f} s wall "
+                        cpus.setdefault((tree, phase, workers), []).append(cpu)
+                        print(f"{tree}: {phase} cache, {workers} worker(s), run {rep + 1}: {wall:7.1f} s wall, "
+                              f"{cpu:7.1f} s CPU "
                               f"(load {load0:.1f} -> {load1:.1f}; exit {code}) {summary}", flush=True)
                         store.unlink(missing_ok=True)
                     shutil.rmtree(cache, ignore_errors=True)
     print("\n# medians")
     for (tree, phase, workers), walls in results.items():
-        print(f"{tree}: {phase} cache, {workers} worker(s): {statistics.median(walls):7.1f} s ({len(walls)} runs)")
+        print(f"{tree}: {phase} cache, {workers} worker(s): {statistics.median(walls):7.1f} s wall, "
+              f"{statistics.median(cpus[tree, phase, workers]):7.1f} s CPU ({len(walls)} runs)")
     for tree in trees:
         for phase in phases:
             one, two = results.get((tree, phase, 1)), results.get((tree, phase, 2))

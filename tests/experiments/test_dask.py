@@ -31,8 +31,8 @@ def _scenarios(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One LocalCluster for the module: 2 worker processes on 127.0.0.1, one thread each."""
-    os.environ["SIMLAB_SCENARIOS"] = str(FIXTURES)
+    """One LocalCluster for the module: 2 worker processes on 127.0.0.1, one thread each (tasks carry
+    the scenario files: the workers need no scenario folder)."""
     with open_executor("dask", workers=2) as ex:
         yield ex
 
@@ -48,9 +48,10 @@ def _metrics(path):
 @pytest.fixture(scope="module")
 def clean_full(tmp_path_factory):
     """The toy's full grid (120 cells of 50 ms) swept locally by one uninterrupted process."""
-    os.environ["SIMLAB_SCENARIOS"] = str(FIXTURES)
     path = tmp_path_factory.mktemp("clean") / "clean.sqlite"
-    run_scenario(load_scenario("toy"), "full", workers=1, store=Store(path), progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SIMLAB_SCENARIOS", str(FIXTURES))
+        run_scenario(load_scenario("toy"), "full", workers=1, store=Store(path), progress=False)
     return _metrics(path)
 
 
