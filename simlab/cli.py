@@ -14,6 +14,11 @@ def _mode(args) -> str:
     return "full" if getattr(args, "full", False) else "quick"
 
 
+def _executor(args) -> dict:
+    kind = args.executor or ("dask" if args.scheduler else "local")
+    return {"executor": kind, "scheduler": args.scheduler}
+
+
 def _add_common(p: argparse.ArgumentParser, modes: bool = True) -> None:
     if modes:
         g = p.add_mutually_exclusive_group()
@@ -23,6 +28,11 @@ def _add_common(p: argparse.ArgumentParser, modes: bool = True) -> None:
     p.add_argument("--store", default=None, help="results store (default: $SIMLAB_STORE or results/simlab.sqlite)")
     p.add_argument("--master", type=int, default=DEFAULT_MASTER_SEED, help="master seed (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--executor", choices=("local", "dask"), default=None,
+                   help="where cells run: local processes (default) or a Dask cluster (needs simlab[dask])")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="Dask scheduler to run on (implies --executor dask; default: a new LocalCluster "
+                        "of --workers processes)")
     _add_scenarios(p)
 
 
@@ -113,7 +123,8 @@ def _cmd_run(args) -> int:
     sc = load_scenario(args.name)
     store = Store(args.store)
     try:
-        stats = run_scenario(sc, _mode(args), args.workers, store, args.master, not args.no_progress)
+        stats = run_scenario(sc, _mode(args), args.workers, store, args.master, not args.no_progress,
+                             **_executor(args))
     finally:
         store.close()
     print(f"{sc.name} ({_mode(args)}): {stats.total} cells, {stats.skipped} already stored, "
@@ -130,7 +141,8 @@ def _cmd_check(args) -> int:
     if args.calibrate:
         if args.masters < 30:
             raise ValueError(f"--masters must be >= 30 to calibrate, got {args.masters}")
-        out = calibrate(args.ids, mode, args.workers, args.store, args.masters, not args.no_progress)
+        out = calibrate(args.ids, mode, args.workers, args.store, args.masters, not args.no_progress,
+                        **_executor(args))
         print(f"{'claim|kind|label':56} {'mean':>10} {'sd':>10} {'tol':>6} {'margin/sd':>9} {'pass':>5} calibrated")
         for k, e in out.items():
             print(f"{k:56} {e['mean']:>10.4g} {e['sd']:>10.3g} {e['tol']:>6g} {e['margin_sd']:>9.1f} "
@@ -142,7 +154,8 @@ def _cmd_check(args) -> int:
             return 1
         return 0
     t0 = time.perf_counter()
-    rows = check(args.ids, mode, args.workers, args.store, args.master, not args.no_progress)
+    rows = check(args.ids, mode, args.workers, args.store, args.master, not args.no_progress,
+                 **_executor(args))
     print(verdict_table(rows))
     if args.table:
         from simlab.report import convergence_table_text
@@ -290,6 +303,10 @@ def scenario_main(scenario: Scenario, argv=None) -> int:
         argv2 += ["--store", args.store]
     if args.no_progress:
         argv2.append("--no-progress")
+    if args.executor:
+        argv2 += ["--executor", args.executor]
+    if args.scheduler:
+        argv2 += ["--scheduler", args.scheduler]
     return main(argv2)
 
 

@@ -26,7 +26,7 @@ from simlab.experiments.rates import (
     verdict_identity_in_expectation, verdict_ordering, verdict_tight, verdict_upper)
 from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Claim, Scenario, cell_key, select_claims
 from simlab.experiments.store import Store
-from simlab.experiments.sweep import run_scenario
+from simlab.experiments.sweep import SweepJob, run_sweeps
 
 CALIBRATION_MASTERS = 30
 CALIBRATED_SDS = 4.0
@@ -119,6 +119,17 @@ def claim_rows(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
     return df
 
 
+def claim_cells(scenario: Scenario, claims, mode: str) -> list[tuple[dict, int]]:
+    """The cells of ``mode`` that some of ``claims`` use: those whose params pass a claim's ``where``
+    filter (as in :func:`claim_rows`). A ``where`` key that is not a parameter of the cell (a metric,
+    say) cannot be decided before the cell runs, so it keeps the cell."""
+    def used(params, claim) -> bool:
+        return all(k not in params or (bool(v(params[k])) if callable(v) else params[k] == v)
+                   for k, v in claim.where.items())
+
+    return [(p, r) for p, r in scenario.cells(mode) if any(used(p, c) for c in claims)]
+
+
 def evaluate_claim(df: pd.DataFrame, claim: Claim) -> Measurement:
     """Judge ``claim`` on its rows (built-in kinds, or the claim's own ``evaluate``). The caller
     handles claims without rows (see :func:`judge`)."""
@@ -191,9 +202,11 @@ def scenario_frame(scenario: Scenario, store: Store, master: int, mode: str | No
 
 def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=None,
           master: int = DEFAULT_MASTER_SEED, progress: bool = True, run: bool = True,
-          pairs=None) -> list[CheckRow]:
+          pairs=None, executor="local", scheduler: str | None = None) -> list[CheckRow]:
     """Run what the selected claims need (reusing stored cells) and return one row per check, compared
-    with the baseline (``status``). ``pairs`` (scenario, claim) replaces the selection by ``ids``."""
+    with the baseline (``status``). ``pairs`` (scenario, claim) replaces the selection by ``ids``.
+    The scenarios stream through one executor (``executor``, ``scheduler``: see
+    :func:`simlab.experiments.sweep.open_executor`)."""
     from simlab.experiments.baseline import compare_with_baseline
 
     pairs = select_claims(ids, mode) if pairs is None else pairs
@@ -202,11 +215,10 @@ def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=
         scenarios = {}
         for sc, _ in pairs:
             scenarios.setdefault(sc.name, sc)
-        frames = {}
-        for name, sc in scenarios.items():
-            if run:
-                run_scenario(sc, mode, workers, store, master, progress)
-            frames[name] = scenario_frame(sc, store, master, mode)
+        if run:
+            run_sweeps([SweepJob(sc, mode, master) for sc in scenarios.values()], workers, store, progress,
+                       executor, scheduler)
+        frames = {name: scenario_frame(sc, store, master, mode) for name, sc in scenarios.items()}
         rows = [judge(sc, claim, frames[sc.name]) for sc, claim in pairs]
         compare_with_baseline(rows, mode, master)
         if run:
@@ -284,8 +296,13 @@ def calibration_margin(claim: Claim, mean: float, sd: float) -> float:
 
 
 def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=None,
-              masters: int = CALIBRATION_MASTERS, progress: bool = True) -> dict:
+              masters: int = CALIBRATION_MASTERS, progress: bool = True, executor="local",
+              scheduler: str | None = None) -> dict:
     """Rerun the selected claims over ``masters`` independent master seeds and record the spread.
+
+    The cells of every master seed stream through one executor together (``executor``,
+    ``scheduler``: see :func:`simlab.experiments.sweep.open_executor`), and only the cells the
+    selected claims use run (:func:`claim_cells`).
 
     The record per check (key id|kind|label: mean and sd of the measured value over masters,
     predicted, tol, the margin of :func:`calibration_margin`, the pass rate, the code fingerprint) is
@@ -300,9 +317,19 @@ def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=N
     claims = {calibration_key(c): (sc, c) for sc, c in pairs}
     measured: dict[str, list[float]] = {}
     passed: dict[str, int] = {}
-    for k in range(masters):
-        master = DEFAULT_MASTER_SEED + 1000 + k
-        for row in check(None, mode, workers, store_path, master, progress=progress, pairs=pairs):
+    seeds = [DEFAULT_MASTER_SEED + 1000 + k for k in range(masters)]
+    used: dict[str, tuple[Scenario, list]] = {}
+    for sc, c in pairs:
+        used.setdefault(sc.name, (sc, []))[1].append(c)
+    subsets = {name: tuple(claim_cells(sc, cs, mode)) for name, (sc, cs) in used.items()}
+    store = Store(store_path)
+    try:
+        run_sweeps([SweepJob(sc, mode, master, subsets[sc.name]) for master in seeds for sc, _ in used.values()],
+                   workers, store, progress, executor, scheduler, desc=f"calibrate ({masters} masters)")
+    finally:
+        store.close()
+    for master in seeds:
+        for row in check(None, mode, workers, store_path, master, progress=False, run=False, pairs=pairs):
             measured.setdefault(row.key, []).append(row.measured)
             passed[row.key] = passed.get(row.key, 0) + (row.verdict == PASS)
     out, records = {}, {}

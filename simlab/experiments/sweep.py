@@ -1,26 +1,38 @@
-"""Running a scenario's cells, in parallel across processes, into the store.
+"""Running scenarios' cells, in parallel across processes, into the store.
 
 The sweep knows nothing about alignment: it expands (params, replicate) cells, skips those already
-stored, runs the rest (in-process for one worker, else a process pool whose workers are pinned to one
-BLAS/numba thread each, so nothing is oversubscribed), and commits each finished cell at once.  Before
-that it warms the numba cache (:func:`_warm_kernels`), so that stored numbers never come from a kernel
-compiled in the process that ran the cell.
-The numbers depend only on (scenario, params, replicate, master seed), never on the worker count.
+stored, leases the rest in the store, sends them in chunks to an executor and commits each finished
+cell at once. The executor is one per command (not one per scenario): :class:`LocalExecutor`
+(in-process for one worker, else one persistent process pool whose workers are pinned to one
+BLAS/numba thread each) or the Dask executor of :mod:`simlab.experiments.dask_executor`. Several
+sweeps (scenarios, master seeds) stream through one executor, so no scenario waits for the slowest
+cell of the previous one.
+
+Before a sweep's cells run, the numba cache is warmed (:func:`_warm_kernels`) in a process that does
+not compute stored cells, so that stored numbers never come from a kernel compiled in the process that
+ran the cell; a warm-up that already ran against the current cache is not repeated
+(:func:`missing_warm_up`). The numbers depend only on (scenario, params, replicate, master seed),
+never on the executor, the worker count or the chunking.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 
-from simlab.experiments.fingerprint import scenario_fingerprint
+from simlab.experiments.fingerprint import PACKAGE_ROOT, scenario_fingerprint, scenario_source
 from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario, cell_key, load_scenario
 from simlab.experiments.store import Store
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+EXECUTORS = ("local", "dask")
+MAX_CHUNK = 256  # cells per task at most
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,17 @@ class SweepStats:
     skipped: int
     ran: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """One sweep: the cells of ``scenario`` in ``mode`` for one master seed (``cells``: a subset of
+    ``scenario.cells(mode)`` to run instead of all of them)."""
+
+    scenario: Scenario
+    mode: str = "quick"
+    master: int = DEFAULT_MASTER_SEED
+    cells: tuple | None = None
 
 
 class CellError(ValueError):
@@ -58,6 +81,13 @@ def run_cell(scenario: Scenario, params: dict, replicate: int, master: int) -> t
     return out, seconds
 
 
+def run_cells(scenario: Scenario, cells, master: int) -> list[tuple[dict, float]]:
+    """Run a chunk of (params, replicate) cells in order; one (metrics, seconds) per cell."""
+    return [run_cell(scenario, params, replicate, master) for params, replicate in cells]
+
+
+# ---------------------------------------------------------------- numba cache warm-up
+
 def _warm_up_cells(todo) -> list:
     """One (params, replicate) per combination of the non-numeric parameters, in sweep order."""
     seen, out = set(), []
@@ -69,22 +99,103 @@ def _warm_up_cells(todo) -> list:
     return out
 
 
-def _warm_kernels(scenario: Scenario, todo, master: int, in_subprocess: bool) -> None:
+def _warm_kernels(scenario: Scenario, todo, master: int, in_subprocess: bool, pool=None) -> None:
     """Compile (or load) the sweep's kernels before any stored cell runs, so that every stored number
     comes from kernels loaded from the numba cache: one cell per combination of the non-numeric
     parameters, its result discarded.  Measured, a kernel compiled in the process that uses it can
     give different last bits than the cached one (drorebel: 2815 of 10752 cells on a cold cache), so
-    the same sweep on a cold and on a warm cache stored different numbers.  A pool's workers take the
-    kernels this process compiled from the cache; a one-worker sweep computes in this process, so its
-    warm-up runs in a separate process."""
+    the same sweep on a cold and on a warm cache stored different numbers.  With ``in_subprocess``
+    the cells run in ``pool`` (a fresh one-process pool if None), for a process that computes stored
+    cells itself."""
     cells = _warm_up_cells(todo)
     if not in_subprocess:
         for params, replicate in cells:
             run_cell(scenario, params, replicate, master)
         return
-    with _pinned_pool(1) as pool:
+    if pool is not None:
         pool.submit(_worker_warm, scenario.name, _scenario_dir(scenario), cells, master).result()
+        return
+    with _pinned_pool(1) as fresh:
+        fresh.submit(_worker_warm, scenario.name, _scenario_dir(scenario), cells, master).result()
 
+
+def warm_markers_dir() -> Path | None:
+    """Where completed warm-ups are recorded: inside the numba cache directory (so a fresh cache has
+    none), or None when numba has no cache directory of its own."""
+    from numba import config
+
+    import simlab._jit  # noqa: F401  (sets numba's cache directory)
+
+    return Path(config.CACHE_DIR) / "simlab-warm" if config.CACHE_DIR else None
+
+
+def _cache_stamp(scenario: Scenario) -> str:
+    """What else decides whether numba reuses a cached kernel: the CPU it was compiled for and the
+    (mtime, size) stamps of the source files (numba drops a cached kernel whose file was touched)."""
+    from llvmlite import binding
+
+    h = hashlib.sha256(binding.get_host_cpu_name().encode() + binding.get_host_cpu_features().flatten().encode())
+    src = scenario_source(scenario)
+    files = sorted(PACKAGE_ROOT.rglob("*.py"))
+    if src is not None and src.is_file():
+        files += sorted(src.parent.glob("*.py"))
+    for path in files:
+        st = path.stat()
+        h.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def _warm_marker(root: Path, scenario: Scenario, fingerprint: str, stamp: str, params: dict) -> Path:
+    group = sorted((k, v) for k, v in params.items() if isinstance(v, str))
+    tag = hashlib.sha256(repr((fingerprint, stamp, group)).encode()).hexdigest()[:20]
+    return root / f"{scenario.name}-{tag}"
+
+
+def missing_warm_up(scenario: Scenario, fingerprint: str, todo) -> list:
+    """The warm-up cells of ``todo`` (one per combination of string parameters) whose warm-up has not
+    yet run against this numba cache, this CPU and these source files (all of them if unknown)."""
+    cells = _warm_up_cells(todo)
+    root = warm_markers_dir()
+    if root is None or not cells:
+        return cells
+    stamp = _cache_stamp(scenario)
+    return [c for c in cells if not _warm_marker(root, scenario, fingerprint, stamp, c[0]).exists()]
+
+
+@contextmanager
+def _warm_lock():
+    """An exclusive lock over warm-ups sharing one numba cache: numba updates a kernel's cache index by
+    read-modify-write, so two processes compiling overloads of one kernel at once can drop one."""
+    root = warm_markers_dir()
+    if root is None:
+        yield
+        return
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def warm_here(scenario: Scenario, fingerprint: str, todo, master: int) -> int:
+    """Run the missing warm-up cells of ``todo`` in this process (which must not compute stored cells
+    of this scenario) under the warm-up lock, then record them; returns how many ran."""
+    with _warm_lock():
+        cells = missing_warm_up(scenario, fingerprint, todo)
+        _warm_kernels(scenario, cells, master, in_subprocess=False)
+        root = warm_markers_dir()
+        if root is not None and cells:
+            stamp = _cache_stamp(scenario)
+            for params, _ in cells:
+                _warm_marker(root, scenario, fingerprint, stamp, params).touch()
+    return len(cells)
+
+
+# ---------------------------------------------------------------- the local executor
 
 def _pin_threads() -> None:
     for var in THREAD_VARS:
@@ -110,23 +221,26 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="simlab-parent-watch", daemon=True).start()
 
 
-def _worker_task(name: str, scenario_dir: str, params: dict, replicate: int, master: int):
+def _load_in_worker(name: str, scenario_dir: str) -> Scenario:
     os.environ["SIMLAB_SCENARIOS"] = scenario_dir
-    scenario = load_scenario(name)
-    metrics, seconds = run_cell(scenario, params, replicate, master)
-    return params, replicate, metrics, seconds
+    return load_scenario(name)
+
+
+def _worker_chunk(name: str, scenario_dir: str, cells, master: int):
+    return run_cells(_load_in_worker(name, scenario_dir), cells, master)
 
 
 def _worker_warm(name: str, scenario_dir: str, cells, master: int) -> None:
-    os.environ["SIMLAB_SCENARIOS"] = scenario_dir
-    scenario = load_scenario(name)
+    scenario = _load_in_worker(name, scenario_dir)
     for params, replicate in cells:
         run_cell(scenario, params, replicate, master)
 
 
-def _scenario_dir(scenario: Scenario) -> str:
-    from pathlib import Path
+def _worker_warm_missing(name: str, scenario_dir: str, fingerprint: str, todo, master: int) -> int:
+    return warm_here(_load_in_worker(name, scenario_dir), fingerprint, todo, master)
 
+
+def _scenario_dir(scenario: Scenario) -> str:
     return str(Path(scenario.path).parent) if scenario.path else os.environ.get("SIMLAB_SCENARIOS", "")
 
 
@@ -134,10 +248,7 @@ def _scenario_dir(scenario: Scenario) -> str:
 def _pinned_pool(workers: int):
     """A spawn process pool whose workers are pinned to one BLAS/numba thread; this process's thread
     variables are restored afterwards.  Shut down at once (cancelling queued work) on an exception."""
-    saved = {v: os.environ.get(v) for v in THREAD_VARS}
-    _pin_threads()  # children inherit the pinned thread counts at start-up
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                               initargs=(os.getpid(),))
+    pool = _start_pinned_pool(workers)
     try:
         yield pool
     except BaseException:
@@ -145,6 +256,14 @@ def _pinned_pool(workers: int):
         raise
     else:
         pool.shutdown(wait=True)
+
+
+def _start_pinned_pool(workers: int) -> ProcessPoolExecutor:
+    saved = {v: os.environ.get(v) for v in THREAD_VARS}
+    _pin_threads()  # children inherit the pinned thread counts at start-up
+    try:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                   initargs=(os.getpid(),))
     finally:
         for var, val in saved.items():
             if val is None:
@@ -157,119 +276,301 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class LocalExecutor:
+    """Cells on this machine, for the whole command: in this process for one worker, else in one
+    persistent pool of ``workers`` spawned processes. Warm-ups run asynchronously in a separate
+    one-process pool (started only when a warm-up is missing), so a scenario's warm-up overlaps the
+    previous scenario's cells and never runs in a process that computes stored cells."""
+
+    chunk_seconds = 0.1  # target compute time of one task (amortises inter-process overhead)
+
+    def __init__(self, workers: int | None = None):
+        workers = default_workers() if workers is None else workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        self.workers = workers
+        self.in_process = workers == 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._warm_pool: ProcessPoolExecutor | None = None
+
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def warm(self, scenario: Scenario, fingerprint: str, todo, master: int) -> Future | None:
+        """Start the missing warm-up of ``todo``; None when the cache is already warm for it."""
+        if not missing_warm_up(scenario, fingerprint, todo):
+            return None
+        if self._warm_pool is None:
+            self._warm_pool = _start_pinned_pool(1)
+        cells = _warm_up_cells(todo)
+        return self._warm_pool.submit(_worker_warm_missing, scenario.name, _scenario_dir(scenario), fingerprint,
+                                      cells, master)
+
+    def submit(self, scenario: Scenario, fingerprint: str, cells, master: int, warm_cells) -> Future:
+        """Run a chunk of cells; the future's result is one (metrics, seconds) per cell. ``warm_cells``
+        are for executors whose workers warm themselves (see :meth:`warm` for this one)."""
+        if self.in_process:
+            fut: Future = Future()
+            try:
+                fut.set_result(run_cells(scenario, cells, master))
+            except BaseException as exc:  # noqa: BLE001 (re-raised by the caller's result())
+                fut.set_exception(exc)
+            return fut
+        if self._pool is None:
+            self._pool = _start_pinned_pool(self.workers)
+        return self._pool.submit(_worker_chunk, scenario.name, _scenario_dir(scenario), list(cells), master)
+
+    @staticmethod
+    def wait_first(pending, timeout: float | None = None) -> set:
+        done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        return set(done)
+
+    def close(self, cancel: bool = False) -> None:
+        for pool in (self._pool, self._warm_pool):
+            if pool is not None:
+                pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        self._pool = self._warm_pool = None
+
+
+@contextmanager
+def open_executor(executor="local", workers: int | None = None, scheduler: str | None = None):
+    """The executor of one command: ``"local"`` (:class:`LocalExecutor`), ``"dask"`` (a Dask client on
+    ``scheduler``, or on a new LocalCluster of ``workers`` processes without one), or an executor
+    object that is already open (used as is and left open)."""
+    if not isinstance(executor, str):
+        yield executor
+        return
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"--scheduler needs --executor dask (got --executor {executor})")
+    if executor == "local":
+        ex = LocalExecutor(workers)
+    elif executor == "dask":
+        from simlab.experiments.dask_executor import DaskExecutor
+
+        ex = DaskExecutor(scheduler, workers)
+    else:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    try:
+        yield ex
+    except BaseException:
+        ex.close(cancel=True)
+        raise
+    else:
+        ex.close()
+
+
+# ---------------------------------------------------------------- sweeps
+
 def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = None,
                  store: Store | None = None, master: int = DEFAULT_MASTER_SEED,
-                 progress: bool = True) -> SweepStats:
+                 progress: bool = True, executor="local", scheduler: str | None = None) -> SweepStats:
     """Run every missing cell of ``scenario`` in ``mode``; finished cells are committed one by one.
 
     Cells are keyed by the scenario's code fingerprint: cells stored by other code are not reused.
     Each cell is leased in the store before it runs, so another process sweeping the same scenario
     into the same store skips it (and this process skips the other's); cells leased by a live process
-    are waited for at the end, cells leased by a dead one are taken over.
+    are waited for at the end, cells leased by a dead one are taken over. ``executor``/``scheduler``:
+    see :func:`open_executor`.
     """
-    workers = default_workers() if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    return run_sweeps([SweepJob(scenario, mode, master)], workers, store, progress, executor, scheduler)[0]
+
+
+@dataclass
+class _JobState:
+    job: SweepJob
+    fingerprint: str
+    total: int
+    todo: list
+    run_id: int | None = None
+    ran: int = 0
+    warm: Future | None = None
+    warm_cells: list | None = None
+    seconds: float = 0.0
+
+
+def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, progress: bool = True,
+               executor="local", scheduler: str | None = None, desc: str | None = None) -> list[SweepStats]:
+    """Run the missing cells of every job through one executor; one :class:`SweepStats` per job.
+
+    Jobs stream one after another through the executor in chunks (sized to about the executor's
+    ``chunk_seconds`` of compute from the cell times measured so far, and small enough near the end
+    to keep every worker busy); a job's cells are sent only once its warm-up has finished."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     own_store = store is None
     store = Store() if own_store else store
-    fingerprint = scenario_fingerprint(scenario)
-    t0 = time.perf_counter()
     try:
-        cells = scenario.cells(mode)
-        done = store.done_keys(scenario.name, fingerprint, master)
-        todo = [(p, r) for p, r in cells if (cell_key(p), r) not in done]
-        if not todo:
-            return SweepStats(scenario.name, len(cells), len(cells), 0, 0.0)
-        run_id = store.start_run(scenario.name, fingerprint, mode, master,
-                                 scenario.config() | {"master": master, "fingerprint": fingerprint})
-        bar = _progress(len(todo), scenario.name, progress)
-        ran = 0
-
-        def take(params, replicate) -> bool:
-            return store.lease(scenario.name, fingerprint, master, cell_key(params), replicate)
-
-        def commit(params, replicate, metrics, seconds):
-            nonlocal ran
-            store.add_cell(scenario.name, fingerprint, master, cell_key(params), replicate,
-                           params, metrics, seconds, run_id)
-            ran += 1
-            bar.update(1)
-
-        try:
-            in_process = workers == 1 or len(todo) == 1
-            _warm_kernels(scenario, todo, master, in_subprocess=in_process)
-            queue = _LeasedQueue(todo, take, lambda p, r: store.is_done(scenario.name, fingerprint, master,
-                                                                          cell_key(p), r), bar)
-            if in_process:
-                for params, r in queue:
-                    commit(params, r, *run_cell(scenario, params, r, master))
-            else:
-                _run_pool(scenario, queue, workers, master, commit)
-        finally:
-            bar.close()
-            store.release_leases()
-        return SweepStats(scenario.name, len(cells), len(cells) - ran, ran, time.perf_counter() - t0)
+        states = []
+        for job in jobs:
+            sc = job.scenario
+            fp = scenario_fingerprint(sc)
+            cells = list(job.cells) if job.cells is not None else sc.cells(job.mode)
+            done = store.done_keys(sc.name, fp, job.master)
+            states.append(_JobState(job, fp, len(cells), [(p, r) for p, r in cells if (cell_key(p), r) not in done]))
+        active = [s for s in states if s.todo]
+        if active:
+            with open_executor(executor, workers, scheduler) as ex:
+                _stream(active, ex, store, progress, desc, time.perf_counter())
+        return [SweepStats(s.job.scenario.name, s.total, s.total - s.ran, s.ran, s.seconds) for s in states]
     finally:
         if own_store:
             store.close()
 
 
+def _stream(states, ex, store: Store, progress: bool, desc: str | None, t0: float) -> None:
+    warm_memo: dict = {}
+    for s in states:  # queue every missing warm-up at once: they run while earlier jobs compute
+        sc = s.job.scenario
+        s.warm_cells = _warm_up_cells(s.todo)
+        key = (s.fingerprint, tuple(cell_key(p) for p, _ in s.warm_cells))
+        if key not in warm_memo:
+            warm_memo[key] = ex.warm(sc, s.fingerprint, s.todo, s.job.master)
+        s.warm = warm_memo[key]
+    queue = _LeasedQueue(states, store)
+    bar = _progress(sum(len(s.todo) for s in states), desc or states[0].job.scenario.name, progress)
+    pending: dict = {}  # future -> (state, cells)
+    mean_seconds: dict[str, tuple[float, int]] = {}
+    held = None
+    try:
+        while True:
+            # fill the window with chunks of ready jobs
+            window = 1 if getattr(ex, "in_process", False) else 2 * max(1, ex.slots)
+            blocked = None
+            while len(pending) < window:
+                item = held if held is not None else queue.next()
+                held = None
+                if item is None or item is _LeasedQueue.WAIT:
+                    blocked = item
+                    break
+                s = item[0]
+                if s.warm is not None and not s.warm.done():
+                    held, blocked = item, s.warm
+                    break
+                if s.warm is not None:
+                    s.warm.result()  # a failed warm-up fails the sweep
+                    s.warm = None
+                chunk = [item[1:]]
+                size = _chunk_size(ex, mean_seconds.get(s.job.scenario.name), queue.remaining, window)
+                while len(chunk) < size:
+                    nxt = queue.next(only=s)
+                    if nxt is None or nxt is _LeasedQueue.WAIT:
+                        break
+                    chunk.append(nxt[1:])
+                if s.run_id is None:
+                    sc = s.job.scenario
+                    s.run_id = store.start_run(sc.name, s.fingerprint, s.job.mode, s.job.master,
+                                               sc.config() | {"master": s.job.master, "fingerprint": s.fingerprint})
+                if desc is None:
+                    bar.set_description(s.job.scenario.name)
+                pending[ex.submit(s.job.scenario, s.fingerprint, chunk, s.job.master, s.warm_cells)] = (s, chunk)
+            if not pending and blocked is None:
+                return
+            waits = set(pending)
+            if blocked is not None and blocked is not _LeasedQueue.WAIT:
+                waits.add(blocked)
+            if not waits:  # only cells leased by other live processes are left
+                time.sleep(_LeasedQueue.POLL_SECONDS)
+                continue
+            timeout = _LeasedQueue.POLL_SECONDS if blocked is _LeasedQueue.WAIT else None
+            for fut in ex.wait_first(waits, timeout):
+                if fut not in pending:
+                    continue  # a warm-up finished
+                s, chunk = pending.pop(fut)
+                results = fut.result()
+                name = s.job.scenario.name
+                for (params, r), (metrics, seconds) in zip(chunk, results):
+                    store.add_cell(name, s.fingerprint, s.job.master, cell_key(params), r, params, metrics,
+                                   seconds, s.run_id)
+                    s.ran += 1
+                    total, count = mean_seconds.get(name, (0.0, 0))
+                    mean_seconds[name] = (total + seconds, count + 1)
+                s.seconds = time.perf_counter() - t0
+                bar.update(len(chunk))
+            bar.update(queue.take_finished_elsewhere())
+    finally:
+        bar.close()
+        store.release_leases()
+
+
+def _chunk_size(ex, seconds: tuple[float, int] | None, remaining: int, window: int) -> int:
+    """Cells per task: about ``ex.chunk_seconds`` of compute at the scenario's mean cell time so far
+    (one cell while unknown), never more than a fair share of what is left."""
+    if seconds is None or seconds[1] == 0:
+        return 1
+    mean = max(seconds[0] / seconds[1], 1e-6)
+    fair = max(1, math.ceil(remaining / max(1, window)))
+    return int(max(1, min(MAX_CHUNK, ex.chunk_seconds / mean, fair)))
+
+
 class _LeasedQueue:
-    """Iterates the cells this process should compute: each is leased first; a cell finished or leased
-    by another live process is skipped for now and revisited after the others (until it is finished
-    by its owner, or its owner dies and the lease can be taken)."""
+    """Hands out the cells this process should compute, job after job: each is leased first; a cell
+    finished or leased by another live process is skipped for now and revisited after all the others
+    (until it is finished by its owner, or its owner dies and the lease can be taken)."""
 
     POLL_SECONDS = 0.5
+    WAIT = object()  # only cells leased by other live processes are left, for now
 
-    def __init__(self, todo, take, is_done, bar):
-        self.todo, self.take, self.is_done, self.bar = list(todo), take, is_done, bar
+    def __init__(self, states, store: Store):
+        self.store = store
+        self.items = [(s, p, r) for s in states for p, r in s.todo]
+        self.pos = 0
+        self.waiting: list = []
+        self.retry: list = []
+        self.remaining = len(self.items)
+        self.finished_elsewhere = 0
+        self.last_poll = 0.0
 
-    def __iter__(self):
-        waiting = []
-        for params, r in self.todo:
-            if self.take(params, r):
-                yield params, r
+    def _take(self, item) -> bool:
+        s, p, r = item
+        return self.store.lease(s.job.scenario.name, s.fingerprint, s.job.master, cell_key(p), r)
+
+    def _done(self, item) -> bool:
+        s, p, r = item
+        return self.store.is_done(s.job.scenario.name, s.fingerprint, s.job.master, cell_key(p), r)
+
+    def next(self, only=None):
+        """The next leased cell (state, params, replicate); None when nothing is left, WAIT when only
+        cells leased by others are left. With ``only``, a cell of that job or None."""
+        while self.pos < len(self.items):
+            item = self.items[self.pos]
+            if only is not None and item[0] is not only:
+                return None
+            self.pos += 1
+            if self._take(item):
+                self.remaining -= 1
+                return item
+            self.waiting.append(item)
+        if only is not None:
+            return None
+        while self.retry:
+            item = self.retry.pop()
+            if self._done(item):
+                self.remaining -= 1
+                self.finished_elsewhere += 1
+            elif self._take(item):
+                self.remaining -= 1
+                return item
             else:
-                waiting.append((params, r))
-        while waiting:
-            still = []
-            for params, r in waiting:
-                if self.is_done(params, r):
-                    self.bar.update(1)
-                elif self.take(params, r):
-                    yield params, r
-                else:
-                    still.append((params, r))
-            if still:
-                time.sleep(self.POLL_SECONDS)
-            waiting = still
+                self.waiting.append(item)
+        if not self.waiting:
+            return None
+        if time.monotonic() - self.last_poll >= self.POLL_SECONDS:
+            self.last_poll = time.monotonic()
+            self.retry, self.waiting = self.waiting[::-1], []
+            return self.next()
+        return self.WAIT
 
-
-def _run_pool(scenario: Scenario, queue, workers: int, master: int, commit) -> None:
-    scen_dir = _scenario_dir(scenario)
-    with _pinned_pool(workers) as pool:
-        pending = set()
-        it = iter(queue)
-        window = 2 * workers + 2  # bounded queue: few cells are leased or in flight at any time
-
-        def refill():
-            while len(pending) < window:
-                nxt = next(it, None)
-                if nxt is None:
-                    return
-                pending.add(pool.submit(_worker_task, scenario.name, scen_dir, nxt[0], nxt[1], master))
-
-        refill()
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                pending.discard(fut)
-                commit(*fut.result())
-            refill()
+    def take_finished_elsewhere(self) -> int:
+        k, self.finished_elsewhere = self.finished_elsewhere, 0
+        return k
 
 
 class _NullBar:
     def update(self, k):
+        pass
+
+    def set_description(self, desc):
         pass
 
     def close(self):

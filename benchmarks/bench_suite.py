@@ -1,0 +1,108 @@
+"""Wall time of ``simlab check --quick`` with a cold and a warm numba cache, for 1 and 2 workers.
+
+Every run uses a fresh results store (so every cell is computed); "cold" runs on an empty numba cache
+directory, "warm" reruns on the cache the cold run filled. Prints one line per run, the 1 -> 2 worker
+speed-ups, the date, the machine and the load average (other processes on the machine inflate every
+figure; compare runs made under the same load).
+
+    python benchmarks/bench_suite.py                       # the whole quick suite, local executor
+    python benchmarks/bench_suite.py dpo rebel --repeats 3 # a subset of claim ids, medians of 3
+    python benchmarks/bench_suite.py --executor dask       # the same on a 1- and a 2-process LocalCluster
+    python benchmarks/bench_suite.py rebel --tree /path/to/before .   # before/after, runs interleaved
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_check(tree: Path, ids, workers: int, cache: Path, store: Path, executor: str, figures: bool,
+              out: Path) -> tuple[float, float, int, str]:
+    """One ``simlab check --quick`` in a subprocess; (wall seconds, CPU seconds of the whole process
+    tree, exit code, last summary line). CPU seconds depend much less on other load than wall time."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(tree),
+               SIMLAB_SCENARIOS=str(tree / "scenarios"))
+    cmd = [sys.executable, "-m", "simlab.cli", "check", *ids, "--quick", "--workers", str(workers),
+           "--store", str(store), "--no-progress", "--out", str(out)]
+    if executor != "local":
+        cmd += ["--executor", executor]
+    if not figures:
+        cmd.append("--no-figures")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    summary = next((ln for ln in res.stdout.splitlines() if " checks: " in ln), res.stderr.strip()[-200:])
+    return wall, cpu, res.returncode, summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ids", nargs="*", help="claim ids or prefixes (default: every claim)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default: 1 2)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument("--repeats", type=int, default=1, help="runs per configuration; the median is reported")
+    p.add_argument("--no-figures", action="store_true", help="pass --no-figures (sweeps and verdicts only)")
+    p.add_argument("--tree", type=Path, nargs="+", default=[ROOT],
+                   help="source trees to benchmark, interleaved run by run so they share the machine's load "
+                        "(default: this checkout)")
+    p.add_argument("--warm-only", action="store_true", help="skip the cold-cache runs (one warm-up run first)")
+    args = p.parse_args(argv)
+    trees = [t.resolve() for t in args.tree]
+    print(f"# simlab check --quick {' '.join(args.ids) or '(all claims)'}{' --no-figures' if args.no_figures else ''}: "
+          f"{datetime.date.today()}, {platform.node()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, executor {args.executor}")
+    results: dict[tuple[Path, str, int], list[float]] = {}
+    cpus: dict[tuple[Path, str, int], list[float]] = {}
+    phases = ["warm"] if args.warm_only else ["cold", "warm"]
+    with tempfile.TemporaryDirectory(prefix="simlab-bench-") as tmp:
+        tmp = Path(tmp)
+        for rep in range(args.repeats):
+            for workers in args.workers:
+                for ti, tree in enumerate(trees):
+                    cache = tmp / f"numba-{ti}-{workers}-{rep}"
+                    if args.warm_only:
+                        run_check(tree, args.ids, workers, cache, tmp / "pre.sqlite", args.executor, False, tmp / "figs")
+                        (tmp / "pre.sqlite").unlink(missing_ok=True)
+                    for phase in phases:
+                        store = tmp / f"{phase}.sqlite"
+                        load0 = os.getloadavg()[0]
+                        wall, cpu, code, summary = run_check(tree, args.ids, workers, cache, store, args.executor,
+                                                        not args.no_figures, tmp / "figs")
+                        load1 = os.getloadavg()[0]
+                        results.setdefault((tree, phase, workers), []).append(wall)
+                        cpus.setdefault((tree, phase, workers), []).append(cpu)
+                        print(f"{tree}: {phase} cache, {workers} worker(s), run {rep + 1}: {wall:7.1f} s wall, "
+                              f"{cpu:7.1f} s CPU "
+                              f"(load {load0:.1f} -> {load1:.1f}; exit {code}) {summary}", flush=True)
+                        store.unlink(missing_ok=True)
+                    shutil.rmtree(cache, ignore_errors=True)
+    print("\n# medians")
+    for (tree, phase, workers), walls in results.items():
+        print(f"{tree}: {phase} cache, {workers} worker(s): {statistics.median(walls):7.1f} s wall, "
+              f"{statistics.median(cpus[tree, phase, workers]):7.1f} s CPU ({len(walls)} runs)")
+    for tree in trees:
+        for phase in phases:
+            one, two = results.get((tree, phase, 1)), results.get((tree, phase, 2))
+            if one and two:
+                print(f"{tree}: {phase} cache speed-up 1 -> 2 workers: "
+                      f"{statistics.median(one) / statistics.median(two):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

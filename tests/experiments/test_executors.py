@@ -1,0 +1,98 @@
+"""One executor per command: warm-ups recorded in the numba cache, calibration over only the cells its
+claims use, every master seed through one sweep."""
+import json
+import os
+import textwrap
+
+import numba
+import pytest
+
+from simlab.experiments import sweep
+from simlab.experiments.claims import calibrate, claim_cells
+from simlab.experiments.fingerprint import scenario_fingerprint
+from simlab.experiments.scenario import load_scenario
+from simlab.experiments.store import Store
+
+SCENARIO = '''
+import numpy as np
+
+from simlab.experiments.scenario import Claim, Scenario
+
+
+def cell(params, seeds):
+    rng = np.random.default_rng(seeds.sample)
+    return {"diff": rng.normal() - (1.0 if params["arm"] == "a" else -1.0), "n": float(params["n"])}
+
+
+SCENARIO = Scenario(
+    name="sub", version="1", study="engine test", description="two arms, claims on one",
+    cell=cell, grids={"quick": {"arm": ["a", "b"], "n": [10, 100, 1000]}, "full": {"arm": ["a", "b"], "n": [10]}},
+    seeds={"quick": 4, "full": 4},
+    claims=(
+        Claim(id="sub.order", kind="ordering", metric="diff", predicted=0.0, tol=0.0, side="<",
+              where={"arm": "a"}, paper="none", statement="arm a is below 0", quantity="diff"),
+        Claim(id="sub.big", kind="ordering", metric="diff", predicted=0.0, tol=0.0, side=">",
+              where={"arm": "b", "n": lambda v: v >= 100, "diff": lambda v: True}, paper="none",
+              statement="arm b is above 0 for n >= 100", quantity="diff"),
+    ),
+)
+'''
+
+
+@pytest.fixture
+def scenarios(tmp_path, monkeypatch):
+    folder = tmp_path / "scen"
+    folder.mkdir()
+    (folder / "sub.py").write_text(textwrap.dedent(SCENARIO))
+    monkeypatch.setenv("SIMLAB_SCENARIOS", str(folder))
+    cache = tmp_path / "numba"
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))          # for the warm-up processes
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(cache))  # for this one
+    from simlab.experiments import scenario as mod
+    mod._LOADED.clear()
+    yield folder
+    mod._LOADED.clear()
+
+
+def test_claim_cells_follow_the_where_filters(scenarios):
+    sc = load_scenario("sub")
+    order, big = sc.claims
+    assert {(p["arm"], p["n"]) for p, _ in claim_cells(sc, [order], "quick")} == {("a", 10), ("a", 100), ("a", 1000)}
+    # a callable on a parameter filters; a key that is a metric ("diff") cannot, so it keeps the cell
+    assert {(p["arm"], p["n"]) for p, _ in claim_cells(sc, [big], "quick")} == {("b", 100), ("b", 1000)}
+    assert len(claim_cells(sc, [order, big], "quick")) == 5 * 4
+
+
+def test_calibration_runs_every_master_but_only_the_claims_cells(scenarios, tmp_path):
+    store = tmp_path / "cal.sqlite"
+    out = calibrate(["sub.order"], workers=1, store_path=store, masters=3, progress=False)
+    st = Store(store)
+    try:
+        rows = st.rows("sub")
+    finally:
+        st.close()
+    assert len(rows) == 3 * 3 * 4 and {r["arm"] for r in rows} == {"a"}
+    assert len({r["master"] for r in rows}) == 3
+    entry = out["sub.order|ordering"]
+    assert entry["masters"] == 3 and entry["pass_rate"] == 1.0 and entry["mean"] < -0.5
+    assert json.loads((scenarios / "calibration.json").read_text())["sub.order|ordering"]["masters"] == 3
+
+
+def test_a_warm_up_runs_once_per_cache_and_again_when_a_source_is_touched(scenarios, tmp_path, monkeypatch):
+    sc = load_scenario("sub")
+    fp = scenario_fingerprint(sc)
+    cells = sc.cells("quick")
+    assert len(sweep.missing_warm_up(sc, fp, cells)) == 2      # one per arm (string parameter)
+    sweep.run_scenario(sc, "quick", workers=1, store=Store(tmp_path / "a.sqlite"), progress=False)
+    assert sweep.missing_warm_up(sc, fp, cells) == []
+
+    def no_process(workers):
+        raise AssertionError("a warm cache must not start a warm-up process")
+
+    monkeypatch.setattr(sweep, "_start_pinned_pool", no_process)
+    again = sweep.run_scenario(sc, "quick", workers=1, store=Store(tmp_path / "b.sqlite"), progress=False)
+    assert again.ran == len(cells)
+    src = scenarios / "sub.py"
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # numba would drop kernels of a touched file
+    assert len(sweep.missing_warm_up(sc, fp, cells)) == 2
