@@ -169,7 +169,7 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> Measurement:
     if claim.kind == "identity-in-expectation":
         verdict, note = verdict_identity_in_expectation(ci, claim.predicted, claim.tol)
     elif claim.kind == "ordering":
-        verdict, note = verdict_ordering(ci, claim.side)
+        verdict, note = verdict_ordering(ci, claim.side, claim.tol)
     else:
         verdict, note = PASS, ""
     if fails:
@@ -277,15 +277,15 @@ def calibration_margin(claim: Claim, mean: float, sd: float) -> float:
     tight and identity-in-expectation: (tol - |mean - predicted|) / sd (the distance to the nearer
     edge of the band, so a biased mean has less room); upper: (predicted + tol - mean) / sd for
     direction 'inf', (mean - predicted + tol) / sd for 'zero'; ordering: the mean difference's
-    distance from 0 on the claimed side; identity: (tol - mean) / sd. A zero sd (a deterministic
+    distance from the boundary (+tol for '<', -tol for '>') on the claimed side; identity: (tol - mean) / sd. A zero sd (a deterministic
     check) gives +inf when the mean is inside the boundary and -inf otherwise.
     """
     if claim.kind in ("tight", "identity-in-expectation"):
         gap = claim.tol - abs(mean - claim.predicted)
     elif claim.kind == "upper":
         gap = claim.predicted + claim.tol - mean if claim.direction == "inf" else mean - claim.predicted + claim.tol
-    elif claim.kind == "ordering":
-        gap = -mean if claim.side == "<" else mean
+    elif claim.kind == "ordering":  # boundary +tol / -tol (ties within round-off for deterministic orderings)
+        gap = claim.tol - mean if claim.side == "<" else mean + claim.tol
     elif claim.kind == "identity":
         gap = claim.tol - mean
     else:

@@ -129,8 +129,9 @@ def mean_with_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
 #   tight / identity-in-exp  CI inside [p - tol, p + tol]  CI misses [p - tol, p + tol]  inconclusive
 #   upper, direction "inf"   CI high <= p + tol            CI low > p + tol              inconclusive
 #   upper, direction "zero"  CI low >= p - tol             CI high < p - tol             inconclusive
-#   ordering, side "<"       CI high < 0                   CI low > 0                    inconclusive
-#   ordering, side ">"       CI low > 0                    CI high < 0                   inconclusive
+#   ordering, side "<"       CI high < tol                 CI low > tol                  inconclusive
+#   ordering, side ">"       CI low > -tol                 CI high < -tol                inconclusive
+#   (ordering: tol is 0 unless a deterministic ordering admits ties within round-off)
 #
 # A CI with a non-finite end is inconclusive (a failed fit is reported by the caller as a failure).
 
@@ -194,19 +195,22 @@ def verdict_identity_in_expectation(ci: tuple[float, float], predicted: float, t
     return verdict_band(ci, predicted, tol)
 
 
-def verdict_ordering(ci: tuple[float, float], side: str) -> tuple[str, str]:
-    """Sign of a mean difference: side ``"<"`` passes iff the CI lies strictly below 0 and fails iff
-    it lies strictly above 0 (mirror for ``">"``); a CI that contains 0 is inconclusive."""
+def verdict_ordering(ci: tuple[float, float], side: str, tol: float = 0.0) -> tuple[str, str]:
+    """Sign of a mean difference: side ``"<"`` passes iff the CI lies strictly below ``tol`` and fails
+    iff it lies strictly above it (mirror for ``">"`` with the boundary ``-tol``); a CI that contains
+    the boundary is inconclusive. ``tol`` (default 0) admits ties within round-off for deterministic
+    orderings."""
     if side not in ("<", ">"):
         raise ValueError(f"side must be '<' or '>', got {side!r}")
     if not _finite(ci):
         return INCONCLUSIVE, "no finite CI"
-    below, above = ci[1] < 0, ci[0] > 0
+    edge = tol if side == "<" else -tol
+    below, above = ci[1] < edge, ci[0] > edge
     if (below and side == "<") or (above and side == ">"):
         return PASS, ""
     if below or above:
-        return FAIL, f"CI [{ci[0]:.4g}, {ci[1]:.4g}] lies on the wrong side of 0 (claimed {side} 0)"
-    return INCONCLUSIVE, f"CI [{ci[0]:.4g}, {ci[1]:.4g}] contains 0"
+        return FAIL, f"CI [{ci[0]:.4g}, {ci[1]:.4g}] lies on the wrong side of {edge:g} (claimed {side} {edge:g})"
+    return INCONCLUSIVE, f"CI [{ci[0]:.4g}, {ci[1]:.4g}] contains {edge:g}"
 
 
 def verdict_identity(worst: float, tol: float) -> tuple[str, str]:
