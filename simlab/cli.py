@@ -115,6 +115,21 @@ def main(argv=None) -> int:
         return 130
 
 
+def console_main() -> None:
+    """The ``simlab`` console script. After Ctrl-C the process ends at once with status 130, once the
+    message is flushed: every finished cell is already committed, and the interpreter's shutdown
+    (pool and queue finalisers writing to pipes that the interrupted workers closed) is what printed
+    "Exception ignored ... OSError: [Errno 9] Bad file descriptor" after the clean message."""
+    import os
+
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    raise SystemExit(code)
+
+
 def _cmd_run(args) -> int:
     from simlab.experiments.scenario import load_scenario
     from simlab.experiments.store import Store
@@ -311,4 +326,4 @@ def scenario_main(scenario: Scenario, argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console_main()

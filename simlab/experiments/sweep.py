@@ -203,6 +203,11 @@ def _pin_threads() -> None:
 
 
 def _worker_init(parent: int) -> None:
+    """Pool worker set-up: one BLAS/numba thread; Ctrl-C is the main process's to handle (a worker
+    interrupted mid-cell would print its own traceback); exit when the parent is gone."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _pin_threads()
     _exit_with_parent(parent)
 

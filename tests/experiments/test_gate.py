@@ -262,3 +262,32 @@ def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
     alive = [w for w in workers if Path(f"/proc/{w}").exists()
              and "Z" not in Path(f"/proc/{w}/status").read_text().split("State:")[1][:4]]
     assert not alive, f"workers {alive} outlived their parent"
+
+
+def test_ctrl_c_ends_with_the_clean_message_only(tmp_path):
+    """SIGINT to the whole process group (what Ctrl-C does) mid-sweep: exit 130, the one-line message,
+    no traceback and no 'Exception ignored' noise from shutdown finalisers; a re-run resumes."""
+    import signal
+    import time
+
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(TOY))
+    store = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "simlab.cli", "run", "toy", "--full", "--workers", "2", "--store", str(store),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.3)
+        if store.exists():
+            st = Store(store)
+            try:
+                if len(st.rows("toy")) >= 10:
+                    break
+            finally:
+                st.close()
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert "interrupted; finished cells are kept" in err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=120).returncode == 0
