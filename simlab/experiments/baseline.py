@@ -83,7 +83,10 @@ def status_of(row, entry: dict | None, same_master: bool) -> str:
     cal = row.calibration or {}
     sd = cal.get("sd", math.nan)
     if entry and same_master and "measured" in entry and math.isfinite(sd) and sd > 0:
-        moved = abs(row.measured - entry["measured"]) if math.isfinite(row.measured) else math.inf
+        now, then = row.measured, entry["measured"]
+        finite = [v is not None and math.isfinite(v) for v in (now, then)]
+        # both undefined (e.g. an inconclusive check with no finite estimate): nothing moved
+        moved = abs(now - then) if all(finite) else (0.0 if not any(finite) else math.inf)
         if moved > DRIFT_SDS * sd:
             row.extra = dict(row.extra, drift_sds=moved / sd, baseline_measured=entry["measured"])
             return "drift"

@@ -291,3 +291,20 @@ def test_ctrl_c_ends_with_the_clean_message_only(tmp_path):
     assert "interrupted; finished cells are kept" in err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=120).returncode == 0
+
+
+def test_drift_compares_undefined_values_as_equal():
+    """An inconclusive check without a finite estimate (NaN now and in the baseline) has not drifted;
+    a value that became undefined, or defined, has."""
+    from types import SimpleNamespace
+
+    from simlab.experiments.baseline import status_of
+
+    def row(measured):
+        return SimpleNamespace(verdict="inconclusive", measured=measured, calibration={"sd": 0.1}, extra={})
+
+    entry = {"verdict": "inconclusive", "measured": float("nan"), "finding": "f"}
+    assert status_of(row(float("nan")), entry, True) == "known finding"
+    assert status_of(row(1.0), entry, True) == "drift"
+    assert status_of(row(float("nan")), dict(entry, measured=1.0), True) == "drift"
+    assert status_of(row(1.05), dict(entry, measured=1.0), True) == "known finding"
