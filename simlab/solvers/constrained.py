@@ -4,10 +4,8 @@ Newton on D_p (Danskin gradient, implicit curvature), direct primal solves V* (d
 truncated inner ascent), one-shot CAN (plug-in dual from pi_ref samples) and simultaneous gradient
 descent-ascent. The CAID and GDA loops run whole in one numba call and record log-spaced checkpoints.
 
-Open moves (issue 11): ``projected_newton`` (and the saddle-free ``newton_ascent_kernel`` of
-``simlab.objectives.constrained``) belong in ``simlab.solvers.exact`` with its one result type; the
-conditional-binomial ``_multinomial_into`` used inside the CAID kernel belongs in ``simlab.env.sampling`` as a
-public numba-callable kernel (that module has no kernel-level multinomial yet).
+Open move (issue 11): ``projected_newton`` (and the saddle-free ``newton_ascent_kernel`` of
+``simlab.objectives.constrained``) belong in ``simlab.solvers.exact`` with its one result type.
 """
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from scipy.optimize import minimize
 
 from simlab._jit import kernel
 from simlab.env.gap import GapEnv
-from simlab.env.sampling import AliasTable, sample_atoms
+from simlab.env.sampling import AliasTable, multinomial_into, sample_atoms
 from simlab.objectives.constrained import (
     lagrangian_theta_kernel,
     newton_ascent_kernel,
@@ -320,23 +318,6 @@ def _constraint_kernel(theta, phi, p_x, c, out):
 
 
 @kernel
-def _multinomial_into(n, probs, rng, out):
-    """out ~ Multinomial(n, probs) by the conditional-binomial chain (probs sums to 1)."""
-    k = probs.shape[0]
-    rem_n = n
-    rem_p = 1.0
-    for a in range(k - 1):
-        if rem_n == 0 or rem_p <= 0.0:
-            out[a] = 0
-            continue
-        q = min(max(probs[a] / rem_p, 0.0), 1.0)
-        out[a] = rng.binomial(rem_n, q)
-        rem_n -= out[a]
-        rem_p -= probs[a]
-    out[k - 1] = rem_n
-
-
-@kernel
 def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
     """out = (1/(N K)) sum_n sum_k c(x_n, a_nk) with x_n ~ p_x and a_nk ~ pi(.|x_n), drawn through its
     sufficient counts: N_x ~ Multinomial(N, p_x), then counts ~ Multinomial(N_x K, pi(.|x)) per context
@@ -345,13 +326,13 @@ def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
     m = c.shape[2]
     prompts = np.empty(n_x, dtype=np.int64)
     counts = np.empty(n_y, dtype=np.int64)
-    _multinomial_into(n_prompts, p_x, rng, prompts)
+    multinomial_into(n_prompts, p_x, rng, prompts)
     for i in range(m):
         out[i] = 0.0
     for x in range(n_x):
         if prompts[x] == 0:
             continue
-        _multinomial_into(prompts[x] * n_responses, pi[x], rng, counts)
+        multinomial_into(prompts[x] * n_responses, pi[x], rng, counts)
         for a in range(n_y):
             if counts[a] > 0:
                 for i in range(m):

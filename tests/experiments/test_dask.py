@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("distributed", reason="Dask is an optional extra: pip install 'simlab[dask]'")
+import distributed  # noqa: E402,F401  (the test extra installs Dask: a missing install must fail, not skip)
 
 from simlab.experiments.fingerprint import scenario_fingerprint  # noqa: E402
 from simlab.experiments.scenario import load_scenario  # noqa: E402

@@ -181,7 +181,12 @@ def test_bad_scenarios_and_ids_fail_clearly(monkeypatch):
 
 
 def test_one_broken_scenario_file_does_not_block_the_others(tmp_path):
-    env = dict(os.environ, SIMLAB_SCENARIOS=str(Path(__file__).parent / "fixture_broken"))
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(Path(__file__).parent / "fixture_broken", folder)   # a crashing file, a non-scenario
+    shutil.copy(FIXTURES / "toy.py", folder / "toy.py")                  # ... and a good study beside them
+    env = dict(os.environ, SIMLAB_SCENARIOS=str(folder))
     res = subprocess.run([sys.executable, "-m", "simlab.cli", "list"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert "claim toy.rate" in res.stdout                     # the good file is listed
