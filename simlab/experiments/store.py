@@ -182,31 +182,43 @@ class Store:
                               "AND replicate=?", (scenario, fingerprint, master, key, replicate))
             self.conn.commit()
         except sqlite3.OperationalError as exc:
+            self.conn.rollback()  # never keep a half-done write transaction (and its lock) open
             raise self._error(exc) from None
 
     # ---------------------------------------------------------------- leases
     def lease(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int) -> bool:
         """Take the lease on a cell for this process. False if the cell is finished or leased by a
-        live process; a lease held by a dead process on this host is taken over."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")  # the write lock before the reads: no two owners
+        live process; a lease held by a dead process on this host is taken over.
+
+        One short write transaction (BEGIN IMMEDIATE: the write lock before the reads, so no two
+        owners). If any statement of it fails, it is rolled back before anything else happens, so a
+        failed lease never leaves this connection holding the lock that other processes wait for; a
+        busy store is retried until the store's timeout has passed."""
+        deadline = time.monotonic() + self.timeout
+        args = (scenario, fingerprint, master, key, replicate)
+        while True:
             try:
-                if self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
-                                     "AND key=? AND replicate=?",
-                                     (scenario, fingerprint, master, key, replicate)).fetchone():
-                    return False
-                row = self.conn.execute("SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? "
-                                        "AND key=? AND replicate=?",
-                                        (scenario, fingerprint, master, key, replicate)).fetchone()
-                if row is not None and row[0] != self.owner and _owner_alive(row[0]):
-                    return False
-                self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                  (scenario, fingerprint, master, key, replicate, self.owner, time.time()))
-                return True
-            finally:
-                self.conn.commit()
-        except sqlite3.OperationalError as exc:
-            raise self._error(exc) from None
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
+                                             "AND key=? AND replicate=?", args).fetchone()
+                    row = None if done else self.conn.execute(
+                        "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
+                        "AND replicate=?", args).fetchone()
+                    taken = not done and not (row is not None and row[0] != self.owner and _owner_alive(row[0]))
+                    if taken:
+                        self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                          (*args, self.owner, time.time()))
+                    self.conn.commit()
+                    return taken
+                except BaseException:
+                    self.conn.rollback()
+                    raise
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise self._error(exc) from None
+                time.sleep(0.05)
 
     def release_leases(self) -> None:
         """Drop every lease this process holds (its unfinished cells become free again)."""
