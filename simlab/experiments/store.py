@@ -80,6 +80,11 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True for SQLite's 'database is locked' / 'busy' errors (another process holds the lock)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def _owner_alive(owner: str) -> bool:
     """Whether a lease's owner process still runs (only decidable on this host; others count as alive)."""
     host, _, pid = owner.rpartition(":")
@@ -113,7 +118,9 @@ class Store:
         try:
             self.timeout = float(os.environ.get("SIMLAB_STORE_TIMEOUT", STORE_TIMEOUT_SECONDS))
             self.conn = sqlite3.connect(self.path, timeout=self.timeout)
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            # switching a new file to WAL takes an exclusive lock without SQLite's busy handler: two
+            # processes opening one new store at once would otherwise fail at once with 'locked'
+            self._retry_busy(lambda: self.conn.execute("PRAGMA journal_mode=WAL"))
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate_legacy()
             self.conn.executescript(_SCHEMA)
@@ -124,12 +131,24 @@ class Store:
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
-        if "locked" in text or "busy" in text:
+        if _is_busy(exc):
             return StoreError(f"store {self.path} is locked by another process beyond "
                               f"{self.timeout:g} s; retry later or use another --store")
         if "not a database" in text or "malformed" in text:
             return StoreError(f"store {self.path} is not a simlab SQLite store ({text})")
         return StoreError(f"store {self.path}: {text}")
+
+    def _retry_busy(self, action):
+        """``action()``, retried every 50 ms while SQLite reports the store busy or locked, until the
+        store's timeout has passed (for the statements SQLite's own busy handler does not retry)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _execute(self, sql: str, args=(), commit: bool = False):
         try:
@@ -194,31 +213,30 @@ class Store:
         owners). If any statement of it fails, it is rolled back before anything else happens, so a
         failed lease never leaves this connection holding the lock that other processes wait for; a
         busy store is retried until the store's timeout has passed."""
-        deadline = time.monotonic() + self.timeout
         args = (scenario, fingerprint, master, key, replicate)
-        while True:
+
+        def attempt() -> bool:
+            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
-                                             "AND key=? AND replicate=?", args).fetchone()
-                    row = None if done else self.conn.execute(
-                        "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
-                        "AND replicate=?", args).fetchone()
-                    taken = not done and not (row is not None and row[0] != self.owner and _owner_alive(row[0]))
-                    if taken:
-                        self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                          (*args, self.owner, time.time()))
-                    self.conn.commit()
-                    return taken
-                except BaseException:
-                    self.conn.rollback()
-                    raise
-            except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or time.monotonic() > deadline:
-                    raise self._error(exc) from None
-                time.sleep(0.05)
+                done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
+                                         "AND key=? AND replicate=?", args).fetchone()
+                row = None if done else self.conn.execute(
+                    "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
+                    "AND replicate=?", args).fetchone()
+                taken = not done and not (row is not None and row[0] != self.owner and _owner_alive(row[0]))
+                if taken:
+                    self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                      (*args, self.owner, time.time()))
+                self.conn.commit()
+                return taken
+            except BaseException:
+                self.conn.rollback()
+                raise
+
+        try:
+            return self._retry_busy(attempt)
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
 
     def release_leases(self) -> None:
         """Drop every lease this process holds (its unfinished cells become free again)."""
