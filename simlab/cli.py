@@ -69,11 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list scenarios and claims")
     _add_scenarios(p)
 
-    p = sub.add_parser("results", help="export a scenario's stored cells")
+    p = sub.add_parser("results", help="export a scenario's stored cells as a tidy table (or --describe its columns)")
     p.add_argument("name")
     p.add_argument("--csv", default=None, help="write CSV here (default: print to stdout)")
-    p.add_argument("--store", default=None)
+    p.add_argument("--store", default=None, help="results store to read (default: $SIMLAB_STORE or results/simlab.sqlite)")
     p.add_argument("--master", type=int, default=None, help="only this master seed")
+    p.add_argument("--bookkeeping", action="store_true", help="append the columns cell_key and seconds")
+    p.add_argument("--describe", action="store_true",
+                   help="list the parameters and metrics with their meaning and the claims that use them")
     _add_scenarios(p)
 
     p = sub.add_parser("readme", help="regenerate the README's generated blocks (scenario table, expected verdicts)")
@@ -264,15 +267,33 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_results(args) -> int:
-    from simlab.experiments.store import results
+    from simlab.experiments.results import describe_text, results
+    from simlab.experiments.scenario import load_scenario
 
-    df = results(args.name, args.store, args.master)
+    sc = load_scenario(args.name)
+    if args.describe:
+        print(describe_text(sc, _stored_columns(sc, args.store, args.master)))
+        return 0
+    df = results(sc, args.store, args.master, bookkeeping=args.bookkeeping)
     if args.csv:
         df.to_csv(args.csv, index=False)
         print(f"wrote {len(df)} rows to {args.csv}")
     else:
         print(df.to_string(max_rows=40))
     return 0
+
+
+def _stored_columns(sc, store, master) -> list[str]:
+    """Column names of the scenario's stored rows, or none when the store does not exist (``--describe``
+    then lists the declared columns only and says so on stderr)."""
+    from simlab.experiments.results import results
+    from simlab.experiments.store import StoreError
+
+    try:
+        return list(results(sc, store, master).columns)
+    except StoreError as exc:
+        print(f"simlab: note: {exc}; listing the declared columns only", file=sys.stderr)
+        return []
 
 
 def _cmd_report(args) -> int:

@@ -168,7 +168,9 @@ class Scenario:
     ``grids[mode]`` is a dict axis -> list of values (one Cartesian product) or a list of such dicts
     (a union of products); a product dict may carry ``"seeds": int`` to override ``seeds[mode]``.
     Alternatively ``experiments`` (named :class:`Experiment` units) state both modes' grids per unit.
-    ``fixed`` is merged into every cell's params.
+    ``fixed`` is merged into every cell's params. ``metrics`` (optional) maps a metric name the cell
+    returns to a one-line description; ``simlab results NAME --describe`` shows it (and
+    ``(undocumented)`` for a metric it does not name).
     """
 
     name: str
@@ -185,8 +187,13 @@ class Scenario:
     figures: tuple = ()
     crn_note: str = ""
     path: str = ""
+    metrics: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
+        if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in self.metrics.items()):
+            raise ValueError(f"scenario {self.name!r}: metrics must map each metric name to a non-empty "
+                             "description (str -> str)")
+        object.__setattr__(self, "metrics", dict(self.metrics))
         object.__setattr__(self, "claims", tuple(self.claims))
         object.__setattr__(self, "figures", tuple(self.figures))
         object.__setattr__(self, "experiments", tuple(self.experiments))
