@@ -72,11 +72,7 @@ VERBATIM_DOCSTRINGS: frozenset[str] = frozenset({
     "simlab.dro.wasserstein",              # module docstring: indented continuation lines
     "simlab.dro.danskin.worst_case",       # Returns entry continued without indentation rules
     "simlab.dro.worst_case",               # the same function, re-exported by simlab.dro
-    "simlab.env.spec.EnvSpec",             # "Fields" pseudo-section with wrapped definitions
-    "simlab.env.EnvSpec",                  # the same class, re-exported by simlab.env
-    "simlab.env.gap.GapSpec",              # wrapped definition list
     "simlab.objectives.constrained",       # module docstring: wrapped definition list
-    "simlab.experiments.baseline",         # module docstring: simple table whose text overruns a column
     "simlab.plots.constrained",            # module docstring: bullet items continued without indentation
 })
 

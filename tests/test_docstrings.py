@@ -151,8 +151,10 @@ def audit(module_name: str) -> list[str]:
                     member = member.__func__
                 if inspect.isfunction(member):
                     out += _problems(f"{module_name}.{name}.{attr}", member, method=True)
-        elif inspect.isfunction(obj) or inspect.isfunction(getattr(obj, "py_func", None)):
-            out += _problems(f"{module_name}.{name}", obj, method=False)
+        elif callable(obj):
+            fn = inspect.unwrap(obj)   # through functools.wraps / lru_cache
+            if inspect.isfunction(fn) or inspect.isfunction(getattr(fn, "py_func", None)):
+                out += _problems(f"{module_name}.{name}", fn, method=False)
     return out
 
 

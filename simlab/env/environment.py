@@ -213,7 +213,7 @@ def make_env(spec: EnvSpec, seed: np.random.SeedSequence | int = 0) -> Env:
 
     Parameters
     ----------
-    spec : EnvSpec
+    spec : simlab.env.spec.EnvSpec
         The environment's specification.
     seed : numpy.random.SeedSequence or int, default 0
         The instance seed; each random component draws from its own child, so a (spec, seed) pair

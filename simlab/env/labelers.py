@@ -130,7 +130,7 @@ def labeler_rewards(env: Env) -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    env : Env
+    env : simlab.env.environment.Env
         An environment with base reward vectors ``w_a`` and ``w_b``.
 
     Returns
@@ -152,7 +152,7 @@ def labeler_atoms(env: Env, alpha: float, feedback: str, sampler: str = "offline
 
     Parameters
     ----------
-    env : Env
+    env : simlab.env.environment.Env
         Must have independent base rewards (``mixture=True``); its noise law is used for reward feedback.
     alpha : float
         Training share of labeler a, in (0, 1).
