@@ -42,6 +42,13 @@ def _add_scenarios(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``simlab`` command and its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Subcommands ``run``, ``check``, ``list``, ``results``, ``readme`` and ``report``.
+    """
     from simlab import __version__
 
     parser = argparse.ArgumentParser(prog="simlab", description=__doc__)
@@ -95,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one ``simlab`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when a check's gate fails (or stale README blocks, or uncalibrated
+        checks), 2 on a usage error (printed as one line ``simlab: error: ...``) or a scenario file that
+        failed to load, 130 after Ctrl-C.
+    """
     import os
 
     args = build_parser().parse_args(argv)
@@ -321,8 +342,20 @@ _COMMANDS = {"readme": _cmd_readme, "run": _cmd_run, "check": _cmd_check, "list"
 
 
 def scenario_main(scenario: Scenario, argv=None) -> int:
-    """Entry point of ``python scenarios/NAME.py [--quick|--full] [--workers N]``: run, then check
-    the scenario's claims."""
+    """Entry point of ``python scenarios/NAME.py [--quick|--full] [--workers N]``: run, then check the scenario's claims.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario of the file being run.
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status of :func:`main`.
+    """
     import os
 
     os.environ.setdefault("SIMLAB_SCENARIOS", str(Path(scenario.path or sys.argv[0]).resolve().parent))
