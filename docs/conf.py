@@ -52,6 +52,16 @@ napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
 
+# Maths: sphinx.ext.mathjax renders formulas in the reader's browser with MathJax loaded from Sphinx's
+# default CDN URL (jsDelivr, MathJax 4). The build itself never touches the network (it only writes the
+# <script> tag), so it works offline and in CI. Read offline, a page shows each formula as its TeX
+# source, which stays legible. For rendered formulas without network, build with a local MathJax copy:
+#     python -m sphinx -b html -D mathjax_path=mathjax/tex-mml-chtml.js docs DIR
+# with a complete MathJax distribution copied to DIR/_static/mathjax/ (a relative path is taken from
+# DIR/_static; a file:// or http:// URL works too). MathJax (several
+# MB of JavaScript and fonts) is deliberately not vendored, and LaTeX-rendered images
+# (sphinx.ext.imgmath) would add a TeX toolchain to the docs extra; see CONTRIBUTING.md, "Documentation".
+
 html_theme = "alabaster"
 html_title = "simlab"
 html_static_path: list[str] = []
@@ -72,11 +82,7 @@ VERBATIM_DOCSTRINGS: frozenset[str] = frozenset({
     "simlab.dro.wasserstein",              # module docstring: indented continuation lines
     "simlab.dro.danskin.worst_case",       # Returns entry continued without indentation rules
     "simlab.dro.worst_case",               # the same function, re-exported by simlab.dro
-    "simlab.env.spec.EnvSpec",             # "Fields" pseudo-section with wrapped definitions
-    "simlab.env.EnvSpec",                  # the same class, re-exported by simlab.env
-    "simlab.env.gap.GapSpec",              # wrapped definition list
     "simlab.objectives.constrained",       # module docstring: wrapped definition list
-    "simlab.experiments.baseline",         # module docstring: simple table whose text overruns a column
     "simlab.plots.constrained",            # module docstring: bullet items continued without indentation
 })
 

@@ -83,6 +83,20 @@ SCENARIO = Scenario(
     shared_seed_axes=("n",),
     claims=CLAIMS,
     crn_note="nested prefixes: each replicate's samples for all n are prefixes of one iid stream",
+    metrics={
+        "err2": "squared Euclidean error ||theta_n - theta*||^2 of the empirical DPO minimiser against the "
+                "exact population minimiser theta* (docs/theory/dpo.md §3.1)",
+        "err2_I": "squared error in the Fisher norm, (theta_n - theta*)' I (theta_n - theta*), with I the exact "
+                  "Fisher information of the population DPO loss at theta*",
+        "fisher_ratio": "n err2_I / d: tends to 1 under asymptotic efficiency (dpo.fisher)",
+        "lambda_min": "smallest eigenvalue of the offline feature covariance Sigma under p0 (the coverage of "
+                      "the environment instance; the same for every cell of an instance)",
+        "target_identity_gap": "max |theta* - (theta_ref + w*/beta)|: the Newton population minimiser against "
+                               "its closed form (round-off size when both are right)",
+        "newton_iterations": "Newton iterations of the empirical fit",
+        "failed": "1.0 when the empirical DPO loss has no minimiser (separable sample: the error metrics are "
+                  "NaN), else 0.0",
+    },
 )
 
 if __name__ == "__main__":

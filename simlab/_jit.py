@@ -29,7 +29,13 @@ _KEEP_CACHES = 4
 
 
 def source_fingerprint() -> str:
-    """A hash of every simlab source file (path and bytes)."""
+    """A hash of every simlab source file (path and bytes): the name of the numba cache directory.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
@@ -59,8 +65,24 @@ _configure_cache()
 
 
 def kernel(func=None, *, parallel: bool = False, ordered: bool = False):
-    """Decorate a numba kernel with the project policy ``njit(cache=True, fastmath=FASTMATH_FLAGS)``;
-    ``ordered=True`` uses ORDERED_FASTMATH_FLAGS (no reassociation: sums keep source order)."""
+    """Decorate a numba kernel with the project policy ``njit(cache=True, fastmath=FASTMATH_FLAGS, nogil=True)``.
+
+    Usable bare (``@kernel``) or with options (``@kernel(ordered=True)``).
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function to compile (given when used bare).
+    parallel : bool, default False
+        Passed to ``njit``.
+    ordered : bool, default False
+        Use ORDERED_FASTMATH_FLAGS (no reassociation: sums keep source order).
+
+    Returns
+    -------
+    callable
+        The numba dispatcher, or a decorator that makes one when ``func`` is not given.
+    """
     flags = ORDERED_FASTMATH_FLAGS if ordered else FASTMATH_FLAGS
 
     def wrap(f):

@@ -42,6 +42,13 @@ def _add_scenarios(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``simlab`` command and its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Subcommands ``run``, ``check``, ``list``, ``results``, ``readme`` and ``report``.
+    """
     from simlab import __version__
 
     parser = argparse.ArgumentParser(prog="simlab", description=__doc__)
@@ -69,11 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list scenarios and claims")
     _add_scenarios(p)
 
-    p = sub.add_parser("results", help="export a scenario's stored cells")
+    p = sub.add_parser("results", help="export a scenario's stored cells as a tidy table (or --describe its columns)")
     p.add_argument("name")
     p.add_argument("--csv", default=None, help="write CSV here (default: print to stdout)")
-    p.add_argument("--store", default=None)
+    p.add_argument("--store", default=None, help="results store to read (default: $SIMLAB_STORE or results/simlab.sqlite)")
     p.add_argument("--master", type=int, default=None, help="only this master seed")
+    p.add_argument("--bookkeeping", action="store_true", help="append the columns cell_key and seconds")
+    p.add_argument("--describe", action="store_true",
+                   help="list the parameters and metrics with their meaning and the claims that use them")
     _add_scenarios(p)
 
     p = sub.add_parser("readme", help="regenerate the README's generated blocks (scenario table, expected verdicts)")
@@ -92,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one ``simlab`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when a check's gate fails (or stale README blocks, or uncalibrated
+        checks), 2 on a usage error (printed as one line ``simlab: error: ...``) or a scenario file that
+        failed to load, 130 after Ctrl-C.
+    """
     import os
 
     args = build_parser().parse_args(argv)
@@ -264,15 +288,33 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_results(args) -> int:
-    from simlab.experiments.store import results
+    from simlab.experiments.results import describe_text, results
+    from simlab.experiments.scenario import load_scenario
 
-    df = results(args.name, args.store, args.master)
+    sc = load_scenario(args.name)
+    if args.describe:
+        print(describe_text(sc, _stored_columns(sc, args.store, args.master)))
+        return 0
+    df = results(sc, args.store, args.master, bookkeeping=args.bookkeeping)
     if args.csv:
         df.to_csv(args.csv, index=False)
         print(f"wrote {len(df)} rows to {args.csv}")
     else:
         print(df.to_string(max_rows=40))
     return 0
+
+
+def _stored_columns(sc, store, master) -> list[str]:
+    """Column names of the scenario's stored rows, or none when the store does not exist (``--describe``
+    then lists the declared columns only and says so on stderr)."""
+    from simlab.experiments.results import results
+    from simlab.experiments.store import StoreError
+
+    try:
+        return list(results(sc, store, master).columns)
+    except StoreError as exc:
+        print(f"simlab: note: {exc}; listing the declared columns only", file=sys.stderr)
+        return []
 
 
 def _cmd_report(args) -> int:
@@ -300,8 +342,20 @@ _COMMANDS = {"readme": _cmd_readme, "run": _cmd_run, "check": _cmd_check, "list"
 
 
 def scenario_main(scenario: Scenario, argv=None) -> int:
-    """Entry point of ``python scenarios/NAME.py [--quick|--full] [--workers N]``: run, then check
-    the scenario's claims."""
+    """Entry point of ``python scenarios/NAME.py [--quick|--full] [--workers N]``: run, then check the scenario's claims.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario of the file being run.
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status of :func:`main`.
+    """
     import os
 
     os.environ.setdefault("SIMLAB_SCENARIOS", str(Path(scenario.path or sys.argv[0]).resolve().parent))

@@ -21,9 +21,22 @@ MAX_DIM = 4096
 @kernel
 def tridiagonalize_kernel(A: np.ndarray, diag: np.ndarray, off: np.ndarray, v: np.ndarray,
                           p: np.ndarray) -> None:
-    """Householder reduction of the symmetric A (overwritten) to the tridiagonal (diag, off) with the
-    same eigenvalues: A <- H A H, H = I - beta v v^T per column (Golub & Van Loan, Alg. 8.3.1).
-    diag (n,), off (>= n - 1,), v and p (n,) work; n >= 2."""
+    """Householder reduction of the symmetric A (overwritten) to the tridiagonal (diag, off); a kernel.
+
+    The tridiagonal has the same eigenvalues: A <- H A H, H = I - beta v v^T per column (Golub & Van
+    Loan, Alg. 8.3.1).
+
+    Parameters
+    ----------
+    A : (n, n) ndarray
+        Symmetric matrix, n >= 2; overwritten.
+    diag : (n,) ndarray
+        Receives the diagonal.
+    off : (>= n - 1,) ndarray
+        Receives the off-diagonal.
+    v, p : (n,) ndarray
+        Work arrays.
+    """
     n = A.shape[0]
     for k in range(n - 2):
         m = n - k - 1
@@ -62,13 +75,27 @@ def tridiagonalize_kernel(A: np.ndarray, diag: np.ndarray, off: np.ndarray, v: n
 
 @kernel
 def tridiagonal_lambda_min_kernel(diag: np.ndarray, off: np.ndarray) -> float:
-    """Smallest eigenvalue of the symmetric tridiagonal (diag, off): Laguerre's iteration on
-    det(T - s I) = prod_i q_i (Sturm pivots q_i = diag_i - s - off_{i-1}^2 / q_{i-1}) started at the
-    Gershgorin lower bound; for a real-rooted polynomial it increases monotonically to the smallest root
-    (cubically for a simple root). G = sum_j 1/(lam_j - s) = -sum q_i'/q_i and
+    """Smallest eigenvalue of the symmetric tridiagonal (diag, off) by Laguerre's iteration; a kernel.
+
+    The iteration runs on det(T - s I) = prod_i q_i (Sturm pivots q_i = diag_i - s - off_{i-1}^2 / q_{i-1})
+    started at the Gershgorin lower bound; for a real-rooted polynomial it increases monotonically to the
+    smallest root (cubically for a simple root). G = sum_j 1/(lam_j - s) = -sum q_i'/q_i and
     H = sum_j 1/(lam_j - s)^2 = -sum (q_i'' q_i - q_i'^2)/q_i^2 come from the differentiated recurrence.
-    Stops when the step is below 2e-16 ||T|| or a pivot turns non-positive (s has reached lam_min in
-    round-off)."""
+    It stops when the step is below 2e-16 ||T|| or a pivot turns non-positive (s has reached lam_min in
+    round-off).
+
+    Parameters
+    ----------
+    diag : (n,) ndarray
+        Diagonal.
+    off : (>= n - 1,) ndarray
+        Off-diagonal.
+
+    Returns
+    -------
+    float
+        lambda_min(T).
+    """
     n = diag.size
     s = np.inf
     top = 0.0
@@ -108,9 +135,22 @@ def tridiagonal_lambda_min_kernel(diag: np.ndarray, off: np.ndarray) -> float:
 @kernel
 def symmetric_lambda_min_kernel(A: np.ndarray, diag: np.ndarray, off: np.ndarray, v: np.ndarray,
                                 p: np.ndarray) -> float:
-    """lambda_min of the symmetric A (overwritten): Householder tridiagonalisation + Laguerre.
-    diag, off, v, p: (n,) work.  Agrees with LAPACK's eigvalsh to ~1e-16 ||A|| and costs about a
-    quarter of it at d = 16."""
+    """lambda_min of the symmetric A (overwritten): Householder tridiagonalisation + Laguerre; a kernel.
+
+    Agrees with LAPACK's eigvalsh to ~1e-16 ||A|| and costs about a quarter of it at d = 16.
+
+    Parameters
+    ----------
+    A : (n, n) ndarray
+        Symmetric matrix; overwritten.
+    diag, off, v, p : (n,) ndarray
+        Work arrays.
+
+    Returns
+    -------
+    float
+        The smallest eigenvalue of A.
+    """
     if A.shape[0] == 1:
         return A[0, 0]
     tridiagonalize_kernel(A, diag, off, v, p)
@@ -118,9 +158,23 @@ def symmetric_lambda_min_kernel(A: np.ndarray, diag: np.ndarray, off: np.ndarray
 
 
 def symmetric_lambda_min(A) -> float:
-    """Smallest eigenvalue of the symmetric matrix ``A`` (not modified), by
-    :func:`symmetric_lambda_min_kernel`.  ``A`` must be square, finite, symmetric to 1e-12 relative and of
-    size at most MAX_DIM."""
+    """Smallest eigenvalue of the symmetric matrix ``A`` (not modified), by :func:`symmetric_lambda_min_kernel`.
+
+    Parameters
+    ----------
+    A : (n, n) array_like
+        Square, finite, symmetric to 1e-12 relative, n <= MAX_DIM.
+
+    Returns
+    -------
+    float
+        lambda_min(A).
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is not a finite square symmetric matrix of allowed size.
+    """
     A = check_array("A", A, ndim=2)
     n = check_int("A.shape[0]", A.shape[0], 1, MAX_DIM)
     if A.shape[1] != n:

@@ -24,6 +24,13 @@ from simlab.experiments.scenario import DEFAULT_MASTER_SEED
 
 
 def pytest_addoption(parser):
+    """Register the options ``--simlab``, ``--simlab-scenarios``, ``--simlab-store``, ``--simlab-workers`` and ``--simlab-master``.
+
+    Parameters
+    ----------
+    parser : pytest.Parser
+        pytest's option parser.
+    """
     group = parser.getgroup("simlab", "simlab claim checks")
     group.addoption("--simlab", choices=("quick", "full"), default=None,
                     help="collect every registered simlab claim check as a test item, judged on this grid")
@@ -60,6 +67,24 @@ class _Runner:
 
 
 class ClaimItem(pytest.Item):
+    """One registered claim check as a test item (created by :class:`SimlabClaims`).
+
+    Its outcome follows the baseline: pass when the verdict is the expected one, a strict xfail for a
+    known finding, a failure (with the verdict row and convergence table) otherwise.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The claim's scenario.
+    claim : Claim
+        The check.
+    pairs : list of (Scenario, Claim)
+        Every collected check (the scenario's checks are judged together).
+    runner : object
+        The session's sweep runner (each scenario is swept once).
+    **kwargs
+        Passed to ``pytest.Item`` (name, parent).
+    """
     def __init__(self, *, scenario, claim, pairs, runner, **kwargs):
         super().__init__(**kwargs)
         self.scenario, self.claim, self.pairs, self.runner = scenario, claim, pairs, runner
@@ -84,7 +109,18 @@ class ClaimItem(pytest.Item):
 
 
 def failure_text(row) -> str:
-    """The failure message of a claim item: status, verdict row, notes, convergence table."""
+    """The failure message of a claim item: status, verdict row, notes, convergence table.
+
+    Parameters
+    ----------
+    row : CheckRow
+        The failing check.
+
+    Returns
+    -------
+    str
+        The message.
+    """
     from simlab.report import convergence_table_text, verdict_table
 
     lines = [f"{row.key}: {row.status} (verdict {row.verdict}, expected {row.expected})",
@@ -101,7 +137,17 @@ def failure_text(row) -> str:
 
 
 class SimlabClaims(pytest.Collector):
-    """The collector of claim items (one per registered check)."""
+    """The collector of claim items (one per registered check).
+
+    Parameters
+    ----------
+    pairs : list of (Scenario, Claim)
+        The checks to collect.
+    runner : object
+        The session's sweep runner.
+    **kwargs
+        Passed to ``pytest.Collector`` (name, parent).
+    """
 
     def __init__(self, *, pairs, runner, **kwargs):
         super().__init__(**kwargs)
@@ -116,6 +162,13 @@ class SimlabClaims(pytest.Collector):
 
 
 def pytest_configure(config):
+    """Register the ``simlab`` marker and apply ``--simlab-scenarios``.
+
+    Parameters
+    ----------
+    config : pytest.Config
+        The session's configuration.
+    """
     config.addinivalue_line("markers", "simlab: a registered simlab claim check (from --simlab)")
     if config.getoption("simlab_scenarios"):
         os.environ["SIMLAB_SCENARIOS"] = str(config.getoption("simlab_scenarios"))
@@ -123,7 +176,17 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Append the claim items before -k / -m deselection runs."""
+    """Append the claim items (with ``--simlab``) before ``-k`` / ``-m`` deselection runs.
+
+    Parameters
+    ----------
+    session : pytest.Session
+        The test session.
+    config : pytest.Config
+        Its configuration.
+    items : list of pytest.Item
+        The collected items (extended in place).
+    """
     if not config.getoption("simlab"):
         return
     from simlab.experiments.scenario import all_claims

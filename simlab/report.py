@@ -24,18 +24,48 @@ DATE_PREFIX = "- date: "
 
 
 def figures_dir() -> Path:
-    """figures/ under the current directory (the repo root when run as documented)."""
+    """``figures/`` under the current directory (the repo root when run as documented).
+
+    Returns
+    -------
+    pathlib.Path
+        The default folder of figures and REPORT.md.
+    """
     return Path.cwd() / "figures"
 
 
 def figure_name(row: CheckRow) -> str:
-    """File stem of a verdict row's convergence plot: the id, plus the label when rows share the id."""
+    """File stem of a verdict row's convergence plot: the id, plus the label when rows share the id.
+
+    Parameters
+    ----------
+    row : CheckRow
+        A verdict row.
+
+    Returns
+    -------
+    str
+        ``id`` or ``id--label`` (the label reduced to file-name characters).
+    """
     slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", row.label).strip("_")
     return row.id + (f"--{slug}" if slug else "")
 
 
 def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
-    """One convergence plot per (id, label) whose row carries a rate fit; {figure name: path}."""
+    """One convergence plot per (id, label) whose row carries a rate fit.
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Verdict rows.
+    outdir : pathlib.Path
+        Where the PNG and PDF files go.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Figure name -> PNG path.
+    """
     out: dict[str, Path] = {}
     for row in rows:
         name = figure_name(row)
@@ -47,7 +77,22 @@ def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
 
 
 def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], outdir: Path) -> dict[str, list[Path]]:
-    """Each scenario's own figures (its ``figures=`` hook), drawn from its stored rows."""
+    """Each scenario's own figures (its ``figures=`` hook), drawn from its stored rows.
+
+    Parameters
+    ----------
+    scenarios : list of Scenario
+        The scenarios of the report.
+    frames : dict of str to pandas.DataFrame
+        Scenario name -> its stored rows (a missing name gives an empty frame).
+    outdir : pathlib.Path
+        Where the figures go.
+
+    Returns
+    -------
+    dict of str to list of pathlib.Path
+        Scenario name -> the files its hooks wrote (scenarios without figures left out).
+    """
     out = {}
     for sc in scenarios:
         paths = []
@@ -65,7 +110,18 @@ def _fmt(v) -> str:
 
 
 def ci_text(row: CheckRow) -> str:
-    """The CI for people: ``exact`` for a deterministic value (degenerate CI), ``n/a`` without one."""
+    """The CI for people: ``exact`` for a deterministic value (degenerate CI), ``n/a`` without one.
+
+    Parameters
+    ----------
+    row : CheckRow
+        A verdict row.
+
+    Returns
+    -------
+    str
+        ``[low, high]``, ``exact`` or ``n/a``.
+    """
     lo, hi = row.ci
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return "n/a"
@@ -75,7 +131,18 @@ def ci_text(row: CheckRow) -> str:
 
 
 def verdict_text(row: CheckRow) -> str:
-    """Verdict with its gate status: ``PASS``, ``FAIL, known finding``, ``PASS, finding now passes``..."""
+    """Verdict with its gate status: ``PASS``, ``FAIL, known finding``, ``PASS, finding now passes``...
+
+    Parameters
+    ----------
+    row : CheckRow
+        A verdict row.
+
+    Returns
+    -------
+    str
+        The upper-case verdict, followed by the status unless it is ``ok``, ``report`` or ``not run``.
+    """
     v = row.verdict.upper()
     if row.status in ("ok", "report", "not run"):
         return v
@@ -83,8 +150,19 @@ def verdict_text(row: CheckRow) -> str:
 
 
 def margin_text(row: CheckRow) -> str:
-    """Calibration margin in master-seed sds (bias counted), capped for reading; ``exact`` for a
-    deterministic check."""
+    """Calibration margin in master-seed sds (bias counted), capped for reading.
+
+    Parameters
+    ----------
+    row : CheckRow
+        A verdict row.
+
+    Returns
+    -------
+    str
+        The margin and the number of masters; ``exact`` for a deterministic check, ``no record`` without
+        a calibration record.
+    """
     cal = row.calibration
     if not cal:
         return "no record"
@@ -99,7 +177,18 @@ def margin_text(row: CheckRow) -> str:
 
 
 def verdict_table(rows: list[CheckRow]) -> str:
-    """Plain-text table: id, kind, predicted, measured with CI, verdict with its gate status."""
+    """Plain-text table: id, kind, predicted, measured with CI, verdict with its gate status.
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Verdict rows.
+
+    Returns
+    -------
+    str
+        The table, one line per row under a header.
+    """
     head = f"{'claim':50} {'kind':24} {'predicted':>9} {'measured':>10} {'95% CI':>22}  verdict"
     lines = [head, "-" * (len(head) + 16)]
     for r in rows:
@@ -110,7 +199,19 @@ def verdict_table(rows: list[CheckRow]) -> str:
 
 
 def convergence_table_text(row: CheckRow) -> str:
-    """deal.II-style convergence table for one verdict row."""
+    """deal.II-style convergence table for one verdict row.
+
+    Parameters
+    ----------
+    row : CheckRow
+        A verdict row.
+
+    Returns
+    -------
+    str
+        Grid value, mean, standard error and local rate per point, then the fitted slope; empty for a
+        row without a rate fit.
+    """
     if not row.table:
         return ""
     lines = [f"{row.x or 'x':>10} {'mean':>12} {'std.err':>11} {'local rate':>11}"]
@@ -121,7 +222,22 @@ def convergence_table_text(row: CheckRow) -> str:
 
 
 def provenance_lines(rows: list[CheckRow], mode: str, master: int) -> list[str]:
-    """Report header: git hash, code fingerprints, master seed, library versions, date."""
+    """Report header: git hash, code fingerprints, master seed, library versions, date.
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Verdict rows.
+    mode : {"quick", "full"}
+        The grid judged.
+    master : int
+        The master seed.
+
+    Returns
+    -------
+    list of str
+        Markdown list items.
+    """
     from simlab.experiments.store import provenance
 
     prov = provenance()
@@ -141,8 +257,30 @@ def _same_but_date(old: str, new: str) -> bool:
 
 def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str, list[Path]],
                  path: Path, mode: str, master: int) -> Path:
-    """Markdown report: provenance, the verdict table, then per claim its statement, notes, table and
-    figure. Written atomically; left untouched when only the date would change."""
+    """Markdown report: provenance, the verdict table, then per claim its statement, notes, table and figure.
+
+    Written atomically; left untouched when only the date would change.
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Verdict rows.
+    figures : dict of str to pathlib.Path
+        Convergence plots (:func:`claim_figures`).
+    extra : dict of str to list of pathlib.Path
+        Study figures (:func:`study_figures`).
+    path : pathlib.Path
+        The report file; figure links are relative to its folder.
+    mode : {"quick", "full"}
+        The grid judged.
+    master : int
+        The master seed.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     base = path.parent
     md = [f"# simlab verdicts ({mode} mode)", "",
           "Generated by `simlab check`; every number below comes from cells stored in the results store "
@@ -232,9 +370,27 @@ README_BLOCKS = {"scenarios": _block_scenarios, "verdicts": _block_verdicts}
 
 
 def update_readme(path: Path, check_only: bool = False) -> list[str]:
-    """Regenerate the README's generated blocks (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``)
-    from the scenario files and the committed baseline. Returns the names of the stale blocks; writes
-    them unless ``check_only``."""
+    """Regenerate the README's generated blocks (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``).
+
+    The blocks come from the scenario files and the committed baseline.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The README.
+    check_only : bool, default False
+        Only report the stale blocks; write nothing.
+
+    Returns
+    -------
+    list of str
+        Names of the stale blocks (written unless ``check_only``).
+
+    Raises
+    ------
+    ValueError
+        If a block's markers are missing.
+    """
     text = Path(path).read_text()
     stale = []
     for name, make in README_BLOCKS.items():

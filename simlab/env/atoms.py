@@ -48,24 +48,76 @@ class PairAtoms:
         return self.dphi.shape[1]
 
     def sigma(self, weights: np.ndarray | None = None) -> np.ndarray:
-        """Pair second moment Sigma = E[dphi dphi^T] under ``weights`` (default p0)."""
+        """Pair second moment Sigma = E[dphi dphi^T] under ``weights`` (docs/theory/environment.md §1.2).
+
+        Parameters
+        ----------
+        weights : (A,) ndarray, optional
+            Atom weights (default ``p0``); empirical weights N/n give the sample second moment.
+
+        Returns
+        -------
+        (d, d) ndarray
+            sum_j weights[j] dphi[j] dphi[j]^T.
+        """
         w = self.p0 if weights is None else weights
         return (self.dphi * w[:, None]).T @ self.dphi
 
     def coverage(self, weights: np.ndarray | None = None) -> tuple[float, float]:
-        """(lambda_min, lambda_max) of Sigma under ``weights`` (default p0)."""
+        """(lambda_min, lambda_max) of Sigma under ``weights`` (default p0): the coverage of the design.
+
+        Parameters
+        ----------
+        weights : (A,) ndarray, optional
+            Atom weights (default ``p0``).
+
+        Returns
+        -------
+        tuple of float
+            The smallest and the largest eigenvalue of :meth:`sigma`.
+        """
         ev = np.linalg.eigvalsh(self.sigma(weights))
         return float(ev[0]), float(ev[-1])
 
     def support(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(dphi, y, dr, w) restricted to atoms with positive weight: fits then cost O(#seen atoms)."""
+        """The atoms with positive weight: fits over them cost O(#seen atoms) instead of O(A).
+
+        Parameters
+        ----------
+        weights : (A,) ndarray
+            Atom weights, e.g. multinomial counts / n.
+
+        Returns
+        -------
+        tuple of ndarray
+            ``(dphi, y, dr, w)`` restricted to the atoms with ``weights > 0`` (``w`` contiguous).
+        """
         keep = np.flatnonzero(weights > 0)
         return self.dphi[keep], self.y[keep], self.dr[keep], np.ascontiguousarray(weights[keep])
 
 
 def check_pair_atoms(name: str, atoms, labels: bool = False) -> PairAtoms:
-    """Return ``atoms`` if it is a :class:`PairAtoms` (with preference labels when ``labels``), else
-    raise ValueError naming the argument."""
+    """Return ``atoms`` if it is a :class:`PairAtoms`, else raise ``ValueError`` naming the argument.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    atoms : object
+        The value to check.
+    labels : bool, default False
+        Also require preference labels (feedback ``bt`` or ``deterministic``, not reward feedback).
+
+    Returns
+    -------
+    PairAtoms
+        ``atoms`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``atoms`` is not a :class:`PairAtoms`, or carries no labels when ``labels`` is set.
+    """
     if not isinstance(atoms, PairAtoms):
         raise ValueError(f"{name} must be a PairAtoms (Env.atoms()), got {type(atoms).__name__}")
     if labels and np.any(np.isnan(atoms.y)):
@@ -76,12 +128,32 @@ def check_pair_atoms(name: str, atoms, labels: bool = False) -> PairAtoms:
 def build_pair_atoms(pair_prob: np.ndarray, phi: np.ndarray, reward: np.ndarray,
                      P_true: np.ndarray, P_obs: np.ndarray, feedback: str,
                      noise_values: np.ndarray, noise_probs: np.ndarray) -> PairAtoms:
-    """Enumerate the atoms of one pair sample.
+    """Enumerate the atoms of one pair sample (docs/theory/environment.md §1.2).
 
-    ``pair_prob[x, a, b]`` is the probability of drawing context x and ordered pair (a, b). Outcomes:
-    BT labels split each pair into y = 1 (prob P_obs) and y = 0 (1 - P_obs); deterministic labels
-    set y = 1[P_obs >= 1/2]; reward feedback splits each pair over the independent per-response noise
+    BT labels split each pair into y = 1 (prob P_obs) and y = 0 (1 - P_obs); deterministic labels set
+    y = 1[P_obs >= 1/2]; reward feedback splits each pair over the independent per-response noise
     values (xi, xi') with probability noise_probs[i] * noise_probs[j].
+
+    Parameters
+    ----------
+    pair_prob : (n_x, n_y, n_y) ndarray
+        ``pair_prob[x, a, b]``: probability of drawing context x and the ordered pair (a, b).
+    phi : (n_x, n_y, d) ndarray
+        Features phi(x, a).
+    reward : (n_x, n_y) ndarray
+        True reward r*(x, a).
+    P_true, P_obs : (n_x, n_y, n_y) ndarray
+        True and observed probability that a beats b.
+    feedback : {"bt", "deterministic", "rewards"}
+        The feedback model.
+    noise_values, noise_probs : ndarray
+        The per-response noise law (reward feedback only; see
+        :func:`simlab.env.environment.noise_law`).
+
+    Returns
+    -------
+    PairAtoms
+        The atoms, with ``p0`` normalised to sum to 1.
     """
     n_x, n_y, _ = phi.shape
     xs, as_, bs = np.meshgrid(np.arange(n_x), np.arange(n_y), np.arange(n_y), indexing="ij")

@@ -19,7 +19,24 @@ _COMPONENTS = ("features", "theta_ref", "rewards", "misspec", "confounder", "box
 
 
 def noise_law(kind: str, sigma: float, points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Discrete per-response noise law (values, probabilities), mean 0 (docs/theory/environment.md §1.5)."""
+    """Discrete per-response noise law with mean 0 (docs/theory/environment.md §1.5).
+
+    Parameters
+    ----------
+    kind : {"none", "rademacher", "skewed", "uniform", "truncnorm"}
+        The law: +-sigma; -sigma w.p. 3/4 and 3 sigma w.p. 1/4; ``points`` equispaced values on
+        [-sqrt(3) sigma, sqrt(3) sigma]; or a Gaussian truncated to [-2.5 sigma, 2.5 sigma] on ``points``
+        equispaced values weighted by the Gaussian density (``truncnorm``).
+    sigma : float
+        Scale; ``sigma = 0`` gives the point mass at 0.
+    points : int
+        Number of support points of the ``uniform`` and Gaussian laws.
+
+    Returns
+    -------
+    values, probs : ndarray
+        Support points and their probabilities.
+    """
     if kind == "none" or sigma == 0.0:
         return np.zeros(1), np.ones(1)
     if kind == "rademacher":
@@ -79,6 +96,7 @@ class Env:
 
     @property
     def beta(self) -> float:
+        """The KL-regularisation strength beta of the spec."""
         return self.spec.beta
 
     @property
@@ -87,24 +105,66 @@ class Env:
         return float(self.noise_probs @ self.noise_values**2)
 
     def misspecification(self) -> float:
-        """Realised max |P_obs - P_true| over all (x, a, b)."""
+        """Realised max |P_obs - P_true| over all (x, a, b).
+
+        Returns
+        -------
+        float
+            The largest distance between the observed and the true preference oracle.
+        """
         return float(np.max(np.abs(self.P_obs - self.P_true)))
 
     def reward_of(self, w: np.ndarray) -> np.ndarray:
-        """Reward table w^T phi(x, a), shape (n_x, n_y)."""
+        """Reward table w^T phi(x, a) of a linear reward.
+
+        Parameters
+        ----------
+        w : (d,) ndarray
+            Reward vector.
+
+        Returns
+        -------
+        (n_x, n_y) ndarray
+            ``phi @ w``.
+        """
         return self.phi @ w
 
     def mixture_reward(self, alpha: float) -> np.ndarray:
-        """w(alpha) = alpha w_a + (1 - alpha) w_b (docs/theory/environment.md §1.7)."""
+        """w(alpha) = alpha w_a + (1 - alpha) w_b (docs/theory/environment.md §1.7).
+
+        Parameters
+        ----------
+        alpha : float
+            Mixture weight in [0, 1].
+
+        Returns
+        -------
+        (d,) ndarray
+            The reward vector of the preference-shift family at ``alpha``.
+        """
         alpha = check_float("alpha", alpha, 0.0, 1.0)
         return alpha * self.w_a + (1.0 - alpha) * self.w_b
 
     def pair_probs(self, sampler: str = "offline", theta: np.ndarray | None = None,
                    mix: float = 0.5) -> np.ndarray:
-        """P(x, a, b) of the pair sampler (docs/theory/environment.md §1.4), shape (n_x, n_y, n_y).
+        """P(x, a, b) of the pair sampler (docs/theory/environment.md §1.4).
 
         offline: a, b iid ~ pi_ref; online: iid ~ pi_theta; online_mixed: a ~ pi_theta,
         b ~ (1 - mix) pi_theta + mix * uniform; uniform: a, b iid uniform.
+
+        Parameters
+        ----------
+        sampler : {"offline", "online", "online_mixed", "uniform"}
+            The pair sampler.
+        theta : (d,) ndarray, optional
+            The current policy parameter (required by ``online`` and ``online_mixed``).
+        mix : float, default 0.5
+            Uniform share of the second action under ``online_mixed``, in [0, 1].
+
+        Returns
+        -------
+        (n_x, n_y, n_y) ndarray
+            p_x(x) times the probabilities of the first and the second action.
         """
         check_choice("sampler", sampler, SAMPLERS)
         mix = check_float("mix", mix, 0.0, 1.0)
@@ -123,7 +183,22 @@ class Env:
 
     def atoms(self, sampler: str = "offline", theta: np.ndarray | None = None,
               mix: float = 0.5) -> PairAtoms:
-        """The exact support of one pair sample under ``sampler`` (see :meth:`pair_probs`)."""
+        """The exact support of one pair sample under ``sampler`` (see :meth:`pair_probs`).
+
+        Parameters
+        ----------
+        sampler : {"offline", "online", "online_mixed", "uniform"}
+            The pair sampler.
+        theta : (d,) ndarray, optional
+            The current policy parameter (online samplers).
+        mix : float, default 0.5
+            Uniform share of the second action under ``online_mixed``.
+
+        Returns
+        -------
+        PairAtoms
+            Atoms built by :func:`simlab.env.atoms.build_pair_atoms` with the instance's oracles and noise.
+        """
         return build_pair_atoms(self.pair_probs(sampler, theta, mix), self.phi, self.reward,
                                 self.P_true, self.P_obs, self.spec.feedback,
                                 self.noise_values, self.noise_probs)
@@ -134,7 +209,21 @@ def _sigmoid(t: np.ndarray) -> np.ndarray:
 
 
 def make_env(spec: EnvSpec, seed: np.random.SeedSequence | int = 0) -> Env:
-    """Draw the instance of ``spec`` determined by ``seed`` (an int or a SeedSequence)."""
+    """Draw the instance of ``spec`` determined by ``seed`` (docs/theory/environment.md §1.3).
+
+    Parameters
+    ----------
+    spec : simlab.env.spec.EnvSpec
+        The environment's specification.
+    seed : numpy.random.SeedSequence or int, default 0
+        The instance seed; each random component draws from its own child, so a (spec, seed) pair
+        always gives the same instance.
+
+    Returns
+    -------
+    Env
+        Features, reference policy, rewards and the true and observed oracles.
+    """
     if not isinstance(spec, EnvSpec):
         raise ValueError(f"spec must be an EnvSpec, got {type(spec).__name__}")
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(check_int("seed", seed, 0))

@@ -33,21 +33,36 @@ _COMPONENTS = ("features", "reward", "utilities", "basis", "reference")
 
 @dataclass(frozen=True)
 class GapSpec:
-    """Validated description of an E6 instance (docs/theory/claims.md §7.2 preset E6).
+    """Validated description of an E6 instance (docs/theory/claims.md §7.2, preset E6).
 
-    Fields
+    Parameters
+    ----------
+    n_x, n_y : int
+        Contexts (>= 1) and actions (>= 2).
+    d_psi : int
+        Reward-feature dimension (>= m + 2).
+    d : int
+        Policy-feature dimension, m + 1 <= d <= d_psi - 1 (the knob needs one spare direction).
+    m : int
+        Number of constraints (>= 1).
+    beta : float
+        KL temperature (> 0).
+    t : float
+        Gap knob, the tilt angle in [0, pi/2]; 0 is realizable.
+    threshold_fraction : float
+        q_b in [0, 1): b_i = q_b * max_pi E_x[E_pi g_i - E_ref g_i].
+    reward_norm, utility_norm : float
+        ||w_r|| (>= 0) and ||w_g,i|| (> 0).
+    ref_norm : float
+        ||v_ref|| (>= 0), the size of the reference logits ("theta_ref small random").
+    conflict : float
+        In [0, 1); each w_g,i has cosine -conflict with w_r (a design choice so that the constraints
+        bind: with independent directions about one draw in six has lambda* = 0).
+
+    Raises
     ------
-    n_x, n_y : contexts (>= 1) and actions (>= 2).
-    d_psi : reward-feature dimension (>= m + 2).
-    d : policy-feature dimension, m + 1 <= d <= d_psi - 1 (the knob needs one spare direction).
-    m : number of constraints (>= 1).
-    beta : KL temperature (> 0).
-    t : gap knob, the tilt angle in [0, pi/2]; 0 is realizable.
-    threshold_fraction : q_b in [0, 1): b_i = q_b * max_pi E_x[E_pi g_i - E_ref g_i].
-    reward_norm, utility_norm : ||w_r||, ||w_g,i|| (>= 0, > 0).
-    ref_norm : ||v_ref|| (>= 0), the size of the reference logits ("theta_ref small random").
-    conflict : in [0, 1); each w_g,i has cosine -conflict with w_r (design choice, so that the
-        constraints bind: with independent directions about one draw in six has lambda* = 0).
+    ValueError
+        Naming the field and its allowed range.
     """
 
     n_x: int = 8
@@ -79,7 +94,18 @@ class GapSpec:
 
 
 def gap_preset(**overrides) -> GapSpec:
-    """Preset E6 of docs/theory/claims.md §7.2 (n_x = 8, n_y = 6, d_psi = 6, d = 5, m = 1, beta = 1, q_b = 0.3)."""
+    """Preset E6 of docs/theory/claims.md §7.2 (n_x = 8, n_y = 6, d_psi = 6, d = 5, m = 1, beta = 1, q_b = 0.3).
+
+    Parameters
+    ----------
+    **overrides
+        Fields of :class:`GapSpec` that differ from the preset.
+
+    Returns
+    -------
+    GapSpec
+        The validated specification.
+    """
     return GapSpec(**overrides)
 
 
@@ -106,14 +132,17 @@ class GapEnv:
 
     @property
     def beta(self) -> float:
+        """The KL temperature beta of the spec."""
         return self.spec.beta
 
     @property
     def m(self) -> int:
+        """The number of constraints m."""
         return self.spec.m
 
     @property
     def d(self) -> int:
+        """The policy-feature dimension d."""
         return self.spec.d
 
     @property
@@ -127,19 +156,53 @@ class GapEnv:
         return (self.utility.max(axis=1) - self.utility.min(axis=1)).max(axis=0)
 
     def check_multipliers(self, lam) -> np.ndarray:
-        """lam as a float64 vector of shape (m,) with lam >= 0, else ValueError naming ``lam``."""
+        """``lam`` as a float64 vector of shape (m,) with lam >= 0, else ``ValueError`` naming ``lam``.
+
+        Parameters
+        ----------
+        lam : float or array_like
+            Lagrange multipliers, one per constraint.
+
+        Returns
+        -------
+        (m,) ndarray
+            The validated multipliers.
+        """
         lam = check_array("lam", np.atleast_1d(np.asarray(lam, dtype=np.float64)), ndim=1, shape=(self.m,))
         if np.any(lam < 0):
             raise ValueError(f"lam must be >= 0 componentwise, got {lam}")
         return lam
 
     def lagrangian_reward(self, lam) -> np.ndarray:
-        """r_lambda(x, a) = r(x, a) + lambda^T c(x, a), shape (n_x, n_y)."""
+        """r_lambda(x, a) = r(x, a) + lambda^T c(x, a) (docs/theory/constrained.md §6.1).
+
+        Parameters
+        ----------
+        lam : float or array_like
+            Lagrange multipliers (m,), >= 0.
+
+        Returns
+        -------
+        (n_x, n_y) ndarray
+            The Lagrangian reward table.
+        """
         return self.reward + self.constraint @ self.check_multipliers(lam)
 
     def realizable_theta(self, lam) -> np.ndarray:
-        """U^T (v_ref + (w_r + W_g^T lambda)/beta): theta*(lambda) of the realizable case (docs/theory/constrained.md §6.1),
-        the projection of the optimal logits onto the class otherwise (a good inner start)."""
+        """theta*(lambda) = U^T (v_ref + (w_r + W_g^T lambda)/beta) of the realizable case (docs/theory/constrained.md §6.1).
+
+        For t > 0 it is the projection of the optimal logits onto the class (a good inner start).
+
+        Parameters
+        ----------
+        lam : float or array_like
+            Lagrange multipliers (m,), >= 0.
+
+        Returns
+        -------
+        (d,) ndarray
+            The policy parameter.
+        """
         lam = self.check_multipliers(lam)
         return self.U.T @ (self.v_ref + (self.w_r + self.W_g.T @ lam) / self.beta)
 
@@ -160,8 +223,27 @@ def _conflicting_directions(rng: np.random.Generator, w_r: np.ndarray, m: int, c
 
 
 def gap_basis(w_r: np.ndarray, W_g: np.ndarray, d: int, rng: np.random.Generator) -> tuple:
-    """Orthonormal (Q, q, q_perp) of the gap knob: span(Q) contains w_r, w_g1..w_g(m-1) plus random
-    directions (d - 1 columns in all), q is the part of w_gm orthogonal to Q, q_perp is orthogonal to all."""
+    """Orthonormal (Q, q, q_perp) of the gap knob.
+
+    span(Q) contains w_r, w_g1..w_g(m-1) plus random directions (d - 1 columns in all), q is the part of
+    w_gm orthogonal to Q, q_perp is orthogonal to all of them.
+
+    Parameters
+    ----------
+    w_r : (d_psi,) ndarray
+        Reward direction.
+    W_g : (m, d_psi) ndarray
+        Utility directions.
+    d : int
+        Policy-feature dimension.
+    rng : numpy.random.Generator
+        Draws the random completion of the basis.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``Q`` (d_psi, d - 1), ``q`` (d_psi,) and ``q_perp`` (d_psi,).
+    """
     d_psi = w_r.shape[0]
     m = W_g.shape[0]
     lead = np.column_stack([w_r, *W_g[: m - 1]]) if m > 1 else w_r[:, None]
@@ -175,12 +257,38 @@ def gap_basis(w_r: np.ndarray, W_g: np.ndarray, d: int, rng: np.random.Generator
 
 
 def knob_matrix(Q: np.ndarray, q: np.ndarray, q_perp: np.ndarray, t: float) -> np.ndarray:
-    """U(t) = [Q, cos t q + sin t q_perp], shape (d_psi, d)."""
+    """U(t) = [Q, cos t q + sin t q_perp].
+
+    Parameters
+    ----------
+    Q, q, q_perp : ndarray
+        The basis of :func:`gap_basis`.
+    t : float
+        Tilt angle in [0, pi/2].
+
+    Returns
+    -------
+    (d_psi, d) ndarray
+        The feature map of the policy class, phi = U(t)^T psi.
+    """
     return np.column_stack([Q, np.cos(t) * q + np.sin(t) * q_perp])
 
 
 def make_gap_env(spec: GapSpec, seed) -> GapEnv:
-    """Draw an E6 instance; each random component has its own child seed (t never changes a draw)."""
+    """Draw an E6 instance; each random component has its own child seed (t never changes a draw).
+
+    Parameters
+    ----------
+    spec : GapSpec
+        The instance's specification.
+    seed : numpy.random.SeedSequence or int
+        The instance seed; a reused SeedSequence gives the same instance.
+
+    Returns
+    -------
+    GapEnv
+        Features, rewards, utilities, thresholds and the reference policy.
+    """
     if not isinstance(spec, GapSpec):
         raise ValueError(f"spec must be a GapSpec, got {type(spec).__name__}")
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(check_int("seed", seed, 0))

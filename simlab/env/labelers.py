@@ -40,12 +40,34 @@ class LabelerAtoms:
     alpha: float
 
     def law(self, alpha: float) -> np.ndarray:
-        """Atom weights of the test law Q_alpha (same atoms, labelers mixed with weight alpha)."""
+        """Atom weights of the test law Q_alpha (same atoms, labelers mixed with weight alpha).
+
+        Parameters
+        ----------
+        alpha : float
+            Share of labeler a, in [0, 1].
+
+        Returns
+        -------
+        (A,) ndarray
+            (alpha group + (1 - alpha)(1 - group)) base.
+        """
         alpha = check_float("alpha", alpha, 0.0, 1.0)
         return (alpha * self.group + (1.0 - alpha) * (1.0 - self.group)) * self.base
 
     def density_ratio(self, alpha: float) -> np.ndarray:
-        """dQ_alpha/dQ_alpha0 per atom (alpha0 = self.alpha)."""
+        """dQ_alpha/dQ_alpha0 per atom (alpha0 = ``self.alpha``).
+
+        Parameters
+        ----------
+        alpha : float
+            Share of labeler a under the test law, in [0, 1].
+
+        Returns
+        -------
+        (A,) ndarray
+            alpha/alpha0 on the atoms of labeler a, (1 - alpha)/(1 - alpha0) on those of labeler b.
+        """
         alpha = check_float("alpha", alpha, 0.0, 1.0)
         a0 = self.alpha
         return alpha / a0 * self.group + (1.0 - alpha) / (1.0 - a0) * (1.0 - self.group)
@@ -59,7 +81,20 @@ def _open_unit(name: str, value) -> float:
 
 
 def kl_bernoulli(alpha: float, alpha0: float) -> float:
-    """KL(Bern(alpha) || Bern(alpha0)) = KL(Q_alpha || Q_alpha0), with 0 log 0 = 0."""
+    """KL(Bern(alpha) || Bern(alpha0)) = KL(Q_alpha || Q_alpha0), with 0 log 0 = 0.
+
+    Parameters
+    ----------
+    alpha : float
+        Test share of labeler a, in [0, 1].
+    alpha0 : float
+        Training share, in (0, 1).
+
+    Returns
+    -------
+    float
+        alpha log(alpha/alpha0) + (1 - alpha) log((1 - alpha)/(1 - alpha0)).
+    """
     alpha = check_float("alpha", alpha, 0.0, 1.0)
     alpha0 = _open_unit("alpha0", alpha0)
     out = 0.0
@@ -71,14 +106,38 @@ def kl_bernoulli(alpha: float, alpha0: float) -> float:
 
 
 def chi2_bernoulli(alpha: float, alpha0: float) -> float:
-    """D_chi(Q_alpha || Q_alpha0) = 1/2 (alpha - alpha0)^2 / (alpha0 (1 - alpha0)) (1/2 convention)."""
+    """D_chi(Q_alpha || Q_alpha0) = 1/2 (alpha - alpha0)^2 / (alpha0 (1 - alpha0)) (1/2 convention).
+
+    Parameters
+    ----------
+    alpha : float
+        Test share of labeler a, in [0, 1].
+    alpha0 : float
+        Training share, in (0, 1).
+
+    Returns
+    -------
+    float
+        The chi-square divergence of the two labeler mixtures.
+    """
     alpha = check_float("alpha", alpha, 0.0, 1.0)
     alpha0 = _open_unit("alpha0", alpha0)
     return float(0.5 * (alpha - alpha0) ** 2 / (alpha0 * (1.0 - alpha0)))
 
 
 def labeler_rewards(env: Env) -> tuple[np.ndarray, np.ndarray]:
-    """Reward tables (n_x, n_y) of labelers a and b: w_g^T phi + kappa_m v (the env's misspecification)."""
+    """Reward tables of labelers a and b: w_g^T phi + kappa_m v (the environment's misspecification).
+
+    Parameters
+    ----------
+    env : simlab.env.environment.Env
+        An environment with base reward vectors ``w_a`` and ``w_b``.
+
+    Returns
+    -------
+    tuple of (n_x, n_y) ndarray
+        The rewards of labeler a and of labeler b.
+    """
     extra = env.spec.kappa_m * env.misspec_feature
     return env.phi @ env.w_a + extra, env.phi @ env.w_b + extra
 
@@ -91,9 +150,23 @@ def labeler_atoms(env: Env, alpha: float, feedback: str, sampler: str = "offline
                   theta: np.ndarray | None = None) -> LabelerAtoms:
     """The exact support of one labelled pair in the two-labeler world built on ``env``.
 
-    ``env`` must have independent base rewards (``mixture=True``); its noise law is used for reward
-    feedback. ``feedback``: "bt" (labels y ~ Bern(sigma(r_g(x, a) - r_g(x, b)))) or "rewards" (noisy
-    reward differences). ``sampler``/``theta``: the pair sampler of :meth:`Env.pair_probs`.
+    Parameters
+    ----------
+    env : simlab.env.environment.Env
+        Must have independent base rewards (``mixture=True``); its noise law is used for reward feedback.
+    alpha : float
+        Training share of labeler a, in (0, 1).
+    feedback : {"bt", "rewards"}
+        ``"bt"``: labels y ~ Bern(sigma(r_g(x, a) - r_g(x, b))); ``"rewards"``: noisy reward differences.
+    sampler : str, default "offline"
+        The pair sampler of :meth:`simlab.env.environment.Env.pair_probs`.
+    theta : (d,) ndarray, optional
+        Policy parameter of the online samplers.
+
+    Returns
+    -------
+    LabelerAtoms
+        The atoms of both labelers with p0 the law at ``alpha``.
     """
     alpha = _open_unit("alpha", alpha)
     check_choice("feedback", feedback, FEEDBACKS)

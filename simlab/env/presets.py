@@ -28,6 +28,18 @@ def preset(name: str, **overrides) -> EnvSpec:
 
     E4 sets n_x = max(32, d) unless n_x is given. E5 with ``oracle="confounder"`` uses kappa_s = 1
     unless given.
+
+    Parameters
+    ----------
+    name : {"E1", "E2", "E3", "E4", "E5"}
+        The preset of docs/theory/claims.md §7.2.
+    **overrides
+        :class:`simlab.env.spec.EnvSpec` fields that differ from the preset.
+
+    Returns
+    -------
+    EnvSpec
+        The validated specification.
     """
     check_choice("preset", name, tuple(_PRESETS))
     unknown = sorted(set(overrides) - set(EnvSpec.__dataclass_fields__))

@@ -64,8 +64,25 @@ def _build_alias_kernel(p: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> N
 
 @kernel
 def alias_draw(prob: np.ndarray, alias: np.ndarray, rng: np.random.Generator) -> int:
-    """One draw from an alias table (``AliasTable.prob``, ``AliasTable.alias``): one uniform u,
-    column floor(u A), kept with probability prob[col] (the fractional part decides), else its alias."""
+    """One draw from an alias table (``AliasTable.prob``, ``AliasTable.alias``); a kernel.
+
+    One uniform u, column floor(u A), kept with probability prob[col] (the fractional part decides),
+    else its alias.
+
+    Parameters
+    ----------
+    prob : (A,) ndarray
+        Probability of keeping each column.
+    alias : (A,) int64 ndarray
+        Fallback atom of each column.
+    rng : numpy.random.Generator
+        Source of the uniform.
+
+    Returns
+    -------
+    int
+        The atom index.
+    """
     n_atoms = prob.size
     u = rng.random() * n_atoms
     col = min(int(u), n_atoms - 1)
@@ -81,10 +98,24 @@ def _sample_alias_kernel(prob: np.ndarray, alias: np.ndarray, rng: np.random.Gen
 
 @kernel
 def inverse_cdf_draw(cdf: np.ndarray, u: float) -> int:
-    """Inverse-CDF draw: the first k with cdf[k] > u (the last index if none), i.e. the number of
-    cdf[:-1] entries <= u, so an atom of probability 0 is never drawn. Counted without branches: a
-    data-dependent early exit mispredicts on every draw (it cost about twice the whole pair-sampling
-    step of the online REBEL loop). ``cdf`` must be non-decreasing."""
+    """Inverse-CDF draw: the first k with cdf[k] > u (the last index if none); a kernel.
+
+    That is the number of cdf[:-1] entries <= u, so an atom of probability 0 is never drawn. Counted
+    without branches: a data-dependent early exit mispredicts on every draw (it cost about twice the
+    whole pair-sampling step of the online REBEL loop).
+
+    Parameters
+    ----------
+    cdf : (A,) ndarray
+        Non-decreasing cumulative probabilities.
+    u : float
+        A uniform draw in [0, 1).
+
+    Returns
+    -------
+    int
+        The atom index.
+    """
     k = 0
     for j in range(cdf.size - 1):
         k += cdf[j] <= u
@@ -93,8 +124,21 @@ def inverse_cdf_draw(cdf: np.ndarray, u: float) -> int:
 
 @kernel
 def guide_table(cdf: np.ndarray) -> np.ndarray:
-    """Index guide of a fixed CDF (Chen's method): guide[j] = inverse_cdf_draw(cdf, j / m) for
-    m = cdf.size cells, so that a draw for u in [j/m, (j+1)/m) only scans forward from guide[j]."""
+    """Index guide of a fixed CDF (Chen's method); a kernel.
+
+    guide[j] = inverse_cdf_draw(cdf, j / m) for m = cdf.size cells, so that a draw for u in
+    [j/m, (j+1)/m) only scans forward from guide[j].
+
+    Parameters
+    ----------
+    cdf : (m,) ndarray
+        Non-decreasing cumulative probabilities.
+
+    Returns
+    -------
+    (m,) int64 ndarray
+        The guide.
+    """
     m = cdf.size
     guide = np.empty(m, dtype=np.int64)
     for j in range(m):
@@ -104,9 +148,25 @@ def guide_table(cdf: np.ndarray) -> np.ndarray:
 
 @kernel
 def guided_draw(cdf: np.ndarray, guide: np.ndarray, u: float) -> int:
-    """inverse_cdf_draw(cdf, u) (the same index) by a scan from guide[floor(u m)]: O(1) expected
-    steps. The backward step only runs if u m rounded up across a cell boundary; it keeps the result
-    exact."""
+    """``inverse_cdf_draw(cdf, u)`` (the same index) by a scan from guide[floor(u m)]; a kernel.
+
+    O(1) expected steps. The backward step only runs if u m rounded up across a cell boundary; it keeps
+    the result exact.
+
+    Parameters
+    ----------
+    cdf : (m,) ndarray
+        Non-decreasing cumulative probabilities.
+    guide : (m,) int64 ndarray
+        Its :func:`guide_table`.
+    u : float
+        A uniform draw in [0, 1).
+
+    Returns
+    -------
+    int
+        The atom index.
+    """
     m = cdf.size
     k = guide[min(int(u * m), m - 1)]
     while k > 0 and cdf[k - 1] > u:
@@ -118,8 +178,21 @@ def guided_draw(cdf: np.ndarray, guide: np.ndarray, u: float) -> int:
 
 @kernel
 def multinomial_into(n: int, probs: np.ndarray, rng: np.random.Generator, out: np.ndarray) -> None:
-    """out ~ Multinomial(n, probs) by the conditional-binomial chain (probs sums to 1): out[a] ~
-    Bin(n - sum_{b<a} out[b], probs[a] / (1 - sum_{b<a} probs[b])), the last entry takes the rest."""
+    """out ~ Multinomial(n, probs) by the conditional-binomial chain; a kernel.
+
+    out[a] ~ Bin(n - sum_{b<a} out[b], probs[a] / (1 - sum_{b<a} probs[b])); the last entry takes the rest.
+
+    Parameters
+    ----------
+    n : int
+        Number of draws.
+    probs : (k,) ndarray
+        Probabilities summing to 1.
+    rng : numpy.random.Generator
+        Source of the binomial draws.
+    out : (k,) int64 ndarray
+        Receives the counts.
+    """
     k = probs.shape[0]
     rem_n = n
     rem_p = 1.0
@@ -135,7 +208,20 @@ def multinomial_into(n: int, probs: np.ndarray, rng: np.random.Generator, out: n
 
 
 class AliasTable:
-    """Alias table for O(1) draws from a discrete law ``p`` (entries in [0, 1], summing to 1)."""
+    """Alias table for O(1) draws from a discrete law (Vose's method).
+
+    Parameters
+    ----------
+    p : (A,) array_like
+        Probabilities: entries in [0, 1] summing to 1.
+
+    Attributes
+    ----------
+    prob : (A,) ndarray
+        Probability of keeping each column.
+    alias : (A,) int64 ndarray
+        Fallback atom of each column.
+    """
 
     def __init__(self, p: np.ndarray):
         p = check_probabilities("p", p)
@@ -145,7 +231,22 @@ class AliasTable:
 
 
 def sample_atoms(table: AliasTable, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n iid atom indices (int64) drawn from ``table``."""
+    """n iid atom indices drawn from ``table``.
+
+    Parameters
+    ----------
+    table : AliasTable
+        The law of one draw.
+    n : int
+        Sample size, in [0, 2^31].
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    (n,) int64 ndarray
+        The atom indices.
+    """
     if not isinstance(table, AliasTable):
         raise ValueError(f"table must be an AliasTable, got {type(table).__name__}")
     n = check_int("n", n, 0, MAX_SAMPLE)
@@ -156,7 +257,22 @@ def sample_atoms(table: AliasTable, n: int, rng: np.random.Generator) -> np.ndar
 
 
 def multinomial_counts(p0: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """N ~ Multinomial(n, p0) as an int64 vector."""
+    """N ~ Multinomial(n, p0).
+
+    Parameters
+    ----------
+    p0 : (A,) array_like
+        Atom probabilities.
+    n : int
+        Sample size (>= 0).
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    (A,) int64 ndarray
+        The counts, summing to n.
+    """
     n = check_int("n", n, 0)
     p = check_probabilities("p0", p0)
     rng = check_generator("rng", rng)
@@ -168,6 +284,20 @@ def nested_counts(p0: np.ndarray, ns, rng: np.random.Generator) -> dict[int, np.
 
     Built from independent multinomial increments, so counts[n2] - counts[n1] ~ Multinomial(n2 - n1)
     independently of counts[n1]: exactly the law of nested prefixes of one sample.
+
+    Parameters
+    ----------
+    p0 : (A,) array_like
+        Atom probabilities.
+    ns : iterable of int
+        Prefix lengths (>= 0).
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    dict of int to (A,) int64 ndarray
+        Prefix length -> counts.
     """
     ns = sorted({check_int("ns entries", n, 0) for n in ns})
     p = check_probabilities("p0", p0)
@@ -182,8 +312,22 @@ def nested_counts(p0: np.ndarray, ns, rng: np.random.Generator) -> dict[int, np.
 
 
 def prefix_ladder(n: int, start: int = 2**9) -> list[int]:
-    """The nested-prefix ladder start, 2 start, 4 start, ..., n (every n of a replicate shares it), so
-    ``nested_counts(p0, prefix_ladder(n), rng)[n]`` is the n-prefix of one iid stream whatever the grid."""
+    """The nested-prefix ladder start, 2 start, 4 start, ..., n (every n of a replicate shares it).
+
+    ``nested_counts(p0, prefix_ladder(n), rng)[n]`` is then the n-prefix of one iid stream whatever the grid.
+
+    Parameters
+    ----------
+    n : int
+        The last prefix (>= 1).
+    start : int, default 2**9
+        The first rung (>= 1).
+
+    Returns
+    -------
+    list of int
+        The rungs below n, then n.
+    """
     n = check_int("n", n, 1)
     start = check_int("start", start, 1)
     ladder = [start]

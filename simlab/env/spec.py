@@ -26,33 +26,61 @@ MAX_ATOM_ENTRIES = 2**26
 class EnvSpec:
     """A finite contexts x actions world with linear rewards and a (possibly misspecified) oracle.
 
-    Fields
+    Parameters
+    ----------
+    n_x, n_y, d : int
+        Contexts (>= 1), actions (>= 2), feature dimension (>= 1).
+    p_x : tuple of float, optional
+        Context law (None = uniform); entries in [0, 1] summing to 1.
+    design : {"sphere", "coverage"}
+        ``"sphere"``: phi iid uniform on the unit sphere, ||phi|| = 1 (the papers' assumption).
+        ``"coverage"``: Gaussian features whitened so that the pair second moment under uniform pairs is
+        exactly ``coverage * I``, whatever d (the fixed-coverage design of docs/theory/environment.md
+        §1.6; breaks ||phi|| <= 1).
+    coverage : float
+        lambda_min of Sigma for the coverage design (> 0).
+    theta_ref_norm : float
+        ||theta_ref|| (random direction); 0 gives theta_ref = 0.
+    beta : float
+        DPO/KL temperature (> 0).
+    radius_B : float
+        Radius of the parameter ball Theta = {||theta|| <= B} (> 0).
+    w_norm : float
+        ||w_a|| = ||w_b|| of the base reward vectors (>= 0).
+    mixture : bool
+        If True, w_a and w_b are independent directions and the training reward is
+        w* = alpha_train w_a + (1 - alpha_train) w_b (preference shift, docs/theory/environment.md §1.7);
+        else w_b = w_a.
+    alpha_train : float
+        Mixture weight in [0, 1].
+    kappa_m : float
+        Reward misspecification r* = w*^T phi + kappa_m v(x, a), v ~ N(0, 1)
+        (docs/theory/environment.md §1.8.4).
+    noise : {"none", "rademacher", "skewed", "uniform", "truncnorm"}
+        Per-response reward noise, a discrete law so that the atoms stay finite
+        (docs/theory/environment.md §1.5): none; rademacher (+-sigma); skewed (-sigma w.p. 3/4, +3 sigma
+        w.p. 1/4); uniform (``noise_points`` equispaced points on [-sigma sqrt(3), sigma sqrt(3)]);
+        truncnorm (``noise_points`` equispaced points on [-2.5 sigma, 2.5 sigma] weighted by the Gaussian
+        density). All have mean 0; the variance is reported by the environment.
+    sigma : float
+        Scale of the noise law (>= 0).
+    noise_points : int
+        Support size of the uniform and truncnorm laws, in [2, 64].
+    feedback : {"bt", "deterministic", "rewards"}
+        ``"bt"``: labels y ~ Bern(P_obs); ``"deterministic"``: labels y = 1[P_obs >= 1/2];
+        ``"rewards"``: noisy rewards r* + xi per response (REBEL).
+    oracle : {"none", "confounder", "box", "flips"}
+        Observed-oracle misspecification (docs/theory/environment.md §1.8): ``"confounder"``
+        P_obs = sigma(dr* + kappa_s dv) with v ~ U[0, 1]; ``"box"`` P_obs = clip(P_true + delta) with an
+        antisymmetric delta of size rho_true; ``"flips"`` P_obs = (1 - f) P_true + f (1 - P_true).
+    kappa_s, rho_true, flip : float
+        Strengths of the three oracle models (rho_true and flip in [0, 1]).
+
+    Raises
     ------
-    n_x, n_y, d : contexts (>= 1), actions (>= 2), feature dimension (>= 1).
-    p_x : context law (None = uniform); entries in [0, 1] summing to 1.
-    design : ``"sphere"`` (phi iid uniform on the unit sphere, ||phi|| = 1, the papers' assumption) or
-        ``"coverage"`` (Gaussian features whitened so that the pair second moment under uniform pairs is
-        exactly ``coverage * I``, whatever d: docs/theory/environment.md §1.6 fixed-coverage design; breaks ||phi|| <= 1).
-    coverage : lambda_min of Sigma for the coverage design (> 0).
-    theta_ref_norm : ||theta_ref|| (random direction); 0 gives theta_ref = 0.
-    beta : DPO/KL temperature (> 0).
-    radius_B : radius of the parameter ball Theta = {||theta|| <= B} (> 0).
-    w_norm : ||w_a|| = ||w_b|| of the base reward vectors (>= 0).
-    mixture : if True, w_a and w_b are independent directions and the training reward is
-        w* = alpha_train w_a + (1 - alpha_train) w_b (preference shift, docs/theory/environment.md §1.7); else w_b = w_a.
-    alpha_train : mixture weight in [0, 1].
-    kappa_m : reward misspecification r* = w*^T phi + kappa_m v(x, a), v ~ N(0, 1) (docs/theory/environment.md §1.8.4).
-    noise, sigma, noise_points : per-response reward noise, a discrete law so atoms stay finite
-        (docs/theory/environment.md §1.5): none; rademacher (+-sigma); skewed (-sigma w.p. 3/4, +3 sigma w.p. 1/4);
-        uniform (``noise_points`` equispaced points on [-sigma*sqrt(3), sigma*sqrt(3)], bounded uniform);
-        truncnorm (``noise_points`` Gauss-Hermite-like points on [-2.5 sigma, 2.5 sigma] weighted by the
-        Gaussian density, truncated Gaussian). All have mean 0; the variance is reported by the env.
-    feedback : ``"bt"`` labels y ~ Bern(P_obs), ``"deterministic"`` labels y = 1[P_obs >= 1/2], or
-        ``"rewards"`` (noisy rewards r* + xi per response, REBEL).
-    oracle : observed-oracle misspecification (docs/theory/environment.md §1.8): ``"none"``; ``"confounder"``
-        P_obs = sigma(dr* + kappa_s dv) with v ~ U[0, 1]; ``"box"`` P_obs = clip(P_true + delta) with
-        antisymmetric |delta| = rho_true; ``"flips"`` P_obs = (1 - f) P_true + f (1 - P_true).
-    kappa_s, rho_true, flip : strengths of the three models (rho_true and flip in [0, 1]).
+    ValueError
+        Naming the field and its allowed range, for any field out of range, and when the pair atoms would
+        hold more than ``MAX_ATOM_ENTRIES`` feature entries.
     """
 
     n_x: int = 32
@@ -125,5 +153,11 @@ class EnvSpec:
         return k * k
 
     def to_dict(self) -> dict:
-        """Plain-dict form (for provenance records)."""
+        """Plain-dict form (for provenance records).
+
+        Returns
+        -------
+        dict
+            Field name -> value.
+        """
         return asdict(self)

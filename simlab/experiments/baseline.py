@@ -1,23 +1,23 @@
 """Known findings as data: the committed baseline of expected verdicts.
 
 ``baseline.json`` (beside the scenario files) records, per mode and per check (key
-``id|kind|label``), the expected verdict, the measured value at the baseline's master seed and, for an
+id|kind|label), the expected verdict, the measured value at the baseline's master seed and, for an
 expected ``fail`` or ``inconclusive``, the finding in one sentence. A check's ``status``:
 
-==================== ===================================================================== =========
-status               meaning                                                               gate
-==================== ===================================================================== =========
-ok                   the verdict is the expected ``pass``                                  passes
-known finding        the verdict is the expected ``fail``/``inconclusive`` (the finding)  passes
-report               a report-only claim                                                   passes
-regression           an expected ``pass`` is now ``fail``/``inconclusive``, or a finding  fails
-                     changed its verdict
-finding now passes   an expected ``fail``/``inconclusive`` now passes (strict, like a      fails
-                     strict xfail: update the baseline on purpose)
-drift                the verdict holds but the measured value moved more than 4            fails
-                     calibrated master-seed sds from the baseline's (same master only)
-not run              the claim has no stored rows                                          fails
-==================== ===================================================================== =========
+====================  ===========================================================================  ======
+status                meaning                                                                      gate
+====================  ===========================================================================  ======
+ok                    the verdict is the expected ``pass``                                         passes
+known finding         the verdict is the expected ``fail`` / ``inconclusive`` (the finding)        passes
+report                a report-only claim                                                          passes
+regression            an expected ``pass`` is now ``fail`` / ``inconclusive``, or a finding        fails
+                      changed its verdict
+finding now passes    an expected ``fail`` / ``inconclusive`` now passes (strict, like a strict    fails
+                      xfail: update the baseline on purpose)
+drift                 the verdict holds but the measured value moved more than 4 calibrated        fails
+                      master-seed sds from the baseline's (same master only)
+not run               the claim has no stored rows                                                 fails
+====================  ===========================================================================  ======
 
 A check without a baseline entry is expected to pass. ``simlab check --update-baseline`` rewrites the
 entries of the checks it ran, on purpose, and says what changed.
@@ -37,7 +37,18 @@ GATE_OK = ("ok", "known finding", "report")
 
 
 def baseline_path(scenario_path: str | Path | None = None) -> Path:
-    """``baseline.json`` beside a scenario file (or in the scenario directory)."""
+    """``baseline.json`` beside a scenario file (or in the scenario directory).
+
+    Parameters
+    ----------
+    scenario_path : str or pathlib.Path, optional
+        A scenario file (default: :func:`simlab.experiments.scenario.scenario_dir`).
+
+    Returns
+    -------
+    pathlib.Path
+        The baseline file of that scenario folder.
+    """
     if scenario_path:
         return Path(scenario_path).parent / "baseline.json"
     from simlab.experiments.scenario import scenario_dir
@@ -46,6 +57,24 @@ def baseline_path(scenario_path: str | Path | None = None) -> Path:
 
 
 def load_baseline(path: Path) -> dict:
+    """Read a baseline file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``baseline.json`` to read.
+
+    Returns
+    -------
+    dict
+        Its content (``{"master": ..., "quick": {key: entry}, "full": {...}}``); empty if the file does
+        not exist.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a JSON object.
+    """
     if not path.exists():
         return {}
     try:
@@ -64,7 +93,25 @@ def _path_of(row) -> Path:
 
 
 def status_of(row, entry: dict | None, same_master: bool) -> str:
-    """The gate status of one row against its baseline entry (None: expected pass)."""
+    """The gate status of one row against its baseline entry (see the module's table).
+
+    Sets ``row.expected`` and ``row.finding`` (and ``row.extra`` on drift) as a side effect.
+
+    Parameters
+    ----------
+    row : CheckRow
+        A judged check.
+    entry : dict or None
+        Its baseline entry (None: expected pass).
+    same_master : bool
+        Whether the row was measured at the baseline's master seed (drift is judged only then).
+
+    Returns
+    -------
+    str
+        ``ok``, ``known finding``, ``report``, ``regression``, ``finding now passes``, ``drift`` or
+        ``not run``.
+    """
     expected = entry["verdict"] if entry else PASS
     row.expected = expected
     row.finding = entry.get("finding", "") if entry else ""
@@ -94,7 +141,17 @@ def status_of(row, entry: dict | None, same_master: bool) -> str:
 
 
 def compare_with_baseline(rows, mode: str, master: int) -> None:
-    """Set ``expected``, ``finding`` and ``status`` of every row from its scenario folder's baseline."""
+    """Set ``expected``, ``finding`` and ``status`` of every row from its scenario folder's baseline.
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Judged checks (modified in place).
+    mode : {"quick", "full"}
+        The grid the rows were judged on.
+    master : int
+        The master seed of the rows.
+    """
     cache: dict[Path, dict] = {}
     for row in rows:
         path = _path_of(row)
@@ -106,14 +163,42 @@ def compare_with_baseline(rows, mode: str, master: int) -> None:
 
 
 def gate_passes(rows) -> bool:
-    """True iff every row's status is one the gate accepts (``ok``, ``known finding``, ``report``)."""
+    """Whether every row's status is one the gate accepts (``ok``, ``known finding``, ``report``).
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Rows compared with the baseline (:func:`compare_with_baseline`).
+
+    Returns
+    -------
+    bool
+        True iff ``simlab check`` may exit 0.
+    """
     return all(r.status in GATE_OK for r in rows)
 
 
 def update_baseline(rows, mode: str, master: int) -> list[str]:
-    """Rewrite the baseline entries of ``rows`` (expected verdict = the verdict now, measured value,
-    finding = the existing sentence if the verdict is unchanged, else the row's notes). Entries of
-    checks that are no longer registered are dropped. Returns one line per change."""
+    """Rewrite the baseline entries of ``rows`` on purpose.
+
+    The expected verdict becomes the verdict now, with the measured value; the finding is the existing
+    sentence if the verdict is unchanged, else the row's notes. Entries of checks that are no longer
+    registered are dropped.
+
+    Parameters
+    ----------
+    rows : list of CheckRow
+        Judged checks; rows that did not run are left alone.
+    mode : {"quick", "full"}
+        The grid the rows were judged on.
+    master : int
+        Their master seed (recorded; a baseline of another master is reset).
+
+    Returns
+    -------
+    list of str
+        One line per change.
+    """
     from simlab.experiments.claims import calibration_key
     from simlab.experiments.scenario import all_claims
 

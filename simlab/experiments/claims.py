@@ -51,11 +51,23 @@ class Measurement:
 
     @classmethod
     def undefined(cls, note: str) -> "Measurement":
-        """A measurement that could not be made (NaN value and CI), judged ``fail`` with ``note``."""
+        """A measurement that could not be made (NaN value and CI), judged ``fail`` with ``note``.
+
+        Parameters
+        ----------
+        note : str
+            Why it could not be made.
+
+        Returns
+        -------
+        Measurement
+            The failing measurement.
+        """
         return cls(float("nan"), (float("nan"), float("nan")), FAIL, note)
 
     @property
     def passed(self) -> bool:
+        """Whether the verdict is ``pass``."""
         return self.verdict == PASS
 
 
@@ -93,9 +105,17 @@ class CheckRow:
 
     @property
     def key(self) -> str:
+        """The check's key ``id|kind`` or ``id|kind|label`` (see :func:`calibration_key`)."""
         return calibration_key(self)
 
     def to_json(self) -> dict:
+        """The row as JSON-ready data (the fit object left out; NumPy scalars and arrays converted).
+
+        Returns
+        -------
+        dict
+            Field name -> value.
+        """
         out = asdict(self)
         out.pop("fit")
         return json.loads(json.dumps(out, default=_json_default))
@@ -110,8 +130,20 @@ def _json_default(o):
 
 
 def claim_rows(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
-    """Rows of the scenario's frame that the claim uses (its ``where`` filter: a value, or a predicate
-    applied to each value of the column)."""
+    """Rows of the scenario's frame that the claim uses (its ``where`` filter).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The scenario's rows.
+    claim : Claim
+        Its ``where`` maps a column to a value, or to a predicate applied to each value of the column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected rows (none if a ``where`` column is missing).
+    """
     for k, v in claim.where.items():
         if k not in df.columns:
             return df.iloc[0:0]
@@ -120,9 +152,25 @@ def claim_rows(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
 
 
 def claim_cells(scenario: Scenario, claims, mode: str) -> list[tuple[dict, int]]:
-    """The cells of ``mode`` that some of ``claims`` use: those whose params pass a claim's ``where``
-    filter (as in :func:`claim_rows`). A ``where`` key that is not a parameter of the cell (a metric,
-    say) cannot be decided before the cell runs, so it keeps the cell."""
+    """The cells of ``mode`` that some of ``claims`` use: those whose params pass a claim's ``where`` filter.
+
+    The filter is applied as in :func:`claim_rows`; a ``where`` key that is not a parameter of the cell
+    (a metric, say) cannot be decided before the cell runs, so it keeps the cell.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario.
+    claims : iterable of Claim
+        Claims of that scenario.
+    mode : {"quick", "full"}
+        The grid.
+
+    Returns
+    -------
+    list of (dict, int)
+        (params, replicate) of the cells to run.
+    """
     def used(params, claim) -> bool:
         return all(k not in params or (bool(v(params[k])) if callable(v) else params[k] == v)
                    for k, v in claim.where.items())
@@ -131,8 +179,28 @@ def claim_cells(scenario: Scenario, claims, mode: str) -> list[tuple[dict, int]]
 
 
 def evaluate_claim(df: pd.DataFrame, claim: Claim) -> Measurement:
-    """Judge ``claim`` on its rows (built-in kinds, or the claim's own ``evaluate``). The caller
-    handles claims without rows (see :func:`judge`)."""
+    """Judge ``claim`` on its rows (built-in kinds, or the claim's own ``evaluate``).
+
+    The caller handles claims without rows (see :func:`judge`). The verdict rules are those of
+    :mod:`simlab.experiments.rates`; failed fits past the cut (or failed cells) make the verdict ``fail``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The scenario's rows (the claim's ``where`` filter is applied here).
+    claim : Claim
+        The claim.
+
+    Returns
+    -------
+    Measurement
+        Measured value, CI, verdict, notes, the rate fit (rate kinds) and extras (slopes of ``also``).
+
+    Raises
+    ------
+    ValueError
+        If the claim's metric is not a stored column.
+    """
     rows = claim_rows(df, claim)
     if claim.evaluate is not None:
         return claim.evaluate(rows)
@@ -178,7 +246,18 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> Measurement:
 
 
 def convergence_table(fit: RateFit) -> list[dict]:
-    """deal.II-style table: grid value, mean error, standard error, local rate."""
+    """deal.II-style convergence table of a rate fit.
+
+    Parameters
+    ----------
+    fit : RateFit
+        The fit of :func:`simlab.experiments.rates.fit_rate`.
+
+    Returns
+    -------
+    list of dict
+        One row per grid value: ``x``, ``mean``, ``stderr`` and ``local_rate``.
+    """
     rates = fit.local_rates()
     se = dict(zip(fit.x, fit.stderr))
     return [{"x": float(x), "mean": float(m), "stderr": float(se.get(x, np.nan)),
@@ -186,8 +265,27 @@ def convergence_table(fit: RateFit) -> list[dict]:
 
 
 def scenario_frame(scenario: Scenario, store: Store, master: int, mode: str | None = None) -> pd.DataFrame:
-    """The scenario's rows stored under its current code fingerprint for this master seed, restricted
-    to ``mode``'s cells if given. Rows of other fingerprints never enter a verdict."""
+    """The scenario's rows stored under its current code fingerprint for this master seed.
+
+    Rows of other fingerprints never enter a verdict. Rows are sorted by (cell_key, replicate), so a
+    verdict does not depend on the order in which cells finished.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario.
+    store : Store
+        An open results store.
+    master : int
+        The master seed.
+    mode : {"quick", "full"}, optional
+        Keep only the cells of this grid.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Flat rows as :meth:`simlab.experiments.store.Store.rows` gives them (empty if none).
+    """
     df = pd.DataFrame(store.rows(scenario.name, scenario_fingerprint(scenario), master))
     if df.empty:
         return df
@@ -203,10 +301,38 @@ def scenario_frame(scenario: Scenario, store: Store, master: int, mode: str | No
 def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=None,
           master: int = DEFAULT_MASTER_SEED, progress: bool = True, run: bool = True,
           pairs=None, executor="local", scheduler: str | None = None) -> list[CheckRow]:
-    """Run what the selected claims need (reusing stored cells) and return one row per check, compared
-    with the baseline (``status``). ``pairs`` (scenario, claim) replaces the selection by ``ids``.
-    The scenarios stream through one executor (``executor``, ``scheduler``: see
-    :func:`simlab.experiments.sweep.open_executor`)."""
+    """Run what the selected claims need (reusing stored cells) and return one row per check.
+
+    Every row is compared with the baseline (``status``). The scenarios stream through one executor.
+
+    Parameters
+    ----------
+    ids : sequence of str, optional
+        Claim ids, id prefixes or scenario names (default: all claims judged in ``mode``).
+    mode : {"quick", "full"}, default "quick"
+        The grid.
+    workers : int, optional
+        Worker processes (default: all cores).
+    store_path : str or pathlib.Path, optional
+        The results store (default: ``$SIMLAB_STORE`` or ``results/simlab.sqlite``).
+    master : int, default DEFAULT_MASTER_SEED
+        The master seed.
+    progress : bool, default True
+        Show a progress bar.
+    run : bool, default True
+        Run missing cells first; False judges the stored cells only (``simlab report``).
+    pairs : list of (Scenario, Claim), optional
+        Replaces the selection by ``ids``.
+    executor : {"local", "dask"}, default "local"
+        Where cells run (see :func:`simlab.experiments.sweep.open_executor`).
+    scheduler : str, optional
+        Address of a Dask scheduler (``executor="dask"``).
+
+    Returns
+    -------
+    list of CheckRow
+        One row per check, with verdict and baseline status.
+    """
     from simlab.experiments.baseline import compare_with_baseline
 
     pairs = select_claims(ids, mode) if pairs is None else pairs
@@ -229,8 +355,24 @@ def check(ids=None, mode: str = "quick", workers: int | None = None, store_path=
 
 
 def judge(sc: Scenario, claim: Claim, df: pd.DataFrame) -> CheckRow:
-    """Evaluate one claim on the scenario's frame into a :class:`CheckRow`. A claim without rows is
-    ``not run``; an evaluation that raises is a failing row that says why."""
+    """Evaluate one claim on the scenario's frame into a :class:`CheckRow`.
+
+    A claim without rows is ``not run``; an evaluation that raises is a failing row that says why.
+
+    Parameters
+    ----------
+    sc : Scenario
+        The claim's scenario.
+    claim : Claim
+        The claim.
+    df : pandas.DataFrame
+        The scenario's frame (:func:`scenario_frame`).
+
+    Returns
+    -------
+    CheckRow
+        The verdict row, with its calibration record and margin when one exists.
+    """
     t0 = time.perf_counter()
     rows = claim_rows(df, claim) if not df.empty else df
     if rows.empty:
@@ -262,7 +404,18 @@ def judge(sc: Scenario, claim: Claim, df: pd.DataFrame) -> CheckRow:
 # ------------------------------------------------------------- calibration
 
 def calibration_path(sc: Scenario | None = None) -> Path:
-    """``calibration.json`` beside the scenario files (of ``sc``, or of the scenario directory)."""
+    """``calibration.json`` beside the scenario files (of ``sc``, or of the scenario directory).
+
+    Parameters
+    ----------
+    sc : Scenario, optional
+        A loaded scenario (its file's folder is used).
+
+    Returns
+    -------
+    pathlib.Path
+        The calibration record's path.
+    """
     if sc is not None and sc.path:
         return Path(sc.path).parent / "calibration.json"
     from simlab.experiments.scenario import scenario_dir
@@ -271,14 +424,26 @@ def calibration_path(sc: Scenario | None = None) -> Path:
 
 
 def calibration_margin(claim: Claim, mean: float, sd: float) -> float:
-    """Distance, in master-seed standard deviations, from the mean measured value to the verdict's
-    decision boundary, bias counted (docs/theory/claims.md §7.1: calibrated when >= 4).
+    """Distance, in master-seed sds, from the mean measured value to the verdict's decision boundary.
 
-    tight and identity-in-expectation: (tol - |mean - predicted|) / sd (the distance to the nearer
-    edge of the band, so a biased mean has less room); upper: (predicted + tol - mean) / sd for
-    direction 'inf', (mean - predicted + tol) / sd for 'zero'; ordering: the mean difference's
-    distance from the boundary (+tol for '<', -tol for '>') on the claimed side; identity: (tol - mean) / sd. A zero sd (a deterministic
-    check) gives +inf when the mean is inside the boundary and -inf otherwise.
+    Bias counted (docs/theory/claims.md §7.1: calibrated when >= 4). tight and identity-in-expectation:
+    (tol - abs(mean - predicted)) / sd (the distance to the nearer edge of the band, so a biased mean has
+    less room); upper: (predicted + tol - mean) / sd for direction 'inf', (mean - predicted + tol) / sd
+    for 'zero'; ordering: the mean difference's distance from the boundary (+tol for '<', -tol for '>')
+    on the claimed side; identity: (tol - mean) / sd.
+
+    Parameters
+    ----------
+    claim : Claim
+        The check.
+    mean, sd : float
+        Mean and standard deviation of the measured value over master seeds.
+
+    Returns
+    -------
+    float
+        The margin; +inf / -inf for a zero sd with the mean inside / outside the boundary; NaN for a
+        report-only claim.
     """
     if claim.kind in ("tight", "identity-in-expectation"):
         gap = claim.tol - abs(mean - claim.predicted)
@@ -300,14 +465,35 @@ def calibrate(ids, mode: str = "quick", workers: int | None = None, store_path=N
               scheduler: str | None = None) -> dict:
     """Rerun the selected claims over ``masters`` independent master seeds and record the spread.
 
-    The cells of every master seed stream through one executor together (``executor``,
-    ``scheduler``: see :func:`simlab.experiments.sweep.open_executor`), and only the cells the
-    selected claims use run (:func:`claim_cells`).
+    The cells of every master seed stream through one executor together, and only the cells the
+    selected claims use run (:func:`claim_cells`). The record per check (key id|kind|label: mean and sd
+    of the measured value over masters, predicted, tol, the margin of :func:`calibration_margin`, the pass
+    rate, the code fingerprint) is merged into the scenario folder's ``calibration.json``; a check is
+    calibrated iff its margin is >= 4 sd. Report-only claims are not calibrated.
 
-    The record per check (key id|kind|label: mean and sd of the measured value over masters,
-    predicted, tol, the margin of :func:`calibration_margin`, the pass rate, the code fingerprint) is
-    merged into the scenario folder's ``calibration.json``; a check is calibrated iff its margin is
-    >= 4 sd. Report-only claims are not calibrated.
+    Parameters
+    ----------
+    ids : sequence of str
+        Claim ids or prefixes (empty: all).
+    mode : {"quick", "full"}, default "quick"
+        The grid.
+    workers : int, optional
+        Worker processes.
+    store_path : str or pathlib.Path, optional
+        The results store.
+    masters : int, default 30
+        Number of master seeds (>= 2).
+    progress : bool, default True
+        Show a progress bar.
+    executor : {"local", "dask"}, default "local"
+        Where cells run (see :func:`simlab.experiments.sweep.open_executor`).
+    scheduler : str, optional
+        Address of a Dask scheduler (``executor="dask"``).
+
+    Returns
+    -------
+    dict
+        Check key -> its calibration record.
     """
     if masters < 2:
         raise ValueError(f"masters must be >= 2, got {masters}")
@@ -357,10 +543,33 @@ def _atomic_json(path: Path, obj) -> None:
 
 
 def calibration_key(row) -> str:
-    """'id|kind' or 'id|kind|label' (a CheckRow or a Claim)."""
+    """The key ``id|kind`` or ``id|kind|label`` of a check.
+
+    Parameters
+    ----------
+    row : CheckRow or Claim
+        Anything with ``id``, ``kind`` and ``label``.
+
+    Returns
+    -------
+    str
+        The key used by the baseline and the calibration record.
+    """
     return f"{row.id}|{row.kind}" + (f"|{row.label}" if row.label else "")
 
 
 def load_calibration(sc: Scenario | None = None) -> dict:
+    """The calibration record of a scenario folder.
+
+    Parameters
+    ----------
+    sc : Scenario, optional
+        A loaded scenario (default: the scenario directory).
+
+    Returns
+    -------
+    dict
+        Check key -> record; empty if there is no ``calibration.json``.
+    """
     path = calibration_path(sc)
     return json.loads(path.read_text()) if path.exists() else {}

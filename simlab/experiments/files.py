@@ -13,7 +13,20 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` atomically; returns False (and writes nothing) when unchanged."""
+    """Write ``data`` to ``path`` atomically (a temporary file renamed over the target).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The target; its folder is created when needed.
+    data : bytes
+        The content.
+
+    Returns
+    -------
+    bool
+        True if the file was written, False (and nothing written) when its content already equals ``data``.
+    """
     path = Path(path)
     if path.is_file() and path.read_bytes() == data:
         return False
@@ -30,5 +43,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> bool:
 
 
 def atomic_write_text(path: str | Path, text: str) -> bool:
-    """:func:`atomic_write_bytes` of UTF-8 text."""
+    """:func:`atomic_write_bytes` of UTF-8 text.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The target.
+    text : str
+        The content.
+
+    Returns
+    -------
+    bool
+        True if the file was written, False when unchanged.
+    """
     return atomic_write_bytes(path, text.encode("utf-8"))

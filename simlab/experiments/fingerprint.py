@@ -19,7 +19,13 @@ FINGERPRINT_LENGTH = 16
 
 @functools.lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries whose arithmetic a cell depends on."""
+    """Versions of Python and of the libraries whose arithmetic a cell depends on.
+
+    Returns
+    -------
+    dict of str to str
+        ``python``, ``numpy``, ``scipy`` and ``numba`` versions.
+    """
     import numba
     import numpy
     import scipy
@@ -29,8 +35,21 @@ def library_versions() -> dict[str, str]:
 
 
 def refuse_package_write(path: Path) -> None:
-    """Records (calibration, baseline) are written beside the scenario files; never into an installed
-    package: raise a ValueError that says how to work on a copy instead."""
+    """Refuse to write a record (calibration, baseline) into the installed package.
+
+    Records are written beside the scenario files; a folder inside the installed simlab package is
+    refused with a ``ValueError`` that says how to work on a copy instead.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file about to be written.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` lies inside the installed package.
+    """
     if Path(path).resolve().is_relative_to(PACKAGE_ROOT):
         raise ValueError(f"{path} is inside the installed simlab package; copy the studies "
                          f"(simlab/scenarios) to a folder of your own and pass --scenarios DIR")
@@ -44,8 +63,16 @@ def _hash_files(h, root: Path, files) -> None:
 
 @functools.lru_cache(maxsize=1)
 def package_fingerprint() -> str:
-    """SHA-256 (hex, truncated) of every ``.py`` file of the installed simlab package and the library
-    versions. Computed once per process."""
+    """SHA-256 (hex, truncated) of every ``.py`` file of the installed simlab package and the library versions.
+
+    Computed once per process. Studies shipped inside a wheel (``simlab/scenarios``) count per scenario,
+    not here, so a checkout and a wheel of the same code have the same fingerprints.
+
+    Returns
+    -------
+    str
+        The package fingerprint.
+    """
     h = hashlib.sha256()
     # an installed wheel carries the studies as simlab/scenarios: they count per scenario, not here,
     # so a checkout and a wheel of the same code have the same fingerprints
@@ -56,7 +83,18 @@ def package_fingerprint() -> str:
 
 
 def scenario_source(scenario) -> Path | None:
-    """The file that defines ``scenario``: its recorded path, else the file of its cell function."""
+    """The file that defines ``scenario``: its recorded path, else the file of its cell function.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A scenario.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The file, or None when it cannot be found.
+    """
     if getattr(scenario, "path", ""):
         return Path(scenario.path)
     try:
@@ -67,8 +105,21 @@ def scenario_source(scenario) -> Path | None:
 
 
 def scenario_fingerprint(scenario) -> str:
-    """Fingerprint of everything that decides a scenario's numbers: the package fingerprint, the
-    scenario's file and the private helper modules beside it (``_*.py``), and its declared version."""
+    """Fingerprint of everything that decides a scenario's numbers.
+
+    That is the package fingerprint, the scenario's file and the private helper modules beside it
+    (``_*.py``), and its declared version.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A scenario.
+
+    Returns
+    -------
+    str
+        The key under which its cells are stored.
+    """
     h = hashlib.sha256(package_fingerprint().encode())
     h.update(str(getattr(scenario, "version", "")).encode() + b"\0")
     src = scenario_source(scenario)

@@ -36,7 +36,13 @@ class RateFit:
     mean_all: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def local_rates(self) -> np.ndarray:
-        """Local rates log(e_i / e_{i-1}) / log(x_i / x_{i-1}) over all grid points (first is NaN)."""
+        """Local rates log(e_i / e_{i-1}) / log(x_i / x_{i-1}) over all grid points.
+
+        Returns
+        -------
+        ndarray
+            One rate per grid value of ``x_all``; the first is NaN.
+        """
         r = np.full(self.x_all.size, np.nan)
         r[1:] = np.diff(np.log(self.mean_all)) / np.diff(np.log(self.x_all))
         return r
@@ -50,10 +56,33 @@ def _ols_slope(logx: np.ndarray, logy: np.ndarray) -> np.ndarray:
 
 def fit_rate(x: np.ndarray, values: np.ndarray, replicate: np.ndarray, cut: float | None = None,
              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> RateFit:
-    """Fit log(mean values) ~ slope * log(x) over points with x >= cut.
+    """Fit log(mean values) ~ slope * log(x) over the grid points with x >= cut (docs/theory/claims.md §7.1).
 
-    ``x``, ``values`` and ``replicate`` are per-cell arrays. Non-finite values count as failures: they
-    are reported per point and excluded from the mean (the verdict layer decides what they mean).
+    The 95% CI is a percentile bootstrap that resamples replicates jointly across grid points (valid for
+    independent seeds, and it keeps the pairing of nested prefixes). Non-finite values count as failures:
+    they are reported per point and excluded from the mean (the verdict layer decides what they mean).
+
+    Parameters
+    ----------
+    x, values, replicate : ndarray
+        Per-cell grid value, metric and replicate index.
+    cut : float, optional
+        Pre-asymptotic cut: only grid values >= cut enter the fit (default: all).
+    resamples : int, default BOOTSTRAP_RESAMPLES
+        Bootstrap resamples.
+    seed : int, default BOOTSTRAP_SEED
+        Seed of the bootstrap (fixed, so a verdict is reproducible).
+
+    Returns
+    -------
+    RateFit
+        Slope, intercept, CI (NaN when too few resamples are finite), the median-based slope and the
+        per-point statistics.
+
+    Raises
+    ------
+    ValueError
+        If fewer than 2 grid points lie at or beyond the cut.
     """
     x = np.asarray(x, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -110,7 +139,26 @@ def fit_rate(x: np.ndarray, values: np.ndarray, replicate: np.ndarray, cut: floa
 
 def mean_with_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
                  seed: int = BOOTSTRAP_SEED) -> tuple[float, tuple[float, float], int]:
-    """(mean, 95% percentile-bootstrap CI, failures) of per-seed values; non-finite ones are failures."""
+    """Mean and 95% percentile-bootstrap CI of per-seed values; non-finite ones are failures.
+
+    Parameters
+    ----------
+    values : ndarray
+        One value per seed.
+    resamples : int, default BOOTSTRAP_RESAMPLES
+        Bootstrap resamples.
+    seed : int, default BOOTSTRAP_SEED
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    mean : float
+        Mean of the finite values (NaN if none).
+    ci : tuple of float
+        The 95% CI.
+    failures : int
+        Number of non-finite values.
+    """
     v = np.asarray(values, dtype=float)
     ok = v[np.isfinite(v)]
     if ok.size == 0:
@@ -146,9 +194,26 @@ def _finite(ci) -> bool:
 def verdict_band(ci: tuple[float, float], predicted: float, tol: float) -> tuple[str, str]:
     """Equivalence test of a CI against the band [predicted - tol, predicted + tol].
 
-    pass iff the whole CI lies inside the band, fail iff the CI and the band are disjoint,
-    inconclusive otherwise (the data cannot tell: buy precision). Used by ``tight`` (on a slope) and
-    ``identity-in-expectation`` (on a mean ratio)."""
+    pass iff the whole CI lies inside the band, fail iff the CI and the band are disjoint, inconclusive
+    otherwise (the data cannot tell: buy precision). Used by ``tight`` (on a slope) and
+    ``identity-in-expectation`` (on a mean ratio).
+
+    Parameters
+    ----------
+    ci : tuple of float
+        The 95% CI (low, high) of the measured value.
+    predicted : float
+        Centre of the band.
+    tol : float
+        Half-width of the band.
+
+    Returns
+    -------
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+    note : str
+        Why, when the verdict is not ``pass`` (empty otherwise).
+    """
     lo, hi = predicted - tol, predicted + tol
     if not _finite(ci):
         return INCONCLUSIVE, "no finite CI"
@@ -160,17 +225,53 @@ def verdict_band(ci: tuple[float, float], predicted: float, tol: float) -> tuple
 
 
 def verdict_tight(ci: tuple[float, float], predicted: float, tol: float) -> tuple[str, str]:
-    """``tight(s, tol)``: the slope's CI lies in [s - tol, s + tol] (see :func:`verdict_band`)."""
+    """``tight(s, tol)``: the slope's CI lies in [s - tol, s + tol] (see :func:`verdict_band`).
+
+    Parameters
+    ----------
+    ci : tuple of float
+        The 95% CI (low, high) of the measured value.
+    predicted : float
+        Centre of the band.
+    tol : float
+        Half-width of the band.
+
+    Returns
+    -------
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+    note : str
+        Why, when the verdict is not ``pass`` (empty otherwise).
+    """
     return verdict_band(ci, predicted, tol)
 
 
 def verdict_upper(ci: tuple[float, float], predicted: float, tol: float, direction: str) -> tuple[str, str]:
     """``upper(s, tol, dir)``: a bound O(knob^s), judged on the CI.
 
-    direction ``"inf"`` (the quantity decays as the knob grows; a faster decay satisfies the bound):
-    pass iff CI high <= s + tol, fail iff CI low > s + tol, else inconclusive.
-    direction ``"zero"`` (the knob shrinks to 0; a larger exponent is a faster decay): pass iff
-    CI low >= s - tol, fail iff CI high < s - tol, else inconclusive."""
+    Direction ``"inf"`` (the quantity decays as the knob grows; a faster decay satisfies the bound):
+    pass iff CI high <= s + tol, fail iff CI low > s + tol, else inconclusive. Direction ``"zero"`` (the
+    knob shrinks to 0; a larger exponent is a faster decay): pass iff CI low >= s - tol, fail iff
+    CI high < s - tol, else inconclusive.
+
+    Parameters
+    ----------
+    ci : tuple of float
+        The 95% CI (low, high) of the measured value.
+    predicted : float
+        The bound's exponent s.
+    tol : float
+        Tolerance on the exponent.
+    direction : {"inf", "zero"}
+        Where the knob goes.
+
+    Returns
+    -------
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+    note : str
+        Why, when the verdict is not ``pass`` (empty otherwise).
+    """
     if direction not in ("inf", "zero"):
         raise ValueError(f"direction must be 'inf' or 'zero', got {direction!r}")
     if not _finite(ci):
@@ -191,15 +292,49 @@ def verdict_upper(ci: tuple[float, float], predicted: float, tol: float, directi
 
 
 def verdict_identity_in_expectation(ci: tuple[float, float], predicted: float, tol: float) -> tuple[str, str]:
-    """The CI of the mean ratio lies in [predicted - tol, predicted + tol] (see :func:`verdict_band`)."""
+    """The CI of the mean ratio lies in [predicted - tol, predicted + tol] (see :func:`verdict_band`).
+
+    Parameters
+    ----------
+    ci : tuple of float
+        The 95% CI (low, high) of the measured value.
+    predicted : float
+        Centre of the band.
+    tol : float
+        Half-width of the band.
+
+    Returns
+    -------
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+    note : str
+        Why, when the verdict is not ``pass`` (empty otherwise).
+    """
     return verdict_band(ci, predicted, tol)
 
 
 def verdict_ordering(ci: tuple[float, float], side: str, tol: float = 0.0) -> tuple[str, str]:
-    """Sign of a mean difference: side ``"<"`` passes iff the CI lies strictly below ``tol`` and fails
-    iff it lies strictly above it (mirror for ``">"`` with the boundary ``-tol``); a CI that contains
-    the boundary is inconclusive. ``tol`` (default 0) admits ties within round-off for deterministic
-    orderings."""
+    """Sign of a mean difference, judged on its CI.
+
+    Side ``"<"`` passes iff the CI lies strictly below ``tol`` and fails iff it lies strictly above it
+    (mirror for ``">"`` with the boundary ``-tol``); a CI that contains the boundary is inconclusive.
+
+    Parameters
+    ----------
+    ci : tuple of float
+        The 95% CI (low, high) of the measured value.
+    side : {"<", ">"}
+        The claimed side of the boundary.
+    tol : float, default 0.0
+        Admits ties within round-off for deterministic orderings.
+
+    Returns
+    -------
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+    note : str
+        Why, when the verdict is not ``pass`` (empty otherwise).
+    """
     if side not in ("<", ">"):
         raise ValueError(f"side must be '<' or '>', got {side!r}")
     if not _finite(ci):
@@ -214,14 +349,45 @@ def verdict_ordering(ci: tuple[float, float], side: str, tol: float = 0.0) -> tu
 
 
 def verdict_identity(worst: float, tol: float) -> tuple[str, str]:
-    """Deterministic identity: pass iff the largest |error| is finite and <= tol, else fail."""
+    """Deterministic identity: pass iff the largest absolute error is finite and <= tol, else fail.
+
+    Parameters
+    ----------
+    worst : float
+        max over cells of the absolute error.
+    tol : float
+        Allowed error.
+
+    Returns
+    -------
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+    note : str
+        Why, when the verdict is not ``pass`` (empty otherwise).
+    """
     if np.isfinite(worst) and worst <= tol:
         return PASS, ""
     return FAIL, f"max |error| = {worst:.3g} > {tol:g}"
 
 
 def as_verdict(value) -> str:
-    """Normalise a verdict given as a bool (True = pass) or one of :data:`VERDICTS`."""
+    """Normalise a verdict given as a bool (True = pass) or one of :data:`VERDICTS`.
+
+    Parameters
+    ----------
+    value : bool or str
+        The verdict.
+
+    Returns
+    -------
+    str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
     if isinstance(value, (bool, np.bool_)):
         return PASS if value else FAIL
     if value in VERDICTS:

@@ -27,13 +27,35 @@ DEFAULT_MASTER_SEED = 20261123
 
 
 def stable_hash(obj) -> int:
-    """A 63-bit integer hash of a JSON-serialisable object, stable across processes and runs."""
+    """A 63-bit integer hash of a JSON-serialisable object, stable across processes and runs.
+
+    Parameters
+    ----------
+    obj : object
+        JSON-serialisable (keys sorted; other values through ``float``).
+
+    Returns
+    -------
+    int
+        The first 8 bytes of the SHA-256 of its canonical JSON, shifted to 63 bits.
+    """
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=float)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def cell_key(params: Mapping) -> str:
-    """Canonical text of a cell's parameters (the store's key)."""
+    """Canonical text of a cell's parameters (the store's key).
+
+    Parameters
+    ----------
+    params : Mapping
+        The cell's parameters.
+
+    Returns
+    -------
+    str
+        Compact JSON with sorted keys.
+    """
     return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=float)
 
 
@@ -52,12 +74,24 @@ class CellSeeds:
 
 
 def cached_per_instance(fn: Callable | None = None, *, maxsize: int = 32) -> Callable:
-    """Cache ``fn(instance, *args)`` per process, keyed by the environment instance's seed and the
-    (hashable) remaining arguments: the population side of a study (environment, atoms, exact
-    targets) is computed once per instance and reused by every cell of that instance.
+    """Cache ``fn(instance, *args)`` per process, keyed by the environment instance's seed and the other arguments.
 
-    ``instance`` is a cell's ``seeds.instance`` (a ``SeedSequence``); ``fn`` receives an equal,
-    freshly built ``SeedSequence``, so it may consume it freely.
+    The population side of a study (environment, atoms, exact targets) is then computed once per
+    instance and reused by every cell of that instance. ``instance`` is a cell's ``seeds.instance`` (a
+    ``SeedSequence``); ``fn`` receives an equal, freshly built ``SeedSequence``, so it may consume it
+    freely. Usable bare (``@cached_per_instance``) or with options.
+
+    Parameters
+    ----------
+    fn : callable, optional
+        ``fn(instance, *args)`` with hashable ``args`` (given when used bare).
+    maxsize : int, default 32
+        Entries kept per process (least recently used first out).
+
+    Returns
+    -------
+    callable
+        The cached function (with ``cache_clear()``), or a decorator that makes one.
     """
     def wrap(f):
         @functools.lru_cache(maxsize=maxsize)
@@ -90,6 +124,18 @@ class Experiment:
     seeds: Mapping | None = None
 
     def products(self, mode: str) -> list[dict]:
+        """The grid products of ``mode``, each with ``experiment`` set to this experiment's name.
+
+        Parameters
+        ----------
+        mode : {"quick", "full"}
+            The grid.
+
+        Returns
+        -------
+        list of dict
+            Axis -> list of values per product, with ``seeds`` when the experiment overrides them.
+        """
         grid = getattr(self, mode)
         products = [grid] if isinstance(grid, Mapping) else list(grid)
         out = []
@@ -168,7 +214,9 @@ class Scenario:
     ``grids[mode]`` is a dict axis -> list of values (one Cartesian product) or a list of such dicts
     (a union of products); a product dict may carry ``"seeds": int`` to override ``seeds[mode]``.
     Alternatively ``experiments`` (named :class:`Experiment` units) state both modes' grids per unit.
-    ``fixed`` is merged into every cell's params.
+    ``fixed`` is merged into every cell's params. ``metrics`` (optional) maps a metric name the cell
+    returns to a one-line description; ``simlab results NAME --describe`` shows it (and
+    ``(undocumented)`` for a metric it does not name).
     """
 
     name: str
@@ -185,8 +233,13 @@ class Scenario:
     figures: tuple = ()
     crn_note: str = ""
     path: str = ""
+    metrics: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
+        if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in self.metrics.items()):
+            raise ValueError(f"scenario {self.name!r}: metrics must map each metric name to a non-empty "
+                             "description (str -> str)")
+        object.__setattr__(self, "metrics", dict(self.metrics))
         object.__setattr__(self, "claims", tuple(self.claims))
         object.__setattr__(self, "figures", tuple(self.figures))
         object.__setattr__(self, "experiments", tuple(self.experiments))
@@ -235,7 +288,18 @@ class Scenario:
         return stable_hash(self.name)
 
     def cells(self, mode: str) -> list[tuple[dict, int]]:
-        """All (params, replicate) of ``mode``, deduplicated, in a deterministic order."""
+        """All (params, replicate) of ``mode``, deduplicated, in a deterministic order.
+
+        Parameters
+        ----------
+        mode : {"quick", "full"}
+            The grid.
+
+        Returns
+        -------
+        list of (dict, int)
+            Each cell's parameters (``fixed`` merged with one grid point) and replicate index.
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         out, seen = [], set()
@@ -253,7 +317,23 @@ class Scenario:
         return out
 
     def seeds_for(self, params: Mapping, replicate: int, master: int) -> CellSeeds:
-        """The cell's seeds (see :class:`CellSeeds`)."""
+        """The cell's seeds (see :class:`CellSeeds`).
+
+        Parameters
+        ----------
+        params : Mapping
+            The cell's parameters.
+        replicate : int
+            The replicate index.
+        master : int
+            The master seed.
+
+        Returns
+        -------
+        CellSeeds
+            ``instance`` from (master, scenario, ``env_draw``); ``sample`` from (master, scenario, params
+            without the shared axes, replicate).
+        """
         env_draw = int(params.get("env_draw", 0))
         reduced = {k: v for k, v in params.items() if k not in self.shared_seed_axes}
         instance = np.random.SeedSequence(master, spawn_key=(self.tag, 0, env_draw))
@@ -261,7 +341,13 @@ class Scenario:
         return CellSeeds(instance=instance, sample=sample, replicate=replicate)
 
     def config(self) -> dict:
-        """The resolved configuration recorded as provenance with every run."""
+        """The resolved configuration recorded as provenance with every run.
+
+        Returns
+        -------
+        dict
+            Name, version, study, fixed parameters, grids, seeds, shared seed axes and claim ids.
+        """
         return {"name": self.name, "version": self.version, "study": self.study,
                 "fixed": dict(self.fixed), "grids": {m: self.grids[m] for m in MODES},
                 "seeds": dict(self.seeds), "shared_seed_axes": list(self.shared_seed_axes),
@@ -275,8 +361,14 @@ class ScenarioLoadError(ValueError):
 
 
 def registered_scenario_dir() -> Path:
-    """The studies that ship with simlab: the ``simlab.scenarios`` package of an installed wheel, or
-    the ``scenarios`` folder of a source checkout."""
+    """The studies that ship with simlab.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``simlab.scenarios`` package of an installed wheel, or the ``scenarios`` folder of a source
+        checkout.
+    """
     import importlib.util
 
     spec = importlib.util.find_spec("simlab.scenarios")
@@ -286,8 +378,20 @@ def registered_scenario_dir() -> Path:
 
 
 def scenario_dir() -> Path:
-    """Where scenario files live: ``$SIMLAB_SCENARIOS`` (set by ``--scenarios DIR``), else the
-    registered studies (:func:`registered_scenario_dir`). The current directory plays no part."""
+    """Where scenario files live: ``$SIMLAB_SCENARIOS`` (set by ``--scenarios DIR``), else the registered studies.
+
+    The current directory plays no part.
+
+    Returns
+    -------
+    pathlib.Path
+        The scenario folder.
+
+    Raises
+    ------
+    ValueError
+        If that folder is not a directory.
+    """
     env = os.environ.get("SIMLAB_SCENARIOS")
     path = Path(env) if env else registered_scenario_dir()
     if not path.is_dir():
@@ -297,7 +401,18 @@ def scenario_dir() -> Path:
 
 
 def defines_scenario(path: Path) -> bool:
-    """Whether a file assigns ``SCENARIO`` at module level (checked without executing it)."""
+    """Whether a file assigns ``SCENARIO`` at module level (checked without executing it).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A Python file.
+
+    Returns
+    -------
+    bool
+        True if it does, or if it cannot be parsed (so that the loader reports the real error).
+    """
     import ast
 
     try:
@@ -312,8 +427,20 @@ def defines_scenario(path: Path) -> bool:
 
 
 def scenario_names(note=None) -> list[str]:
-    """Names of the scenario files in :func:`scenario_dir`. Files that do not define ``SCENARIO``
-    are skipped (with a one-line note through ``note`` if given); ``_*.py`` are helper modules."""
+    """Names of the scenario files in :func:`scenario_dir`.
+
+    Files that do not define ``SCENARIO`` are skipped; ``_*.py`` are helper modules.
+
+    Parameters
+    ----------
+    note : callable, optional
+        Called with a one-line note for each skipped file.
+
+    Returns
+    -------
+    list of str
+        File stems, sorted.
+    """
     names = []
     for p in sorted(scenario_dir().glob("*.py")):
         if p.stem.startswith("_"):
@@ -329,7 +456,24 @@ _LOADED: dict[str, Scenario] = {}
 
 
 def load_scenario(name: str) -> Scenario:
-    """Import ``<scenario folder>/<name>.py`` and return its ``SCENARIO`` (clear errors for bad input)."""
+    """Import ``<scenario folder>/<name>.py`` and return its ``SCENARIO`` (cached per folder and name).
+
+    Parameters
+    ----------
+    name : str
+        The scenario's name (its file's stem).
+
+    Returns
+    -------
+    Scenario
+        The scenario, with ``path`` set to its file.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; :class:`ScenarioLoadError` (a ``ValueError``) for a file that fails to load,
+        defines no ``SCENARIO`` or declares another name.
+    """
     key = f"{scenario_dir()}::{name}"
     if key in _LOADED:
         return _LOADED[key]
@@ -363,9 +507,18 @@ def all_claims(strict: bool = False) -> list[tuple[Scenario, Claim]]:
     """Every (scenario, claim) pair declared by the scenario files, in file order.
 
     A scenario file that fails to load is skipped with a one-line message on stderr and recorded in
-    :data:`LOAD_ERRORS` (the CLI then exits non-zero), so one broken study does not block the others;
-    ``strict=True`` raises instead. Two checks with the same key (id, kind, label), in one file or
-    across files, are an error.
+    :data:`LOAD_ERRORS` (the CLI then exits non-zero), so one broken study does not block the others.
+    Two checks with the same key (id, kind, label), in one file or across files, are an error.
+
+    Parameters
+    ----------
+    strict : bool, default False
+        Raise on a scenario file that fails to load instead of skipping it.
+
+    Returns
+    -------
+    list of (Scenario, Claim)
+        The declared checks.
     """
     out, seen = [], {}
     LOAD_ERRORS.clear()
@@ -389,8 +542,25 @@ def all_claims(strict: bool = False) -> list[tuple[Scenario, Claim]]:
 
 
 def select_claims(ids: Sequence[str] | None, mode: str | None = None) -> list[tuple[Scenario, Claim]]:
-    """Claims whose id equals or starts with one of ``ids`` (all if empty), restricted to the claims
-    judged in ``mode`` if given; unknown ids fail clearly."""
+    """Claims whose id equals or starts with one of ``ids`` (or whose scenario is named), all if empty.
+
+    Parameters
+    ----------
+    ids : sequence of str, optional
+        Claim ids, id prefixes (``dpo`` selects ``dpo.*``) or scenario names.
+    mode : {"quick", "full"}, optional
+        Keep only the claims judged in this grid.
+
+    Returns
+    -------
+    list of (Scenario, Claim)
+        The selected checks.
+
+    Raises
+    ------
+    ValueError
+        For an id that selects nothing.
+    """
     pairs = all_claims()
     if mode is not None:
         pairs = [p for p in pairs if mode in p[1].modes]

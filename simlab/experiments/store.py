@@ -284,17 +284,3 @@ class Store:
                       (time.strftime("%Y-%m-%dT%H:%M:%S"), mode, master, json.dumps(rows),
                        json.dumps(provenance())), commit=True)
 
-
-def results(scenario: str, store: str | Path | None = None, master: int | None = None):
-    """Stored cells of ``scenario`` under the current code fingerprint as a DataFrame, one row per cell."""
-    import pandas as pd
-
-    from simlab.experiments.fingerprint import scenario_fingerprint
-    from simlab.experiments.scenario import load_scenario
-
-    sc = load_scenario(scenario)
-    st = Store(store, create=False)
-    try:
-        return pd.DataFrame(st.rows(scenario, scenario_fingerprint(sc), master))
-    finally:
-        st.close()

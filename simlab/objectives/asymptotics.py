@@ -65,7 +65,18 @@ class Sandwich:
     cov: np.ndarray
 
     def constant(self, metric: np.ndarray | None = None) -> float:
-        """lim n E||theta_hat - theta*||_A^2 = tr(A cov) (A = I by default)."""
+        """lim n E||theta_hat - theta*||_A^2 = tr(A cov).
+
+        Parameters
+        ----------
+        metric : (d, d) ndarray, optional
+            The norm's matrix A (default the identity).
+
+        Returns
+        -------
+        float
+            The asymptotic constant C_A.
+        """
         return float(np.trace(self.cov)) if metric is None else float(np.trace(metric @ self.cov))
 
     @property
@@ -90,12 +101,34 @@ def _assemble(J: np.ndarray, g: np.ndarray, p: np.ndarray, d: int) -> Sandwich:
 
 
 def f_divergence_sandwich(losses, grads, hess_sum, probs, divergence: str, radius: float) -> Sandwich:
-    """Sandwich of argmin_theta sup_{D(q||p) <= radius} <q, l(theta)> at a minimiser theta* (module doc).
+    """Sandwich of argmin_theta sup_{D(q||p) <= radius} <q, l(theta)> at a minimiser theta* (see the module docstring).
 
-    ``losses`` (A,), ``grads`` (A, d) and ``hess_sum(w) = sum_j w_j Hess l_j`` are evaluated at theta*;
-    ``divergence``: "none" (nominal risk), "kl" (constrained ball), "kl_tau" (penalised, ``radius`` = tau),
-    "chi2" (exact ball). Atoms with p_j = 0 are dropped (their influence rows are 0). Raises ValueError
-    for a saturated ball (the worst case is a max, not a smooth functional of p).
+    Atoms with p_j = 0 are dropped (their influence rows are 0).
+
+    Parameters
+    ----------
+    losses : (A,) array_like
+        Per-atom losses l_j(theta*).
+    grads : (A, d) array_like
+        Per-atom gradients at theta*.
+    hess_sum : callable
+        ``hess_sum(w) = sum_j w_j Hess l_j(theta*)`` for weights w of shape (A,).
+    probs : (A,) array_like
+        Atom probabilities p0.
+    divergence : {"none", "kl", "kl_tau", "chi2"}
+        Nominal risk, KL-constrained ball, KL-penalised (``radius`` = tau) or chi^2 ball.
+    radius : float
+        Ball radius (or tau).
+
+    Returns
+    -------
+    Sandwich
+        Hessian, influence rows and asymptotic covariance.
+
+    Raises
+    ------
+    ValueError
+        For a saturated ball (the worst case is then a max, not a smooth functional of p).
     """
     check_choice("divergence", divergence, F_DIVERGENCES)
     l = check_array("losses", losses, ndim=1)
@@ -164,9 +197,33 @@ def f_divergence_sandwich(losses, grads, hess_sum, probs, divergence: str, radiu
 def rebel_sandwich(objective: str, theta, theta_anc, eta, dphi, dr, probs, radius: float = 0.0) -> Sandwich:
     """Sandwich of one REBEL / DRO-REBEL iteration's estimator at its population minimiser ``theta``.
 
-    ``objective`` in {"rebel", "w2" (exact W2, square-root form), "kl" (constrained), "kl_tau", "chi2"}; the
-    same objectives as :func:`simlab.solvers.rebel.fit_rebel`. Losses e_j^2 with e_j = (theta -
-    theta_anc)^T dphi_j/eta - dr_j, gradients (2/eta) e_j dphi_j, Hessians (2/eta^2) dphi_j dphi_j^T.
+    Losses e_j^2 with e_j = (theta - theta_anc)^T dphi_j/eta - dr_j, gradients (2/eta) e_j dphi_j,
+    Hessians (2/eta^2) dphi_j dphi_j^T (docs/theory/rebel.md §4.7).
+
+    Parameters
+    ----------
+    objective : {"rebel", "w2", "kl", "kl_tau", "chi2"}
+        The objectives of :func:`simlab.solvers.rebel.fit_rebel` ("w2": exact W2 in square-root form;
+        "kl": constrained; "kl_tau": penalised).
+    theta : (d,) array_like
+        The population minimiser.
+    theta_anc : (d,) array_like
+        The iteration's anchor theta_t.
+    eta : float
+        REBEL step size.
+    dphi : (A, d) array_like
+        Feature differences.
+    dr : (A,) array_like
+        Observed reward differences.
+    probs : (A,) array_like
+        Atom probabilities.
+    radius : float, default 0.0
+        Ball radius (tau for "kl_tau").
+
+    Returns
+    -------
+    Sandwich
+        Hessian, influence rows and asymptotic covariance.
     """
     check_choice("objective", objective, REBEL_OBJECTIVES)
     dphi = check_array("dphi", dphi, ndim=2)
@@ -198,9 +255,33 @@ def rebel_sandwich(objective: str, theta, theta_anc, eta, dphi, dr, probs, radiu
 def dpo_sandwich(objective: str, theta, theta_ref, beta, dphi, y, probs, radius: float = 0.0) -> Sandwich:
     """Sandwich of a DPO-family estimator at its population minimiser ``theta``.
 
-    ``objective`` in {"dpo", "wdpo_surrogate" (radius = rho0), "kldpo_penalized" (radius = tau),
-    "kldpo_constrained", "chi2dpo"}, the objectives of :func:`simlab.solvers.robust_dpo.fit_robust_dpo_exact`.
-    Losses softplus(h) - y h, h = beta (theta - theta_ref)^T dphi; gradients beta (sigma(h) - y) dphi.
+    Losses softplus(h) - y h, h = beta (theta - theta_ref)^T dphi; gradients beta (sigma(h) - y) dphi
+    (docs/theory/rebel.md §4.7 for the M-estimator prediction).
+
+    Parameters
+    ----------
+    objective : {"dpo", "wdpo_surrogate", "kldpo_penalized", "kldpo_constrained", "chi2dpo"}
+        The objectives of :func:`simlab.solvers.robust_dpo.fit_robust_dpo_exact` (``radius`` is rho0 for
+        "wdpo_surrogate" and tau for "kldpo_penalized").
+    theta : (d,) array_like
+        The population minimiser.
+    theta_ref : (d,) array_like
+        Reference policy parameter.
+    beta : float
+        KL temperature.
+    dphi : (A, d) array_like
+        Feature differences.
+    y : (A,) array_like
+        Labels.
+    probs : (A,) array_like
+        Atom probabilities.
+    radius : float, default 0.0
+        Ball radius (or rho0, tau).
+
+    Returns
+    -------
+    Sandwich
+        Hessian, influence rows and asymptotic covariance.
     """
     check_choice("objective", objective, DPO_OBJECTIVES)
     dphi = check_array("dphi", dphi, ndim=2)
@@ -237,8 +318,36 @@ def dpo_sandwich(objective: str, theta, theta_ref, beta, dphi, y, probs, radius:
 
 
 def rebel_objective_value_grad_hess(objective: str, theta, theta_anc, eta, dphi, dr, w, radius: float):
-    """(value, grad, Hessian) of the REBEL-family objective named as in :func:`rebel_sandwich` (the
-    objective whose minimiser the sandwich describes); used by tests and for population Hessians."""
+    """(value, grad, Hessian) of the REBEL-family objective named as in :func:`rebel_sandwich`.
+
+    The objective whose minimiser the sandwich describes; used by tests and for population Hessians.
+
+    Parameters
+    ----------
+    objective : {"rebel", "w2", "kl", "kl_tau", "chi2"}
+        The objective.
+    theta, theta_anc : (d,) array_like
+        Parameter and anchor.
+    eta : float
+        REBEL step size.
+    dphi : (A, d) array_like
+        Feature differences.
+    dr : (A,) array_like
+        Observed reward differences.
+    w : (A,) array_like
+        Atom weights.
+    radius : float
+        Ball radius (tau for "kl_tau").
+
+    Returns
+    -------
+    value : float
+        The objective.
+    grad : (d,) ndarray
+        Its gradient.
+    hess : (d, d) ndarray
+        Its Hessian.
+    """
     check_choice("objective", objective, REBEL_OBJECTIVES)
     if objective == "w2":
         return w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius)

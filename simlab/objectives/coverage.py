@@ -19,7 +19,31 @@ DIVERGENCES = ("kl", "chi2")
 
 
 def directional_worst_coverage(v, dphi, p, divergence: str, radius: float) -> tuple[float, np.ndarray]:
-    """(inf_{D(Q||p) <= radius} E_Q (v^T dphi)^2, its gradient in v) for a unit direction ``v``."""
+    """inf over D(Q||p) <= radius of E_Q (v^T dphi)^2, and its gradient in v, for a unit direction ``v``.
+
+    Computed by the 1-D dual of :func:`simlab.dro.worst_case` (docs/theory/dro.md §2.1-§2.2); the gradient
+    is the Danskin gradient 2 E_q[(v^T dphi) dphi] at the worst-case law q.
+
+    Parameters
+    ----------
+    v : (d,) array_like
+        Unit direction.
+    dphi : (A, d) array_like
+        Feature differences of the atoms.
+    p : (A,) array_like
+        Atom weights of the nominal law (normalised here).
+    divergence : {"kl", "chi2"}
+        The ball's divergence.
+    radius : float
+        Ball radius (>= 0).
+
+    Returns
+    -------
+    value : float
+        The directional worst-case coverage.
+    grad : (d,) ndarray
+        Its gradient in v.
+    """
     check_choice("divergence", divergence, DIVERGENCES)
     dphi = check_array("dphi", dphi, ndim=2)
     p = check_array("p", p, shape=(dphi.shape[0],))
@@ -31,7 +55,32 @@ def directional_worst_coverage(v, dphi, p, divergence: str, radius: float) -> tu
 
 def worst_case_coverage(dphi, p, divergence: str, radius: float, starts: int = 6,
                         seed: int = 0) -> tuple[float, np.ndarray]:
-    """(min over unit v of the directional worst-case coverage, the minimising v) (module doc)."""
+    """Min over unit v of the directional worst-case coverage, and the minimising v (see the module docstring).
+
+    SLSQP on the unit sphere from the smallest eigenvector of Sigma and ``starts - 1`` random starts.
+
+    Parameters
+    ----------
+    dphi : (A, d) array_like
+        Feature differences of the atoms.
+    p : (A,) array_like
+        Atom weights of the nominal law (normalised here).
+    divergence : {"kl", "chi2"}
+        The ball's divergence.
+    radius : float
+        Ball radius (>= 0).
+    starts : int, default 6
+        Number of SLSQP starts.
+    seed : int, default 0
+        Seed of the random starts.
+
+    Returns
+    -------
+    value : float
+        The worst-case coverage, clipped at 0.
+    v : (d,) ndarray
+        The minimising unit direction.
+    """
     from scipy.optimize import minimize
 
     dphi = check_array("dphi", dphi, ndim=2)
@@ -54,8 +103,23 @@ def worst_case_coverage(dphi, p, divergence: str, radius: float, starts: int = 6
 
 
 def coverage_collapse_radius(dphi, p, divergence: str) -> float:
-    """Smallest radius whose ball contains a law supported on the atoms with dphi = 0 (coverage 0):
-    log(1/P_0) for KL, (1/P_0 - 1)/2 for chi^2; inf if no atom has dphi = 0."""
+    """Smallest radius whose ball contains a law supported on the atoms with dphi = 0 (coverage 0).
+
+    Parameters
+    ----------
+    dphi : (A, d) array_like
+        Feature differences of the atoms.
+    p : (A,) array_like
+        Atom weights of the nominal law (normalised here).
+    divergence : {"kl", "chi2"}
+        The ball's divergence.
+
+    Returns
+    -------
+    float
+        log(1/P_0) for KL, (1/P_0 - 1)/2 for chi^2, with P_0 the p-mass of the atoms with dphi = 0; inf if
+        there is no such atom.
+    """
     check_choice("divergence", divergence, DIVERGENCES)
     dphi = check_array("dphi", dphi, ndim=2)
     p = check_array("p", p, shape=(dphi.shape[0],))

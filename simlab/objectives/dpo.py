@@ -38,9 +38,33 @@ def _dpo_value_grad_kernel(delta: np.ndarray, beta: float, dphi: np.ndarray, y: 
 
 def dpo_vgh_unchecked(delta: np.ndarray, beta: float, dphi: np.ndarray, y: np.ndarray,
                       w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """(value, grad, Hessian) at delta = theta - theta_ref without input checks (solver inner loops).
+    """(value, grad, Hessian) of sum_j w_j l_j at delta = theta - theta_ref, without input checks (solver inner loops).
 
-    The Hessian sum_j c_j dphi_j dphi_j^T is one BLAS product."""
+    The Hessian sum_j c_j dphi_j dphi_j^T with c_j = w_j beta^2 sigma(h_j)(1 - sigma(h_j)) is one BLAS
+    product.
+
+    Parameters
+    ----------
+    delta : (d,) ndarray
+        theta - theta_ref.
+    beta : float
+        KL temperature.
+    dphi : (A, d) ndarray
+        Feature differences (C-contiguous float64).
+    y : (A,) ndarray
+        Labels in [0, 1].
+    w : (A,) ndarray
+        Atom weights.
+
+    Returns
+    -------
+    value : float
+        sum_j w_j (softplus(h_j) - y_j h_j).
+    grad : (d,) ndarray
+        sum_j w_j beta (sigma(h_j) - y_j) dphi_j.
+    hess : (d, d) ndarray
+        sum_j w_j beta^2 sigma(h_j)(1 - sigma(h_j)) dphi_j dphi_j^T.
+    """
     grad = np.empty(dphi.shape[1])
     curvature = np.empty(dphi.shape[0])
     value = _dpo_value_grad_kernel(delta, beta, dphi, y, w, grad, curvature)
@@ -66,13 +90,57 @@ def _validated(theta, theta_ref, beta, dphi, y, w=None):
 
 
 def dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w):
-    """(sum_j w_j l_j, its gradient, its Hessian) over weighted atoms (docs/theory/dpo.md §3.1)."""
+    """(sum_j w_j l_j, its gradient, its Hessian) over weighted atoms (docs/theory/dpo.md §3.1).
+
+    Parameters
+    ----------
+    theta : (d,) ndarray
+        Policy parameter.
+    theta_ref : (d,) ndarray
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    dphi : (A, d) ndarray
+        Feature differences of the atoms.
+    y : (A,) ndarray
+        Labels in [0, 1].
+    w : (A,) ndarray
+        Atom weights (>= 0, positive sum).
+
+    Returns
+    -------
+    value : float
+        The weighted DPO loss.
+    grad : (d,) ndarray
+        Its gradient in theta.
+    hess : (d, d) ndarray
+        Its Hessian in theta.
+    """
     delta, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     return dpo_vgh_unchecked(delta, beta, dphi, y, w)
 
 
 def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
-    """Per-atom DPO losses l_j = softplus(h_j) - y_j h_j."""
+    """Per-atom DPO losses l_j = softplus(h_j) - y_j h_j with h_j = beta (theta - theta_ref)^T dphi_j.
+
+    Parameters
+    ----------
+    theta : (d,) ndarray
+        Policy parameter.
+    theta_ref : (d,) ndarray
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    dphi : (A, d) ndarray
+        Feature differences of the atoms.
+    y : (A,) ndarray
+        Labels in [0, 1].
+
+    Returns
+    -------
+    (A,) ndarray
+        The losses.
+    """
     delta, beta, dphi, y, _ = _validated(theta, theta_ref, beta, dphi, y)
     out = np.empty(dphi.shape[0])
     _dpo_losses_kernel(delta, beta, dphi, y, out)
@@ -82,11 +150,29 @@ def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
 def dpo_soft_label_support(atoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Collapse weighted label atoms onto unordered pairs with soft labels (exact, docs/theory/dpo.md §3.1).
 
-    Atoms (x, a, b, y) and (x, b, a, 1 - y) have the same loss, softplus(-h) + h = softplus(h), and
-    both labels of a pair share dphi; so sum_j w_j l_j = sum_k W_k (softplus(h_k) - Ybar_k h_k) + c
-    over unordered pairs k = (x, {a < b}) with total weight W_k, soft label Ybar_k (the weight on
-    'a beats b' in canonical orientation divided by W_k), and c = (weight of a = b atoms) * log 2.
-    Returns (dphi_k, Ybar_k, W_k, c) restricted to W_k > 0: 4x to 5x fewer rows for every fit.
+    Atoms (x, a, b, y) and (x, b, a, 1 - y) have the same loss, softplus(-h) + h = softplus(h), and both
+    labels of a pair share dphi; so sum_j w_j l_j = sum_k W_k (softplus(h_k) - Ybar_k h_k) + c over
+    unordered pairs k = (x, {a < b}) with total weight W_k, soft label Ybar_k (the weight on 'a beats b'
+    in canonical orientation divided by W_k), and c = (weight of a = b atoms) * log 2. Every fit then has
+    4x to 5x fewer rows.
+
+    Parameters
+    ----------
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms.
+    weights : (A,) ndarray
+        Atom weights.
+
+    Returns
+    -------
+    dphi : (K, d) ndarray
+        Feature difference of each unordered pair with W_k > 0 (canonical orientation).
+    ybar : (K,) ndarray
+        Soft labels Ybar_k.
+    W : (K,) ndarray
+        Pair weights W_k.
+    const : float
+        c, the loss of the a = b atoms.
     """
     w = np.asarray(weights, dtype=np.float64)
     keep = w > 0
@@ -108,12 +194,47 @@ def dpo_soft_label_support(atoms, weights: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def dpo_fisher(theta, theta_ref, beta, dphi, w) -> np.ndarray:
-    """Fisher information I = beta^2 sum_j w_j sigma(h_j)(1 - sigma(h_j)) dphi_j dphi_j^T (docs/theory/claims.md §7.3)."""
+    """Fisher information I = beta^2 sum_j w_j sigma(h_j)(1 - sigma(h_j)) dphi_j dphi_j^T (docs/theory/claims.md §7.3).
+
+    Parameters
+    ----------
+    theta : (d,) ndarray
+        Policy parameter.
+    theta_ref : (d,) ndarray
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    dphi : (A, d) ndarray
+        Feature differences of the atoms.
+    w : (A,) ndarray
+        Atom weights.
+
+    Returns
+    -------
+    (d, d) ndarray
+        The Hessian of the weighted DPO loss, which does not depend on the labels.
+    """
     y = np.zeros(np.shape(dphi)[0])
     return dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w)[2]
 
 
 def dpo_population_minimizer(theta_ref, beta, w_star) -> np.ndarray:
-    """theta* = theta_ref + w*/beta: the DPO population minimiser under BT labels from r* = w*^T phi
-    with Sigma > 0 (docs/theory/dpo.md §3.1; the identity is tested against the Newton solve on the atoms)."""
+    """theta* = theta_ref + w*/beta: the DPO population minimiser under BT labels from r* = w*^T phi with Sigma > 0.
+
+    Derived in docs/theory/dpo.md §3.1; the identity is tested against the Newton solve on the atoms.
+
+    Parameters
+    ----------
+    theta_ref : (d,) array_like
+        Reference policy parameter.
+    beta : float
+        KL temperature.
+    w_star : (d,) array_like
+        True reward vector w*.
+
+    Returns
+    -------
+    (d,) ndarray
+        theta*.
+    """
     return np.asarray(theta_ref, dtype=np.float64) + np.asarray(w_star, dtype=np.float64) / beta

@@ -15,10 +15,34 @@ Z95 = 1.959963984540054
 
 def plot_rate(fit: RateFit, path: Path, title: str, xlabel: str, ylabel: str,
               predicted: float | None = None, cut: float | None = None) -> Path:
-    """Log-log plot of the mean over seeds with its 95% CI band (mean +/- 1.96 standard errors, the
-    quantity the fit uses), the seeds' inter-quartile range (lighter), the OLS fit with the slope's
-    bootstrap CI, and the predicted slope drawn through the first fitted mean. The legend sits below
-    the axes so it never covers data. Saved as PNG (200 dpi) and PDF."""
+    """Log-log convergence plot of a rate fit, saved as PNG (200 dpi) and PDF.
+
+    It shows the mean over seeds with its 95% CI band (mean +/- 1.96 standard errors, the quantity the
+    fit uses), the seeds' inter-quartile range (lighter), the OLS fit with the slope's bootstrap CI, and
+    the predicted slope drawn through the first fitted mean. The legend sits below the axes so it never
+    covers data.
+
+    Parameters
+    ----------
+    fit : RateFit
+        The fit (:func:`simlab.experiments.rates.fit_rate`).
+    path : pathlib.Path
+        The PNG file.
+    title : str
+        Figure title.
+    xlabel, ylabel : str
+        Column names of the swept variable and the metric (labelled by
+        :func:`simlab.plots.style.axis_label`).
+    predicted : float, optional
+        The predicted slope to draw.
+    cut : float, optional
+        The pre-asymptotic cut, marked on the x axis.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG path.
+    """
     import matplotlib.pyplot as plt
 
     apply_style()

@@ -19,8 +19,21 @@ FIGURE_DPI = 200
 def save_figure(fig, path) -> "Path":
     """Save ``fig`` as PNG (``FIGURE_DPI``) at ``path`` and as PDF beside it, atomically, and close it.
 
-    A file whose bytes would not change is left untouched (no timestamps are embedded), so redrawing
-    an unchanged figure keeps tracked files byte-identical."""
+    A file whose bytes would not change is left untouched (no timestamps are embedded), so redrawing an
+    unchanged figure keeps tracked files byte-identical.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or pathlib.Path
+        The PNG file; the PDF gets the same stem.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG path.
+    """
     import io
     from pathlib import Path
 
@@ -62,7 +75,18 @@ AXIS_LABELS = {
 
 
 def axis_label(name: str | None) -> str:
-    """The axis name of a metric or swept variable (see :data:`AXIS_LABELS`)."""
+    """The axis name of a metric or swept variable (see :data:`AXIS_LABELS`).
+
+    Parameters
+    ----------
+    name : str or None
+        A column name.
+
+    Returns
+    -------
+    str
+        Its label, the name itself when it has none, or ``""`` for None.
+    """
     if name is None:
         return ""
     return AXIS_LABELS.get(name, f"{name}")

@@ -19,13 +19,41 @@ MAX_SGD_BATCH = 2**24
 
 def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
                   theta0: np.ndarray | None = None, gtol: float = 1e-10, max_norm: float = 1e6) -> NewtonResult:
-    """argmin_theta sum_j w_j l_DPO,j(theta) by Newton to ||grad|| <= gtol (default 1e-10).
+    """argmin_theta sum_j w_j l_DPO,j(theta) by Newton to ||grad|| <= gtol (docs/theory/dpo.md §3.1).
 
-    With ``weights = atoms.p0`` this is the exact population minimiser; with N/n it is the empirical
-    one (cost independent of n). Raises :class:`NoMinimizerError` when the weighted design is rank
-    deficient (no unique minimiser) or the sample is separable (no finite minimiser), and
-    :class:`NormLimitError` when the sample is not separable but Newton's iterate left the ball
-    ||theta|| <= ``max_norm`` (the minimiser theta_ref + w/beta scales like 1/beta: raise max_norm).
+    With ``weights = atoms.p0`` this is the exact population minimiser; with N/n it is the empirical one
+    (cost independent of n).
+
+    Parameters
+    ----------
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms (feedback ``bt`` or ``deterministic``).
+    weights : (A,) ndarray
+        Atom weights (>= 0, positive sum).
+    theta_ref : (d,) ndarray
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    theta0 : (d,) ndarray, optional
+        Newton's start (default ``theta_ref``).
+    gtol : float, default 1e-10
+        Gradient-norm tolerance.
+    max_norm : float, default 1e6
+        Newton's iterate must stay in the ball ||theta|| <= max_norm.
+
+    Returns
+    -------
+    NewtonResult
+        The minimiser ``x``, its gradient, Hessian and iteration count.
+
+    Raises
+    ------
+    NoMinimizerError
+        When the weighted design is rank deficient (no unique minimiser) or the sample is separable (no
+        finite minimiser).
+    NormLimitError
+        When the sample is not separable but Newton's iterate left the ball ||theta|| <= ``max_norm``
+        (the minimiser theta_ref + w/beta scales like 1/beta: raise max_norm).
     """
     check_pair_atoms("atoms", atoms, labels=True)
     theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
@@ -65,11 +93,26 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
 
 
 def is_separable(dphi: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:
-    """True iff some v != 0 has (2y_j - 1) dphi_j^T v >= 0 on every weighted atom with a strict
-    inequality somewhere: then the logistic loss decreases forever along v (no finite minimiser).
+    """Whether the weighted labelled atoms are separable: then the logistic loss has no finite minimiser.
 
-    Decided by the LP max sum_j c_j^T v s.t. c_j^T v >= 0, -1 <= v <= 1, c_j = w_j (2y_j - 1) dphi_j
-    (atoms with 0 < y < 1 constrain both signs).
+    True iff some v != 0 has (2y_j - 1) dphi_j^T v >= 0 on every weighted atom with a strict inequality
+    somewhere (the loss then decreases forever along v). Decided by the LP max sum_j c_j^T v
+    s.t. c_j^T v >= 0, -1 <= v <= 1, c_j = w_j (2y_j - 1) dphi_j (atoms with 0 < y < 1 constrain both
+    signs).
+
+    Parameters
+    ----------
+    dphi : (A, d) ndarray
+        Feature differences of the atoms.
+    y : (A,) ndarray
+        Labels (or soft labels) in [0, 1].
+    w : (A,) ndarray
+        Atom weights.
+
+    Returns
+    -------
+    bool
+        True iff such a direction exists.
     """
     from scipy.optimize import linprog
 
@@ -129,7 +172,44 @@ def sgd_dpo(atoms: PairAtoms, theta_ref: np.ndarray, beta: float, T: int, step: 
 
     theta_{t+1} = Proj_{||theta|| <= radius}(theta_t - a_t g_t), a_t = step (constant) or
     step / sqrt(t + 1) (inv_sqrt); radius = 0 means no projection. The whole loop is one numba call.
-    Returns (checkpoints, history) with history[i] the iterate after checkpoints[i] steps.
+
+    Parameters
+    ----------
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms; pairs are drawn from ``atoms.p0``.
+    theta_ref : (d,) ndarray
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    T : int
+        Number of steps, in [1, MAX_STEPS].
+    step : float
+        Step size a (> 0).
+    rng : numpy.random.Generator
+        Source of the pair draws.
+    schedule : {"constant", "inv_sqrt"}, default "inv_sqrt"
+        Step-size schedule.
+    batch : int, default 1
+        Pairs per step, in [1, MAX_SGD_BATCH].
+    theta0 : (d,) ndarray, optional
+        Start (default ``theta_ref``).
+    radius : float, default 0.0
+        Projection radius (0: no projection).
+    n_checkpoints : int, default 20
+        Maximum number of recorded iterates (log-spaced, see
+        :func:`simlab.solvers.checkpoints.log_checkpoints`).
+
+    Returns
+    -------
+    checkpoints : int64 ndarray
+        Iteration counts.
+    history : (len(checkpoints), d) ndarray
+        history[i] is the iterate after checkpoints[i] steps.
+
+    Raises
+    ------
+    ValueError
+        For invalid inputs, or when the iterates overflow (step too large).
     """
     check_pair_atoms("atoms", atoms, labels=True)
     T = check_int("T", T, 1, MAX_STEPS)
@@ -151,8 +231,25 @@ def sgd_dpo(atoms: PairAtoms, theta_ref: np.ndarray, beta: float, T: int, step: 
 
 
 def check_finite_iterates(history: np.ndarray, checkpoints: np.ndarray, step: float) -> None:
-    """Raise ValueError naming ``step`` if an SGD run overflowed (a non-finite recorded iterate): a step
-    too large for the data sends the iterates to inf and then NaN instead of returning them silently."""
+    """Raise ``ValueError`` naming ``step`` if an SGD run overflowed (a non-finite recorded iterate).
+
+    A step too large for the data sends the iterates to inf and then NaN; this reports it instead of
+    returning them silently.
+
+    Parameters
+    ----------
+    history : (k, d) ndarray
+        Recorded iterates.
+    checkpoints : (k,) ndarray
+        Their iteration counts.
+    step : float
+        The step size, named in the message.
+
+    Raises
+    ------
+    ValueError
+        If a recorded iterate is not finite.
+    """
     bad = ~np.all(np.isfinite(history), axis=1)
     if np.any(bad):
         t = int(checkpoints[np.argmax(bad)])
