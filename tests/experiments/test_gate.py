@@ -255,6 +255,15 @@ def test_calibrate_exits_nonzero_and_names_uncalibrated_checks(tmp_path, monkeyp
     assert "not calibrated" in err and "a|tight" in err and "b|tight" not in err
 
 
+def _read_proc(pid: int, name: str) -> str:
+    """/proc/PID/NAME, or '' when the process has gone meanwhile (a short-lived child may exit between
+    the listing of /proc and the read)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="ignore")
+    except OSError:
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -281,15 +290,15 @@ def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
     workers = []
     while time.time() < deadline and len(workers) < 2:
         time.sleep(0.3)
-        workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
+        workers = [c for c in _children(proc.pid) if "spawn_main" in _read_proc(c, "cmdline")]
     assert workers, "the pool never started"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 15
     while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.2)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists()
-             and "Z" not in Path(f"/proc/{w}/status").read_text().split("State:")[1][:4]]
+    alive = [w for w in workers if "State:" in _read_proc(w, "status")
+             and "Z" not in _read_proc(w, "status").split("State:")[1][:4]]
     assert not alive, f"workers {alive} outlived their parent"
 
 
