@@ -33,8 +33,8 @@ from simlab.dro.danskin import (
     worst_case,
     worst_case_value_grad_hess,
 )
-from simlab.dro.kl import (KLWorstCase, kl_divergence, kl_penalized, kl_radius_of_tau, kl_worst_case,
-                           kl_worst_case_kernel)
+from simlab.dro.kl import (KLWorstCase, kl_divergence, kl_penalized, kl_penalized_kernel, kl_radius_of_tau,
+                           kl_worst_case, kl_worst_case_kernel)
 from simlab.dro.wasserstein import (
     W2WorstCase,
     w2_margin_surrogate,
@@ -47,7 +47,7 @@ from simlab.dro.wasserstein import (
 __all__ = [
     "Chi2WorstCase", "KLWorstCase", "W2WorstCase",
     "chi2_divergence", "chi2_worst_case", "chi2_worst_case_kernel", "danskin_gradient", "kl_divergence", "kl_penalized",
-    "kl_penalized_value_grad_hess", "kl_radius_of_tau", "kl_worst_case", "kl_worst_case_kernel",
+    "kl_penalized_kernel", "kl_penalized_value_grad_hess", "kl_radius_of_tau", "kl_worst_case", "kl_worst_case_kernel",
     "non_detached_softmax_gradient", "w2_margin_surrogate", "w2_margin_value_grad_hess",
     "w2_margin_worst_case", "w2_surrogate_value_grad_hess", "w_linear_worst_case", "worst_case",
     "worst_case_value_grad_hess",

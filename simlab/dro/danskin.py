@@ -17,18 +17,17 @@ The reference codes differentiate through the softmax weights instead ("non-deta
 ``non_detached_softmax_gradient`` returns that gradient, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau),
 which is *not* the envelope gradient (switch ``dro.weights``, docs/theory/variants.md §9).
 
-Whole-loop jitted solvers (minibatch KLDPO, online KL-REBEL) take the penalised-KL softmax weights and
-the non-detached coefficients from the kernels ``kl_penalized_weights_kernel`` and
-``non_detached_coefficients_kernel`` (the one home of both; same arithmetic as ``kl_penalized``).
+Whole-loop jitted solvers (minibatch KLDPO, online KL-REBEL) take the penalised-KL softmax weights
+from :func:`simlab.dro.kl.kl_penalized_kernel` (the weights of ``kl_penalized`` to the bit) and the
+non-detached coefficients from ``non_detached_coefficients_kernel`` here (the one home of each).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import support_stats_kernel
 from simlab.dro.chi2 import chi2_worst_case
-from simlab.dro.kl import exp_nonpositive, kl_penalized, kl_worst_case
+from simlab.dro.kl import kl_penalized, kl_worst_case
 from simlab.validation import check_array, check_choice
 
 DIVERGENCES = ("kl", "chi2")
@@ -45,25 +44,6 @@ def _check_grads(grads, n: int) -> np.ndarray:
     if grads.shape[0] != n:
         raise ValueError(f"grads must have one row per atom ({n}), got shape {grads.shape}")
     return grads
-
-
-@kernel
-def kl_penalized_weights_kernel(l: np.ndarray, p: np.ndarray, tau: float, q: np.ndarray) -> float:
-    """In-numba penalised KL worst case (no input checks): writes q = softmax_p(l/tau), i.e.
-    q_j = p_j e^{(l_j - lmax)/tau} / Z with lmax = max l over p > 0, and returns the value
-    tau log E_p e^{l/tau} = lmax + tau log Z (the arithmetic of :func:`simlab.dro.kl_penalized`,
-    docs/theory/dro.md §2.1). Every exponent is <= 0 (:func:`simlab.dro.kl.exp_nonpositive`: no libm
-    call, 0 below e^-708), so no cut-off of tiny weights is needed for speed."""
-    lmax, _ = support_stats_kernel(l, p)
-    alpha = 1.0 / tau
-    z = 0.0
-    for j in range(l.size):
-        w = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
-        q[j] = w
-        z += w
-    for j in range(l.size):
-        q[j] /= z
-    return lmax + tau * np.log(z)
 
 
 @kernel
@@ -135,6 +115,7 @@ def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, 
     if not np.isfinite(zeta) or zeta >= np.max(l[np.asarray(probs) > 0]):
         return res.value, grad, hess, q
     p = np.asarray(probs, dtype=np.float64)
+    p = p / p.sum()  # the ball is around the normalised law, like the value and q
     c_eps = np.sqrt(1.0 + 2.0 * float(radius))
     act = (l > zeta) & (p > 0)
     e = np.where(act, l - zeta, 0.0)

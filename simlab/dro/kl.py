@@ -246,7 +246,13 @@ def _tilt_normalise_kernel(l: np.ndarray, lmax: float, delta: float, inv_z: floa
 def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float,
                             q: np.ndarray) -> float:
     """q = p e^{alpha (l - lmax)} / sum p e^{alpha (l - lmax)} in place; returns log Z with
-    Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p."""
+    Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p.  The one computation of softmax_p
+    weights: :func:`kl_penalized`, the dual's small-radius branch and :func:`kl_penalized_kernel` call it.
+
+    The loop that stores q also sums p (``mass``); measured, its rounding does not depend on where the
+    arrays lie in memory, while a copy of it summing only Z did (82 of 3000 random calls changed bits
+    with the arrays' addresses: LLVM picks a vector or a scalar version of such a loop from the
+    addresses, and with reassociation the two round differently)."""
     z = 0.0
     mass = 0.0
     for j in range(l.size):
@@ -257,6 +263,40 @@ def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: fl
     for j in range(l.size):
         q[j] /= z
     return np.log(z) - np.log(mass)
+
+
+@kernel
+def kl_penalized_kernel(l: np.ndarray, p: np.ndarray, tau: float, q: np.ndarray) -> float:
+    """In-numba penalised KL worst case (no input checks): writes q = softmax_p(l/tau), i.e.
+    q_j = p_j e^{(l_j - lmax)/tau} / sum_k p_k e^{(l_k - lmax)/tau} with lmax = max l over p > 0, and
+    returns the value tau log E_p e^{l/tau} = lmax + tau log E_p e^{(l - lmax)/tau} for the normalised
+    law p / sum p (docs/theory/dro.md §2.1).
+
+    The kernel behind :func:`kl_penalized` for whole-loop jitted solvers (minibatch KLDPO, online
+    KL-REBEL): the same primitive (:func:`_softmax_weights_kernel`), so the same weights to round-off
+    (inlined into another kernel LLVM may round a few ulp differently), without the public call's
+    standardisation of badly scaled losses or its cumulant series at tau far above the spread.
+    Requires tau > 0 with 1/tau finite; every exponent is <= 0 (:func:`exp_nonpositive`), so tiny
+    weights underflow to 0 below e^-708 without a cut-off.
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Losses (finite).
+    p : ndarray of float64, shape (A,)
+        Atom weights >= 0 with a positive sum (the law is p / sum p).
+    tau : float
+        Temperature, > 0.
+    q : ndarray of float64, shape (A,)
+        Output: the worst-case weights softmax_p(l/tau) (0 where p = 0).
+
+    Returns
+    -------
+    float
+        tau log E_p e^{l/tau}.
+    """
+    lmax, _ = support_stats_kernel(l, p)
+    return lmax + tau * _softmax_weights_kernel(l, p, lmax, 1.0 / tau, q)
 
 
 # Below this alpha * (max l - min l) the 8th-order series of K has relative truncation error
