@@ -217,6 +217,22 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
     The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
     (e.g. whole-loop SGD) call it directly.  The ball is around p / sum p; losses of any finite
     magnitude are solved standardised.
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Finite losses.
+    p : ndarray of float64, shape (A,)
+        Atom weights >= 0 with a positive sum (the law is p / sum p).
+    radius : float
+        The ball's radius eps, >= 0.
+    q : ndarray of float64, shape (A,)
+        Output: the worst-case weights.
+
+    Returns
+    -------
+    tuple of (float, float, int)
+        (value, zeta, iterations), as :func:`chi2_worst_case`.
     """
     lmax, mean = support_stats_kernel(l, p)
     return _chi2_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
@@ -330,6 +346,28 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
     summing to 1 within 1e-9, normalised; radius finite >= 0).  The "sort" and "bisection" methods
     are references for the tests and solve on the losses as given (they need well-scaled losses:
     deviations from the mean within 2^-20..2^20 and no zero-probability atom beyond that).
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+    probs : array_like of float, shape (A,)
+        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    radius : float
+        The ball's radius eps, finite >= 0.
+    method : {"active_set", "sort", "bisection"}
+        The dual solver (module docstring); "active_set" is the production one.
+
+    Returns
+    -------
+    Chi2WorstCase
+        (value, q, zeta, iterations): the worst-case value, the worst-case weights, the dual threshold
+        and the solver's passes or iterations.
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs``, ``radius`` or ``method`` when it is outside the domain above.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
@@ -354,7 +392,18 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
 def chi2_divergence(q, p) -> float:
     """D_chi(q||p) = 1/2 sum_j p_j (q_j/p_j - 1)^2 (inf if q is not << p), for weight vectors as given
-    (no normalisation); ValueError naming ``q`` or ``p`` on bad input."""
+    (no normalisation); ValueError naming ``q`` or ``p`` on bad input.
+
+    Parameters
+    ----------
+    q, p : array_like of float, shape (A,)
+        Finite weights >= 0.
+
+    Returns
+    -------
+    float
+        D_chi(q||p), inf when q puts mass where p has none.
+    """
     q, p = check_law_pair(q, p)
     if np.any(q[p == 0] > 0):
         return np.inf

@@ -49,7 +49,23 @@ def _check_grads(grads, n: int) -> np.ndarray:
 @kernel
 def non_detached_coefficients_kernel(l: np.ndarray, q: np.ndarray, tau: float, coef: np.ndarray) -> None:
     """coef_j = q_j (1 + (l_j - <q, l>)/tau): the weights of grad l_j in the autograd gradient of
-    sum_j P_j l_j with P = softmax_p(l/tau) not detached (q = P; coef may be q itself)."""
+    sum_j P_j l_j with P = softmax_p(l/tau) not detached (q = P; coef may be q itself).
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Losses.
+    q : ndarray of float64, shape (A,)
+        The softmax weights P = softmax_p(l/tau).
+    tau : float
+        Temperature, > 0.
+    coef : ndarray of float64, shape (A,)
+        Output (may be ``q`` itself).
+
+    Returns
+    -------
+    None
+    """
     ql = 0.0
     for j in range(l.size):
         ql += q[j] * l[j]
@@ -58,7 +74,20 @@ def non_detached_coefficients_kernel(l: np.ndarray, q: np.ndarray, tau: float, c
 
 
 def danskin_gradient(q, grads) -> np.ndarray:
-    """Envelope gradient sum_j q_j grad l_j for frozen worst-case weights q (docs/theory/dro.md §2.4)."""
+    """Envelope gradient sum_j q_j grad l_j for frozen worst-case weights q (docs/theory/dro.md §2.4).
+
+    Parameters
+    ----------
+    q : array_like of float, shape (A,)
+        Worst-case weights.
+    grads : array_like of float, shape (A, d)
+        Per-atom gradients grad l_j.
+
+    Returns
+    -------
+    ndarray of float64, shape (d,)
+        sum_j q_j grad l_j.
+    """
     q = np.asarray(q, dtype=np.float64)
     return q @ _check_grads(grads, q.size)
 
@@ -66,7 +95,24 @@ def danskin_gradient(q, grads) -> np.ndarray:
 def non_detached_softmax_gradient(losses, grads, probs, tau) -> np.ndarray:
     """Autograd of sum_j P_j(theta) l_j(theta) with P = softmax_p(l/tau) not detached (docs/theory/dro.md §2.4):
     sum_j P_j grad l_j (1 + (l_j - sum_k P_k l_k)/tau).  Differs from the envelope gradient by
-    O(1) relatively when tau is comparable to the loss spread."""
+    O(1) relatively when tau is comparable to the loss spread.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j(theta).
+    grads : array_like of float, shape (A, d)
+        Per-atom gradients grad l_j.
+    probs : array_like of float, shape (A,)
+        Atom probabilities summing to 1 within 1e-9.
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    ndarray of float64, shape (d,)
+        The non-detached gradient.
+    """
     _, P = kl_penalized(losses, probs, tau)
     l = np.ascontiguousarray(losses, dtype=np.float64)
     coef = np.empty_like(l)
@@ -75,7 +121,32 @@ def non_detached_softmax_gradient(losses, grads, probs, tau) -> np.ndarray:
 
 
 def kl_penalized_value_grad_hess(losses, grads, hess_sum, probs, tau):
-    """tau log E_p e^{l/tau}, its gradient sum q grad l and Hessian sum q H + Cov_q(grad l)/tau."""
+    """tau log E_p e^{l/tau}, its gradient sum q grad l and Hessian sum q H + Cov_q(grad l)/tau.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j(theta).
+    grads : array_like of float, shape (A, d)
+        Per-atom gradients grad l_j.
+    hess_sum : callable or array_like of float, shape (A, d, d)
+        The per-atom Hessians H_j, or a callable w -> sum_j w_j H_j.
+    probs : array_like of float, shape (A,)
+        Atom probabilities summing to 1 within 1e-9; the law is p / sum p.
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    value : float
+        tau log E_p e^{l/tau}.
+    grad : ndarray of float64, shape (d,)
+        sum_j q_j grad l_j.
+    hess : ndarray of float64, shape (d, d)
+        sum_j q_j H_j + Cov_q(grad l)/tau.
+    q : ndarray of float64, shape (A,)
+        The worst-case weights softmax_p(l/tau).
+    """
     value, q = kl_penalized(losses, probs, tau)
     grads = _check_grads(grads, q.size)
     grad = q @ grads
@@ -89,6 +160,32 @@ def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, 
 
     Returns (value, grad, hess, q).  ``divergence`` in {"kl", "chi2"}.  At radius 0 this is the
     nominal objective; in the saturated case (value = max l) the Hessian is that of the max.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j(theta).
+    grads : array_like of float, shape (A, d)
+        Per-atom gradients grad l_j.
+    hess_sum : callable or array_like of float, shape (A, d, d)
+        The per-atom Hessians H_j, or a callable w -> sum_j w_j H_j.
+    probs : array_like of float, shape (A,)
+        Atom probabilities summing to 1 within 1e-9; the ball is around p / sum p.
+    divergence : {"kl", "chi2"}
+        The ball's divergence.
+    radius : float
+        The ball's radius, >= 0.
+
+    Returns
+    -------
+    value : float
+        The robust value R.
+    grad : ndarray of float64, shape (d,)
+        Danskin's gradient sum_j q*_j grad l_j.
+    hess : ndarray of float64, shape (d, d)
+        The exact Hessian of R (module docstring).
+    q : ndarray of float64, shape (A,)
+        The worst-case weights q*.
     """
     check_choice("divergence", divergence, DIVERGENCES)
     l = np.asarray(losses, dtype=np.float64)
@@ -135,16 +232,38 @@ def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, 
 
 def worst_case(losses, probs, divergence: str, radius) -> tuple[float, np.ndarray]:
     """Exact worst-case expectation sup_q sum_j q_j l_j over the ball of the given radius around
-    the discrete law ``probs`` (docs/theory/dro.md §2.1-2.2).  Returns (value, q).
+    the discrete law p / sum p (docs/theory/dro.md §2.1-2.2).
 
-    divergence "kl":   KL(q||p) <= radius (1-D dual in the temperature; saturation at
-                       radius >= log(1/P_max)).
-    divergence "chi2": 1/2 E_p (q/p - 1)^2 <= radius (exact dual min_zeta zeta +
-                       sqrt(1 + 2 radius) ||(l - zeta)_+||_{L2(p)}; saturation at
-                       (1 + 2 radius) P_max >= 1).
-    Works for weighted atoms (population p0) and empirical/uniform weights; raises ValueError
-    naming the argument on a negative radius, probabilities not summing to 1 (tolerance 1e-9),
-    NaN losses or a shape mismatch.
+    Works for weighted atoms (population p0) and empirical/uniform weights alike.  The balls:
+
+    - "kl": KL(q||p) <= radius, by the 1-D dual in the temperature; saturated (value max l) at
+      radius >= log(1/P_max);
+    - "chi2": 1/2 E_p (q/p - 1)^2 <= radius, by the exact dual
+      min_zeta zeta + sqrt(1 + 2 radius) ||(l - zeta)_+||_{L2(p)}; saturated at (1 + 2 radius) P_max >= 1.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+    probs : array_like of float, shape (A,)
+        Atom probabilities in [0, 1] summing to 1 within 1e-9.
+    divergence : {"kl", "chi2"}
+        The ball's divergence.
+    radius : float
+        The ball's radius, finite >= 0.
+
+    Returns
+    -------
+    value : float
+        The worst-case expectation.
+    q : ndarray of float64, shape (A,)
+        The worst-case weights.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument on a negative radius, probabilities not summing to 1 (tolerance 1e-9),
+        NaN losses or a shape mismatch.
     """
     check_choice("divergence", divergence, DIVERGENCES)
     res = kl_worst_case(losses, probs, radius) if divergence == "kl" else chi2_worst_case(losses, probs, radius)

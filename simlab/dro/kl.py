@@ -70,7 +70,18 @@ EXP_UNDERFLOW = -708.0  # below this e^x < 3.3e-308 is returned as 0 (2^n must s
 @njit(cache=True, fastmath={"contract"}, nogil=True)
 def exp_nonpositive(x: float) -> float:
     """e^min(x, 0) to ~1 ulp, 0 for x < -708, written so that loops calling it vectorise
-    (no libm call): 2^n by exponent bits, e^r by a degree-13 Horner polynomial."""
+    (no libm call): 2^n by exponent bits, e^r by a degree-13 Horner polynomial.
+
+    Parameters
+    ----------
+    x : float
+        The exponent; values above 0 are taken as 0.
+
+    Returns
+    -------
+    float
+        e^min(x, 0), or 0 when x < -708.
+    """
     under = x < EXP_UNDERFLOW
     x = min(max(x, EXP_UNDERFLOW), 0.0)
     n = np.floor(x * LOG2E + 0.5)
@@ -454,6 +465,22 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
     The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
     directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
     The ball is around p / sum p; losses of any finite magnitude are solved standardised.
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Finite losses.
+    p : ndarray of float64, shape (A,)
+        Atom weights >= 0 with a positive sum (the law is p / sum p).
+    radius : float
+        The ball's radius, >= 0.
+    q : ndarray of float64, shape (A,)
+        Output: the worst-case weights.
+
+    Returns
+    -------
+    tuple of (float, float, int)
+        (value, tau, iterations), as :func:`kl_worst_case`.
     """
     lmax, mean = support_stats_kernel(l, p)
     return _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
@@ -577,6 +604,27 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
     exactly that once 1/tau overflows on the losses' scale; q = p and the value is the mean once tau
     overflows on it) and any finite losses (standardised when their spread on the support is outside
     2^-20..2^20).  Scale equivariant in (l, tau) jointly and translation equivariant in l.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+    probs : array_like of float, shape (A,)
+        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    value : float
+        tau log E_p e^{l/tau}.
+    q : ndarray of float64, shape (A,)
+        The worst-case weights softmax_p(l/tau).
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs`` or ``tau`` when it is outside the domain above.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     tau = check_tau(tau)
@@ -601,7 +649,22 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
 def kl_radius_of_tau(losses, probs, tau) -> float:
     """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies
     (docs/theory/rebel.md §4.4), for the normalised law p / sum p; it decreases in tau, from
-    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf.  Same input domain as :func:`kl_penalized`."""
+    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf.  Same input domain as :func:`kl_penalized`.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+    probs : array_like of float, shape (A,)
+        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    float
+        KL(softmax_p(l/tau) || p / sum p), >= 0.
+    """
     l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
     x, w, xmax, tau_x, _, _ = _temperature_problem(l, p, lmax, tau)
@@ -630,6 +693,26 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
     tolerance a ValueError names ``probs`` and the tolerance); ``radius`` finite >= 0.  Exact to
     round-off of the losses' scale over the whole float range (scale and translation equivariant);
     ``tau`` is in the losses' units (0 when saturated, inf at radius 0 or constant losses).
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+    probs : array_like of float, shape (A,)
+        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    radius : float
+        The ball's radius, finite >= 0.
+
+    Returns
+    -------
+    KLWorstCase
+        (value, q, tau, iterations): the worst-case value, the worst-case weights, the dual temperature
+        and the number of dual iterations.
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs`` or ``radius`` when it is outside the domain above.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
@@ -640,7 +723,18 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
 
 def kl_divergence(q, p) -> float:
     """KL(q||p) = sum_j q_j log(q_j/p_j) with 0 log 0 = 0 (inf if q is not << p), for weight vectors
-    as given (no normalisation); ValueError naming ``q`` or ``p`` on bad input."""
+    as given (no normalisation); ValueError naming ``q`` or ``p`` on bad input.
+
+    Parameters
+    ----------
+    q, p : array_like of float, shape (A,)
+        Finite weights >= 0.
+
+    Returns
+    -------
+    float
+        KL(q||p), inf when q is not absolutely continuous with respect to p.
+    """
     q, p = check_law_pair(q, p)
     m = q > 0
     if np.any(p[m] == 0.0):
