@@ -220,14 +220,10 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
 
     Parameters
     ----------
-    l : ndarray of float64, shape (A,)
-        Finite losses.
-    p : ndarray of float64, shape (A,)
-        Atom weights >= 0 with a positive sum (the law is p / sum p).
+    l, p, q
+        As :func:`simlab.dro.kl.kl_worst_case_kernel`.
     radius : float
         The ball's radius eps, >= 0.
-    q : ndarray of float64, shape (A,)
-        Output: the worst-case weights.
 
     Returns
     -------
@@ -349,10 +345,8 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
     Parameters
     ----------
-    losses : array_like of float, shape (A,)
-        Finite losses l_j (values on atoms with p_j = 0 are ignored).
-    probs : array_like of float, shape (A,)
-        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    losses, probs
+        As :func:`simlab.dro.kl.kl_penalized`.
     radius : float
         The ball's radius eps, finite >= 0.
     method : {"active_set", "sort", "bisection"}

@@ -122,12 +122,8 @@ def chi2_code_coefficients_kernel(l: np.ndarray, p: np.ndarray, rho_chi: float, 
 
     Parameters
     ----------
-    l : ndarray of float64, shape (A,)
-        Finite losses.
-    p : ndarray of float64, shape (A,)
-        Atom weights >= 0 with a positive sum (the code's 1/n).
-    rho_chi : float
-        The code's radius, > 0.
+    l, p, rho_chi
+        As :func:`chi2_code_dual_kernel`.
     coef : ndarray of float64, shape (A,)
         Output: the coefficients c_j of grad l_j.
 
@@ -199,14 +195,10 @@ def chi2_code_loss_gradient(losses, grads, probs, rho_chi) -> tuple[float, np.nd
 
     Parameters
     ----------
-    losses : array_like of float, shape (A,)
-        Finite losses.
+    losses, probs, rho_chi
+        As :func:`chi2_code_dual`.
     grads : array_like of float, shape (A, d)
         Per-atom gradients grad l_j.
-    probs : array_like of float, shape (A,)
-        Atom weights >= 0 with a positive sum.
-    rho_chi : float
-        The code's radius, > 0.
 
     Returns
     -------

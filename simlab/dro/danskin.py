@@ -99,14 +99,10 @@ def non_detached_softmax_gradient(losses, grads, probs, tau) -> np.ndarray:
 
     Parameters
     ----------
-    losses : array_like of float, shape (A,)
-        Finite losses l_j(theta).
-    grads : array_like of float, shape (A, d)
-        Per-atom gradients grad l_j.
-    probs : array_like of float, shape (A,)
-        Atom probabilities summing to 1 within 1e-9.
-    tau : float
-        Temperature, > 0.
+    losses, grads
+        As :func:`kl_penalized_value_grad_hess`.
+    probs, tau
+        As :func:`simlab.dro.kl.kl_penalized`.
 
     Returns
     -------
@@ -163,12 +159,8 @@ def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, 
 
     Parameters
     ----------
-    losses : array_like of float, shape (A,)
-        Finite losses l_j(theta).
-    grads : array_like of float, shape (A, d)
-        Per-atom gradients grad l_j.
-    hess_sum : callable or array_like of float, shape (A, d, d)
-        The per-atom Hessians H_j, or a callable w -> sum_j w_j H_j.
+    losses, grads, hess_sum
+        As :func:`kl_penalized_value_grad_hess`.
     probs : array_like of float, shape (A,)
         Atom probabilities summing to 1 within 1e-9; the ball is around p / sum p.
     divergence : {"kl", "chi2"}
@@ -244,9 +236,9 @@ def worst_case(losses, probs, divergence: str, radius) -> tuple[float, np.ndarra
     Parameters
     ----------
     losses : array_like of float, shape (A,)
-        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+        The losses l_j, finite; those of atoms with p_j = 0 play no part.
     probs : array_like of float, shape (A,)
-        Atom probabilities in [0, 1] summing to 1 within 1e-9.
+        The law p: entries in [0, 1] summing to 1 within 1e-9 (the ball is around p / sum p).
     divergence : {"kl", "chi2"}
         The ball's divergence.
     radius : float

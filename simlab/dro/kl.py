@@ -653,12 +653,8 @@ def kl_radius_of_tau(losses, probs, tau) -> float:
 
     Parameters
     ----------
-    losses : array_like of float, shape (A,)
-        Finite losses l_j (values on atoms with p_j = 0 are ignored).
-    probs : array_like of float, shape (A,)
-        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
-    tau : float
-        Temperature, > 0.
+    losses, probs, tau
+        As :func:`kl_penalized`.
 
     Returns
     -------
@@ -696,10 +692,8 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
 
     Parameters
     ----------
-    losses : array_like of float, shape (A,)
-        Finite losses l_j (values on atoms with p_j = 0 are ignored).
-    probs : array_like of float, shape (A,)
-        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    losses, probs
+        As :func:`kl_penalized`.
     radius : float
         The ball's radius, finite >= 0.
 

@@ -334,18 +334,8 @@ def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logisti
 
     Parameters
     ----------
-    margins : array_like of float, shape (A,)
-        Margins m_j = g^T z_j.
-    slope_norm : float
-        s = ||g||, finite >= 0.
-    probs : array_like of float, shape (A,)
-        Atom probabilities summing to 1 within 1e-9; the law is p / sum p.
-    radius : float
-        The W_2 radius, finite >= 0.
-    loss : {"logistic", "squared"}
-        The margin loss ell.
-    targets : array_like of float, shape (A,)
-        Labels y in [0, 1] (logistic) or regression targets r (squared).
+    margins, slope_norm, probs, radius, loss, targets
+        As :func:`w2_margin_worst_case`.
 
     Returns
     -------
@@ -543,18 +533,8 @@ def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logi
 
     Parameters
     ----------
-    g : array_like of float, shape (d,)
-        The slope vector.
-    z : array_like of float, shape (A, d)
-        Per-atom features (z = dphi).
-    targets : array_like of float, shape (A,)
-        Labels y in [0, 1] (logistic) or regression targets r (squared).
-    probs : array_like of float, shape (A,)
-        Atom probabilities summing to 1 within 1e-9; the law is p / sum p.
-    radius : float
-        The W_2 radius, finite >= 0.
-    loss : {"logistic", "squared"}
-        The margin loss ell.
+    g, z, targets, probs, radius, loss
+        As :func:`w2_margin_value_grad_hess`.
 
     Returns
     -------
