@@ -36,8 +36,9 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (check_law_pair, check_losses_probs, check_radius, key_to_float, ordered_key,
-                                standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
+from simlab.dro._inputs import (argmax_weights_kernel, check_law_pair, check_losses_probs, check_radius, key_to_float,
+                                ordered_key, standardise_support_kernel, support_stats_kernel, unstandardise,
+                                well_scaled)
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -235,13 +236,6 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
 
 
 @kernel
-def _chi2_argmax_weights(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
-    """q = p restricted to the argmax of l over the support, normalised (the saturated worst case)."""
-    for j in range(l.size):
-        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
-
-
-@kernel
 def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float,
                                         radius: float, q: np.ndarray) -> tuple:
     """:func:`chi2_worst_case_kernel` once max l over the support and the p-mean of l are known (the
@@ -258,7 +252,7 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
     # the law is p / mass: D = 1/2 sum (p/mass) (q mass/p - 1)^2, i.e. the constant c^2 = (1 + 2 radius)/mass
     c2 = (1.0 + 2.0 * radius) / mass
     if c2 * pmax >= 1.0:
-        _chi2_argmax_weights(l, p, lmax, pmax, q)
+        argmax_weights_kernel(l, p, lmax, pmax, q)
         return lmax, lmax, 0
     if well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(var):
         value, zeta, it = _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, radius, q)
@@ -329,7 +323,7 @@ def _chi2_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, o
     pmax = 0.0
     for j in range(l.size):
         pmax += p[j] if (l[j] == lmax and p[j] > 0.0) else 0.0
-    _chi2_argmax_weights(l, p, lmax, pmax, q)
+    argmax_weights_kernel(l, p, lmax, pmax, q)
     return lmax, lmax, it
 
 

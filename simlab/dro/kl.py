@@ -37,10 +37,9 @@ import numpy as np
 from numba import njit
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, check_law_pair, check_losses_probs, check_radius, check_tau,
-                                float64_bits_as_int64,
-                                int64_bits_as_float64, key_to_float, ordered_key, standardise_support_kernel,
-                                support_stats_kernel, unstandardise, well_scaled)
+from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, argmax_weights_kernel, check_law_pair, check_losses_probs,
+                                check_radius, check_tau, int64_bits_as_float64, key_to_float, ordered_key,
+                                standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
 # a dual step below this relative size is round-off: at the root the computed residual
 # K(alpha) - radius scatters by a few 1e-15 over 1e5 atoms, i.e. steps of ~1e-14 relative.
 ALPHA_STEP_RTOL = 1e-13
@@ -487,13 +486,6 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
 
 
 @kernel
-def _kl_argmax_weights(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
-    """q = p restricted to the argmax of l over the support, normalised (the saturated worst case)."""
-    for j in range(l.size):
-        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
-
-
-@kernel
 def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float,
                                       radius: float, q: np.ndarray) -> tuple:
     """:func:`kl_worst_case_kernel` once max l over the support and the p-mean of l are known (the
@@ -507,7 +499,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
             q[j] = p[j] / mass
         return (lmax if lmin == lmax else mean), np.inf, 0
     if radius >= np.log(mass) - np.log(pmax):
-        _kl_argmax_weights(l, p, lmax, pmax, q)
+        argmax_weights_kernel(l, p, lmax, pmax, q)
         return lmax, 0.0, 0
     if _kl_well_scaled(lmax, lmin, mean, far):
         value, tau, it = _kl_solve_kernel(l, p, lmax, mean, lmin, mass, mu, radius, q)
