@@ -24,7 +24,6 @@ reported beside the exact constants.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 
@@ -34,7 +33,7 @@ from simlab.env.environment import noise_law
 from simlab.env.sampling import multinomial_counts
 from simlab.experiments.claims import Measurement, evaluate_claim
 from simlab.experiments.rates import fit_rate, verdict_ordering, verdict_tight
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.asymptotics import dpo_sandwich, rebel_sandwich
 from simlab.objectives.dpo_radii import chi2_dpo_collapse_radius, wdpo_reference_threshold
 from simlab.objectives.rebel import w2_rebel_threshold
@@ -59,14 +58,14 @@ GROWTH_CUT = 64.0
 SANDWICH_MC = ("dpo", "kl")   # nominal DPO (no dual) and KL-REBEL (temperature dual); every family's influence
                               # rows are checked against finite differences of the exact minimisers in the tests
 GAP_CUT = 16.0
+WORLDS = (("sphere", S_SPHERE), ("continuum", S_CONTINUUM), ("gap", S_GAP))  # the exact constants' worlds
 
 
-@functools.lru_cache(maxsize=8)
-def _features(world: str, seed_key: tuple):
+@cached_per_instance(maxsize=8)
+def _features(instance: np.random.SeedSequence, world: str):
     """(phi, u): the sphere features of E1 (d = 8) with the env's unit reward direction, or the gap features."""
-    entropy, spawn_key = seed_key
     n_x = CONTINUUM_NX if world == "continuum" else 32
-    env = make_env(preset("E1", w_norm=1.0, n_x=n_x), np.random.SeedSequence(entropy, spawn_key=spawn_key))
+    env = make_env(preset("E1", w_norm=1.0, n_x=n_x), instance)
     phi, u = env.phi, env.w_star
     if world == "gap":
         n_x, n_y, d = phi.shape
@@ -77,9 +76,11 @@ def _features(world: str, seed_key: tuple):
     return phi, u
 
 
-@functools.lru_cache(maxsize=64)
-def _atoms(world: str, family: str, s: float, seed_key: tuple):
-    phi, u = _features(world, seed_key)
+@cached_per_instance(maxsize=64)
+def _atoms(instance: np.random.SeedSequence, world: str, family: str, s: float):
+    """Population pair atoms of the DPO (BT labels) or REBEL (noisy rewards) family at margin scale s,
+    and w* = s u."""
+    phi, u = _features(instance, world)
     n_x, n_y, _ = phi.shape
     pair = np.full((n_x, n_y, n_y), 1.0 / (n_x * n_y * n_y))
     r = phi @ (s * u)
@@ -108,11 +109,11 @@ def _fit(method: str, atoms, weights, radius, theta0=None):
     return fit_rebel(atoms.dphi, atoms.dr, weights, np.zeros(d), 1.0, REBEL_METHODS[method], radius, gtol=1e-11).x
 
 
-@functools.lru_cache(maxsize=256)
-def exact_target(world: str, method: str, s: float, seed_key: tuple):
-    """(theta*, sandwich) of ``method`` at margin scale s on the population atoms."""
+@cached_per_instance(maxsize=256)
+def exact_target(instance: np.random.SeedSequence, world: str, method: str, s: float):
+    """(theta*, sandwich, radius) of ``method`` at margin scale s on the population atoms."""
     family = "dpo" if method in DPO_METHODS else "rebel"
-    atoms, w_star = _atoms(world, family, s, seed_key)
+    atoms, w_star = _atoms(instance, world, family, s)
     radius = _radius(method, atoms)
     theta = w_star.copy() if method in ("dpo", "rebel") else _fit(method, atoms, atoms.p0, radius)
     if family == "dpo":
@@ -124,24 +125,23 @@ def exact_target(world: str, method: str, s: float, seed_key: tuple):
 
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
-    experiment, world = params["experiment"], params["world"]
-    key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
+    experiment, world, instance = params["experiment"], params["world"], seeds.instance
     s = float(params["s"])
     if experiment == "exact":
         methods = ("dpo",) if world != "sphere" else tuple(DPO_METHODS) + tuple(REBEL_METHODS)
         out = {"failed": 0.0, "log_gamma_bound": float(-2 * np.logaddexp(0.0, 4 * s) + 4 * s),
                "loss_bound": float(np.logaddexp(0.0, 4 * s))}
         for m in methods:
-            out[f"C_{m}"] = exact_target(world, m, s, key)[1].constant()
+            out[f"C_{m}"] = exact_target(instance, world, m, s)[1].constant()
         if world != "gap":
-            phi, u = _features(world, key)
+            phi, u = _features(instance, world)
             t = np.abs((phi @ u)[:, :, None] - (phi @ u)[:, None, :])
             out["min_margin_per_s"] = float(t[t > 0].min())
         return out
     method, n = params["method"], int(params["n"])
     family = "dpo" if method in DPO_METHODS else "rebel"
-    atoms, _ = _atoms(world, family, s, key)
-    theta_star, sw, radius = exact_target(world, method, s, key)
+    atoms, _ = _atoms(instance, world, family, s)
+    theta_star, sw, radius = exact_target(instance, world, method, s)
     rng = np.random.default_rng(seeds.sample)
     w = multinomial_counts(atoms.p0, n, rng) / n
     try:
@@ -209,7 +209,7 @@ def _claims() -> list[Claim]:
     for method in SANDWICH_MC:
         out.append(Claim(
             id="constants.sandwich", kind="identity-in-expectation", metric="whitened_ratio", predicted=1.0, tol=0.10,
-            label=method, paper=PAPER, where={"experiment": "mc", "method": method},
+            label=method, paper=PAPER, experiment="mc", where={"method": method},
             statement=f"{method}: the exact sandwich covariance tr(H^-1 V H^-1) from the atoms is the limit of n times "
                       "the estimator's covariance (whitened error has mean d/n).",
             quantity="n (theta_n - theta*)^T cov^-1 (theta_n - theta*)/d at s = 4 (full: s in {1, 4, 16}), "
@@ -217,14 +217,14 @@ def _claims() -> list[Claim]:
     for method in ("rebel", "kl", "chi2"):
         out.append(Claim(
             id="constants.rebel_flat", kind="tight", metric="n_err2", x="s", predicted=0.0, tol=0.15,
-            label=method, paper=PAPER, where={"experiment": "flat", "method": method},
+            label=method, paper=PAPER, experiment="flat", where={"method": method},
             statement=f"{method}-REBEL: the asymptotic constant does not depend on the margin scale s (the residual at "
                       "theta° is the noise alone, whatever w*).",
             quantity="n E||theta_n - theta*||^2 vs s in {0.5, 4, 32} (log-log slope; n = 2^14, independent seeds)"))
     for dm, rm in PAIRS:
         out.append(Claim(
             id="constants.dpo_vs_rebel", kind="ordering", metric=f"C_{dm}", predicted=0.0, tol=0.0, side=">",
-            label=f"{dm}/{rm}", paper=PAPER, where={"experiment": "exact", "world": "sphere"},
+            label=f"{dm}/{rm}", paper=PAPER, experiment="exact", where={"world": "sphere"},
             statement=f"The ratio of exact constants C_{dm}/C_{rm} increases with the margin scale s.",
             notes=("WDPO at rho0 = rho_bar/4 keeps its minimiser near theta_ref, so its margins and constant stop "
                    "growing (~150 for s >= 8) while W2-REBEL's constant grows with its threshold-relative radius"
@@ -234,14 +234,14 @@ def _claims() -> list[Claim]:
             evaluate=lambda rows, a=dm, b=rm: _ratio_increase(rows, a, b)))
     growth = Claim(
         id="constants.dpo_growth", kind="tight", metric="C_dpo", x="s", predicted=3.0, tol=0.15, cut=GROWTH_CUT,
-        label="continuous margin law", paper=PAPER, where={"experiment": "exact", "world": "continuum"},
+        label="continuous margin law", paper=PAPER, experiment="exact", where={"world": "continuum"},
         statement="Continuous margin law: the exact DPO constant grows like s^3 (derived), not like e^{4 beta B}.",
         quantity=f"log-log slope of C_DPO = tr I^-1 over s in {{64, 128, 256}} (exact; n_x = {CONTINUUM_NX} contexts so "
                  "that s min|u^T dphi| << 1 on the whole range); local exponents and the bound's 1/gamma reported")
     out.append(dataclasses.replace(growth, evaluate=lambda rows, c=growth: _growth(rows, c)))
     out.append(Claim(
         id="constants.dpo_growth", kind="tight", metric="C_dpo", predicted=1.0, tol=0.10, label="gap law",
-        paper=PAPER, where={"experiment": "exact", "world": "gap"},
+        paper=PAPER, experiment="exact", where={"world": "gap"},
         statement="Margin law with a gap u0 = 1/4: the exact DPO constant grows exponentially, d log C/ds -> u0 "
                   "(the smallest margin per unit s), not 4 beta B.",
         quantity="(d log C_DPO/ds)/u0 by OLS over s in {16, 24, 32} (exact; CI = range over instances)",
@@ -257,26 +257,21 @@ SCENARIO = Scenario(
     study="Constants",
     description="Exact sandwich constants of DPO/REBEL-family estimators against the margin scale s.",
     cell=cell,
-    grids={
-        "quick": [
-            {"experiment": ["exact"], "world": ["sphere"], "s": S_SPHERE, "env_draw": [0, 1], "seeds": 1},
-            {"experiment": ["exact"], "world": ["continuum"], "s": S_CONTINUUM, "env_draw": [0, 1], "seeds": 1},
-            {"experiment": ["exact"], "world": ["gap"], "s": S_GAP, "env_draw": [0, 1], "seeds": 1},
-            {"experiment": ["mc"], "world": ["sphere"], "s": [4.0], "method": list(SANDWICH_MC),
-             "n": [2**16, 2**18], "seeds": 300},
-            {"experiment": ["flat"], "world": ["sphere"], "s": [0.5, 4.0, 32.0], "method": ["rebel", "kl", "chi2"],
-             "n": [2**14], "seeds": 64},
-        ],
-        "full": [
-            {"experiment": ["exact"], "world": ["sphere"], "s": S_SPHERE, "env_draw": list(range(8)), "seeds": 1},
-            {"experiment": ["exact"], "world": ["continuum"], "s": S_CONTINUUM, "env_draw": list(range(4)), "seeds": 1},
-            {"experiment": ["exact"], "world": ["gap"], "s": S_GAP, "env_draw": list(range(8)), "seeds": 1},
-            {"experiment": ["mc"], "world": ["sphere"], "s": [1.0, 4.0, 16.0],
-             "method": list(SANDWICH_MC), "n": [2**16, 2**18], "seeds": 1000},
-            {"experiment": ["flat"], "world": ["sphere"], "s": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
-             "method": ["rebel", "kl", "chi2", "w2"], "n": [2**14], "seeds": 400},
-        ],
-    },
+    experiments=(
+        Experiment("exact", quick=[{"world": [w], "s": s_grid, "env_draw": [0, 1]} for w, s_grid in WORLDS],
+                   full=[{"world": [w], "s": s_grid, "env_draw": list(range(draws))}
+                         for (w, s_grid), draws in zip(WORLDS, (8, 4, 8))],
+                   seeds={"quick": 1, "full": 1}),
+        Experiment("mc", quick={"world": ["sphere"], "s": [4.0], "method": list(SANDWICH_MC), "n": [2**16, 2**18]},
+                   full={"world": ["sphere"], "s": [1.0, 4.0, 16.0], "method": list(SANDWICH_MC),
+                         "n": [2**16, 2**18]},
+                   seeds={"quick": 300, "full": 1000}),
+        Experiment("flat", quick={"world": ["sphere"], "s": [0.5, 4.0, 32.0], "method": ["rebel", "kl", "chi2"],
+                                  "n": [2**14]},
+                   full={"world": ["sphere"], "s": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+                         "method": ["rebel", "kl", "chi2", "w2"], "n": [2**14]},
+                   seeds={"quick": 64, "full": 400}),
+    ),
     seeds={"quick": 1, "full": 1},
     claims=CLAIMS,
     crn_note="independent samples per cell (no shared axes): the two n of the sandwich check are independent",

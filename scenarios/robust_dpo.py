@@ -18,7 +18,6 @@ are nested prefixes of one iid stream.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 
 import numpy as np
@@ -26,7 +25,7 @@ import numpy as np
 from simlab.env import make_env, preset
 from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import evaluate_claim
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.robust_dpo import robust_dpo_value_grad_hess
 from simlab.plots.robust_dpo import RADIUS_OBJECTIVES, plot_radius_shift
 from simlab.solvers.dpo import fit_dpo_exact
@@ -54,11 +53,10 @@ def _fit(objective, atoms, weights, env, radius, theta0=None, gtol=1e-10):
                                 theta0=theta0, gtol=gtol)
 
 
-@functools.lru_cache(maxsize=8)
-def _population(family: str, seed_key: tuple):
-    """Environment, atoms and the exact population robust minimisers of the family (per process)."""
-    entropy, spawn_key = seed_key
-    env = make_env(preset("E1"), np.random.SeedSequence(entropy, spawn_key=spawn_key))
+@cached_per_instance(maxsize=8)
+def _population(instance: np.random.SeedSequence, family: str):
+    """Environment, atoms and the exact population robust minimisers of the family (once per instance)."""
+    env = make_env(preset("E1"), instance)
     atoms = env.atoms("offline")
     nominal = fit_dpo_exact(atoms, atoms.p0, env.theta_ref, env.beta, gtol=1e-12).x
     (primary, radius), variants = FAMILIES[family]
@@ -84,7 +82,7 @@ def radius_shift_cell(params: dict, seeds: CellSeeds) -> dict:
     nominal DPO minimiser. ``kldpo_penalized`` is swept over x = 1/tau. Where Newton finds no smooth
     minimiser and the directional-derivative test certifies theta_ref (``fit_robust_dpo_exact`` returns
     iterations = -1), the row records the collapse theta* = theta_ref."""
-    env, atoms = _population("wdpo", (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))[:2]
+    env, atoms = _population(seeds.instance, "wdpo")[:2]
     nominal = fit_dpo_exact(atoms, atoms.p0, env.theta_ref, env.beta, gtol=1e-12).x
     objective, x = params["objective"], float(params["radius"])
     knob = 1.0 / x if objective == "kldpo_penalized" else x
@@ -96,12 +94,10 @@ def radius_shift_cell(params: dict, seeds: CellSeeds) -> dict:
             "failed": 0.0}
 
 
-def cell(params: dict, seeds: CellSeeds) -> dict:
-    if params["family"] == "radius_shift":
-        return radius_shift_cell(params, seeds)
+def rate_cell(params: dict, seeds: CellSeeds) -> dict:
+    """Exact empirical robust minimiser of one family at sample size n against the population one."""
     family, n = params["family"], int(params["n"])
-    env, atoms, targets, H, lam_min, slow_const, interior = _population(
-        family, (seeds.instance.entropy, tuple(seeds.instance.spawn_key)))
+    env, atoms, targets, H, lam_min, slow_const, interior = _population(seeds.instance, family)
     rng = np.random.default_rng(seeds.sample)
     weights = nested_counts(atoms.p0, prefix_ladder(n, 2**LADDER_START_LOG2), rng)[n] / n
     (primary, radius), variants = FAMILIES[family]
@@ -126,11 +122,15 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     return out
 
 
+def cell(params: dict, seeds: CellSeeds) -> dict:
+    return radius_shift_cell(params, seeds) if params["experiment"] == "radius_shift" else rate_cell(params, seeds)
+
+
 def radius_shift_figure(df, outdir):
     """Exact population minimiser shift vs radius, from the stored ``radius_shift`` cells."""
     if df.empty or "shift" not in df:
         return []
-    rows = df[(df["family"] == "radius_shift") & (df["failed"] == 0)]
+    rows = df[(df["experiment"] == "radius_shift") & (df["failed"] == 0)]
     return plot_radius_shift([{"objective": r.objective, "radius": float(r.radius), "shift": float(r.shift),
                                "collapsed": bool(r.collapsed)} for r in rows.itertuples()], outdir)
 
@@ -156,7 +156,8 @@ def _with_design_facts(claim: Claim) -> Claim:
 
 def _claims(claim_id: str, family: str, label: str, variants: tuple) -> tuple:
     also = ("err2_H",) + tuple(f"err2_{v}" for v in variants)
-    common = dict(metric="err2", x="n", cut=2**10, also=also, paper=PAPER, where={"family": family})
+    common = dict(metric="err2", x="n", cut=2**10, also=also, paper=PAPER, experiment="rate_n",
+                  where={"family": family})
     quantity = (f"E||theta_n - theta*||^2 for {label} (E1, d = 8); theta* the exact population robust "
                 "minimiser at the same radius; H-norm and variant slopes reported")
     return (
@@ -172,9 +173,14 @@ def _claims(claim_id: str, family: str, label: str, variants: tuple) -> tuple:
 
 
 # the radius-shift figure's exact population solves (deterministic: one replicate)
-RADIUS_SHIFT_GRID = {"family": ["radius_shift"], "n": [0],
-                     "objective": [obj for obj, _ in RADIUS_OBJECTIVES] + ["kldpo_penalized"],
-                     "radius": [float(r) for r in np.geomspace(1e-3, 0.3, 10)], "seeds": 1}
+RADIUS_SHIFT_GRID = {"objective": [obj for obj, _ in RADIUS_OBJECTIVES] + ["kldpo_penalized"],
+                     "radius": [float(r) for r in np.geomspace(1e-3, 0.3, 10)]}
+
+EXPERIMENTS = (
+    Experiment("rate_n", quick={"family": list(FAMILIES), "n": [2**10, 2**12, 2**14, 2**16]},
+               full={"family": list(FAMILIES), "n": [2**k for k in range(9, 19)]}),
+    Experiment("radius_shift", quick=RADIUS_SHIFT_GRID, full=RADIUS_SHIFT_GRID, seeds={"quick": 1, "full": 1}),
+)
 
 CLAIMS = (
     _claims("wdpo.rate_n", "wdpo", "WDPO (paper surrogate, rho0 = 0.1)", ("exact", "code"))
@@ -188,12 +194,10 @@ SCENARIO = Scenario(
     study="Robust DPO (WDPO, KLDPO, chi^2-DPO)",
     description="Exact empirical robust DPO fits on E1 against the exact population robust minimisers.",
     cell=cell,
-    grids={
-        "quick": [{"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**10, 2**12, 2**14, 2**16]}, RADIUS_SHIFT_GRID],
-        "full": [{"family": ["wdpo", "kldpo", "chi2dpo"], "n": [2**k for k in range(9, 19)]}, RADIUS_SHIFT_GRID],
-    },
+    experiments=EXPERIMENTS,
     seeds={"quick": 128, "full": 400},
-    shared_seed_axes=("n",),
+    # the experiment's name takes no part in the sample streams: the family and the replicate select them
+    shared_seed_axes=("n", "experiment"),
     claims=CLAIMS,
     figures=(radius_shift_figure,),
     crn_note="nested prefixes: each replicate's samples for all n are prefixes of one iid stream",

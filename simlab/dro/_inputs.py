@@ -91,6 +91,15 @@ def support_stats_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
     return lmax, s_pl / s_p
 
 
+@kernel
+def argmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
+    """q = p restricted to the argmax of l over the support, normalised: q_j = p_j / P_max where
+    l_j = lmax and p_j > 0, else 0 (the saturated worst case of every f-divergence ball;
+    ``pmax`` is the p-mass of the argmax)."""
+    for j in range(l.size):
+        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
+
+
 def as_float_array(name: str, value) -> np.ndarray:
     """``value`` as a contiguous float64 array, or a ValueError naming ``name`` if it has no such
     conversion (strings, None, ragged lists, complex numbers)."""

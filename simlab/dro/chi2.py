@@ -36,8 +36,9 @@ from typing import NamedTuple
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (check_law_pair, check_losses_probs, check_radius, key_to_float, ordered_key,
-                                standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
+from simlab.dro._inputs import (argmax_weights_kernel, check_law_pair, check_losses_probs, check_radius, key_to_float,
+                                ordered_key, standardise_support_kernel, support_stats_kernel, unstandardise,
+                                well_scaled)
 from simlab.validation import check_choice
 
 CHI2_METHODS = ("active_set", "sort", "bisection")
@@ -217,16 +218,21 @@ def chi2_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.nd
     The one implementation behind :func:`chi2_worst_case` (method "active_set"); other kernels
     (e.g. whole-loop SGD) call it directly.  The ball is around p / sum p; losses of any finite
     magnitude are solved standardised.
+
+    Parameters
+    ----------
+    l, p, q
+        As :func:`simlab.dro.kl.kl_worst_case_kernel`.
+    radius : float
+        The ball's radius eps, >= 0.
+
+    Returns
+    -------
+    tuple of (float, float, int)
+        (value, zeta, iterations), as :func:`chi2_worst_case`.
     """
     lmax, mean = support_stats_kernel(l, p)
     return _chi2_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
-
-
-@kernel
-def _chi2_argmax_weights(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
-    """q = p restricted to the argmax of l over the support, normalised (the saturated worst case)."""
-    for j in range(l.size):
-        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
 
 
 @kernel
@@ -246,7 +252,7 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
     # the law is p / mass: D = 1/2 sum (p/mass) (q mass/p - 1)^2, i.e. the constant c^2 = (1 + 2 radius)/mass
     c2 = (1.0 + 2.0 * radius) / mass
     if c2 * pmax >= 1.0:
-        _chi2_argmax_weights(l, p, lmax, pmax, q)
+        argmax_weights_kernel(l, p, lmax, pmax, q)
         return lmax, lmax, 0
     if well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(var):
         value, zeta, it = _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, radius, q)
@@ -317,7 +323,7 @@ def _chi2_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, o
     pmax = 0.0
     for j in range(l.size):
         pmax += p[j] if (l[j] == lmax and p[j] > 0.0) else 0.0
-    _chi2_argmax_weights(l, p, lmax, pmax, q)
+    argmax_weights_kernel(l, p, lmax, pmax, q)
     return lmax, lmax, it
 
 
@@ -330,6 +336,26 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
     summing to 1 within 1e-9, normalised; radius finite >= 0).  The "sort" and "bisection" methods
     are references for the tests and solve on the losses as given (they need well-scaled losses:
     deviations from the mean within 2^-20..2^20 and no zero-probability atom beyond that).
+
+    Parameters
+    ----------
+    losses, probs
+        As :func:`simlab.dro.kl.kl_penalized`.
+    radius : float
+        The ball's radius eps, finite >= 0.
+    method : {"active_set", "sort", "bisection"}
+        The dual solver (module docstring); "active_set" is the production one.
+
+    Returns
+    -------
+    Chi2WorstCase
+        (value, q, zeta, iterations): the worst-case value, the worst-case weights, the dual threshold
+        and the solver's passes or iterations.
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs``, ``radius`` or ``method`` when it is outside the domain above.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
@@ -354,7 +380,18 @@ def chi2_worst_case(losses, probs, radius, method: str = "active_set") -> Chi2Wo
 
 def chi2_divergence(q, p) -> float:
     """D_chi(q||p) = 1/2 sum_j p_j (q_j/p_j - 1)^2 (inf if q is not << p), for weight vectors as given
-    (no normalisation); ValueError naming ``q`` or ``p`` on bad input."""
+    (no normalisation); ValueError naming ``q`` or ``p`` on bad input.
+
+    Parameters
+    ----------
+    q, p : array_like of float, shape (A,)
+        Finite weights >= 0.
+
+    Returns
+    -------
+    float
+        D_chi(q||p), inf when q puts mass where p has none.
+    """
     q, p = check_law_pair(q, p)
     if np.any(q[p == 0] > 0):
         return np.inf

@@ -43,6 +43,22 @@ def chi2_code_dual_kernel(l: np.ndarray, p: np.ndarray, rho_chi: float, weights:
     result); among equal g the smallest zeta wins (the code's argmin over increasing candidates).
     lambda* = max(sqrt(2 rho_chi E_p (l - zeta*)_+^2), CHI2_CODE_LAMBDA_FLOOR); ``floored`` says the
     floor was taken.
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Finite losses.
+    p : ndarray of float64, shape (A,)
+        Atom weights >= 0 with a positive sum (the code's 1/n).
+    rho_chi : float
+        The code's radius, > 0.
+    weights : ndarray of float64, shape (A,)
+        Output: w_j = p_j (l_j - zeta*)_+ / lambda*.
+
+    Returns
+    -------
+    tuple of (float, float, float, bool)
+        (g(zeta*), zeta*, lambda*, floored).
     """
     n_all = l.size
     m = 0
@@ -102,7 +118,20 @@ def chi2_code_coefficients_kernel(l: np.ndarray, p: np.ndarray, rho_chi: float, 
     """Gradient coefficients of the code's chi^2 loss L = sum_j w_j l_j (w and lambda* not detached,
     zeta* held constant): writes coef with dL = sum_j coef_j grad l_j and returns L. With
     a_j = (l_j - zeta*)_+, coef_j = p_j [1(l_j > zeta*) l_j + a_j]/lambda* - L 2 rho_chi p_j a_j/lambda*^2
-    (the last term is absent when lambda* sits at its floor)."""
+    (the last term is absent when lambda* sits at its floor).
+
+    Parameters
+    ----------
+    l, p, rho_chi
+        As :func:`chi2_code_dual_kernel`.
+    coef : ndarray of float64, shape (A,)
+        Output: the coefficients c_j of grad l_j.
+
+    Returns
+    -------
+    float
+        The code's loss L = sum_j w_j l_j.
+    """
     _, zeta, lam, floored = chi2_code_dual_kernel(l, p, rho_chi, coef)
     L = 0.0
     for j in range(l.size):
@@ -132,7 +161,27 @@ def chi2_code_dual(losses, probs, rho_chi) -> Chi2CodeDual:
     {min l - 1} u unique(l) u {max l + 1} (docs/theory/rebel.md §4.5), by :func:`chi2_code_dual_kernel`.
     For rho_chi > 1/2 the minimum of g over all zeta equals the exact chi^2 value at radius
     rho_chi - 1/2, but the candidate scan only returns an upper bound of it (exact when zeta* happens
-    to be a loss value); for rho_chi < 1/2 g is unbounded below and the scan returns zeta* = min l - 1."""
+    to be a loss value); for rho_chi < 1/2 g is unbounded below and the scan returns zeta* = min l - 1.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses.
+    probs : array_like of float, shape (A,)
+        Atom weights >= 0 with a positive sum.
+    rho_chi : float
+        The code's radius, > 0.
+
+    Returns
+    -------
+    Chi2CodeDual
+        (value, zeta, lam, weights) of the candidate scan.
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs`` or ``rho_chi`` on bad input.
+    """
     l, p, rho_chi = _check_inputs(losses, probs, rho_chi)
     weights = np.empty_like(l)
     value, zeta, lam, _ = chi2_code_dual_kernel(l, p, rho_chi, weights)
@@ -142,7 +191,27 @@ def chi2_code_dual(losses, probs, rho_chi) -> Chi2CodeDual:
 def chi2_code_loss_gradient(losses, grads, probs, rho_chi) -> tuple[float, np.ndarray]:
     """The code's chi^2 loss L = sum_j w_j l_j and its autograd gradient with w and lambda* not detached
     (zeta* held constant; docs/theory/rebel.md §4.5): sum_j c_j grad l_j with the coefficients of
-    :func:`chi2_code_coefficients_kernel`."""
+    :func:`chi2_code_coefficients_kernel`.
+
+    Parameters
+    ----------
+    losses, probs, rho_chi
+        As :func:`chi2_code_dual`.
+    grads : array_like of float, shape (A, d)
+        Per-atom gradients grad l_j.
+
+    Returns
+    -------
+    L : float
+        The code's loss sum_j w_j l_j.
+    grad : ndarray of float64, shape (d,)
+        Its gradient with w and lambda* not detached.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument on bad input.
+    """
     l, p, rho_chi = _check_inputs(losses, probs, rho_chi)
     grads = check_array("grads", grads, shape=(l.size, None))
     coef = np.empty_like(l)

@@ -37,10 +37,9 @@ import numpy as np
 from numba import njit
 
 from simlab._jit import kernel
-from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, check_law_pair, check_losses_probs, check_radius, check_tau,
-                                float64_bits_as_int64,
-                                int64_bits_as_float64, key_to_float, ordered_key, standardise_support_kernel,
-                                support_stats_kernel, unstandardise, well_scaled)
+from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, argmax_weights_kernel, check_law_pair, check_losses_probs,
+                                check_radius, check_tau, int64_bits_as_float64, key_to_float, ordered_key,
+                                standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
 # a dual step below this relative size is round-off: at the root the computed residual
 # K(alpha) - radius scatters by a few 1e-15 over 1e5 atoms, i.e. steps of ~1e-14 relative.
 ALPHA_STEP_RTOL = 1e-13
@@ -70,7 +69,18 @@ EXP_UNDERFLOW = -708.0  # below this e^x < 3.3e-308 is returned as 0 (2^n must s
 @njit(cache=True, fastmath={"contract"}, nogil=True)
 def exp_nonpositive(x: float) -> float:
     """e^min(x, 0) to ~1 ulp, 0 for x < -708, written so that loops calling it vectorise
-    (no libm call): 2^n by exponent bits, e^r by a degree-13 Horner polynomial."""
+    (no libm call): 2^n by exponent bits, e^r by a degree-13 Horner polynomial.
+
+    Parameters
+    ----------
+    x : float
+        The exponent; values above 0 are taken as 0.
+
+    Returns
+    -------
+    float
+        e^min(x, 0), or 0 when x < -708.
+    """
     under = x < EXP_UNDERFLOW
     x = min(max(x, EXP_UNDERFLOW), 0.0)
     n = np.floor(x * LOG2E + 0.5)
@@ -246,7 +256,13 @@ def _tilt_normalise_kernel(l: np.ndarray, lmax: float, delta: float, inv_z: floa
 def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float,
                             q: np.ndarray) -> float:
     """q = p e^{alpha (l - lmax)} / sum p e^{alpha (l - lmax)} in place; returns log Z with
-    Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p."""
+    Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p.  The one computation of softmax_p
+    weights: :func:`kl_penalized`, the dual's small-radius branch and :func:`kl_penalized_kernel` call it.
+
+    The loop that stores q also sums p (``mass``); measured, its rounding does not depend on where the
+    arrays lie in memory, while a copy of it summing only Z did (82 of 3000 random calls changed bits
+    with the arrays' addresses: LLVM picks a vector or a scalar version of such a loop from the
+    addresses, and with reassociation the two round differently)."""
     z = 0.0
     mass = 0.0
     for j in range(l.size):
@@ -257,6 +273,40 @@ def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: fl
     for j in range(l.size):
         q[j] /= z
     return np.log(z) - np.log(mass)
+
+
+@kernel
+def kl_penalized_kernel(l: np.ndarray, p: np.ndarray, tau: float, q: np.ndarray) -> float:
+    """In-numba penalised KL worst case (no input checks): writes q = softmax_p(l/tau), i.e.
+    q_j = p_j e^{(l_j - lmax)/tau} / sum_k p_k e^{(l_k - lmax)/tau} with lmax = max l over p > 0, and
+    returns the value tau log E_p e^{l/tau} = lmax + tau log E_p e^{(l - lmax)/tau} for the normalised
+    law p / sum p (docs/theory/dro.md §2.1).
+
+    The kernel behind :func:`kl_penalized` for whole-loop jitted solvers (minibatch KLDPO, online
+    KL-REBEL): the same primitive (:func:`_softmax_weights_kernel`), so the same weights to round-off
+    (inlined into another kernel LLVM may round a few ulp differently), without the public call's
+    standardisation of badly scaled losses or its cumulant series at tau far above the spread.
+    Requires tau > 0 with 1/tau finite; every exponent is <= 0 (:func:`exp_nonpositive`), so tiny
+    weights underflow to 0 below e^-708 without a cut-off.
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Losses (finite).
+    p : ndarray of float64, shape (A,)
+        Atom weights >= 0 with a positive sum (the law is p / sum p).
+    tau : float
+        Temperature, > 0.
+    q : ndarray of float64, shape (A,)
+        Output: the worst-case weights softmax_p(l/tau) (0 where p = 0).
+
+    Returns
+    -------
+    float
+        tau log E_p e^{l/tau}.
+    """
+    lmax, _ = support_stats_kernel(l, p)
+    return lmax + tau * _softmax_weights_kernel(l, p, lmax, 1.0 / tau, q)
 
 
 # Below this alpha * (max l - min l) the 8th-order series of K has relative truncation error
@@ -414,16 +464,25 @@ def kl_worst_case_kernel(l: np.ndarray, p: np.ndarray, radius: float, q: np.ndar
     The one implementation behind :func:`kl_worst_case`; other kernels (e.g. whole-loop SGD) call it
     directly.  Radius 0 or constant losses: q = p (tau = inf); saturation: q = p on argmax (tau = 0).
     The ball is around p / sum p; losses of any finite magnitude are solved standardised.
+
+    Parameters
+    ----------
+    l : ndarray of float64, shape (A,)
+        Finite losses.
+    p : ndarray of float64, shape (A,)
+        Atom weights >= 0 with a positive sum (the law is p / sum p).
+    radius : float
+        The ball's radius, >= 0.
+    q : ndarray of float64, shape (A,)
+        Output: the worst-case weights.
+
+    Returns
+    -------
+    tuple of (float, float, int)
+        (value, tau, iterations), as :func:`kl_worst_case`.
     """
     lmax, mean = support_stats_kernel(l, p)
     return _kl_worst_case_given_stats_kernel(l, p, lmax, mean, radius, q)
-
-
-@kernel
-def _kl_argmax_weights(l: np.ndarray, p: np.ndarray, lmax: float, pmax: float, q: np.ndarray) -> None:
-    """q = p restricted to the argmax of l over the support, normalised (the saturated worst case)."""
-    for j in range(l.size):
-        q[j] = p[j] / pmax if (l[j] == lmax and p[j] > 0.0) else 0.0
 
 
 @kernel
@@ -440,7 +499,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
             q[j] = p[j] / mass
         return (lmax if lmin == lmax else mean), np.inf, 0
     if radius >= np.log(mass) - np.log(pmax):
-        _kl_argmax_weights(l, p, lmax, pmax, q)
+        argmax_weights_kernel(l, p, lmax, pmax, q)
         return lmax, 0.0, 0
     if _kl_well_scaled(lmax, lmin, mean, far):
         value, tau, it = _kl_solve_kernel(l, p, lmax, mean, lmin, mass, mu, radius, q)
@@ -537,6 +596,27 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
     exactly that once 1/tau overflows on the losses' scale; q = p and the value is the mean once tau
     overflows on it) and any finite losses (standardised when their spread on the support is outside
     2^-20..2^20).  Scale equivariant in (l, tau) jointly and translation equivariant in l.
+
+    Parameters
+    ----------
+    losses : array_like of float, shape (A,)
+        Finite losses l_j (values on atoms with p_j = 0 are ignored).
+    probs : array_like of float, shape (A,)
+        Atom probabilities in [0, 1] summing to 1 within 1e-9; the law is p / sum p.
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    value : float
+        tau log E_p e^{l/tau}.
+    q : ndarray of float64, shape (A,)
+        The worst-case weights softmax_p(l/tau).
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs`` or ``tau`` when it is outside the domain above.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     tau = check_tau(tau)
@@ -561,7 +641,18 @@ def kl_penalized(losses, probs, tau) -> tuple[float, np.ndarray]:
 def kl_radius_of_tau(losses, probs, tau) -> float:
     """The radius eps(tau) = KL(softmax_p(l/tau) || p) that a fixed temperature implies
     (docs/theory/rebel.md §4.4), for the normalised law p / sum p; it decreases in tau, from
-    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf.  Same input domain as :func:`kl_penalized`."""
+    log(sum p / P_max) at tau -> 0 to 0 at tau -> inf.  Same input domain as :func:`kl_penalized`.
+
+    Parameters
+    ----------
+    losses, probs, tau
+        As :func:`kl_penalized`.
+
+    Returns
+    -------
+    float
+        KL(softmax_p(l/tau) || p / sum p), >= 0.
+    """
     l, p, lmax, _ = check_losses_probs(losses, probs)
     tau = check_tau(tau)
     x, w, xmax, tau_x, _, _ = _temperature_problem(l, p, lmax, tau)
@@ -590,6 +681,24 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
     tolerance a ValueError names ``probs`` and the tolerance); ``radius`` finite >= 0.  Exact to
     round-off of the losses' scale over the whole float range (scale and translation equivariant);
     ``tau`` is in the losses' units (0 when saturated, inf at radius 0 or constant losses).
+
+    Parameters
+    ----------
+    losses, probs
+        As :func:`kl_penalized`.
+    radius : float
+        The ball's radius, finite >= 0.
+
+    Returns
+    -------
+    KLWorstCase
+        (value, q, tau, iterations): the worst-case value, the worst-case weights, the dual temperature
+        and the number of dual iterations.
+
+    Raises
+    ------
+    ValueError
+        Naming ``losses``, ``probs`` or ``radius`` when it is outside the domain above.
     """
     l, p, lmax, mean = check_losses_probs(losses, probs)
     radius = check_radius(radius)
@@ -600,7 +709,18 @@ def kl_worst_case(losses, probs, radius) -> KLWorstCase:
 
 def kl_divergence(q, p) -> float:
     """KL(q||p) = sum_j q_j log(q_j/p_j) with 0 log 0 = 0 (inf if q is not << p), for weight vectors
-    as given (no normalisation); ValueError naming ``q`` or ``p`` on bad input."""
+    as given (no normalisation); ValueError naming ``q`` or ``p`` on bad input.
+
+    Parameters
+    ----------
+    q, p : array_like of float, shape (A,)
+        Finite weights >= 0.
+
+    Returns
+    -------
+    float
+        KL(q||p), inf when q is not absolutely continuous with respect to p.
+    """
     q, p = check_law_pair(q, p)
     m = q > 0
     if np.any(p[m] == 0.0):

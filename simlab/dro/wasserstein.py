@@ -13,10 +13,12 @@ Cost: move only the feature part z = dphi of each atom, at Euclidean cost; label
   whose mu-derivative is s^2 eps^2 - sum_j p_j t_j(mu)^2 (decreasing in mu).  ``w2_margin_worst_case``
   solves it by safeguarded Newton on log mu; the per-atom inner problems are solved globally:
   concave (unique root) when 2 mu >= sup ell'' (1/4 logistic, 2 squared), otherwise split at the
-  inflection points of ell' - 2 mu t into monotone pieces and keep the best root.
-  Losses (``loss``): "logistic"  ell_j(h) = softplus(h) - y_j h  (targets = labels y in [0, 1]);
-                     "squared"   ell_j(h) = (h - r_j)^2           (targets = r, e.g. Delta r~).
-  Squared closed form: sup E_Q (m - r)^2 = (rms_p(m - r) + eps s)^2.
+  inflection points of ell' - 2 mu t into monotone pieces and keep the best root.  Losses (``loss``):
+
+  - "logistic": ell_j(h) = softplus(h) - y_j h (targets = labels y in [0, 1]);
+  - "squared": ell_j(h) = (h - r_j)^2 (targets = r, e.g. Delta r~), with the closed form
+    sup E_Q (m - r)^2 = (rms_p(m - r) + eps s)^2.
+
 * Gradient-norm surrogate S = E_p l + eps sqrt(E_p ||grad_z l||^2) = E_p ell + eps s rms_p(ell')
   (first-order expansion): exact - S = O(eps^2) for smooth losses, exactly eps^2 s^2 for the squared
   loss, 0 for linear losses; for losses convex in z, S <= exact <= E_p l + eps Lip_z(l).
@@ -271,6 +273,34 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
     probability atoms do not move.  The logistic value is the 1-D dual's minimum, with every inner
     maximum global (no cancellation at strongly misranked atoms, any mu > 0), so it is exact to
     round-off for every such input; the squared loss has a closed form.
+
+    Parameters
+    ----------
+    margins : array_like of float, shape (A,)
+        Margins m_j = g^T z_j.
+    slope_norm : float
+        s = ||g||, finite >= 0.
+    probs : array_like of float, shape (A,)
+        Atom probabilities summing to 1 within 1e-9; the law is p / sum p.
+    radius : float
+        The W_2 radius, finite >= 0.
+    loss : {"logistic", "squared"}
+        The margin loss ell.
+    targets : array_like of float, shape (A,)
+        Labels y in [0, 1] (logistic) or regression targets r (squared).
+    max_iter : int
+        Cap on the outer dual iterations, >= 1.
+
+    Returns
+    -------
+    W2WorstCase
+        (value, shift, mu, iterations): the worst-case value, the per-atom margin shifts t_j, the
+        multiplier mu = lambda_W / s^2 and the number of outer iterations.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument on bad input, or when (slope_norm radius)^2 overflows.
     """
     m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
     radius = check_radius(radius)
@@ -300,7 +330,18 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
 
 def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logistic",
                         targets=None) -> float:
-    """Gradient-norm surrogate E_p ell + radius * s * rms_p(ell') (docs/theory/dro.md §2.3)."""
+    """Gradient-norm surrogate E_p ell + radius * s * rms_p(ell') (docs/theory/dro.md §2.3).
+
+    Parameters
+    ----------
+    margins, slope_norm, probs, radius, loss, targets
+        As :func:`w2_margin_worst_case`.
+
+    Returns
+    -------
+    float
+        E_p ell + radius s rms_p(ell').
+    """
     m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
     radius = check_radius(radius)
     s = _check_slope_norm(slope_norm)
@@ -310,7 +351,28 @@ def w2_margin_surrogate(margins, slope_norm, probs, radius, loss: str = "logisti
 
 def w_linear_worst_case(a, z, probs, radius, b=None) -> tuple[float, np.ndarray]:
     """Linear loss l(z) = a^T z + b under any W_p ball (p >= 1): value E_p l + radius ||a||, attained
-    by moving every atom to z + radius a/||a|| (returned as the moved atoms)  (docs/theory/dro.md §2.3)."""
+    by moving every atom to z + radius a/||a|| (returned as the moved atoms)  (docs/theory/dro.md §2.3).
+
+    Parameters
+    ----------
+    a : array_like of float, shape (d,)
+        The loss's slope.
+    z : array_like of float, shape (A, d)
+        The atoms' features.
+    probs : array_like of float, shape (A,)
+        Atom probabilities (normalised to p / sum p).
+    radius : float
+        The W_p radius, finite >= 0.
+    b : array_like of float, shape (A,), optional
+        Per-atom offsets (0 by default).
+
+    Returns
+    -------
+    value : float
+        E_p l + radius ||a||.
+    moved : ndarray of float64, shape (A, d)
+        The worst-case atoms z_j + radius a/||a||.
+    """
     z = check_array("z", as_float_array("z", z), ndim=2)
     if z.size == 0:
         raise ValueError(f"z must have at least one row and one column, got shape {z.shape}")
@@ -378,6 +440,32 @@ def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logisti
 
     At g = 0 the value is not differentiable (it grows like radius ||g|| rms(ell')); the nominal
     gradient/Hessian are returned there (the nominal gradient lies in the subdifferential).
+
+    Parameters
+    ----------
+    g : array_like of float, shape (d,)
+        The slope vector.
+    z : array_like of float, shape (A, d)
+        Per-atom features (z = dphi).
+    targets : array_like of float, shape (A,)
+        Labels y in [0, 1] (logistic) or regression targets r (squared).
+    probs : array_like of float, shape (A,)
+        Atom probabilities summing to 1 within 1e-9; the law is p / sum p.
+    radius : float
+        The W_2 radius, finite >= 0.
+    loss : {"logistic", "squared"}
+        The margin loss ell.
+
+    Returns
+    -------
+    value : float
+        The exact W_2 robust value.
+    grad : ndarray of float64, shape (d,)
+        Its gradient in g (Danskin's, at the moved features).
+    hess : ndarray of float64, shape (d, d)
+        Its Hessian in g.
+    worst_case : W2WorstCase
+        The solve of :func:`w2_margin_worst_case` at g.
     """
     z, g = _check_design(z, g)
     s = float(np.linalg.norm(g))
@@ -441,7 +529,22 @@ def _surrogate_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarr
 def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
     """The gradient-norm surrogate S(g) = E_p ell(g^T z) + radius ||g|| rms_p(ell') with gradient and
     Hessian in g (docs/theory/dro.md §2.3; the WDPO paper's objective with radius = rho0).  Not differentiable at
-    g = 0 (the nominal derivatives are returned there)."""
+    g = 0 (the nominal derivatives are returned there).
+
+    Parameters
+    ----------
+    g, z, targets, probs, radius, loss
+        As :func:`w2_margin_value_grad_hess`.
+
+    Returns
+    -------
+    value : float
+        S(g).
+    grad : ndarray of float64, shape (d,)
+        Its gradient in g.
+    hess : ndarray of float64, shape (d, d)
+        Its Hessian in g.
+    """
     z, g = _check_design(z, g)
     _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
     radius = check_radius(radius)

@@ -22,8 +22,8 @@ import numpy as np
 from simlab._jit import kernel
 from simlab.dro.chi2 import chi2_worst_case_kernel
 from simlab.dro.chi2_code import chi2_code_coefficients_kernel
-from simlab.dro.danskin import kl_penalized_weights_kernel, non_detached_coefficients_kernel
-from simlab.dro.kl import kl_worst_case_kernel
+from simlab.dro.danskin import non_detached_coefficients_kernel
+from simlab.dro.kl import kl_penalized_kernel, kl_worst_case_kernel
 from simlab.env.environment import Env
 from simlab.env.sampling import guide_table, guided_draw, inverse_cdf_draw, multinomial_counts
 from simlab.linalg import symmetric_lambda_min_kernel
@@ -339,7 +339,7 @@ def batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi: 
     if code == 0 or code == 1 or code == 2:
         coef[:] = 1.0 / n
     elif code == 3:
-        kl_penalized_weights_kernel(l, unif, radius, coef)
+        kl_penalized_kernel(l, unif, radius, coef)
         if non_detached:
             non_detached_coefficients_kernel(l, coef, radius, coef)
     elif code == 4:

@@ -20,7 +20,7 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.dro.chi2 import chi2_worst_case_kernel
-from simlab.dro.danskin import kl_penalized_weights_kernel
+from simlab.dro.kl import kl_penalized_kernel
 from simlab.env.atoms import PairAtoms, check_pair_atoms
 from simlab.env.sampling import AliasTable, alias_draw
 from simlab.objectives.robust_dpo import OBJECTIVES, kldpo_code_direction, robust_dpo_value_grad_hess
@@ -256,7 +256,7 @@ def _sgd_robust_dpo_kernel(algo: int, theta0: np.ndarray, theta_ref: np.ndarray,
                     grad[k] += radius * beta * rms * delta[k] / nd
         else:
             if algo == 1:  # KLDPO Alg. 2: softmax((l - l_bar)/tau), detached
-                kl_penalized_weights_kernel(l, uni, radius, wts)
+                kl_penalized_kernel(l, uni, radius, wts)
             else:  # chi2: batch dual solve, Danskin weights
                 chi2_worst_case_kernel(l, uni, radius, wts)
             for i in range(batch):

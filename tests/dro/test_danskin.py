@@ -107,3 +107,17 @@ def test_strong_convexity_midpoint(divergence, radius):
         t1, t2 = rng.standard_normal(3), rng.standard_normal(3)
         gap = 0.5 * R(t1) + 0.5 * R(t2) - R(0.5 * (t1 + t2)) - kappa / 8 * np.sum((t1 - t2) ** 2)
         assert gap >= -1e-12
+
+
+@pytest.mark.parametrize("divergence,radius", CASES)
+def test_unnormalised_accepted_law_is_its_normalised_law(divergence, radius):
+    """probs summing to 1 within the accepted 1e-9 define the ball around p / sum p: value, gradient
+    and Hessian equal those of the normalised law (the chi^2 Hessian once used the raw p, off by a
+    factor ~ sqrt(sum p))."""
+    lgh, p, theta = _family(11)
+    l, gr, hs = lgh(theta)
+    p_off = p * (1.0 + 9e-10)
+    ref = worst_case_value_grad_hess(l, gr, hs, p / p.sum(), divergence, radius)
+    got = worst_case_value_grad_hess(l, gr, hs, p_off, divergence, radius)
+    for a, b in zip(got[:3], ref[:3]):
+        assert np.max(np.abs(np.asarray(a) - np.asarray(b))) <= 1e-12 * (1.0 + np.max(np.abs(b)))

@@ -122,6 +122,38 @@ def test_numba_entry_point_matches_public_solve():
         assert value == ref.value and tau == ref.tau and np.array_equal(q, ref.q)
 
 
+@pytest.mark.parametrize("uniform", [False, True])
+def test_penalized_kernel_is_the_public_penalized_solve(uniform):
+    """kl_penalized_kernel (whole-loop solvers) is kl_penalized to round-off on well-scaled losses with
+    tau below the series regime (a few ulp: one primitive, compiled in two contexts), also for an
+    accepted unnormalised law; its weights do not depend on where the arrays lie in memory."""
+    from numba import njit
+
+    from simlab.dro import kl_penalized_kernel
+
+    @njit
+    def inside(l, p, tau):
+        q = np.empty_like(l)
+        return kl_penalized_kernel(l, p, tau, q), q
+
+    for seed, n in ((3, 7), (4, 64), (5, 1000)):
+        l, p = _instance(seed, n=n, uniform=uniform)
+        for tau in (0.05, 0.7, 4.0):
+            value, q = inside(l, p, tau)
+            ref_value, ref_q = kl_penalized(l, p, tau)
+            assert np.max(np.abs(q - ref_q) / ref_q) <= 2e-15  # _instance: no weight underflows
+            assert value == pytest.approx(ref_value, rel=1e-15, abs=1e-15)
+            # an accepted unnormalised law is the normalised one: the value carries - tau log sum p
+            p_off = p * (1.0 + 5e-10)
+            assert inside(l, p_off, tau)[0] == pytest.approx(value, abs=1e-15 * (1.0 + abs(value)))
+            rng = np.random.default_rng(seed)
+            for _ in range(8):  # other addresses: arrays placed after padding of random length
+                pad = np.empty(int(rng.integers(1, 40)))
+                l2, p2 = l.copy(), p.copy()
+                assert np.array_equal(inside(l2, p2, tau)[1], q)
+                del pad
+
+
 def test_vectorised_exp_matches_libm():
     """exp_nonpositive (the KL kernels' exp) is within 2 ulp of libm on [-708, 0], 0 below."""
     from numba import njit
