@@ -78,10 +78,6 @@ nitpicky = False
 # text until they are rewritten as numpydoc; each entry is a known item for the docstring owners.
 # Nothing else is exempt: a new malformed docstring fails the build.
 VERBATIM_DOCSTRINGS: frozenset[str] = frozenset({
-    "simlab.dro",                          # module docstring: "Public API" pseudo-section
-    "simlab.dro.wasserstein",              # module docstring: indented continuation lines
-    "simlab.dro.danskin.worst_case",       # Returns entry continued without indentation rules
-    "simlab.dro.worst_case",               # the same function, re-exported by simlab.dro
     "simlab.objectives.constrained",       # module docstring: wrapped definition list
     "simlab.plots.constrained",            # module docstring: bullet items continued without indentation
 })

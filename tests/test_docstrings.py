@@ -35,11 +35,6 @@ import simlab
 
 NOT_YET_AUDITED: frozenset[str] = frozenset({
     "simlab.dro._inputs",
-    "simlab.dro.chi2",
-    "simlab.dro.chi2_code",
-    "simlab.dro.danskin",
-    "simlab.dro.kl",
-    "simlab.dro.wasserstein",
     "simlab.experiments.dask_executor",
     "simlab.experiments.store",
     "simlab.experiments.sweep",
