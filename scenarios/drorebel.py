@@ -37,9 +37,16 @@ f-divergences, whose worst-case weights move by O(sqrt eps); O(eps) for W2), doc
 
 Precision (calibration over 30 master seeds, docs/theory/claims.md §7.1): the d-slope pools 4 environment draws per d
 (the spread across instances dominates the sampling spread).
+
+Cost: an empirical fit runs on the online atoms merged up to the sign flip (dphi, dr) -> (-dphi, -dr)
+(4608 atoms -> 1442 rows; exact, simlab.objectives.rebel.collapse_atoms), Newton on the numba objective
+kernel; each replicate's nested-prefix ladder is drawn once per process and continued by the cells of
+larger n (same draws as a fresh ladder). ``python benchmarks/bench_rebel.py --drorebel`` times the sample
+cells against their former form.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 
@@ -53,7 +60,7 @@ from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.env.atoms import build_pair_atoms
 from simlab.objectives.asymptotics import rebel_sandwich
 from simlab.objectives.coverage import coverage_collapse_radius, worst_case_coverage
-from simlab.objectives.rebel import rebel_losses, rebel_residuals, w2_rebel_threshold
+from simlab.objectives.rebel import collapse_atoms, rebel_losses, rebel_residuals, w2_rebel_threshold
 from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.rebel import fit_rebel, population_hessian
 
@@ -85,6 +92,43 @@ def _instance(env_name: str, d: int, seed_key: tuple):
     theta_t /= np.linalg.norm(theta_t)
     atoms = env.atoms("online", theta_t)
     return env, theta_t, atoms
+
+
+@functools.lru_cache(maxsize=64)
+def _collapsed(env_name: str, d: int, seed_key: tuple):
+    """The online atoms merged up to the sign flip (exact for every fit, simlab.objectives.rebel.collapse_atoms)."""
+    atoms = _instance(env_name, d, seed_key)[2]
+    return collapse_atoms(atoms.dphi, atoms.dr)
+
+
+# Nested prefix counts of the replicates seen by this process, keyed by (instance, sample seed, ladder
+# start): (the replicate's generator after the last rung drawn, that rung, its counts). The cells of a
+# replicate that differ only in n (shared_seed_axes) continue its ladder instead of redrawing it.
+_LADDERS: collections.OrderedDict = collections.OrderedDict()
+_LADDERS_MAX = 512
+
+
+def _prefix_counts(env_name: str, d: int, key: tuple, sample: np.random.SeedSequence, n: int,
+                   start: int) -> np.ndarray:
+    """``nested_counts(p0, prefix_ladder(n, start), default_rng(sample))[n]``, the same draws, with each
+    replicate's ladder drawn once per process: when this replicate's ladder already reached a rung m of
+    prefix_ladder(n, start), the rungs above m are drawn on from its generator (nested_counts of the
+    increments m' - m, whose multinomials are the ones the full ladder draws after m)."""
+    p0 = _instance(env_name, d, key)[2].p0
+    ladder = prefix_ladder(n, start=start)
+    cache_key = (env_name, d, key, sample.entropy, tuple(sample.spawn_key), start)
+    entry = _LADDERS.pop(cache_key, None)
+    if entry is not None and entry[1] in ladder:
+        rng, m, total = entry
+        if m < n:
+            total = total + nested_counts(p0, [r - m for r in ladder if r > m], rng)[n - m]
+    else:
+        rng = np.random.default_rng(sample)
+        total = nested_counts(p0, ladder, rng)[n]
+    _LADDERS[cache_key] = (rng, n, total)
+    while len(_LADDERS) > _LADDERS_MAX:
+        _LADDERS.popitem(last=False)
+    return total
 
 
 def _radius(div: str, atoms) -> float:
@@ -149,9 +193,10 @@ def _tradeoff_calibration(d: int, seed_key: tuple, div: str, n0: int):
     return theta0, hi, variance, bias2(hi) / variance
 
 
-def _fit_or_nan(atoms, w, theta_t, obj, radius):
+def _fit_or_nan(rows, w, theta_t, obj, radius):
+    """The empirical fit on the collapsed rows ``rows`` with atom weights ``w`` (None on failure)."""
     try:
-        return fit_rebel(atoms.dphi, atoms.dr, w, theta_t, ETA, obj, radius).x
+        return fit_rebel(rows.dphi, rows.dr, rows.weights(w), theta_t, ETA, obj, radius).x
     except NoMinimizerError:
         return None
 
@@ -227,10 +272,9 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
         return coverage_cell(div, int(params["d"]), int(params["k"]), key)
     n, d = int(params["n"]), int(params["d"])
     env, theta_t, atoms = _instance(env_name, d, key)
-    rng = np.random.default_rng(seeds.sample)
-    ladder = prefix_ladder(n, start=min(n, int(params.get("n0", 2**9))))
-    counts = nested_counts(atoms.p0, ladder, rng)[n]
+    counts = _prefix_counts(env_name, d, key, seeds.sample, n, min(n, int(params.get("n0", 2**9))))
     w = counts / n
+    rows = _collapsed(env_name, d, key)
     obj = OBJECTIVE[div]
     if experiment == "tradeoff":
         n0 = int(params["n0"])
@@ -243,7 +287,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
             out["covered"] = float(chi2_divergence(atoms.p0, w) <= eps_n)
         else:
             out["covered"] = np.nan
-        theta = _fit_or_nan(atoms, w, theta_t, obj, eps_n)
+        theta = _fit_or_nan(rows, w, theta_t, obj, eps_n)
         if theta is None:
             return out | {"failed": 1.0, "err2_nominal": np.nan}
         return out | {"err2_nominal": float(np.sum((theta - theta0) ** 2))}
@@ -252,7 +296,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
         env_name, d, key, div, radius)
     out = {"radius": radius, "lambda_min": lam_min, "target_identity_gap": gap, "failed": 0.0,
            "sandwich": sandwich, "sandwich_H": sandwich_H}
-    theta = _fit_or_nan(atoms, w, theta_t, obj, radius)
+    theta = _fit_or_nan(rows, w, theta_t, obj, radius)
     if theta is None:
         return out | {"failed": 1.0, "err2": np.nan, "err2_H": np.nan, "err2_H_over_sandwich": np.nan,
                       "err2_over_sandwich": np.nan}
