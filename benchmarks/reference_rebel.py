@@ -152,20 +152,19 @@ def drorebel_sample_cell_reference(study, params, seeds) -> dict:
     from simlab.env.sampling import nested_counts, prefix_ladder
 
     env_name, div, n, d = params["env"], params["div"], int(params["n"]), int(params["d"])
-    key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
-    _, theta_t, atoms = study._instance(env_name, d, key)
+    _, theta_t, atoms, _ = study._instance(seeds.instance, env_name, d)
     rng = np.random.default_rng(seeds.sample)
     ladder = prefix_ladder(n, start=min(n, int(params.get("n0", 2**9))))
     w = nested_counts(atoms.p0, ladder, rng)[n] / n
     obj = study.OBJECTIVE[div]
     if params["experiment"] == "tradeoff":
         n0 = int(params["n0"])
-        theta0, eps0, _, _ = study._tradeoff_calibration(d, key, div, n0)
+        theta0, eps0, _, _ = study._tradeoff_calibration(seeds.instance, d, div, n0)
         eps_n = eps0 * (n0 / n) ** study.SCHEDULE_POWER[(div, params["schedule"])]
         theta = fit_rebel_reference(atoms.dphi, atoms.dr, w, theta_t, study.ETA, obj, eps_n)
         return {"err2_nominal": float(np.sum((theta - theta0) ** 2))}
     radius = study._radius(div, atoms)
-    theta_star, H = study._target(env_name, d, key, div, radius)[:2]
+    theta_star, H = study._target(seeds.instance, env_name, d, div, radius)[:2]
     theta = fit_rebel_reference(atoms.dphi, atoms.dr, w, theta_t, study.ETA, obj, radius)
     e = theta - theta_star
     return {"err2": float(e @ e), "err2_H": float(e @ H @ e)}

@@ -44,7 +44,8 @@ def test_collapse_merges_exactly_the_rows_equal_up_to_sign(seed):
         fa = fit_rebel(dphi, dr, w, anc, eta, obj, radius).x
         fb = fit_rebel(rows.dphi, rows.dr, wc, anc, eta, obj, radius).x
         assert np.max(np.abs(fa - fb)) <= 1e-12
-    a, b = rebel_value_grad_hess(theta, anc, eta, dphi, dr, w), rebel_value_grad_hess(theta, anc, eta, rows.dphi, rows.dr, wc)
+    a = rebel_value_grad_hess(theta, anc, eta, dphi, dr, w)
+    b = rebel_value_grad_hess(theta, anc, eta, rows.dphi, rows.dr, wc)
     assert all(np.max(np.abs(np.asarray(x) - y)) <= 1e-12 * (1 + np.max(np.abs(y))) for x, y in zip(a, b))
 
 
@@ -82,9 +83,8 @@ def test_study_ladder_cache_reproduces_the_fresh_ladder():
     study = sys.modules[scenario.cell.__module__]
     params = dict(experiment="rate_n", env="E3", div="kl", d=8)
     seeds = scenario.seeds_for(params, 0, 7)
-    key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
-    p0 = study._instance("E3", 8, key)[2].p0
+    p0 = study._instance(seeds.instance, "E3", 8)[2].p0
     study._LADDERS.clear()
     for n in (2**12, 2**10, 2**14, 2**14, 3000, 2**13, 2**16):  # up, down, repeat, off-ladder, up again
         fresh = nested_counts(p0, prefix_ladder(n, start=512), np.random.default_rng(seeds.sample))[n]
-        assert np.array_equal(study._prefix_counts("E3", 8, key, seeds.sample, n, 512), fresh)
+        assert np.array_equal(study._prefix_counts(seeds.instance, "E3", 8, seeds.sample, n, 512), fresh)
