@@ -34,11 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro import (kl_penalized_value_grad_hess, non_detached_softmax_gradient,
-                        w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
-from simlab.dro.chi2 import chi2_worst_case_kernel
+from simlab.dro import (chi2_worst_case_kernel, kl_penalized_value_grad_hess, kl_worst_case_kernel,
+                        non_detached_softmax_gradient, w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
 from simlab.dro.chi2_code import chi2_code_loss_gradient
-from simlab.dro.kl import kl_worst_case_kernel
 from simlab.validation import check_array, check_choice, check_float, check_linear_atoms, check_weights
 
 ANCHORS = ("prev", "ref")
