@@ -6,6 +6,13 @@ pairs per iteration, d = 16, one Adam step per batch (the DRO-REBEL code's inner
 
 Run: ``python benchmarks/bench_rebel.py [--repeats R] [--no-exact]``: simlab and NumPy runs alternate,
 medians with [min-max] ranges and the ratio of medians with the range of per-round ratios.
+
+``--drorebel`` instead times the sample cells of ``scenarios/drorebel.py`` (rate_n, rate_d, tradeoff
+per divergence, each a run of cells in the sweep's order: n outer, replicates inner) against the same
+cells as they ran before the speed-up (``reference_rebel.drorebel_sample_cell_reference``: the nested
+ladder redrawn per cell, Newton over the uncollapsed atoms with NumPy objectives), old and new runs
+alternating in one process; it prints the ratio of median run times with the range of per-round
+ratios, and the largest relative difference of the fitted metrics between the two.
 """
 from __future__ import annotations
 
@@ -18,7 +25,8 @@ from _timing import median_time  # noqa: E402  (pins BLAS/numba threads before n
 
 import numpy as np  # noqa: E402
 
-from reference_rebel import batch_gradient, online_rebel_reference  # noqa: E402
+from reference_rebel import (batch_gradient, drorebel_sample_cell_reference,  # noqa: E402
+                             online_rebel_reference)
 from simlab.env import make_env, preset  # noqa: E402
 from simlab.solvers.rebel import (SGD_OBJECTIVES, batch_gradient_kernel, online_rebel_exact,  # noqa: E402
                                   online_rebel_sgd)
@@ -84,11 +92,75 @@ def bench_variants(env, T, n, repeats, log_coverage):
               f"{j_ours:14.4f} {j_ref:13.4f}")
 
 
+def _load_drorebel():
+    """The DRO-REBEL study module (scenarios/drorebel.py of this checkout)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "drorebel.py"
+    spec = importlib.util.spec_from_file_location("drorebel_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _drorebel_runs(study, replicates: int):
+    """(label, [(params, replicate), ...]) per cell type, in the sweep's order."""
+    runs = []
+    for div in ("w", "kl", "chi2"):
+        runs.append((f"rate_n E3 {div} (n = 2^10..2^16)",
+                     [(dict(experiment="rate_n", env="E3", div=div, n=n, d=8), r)
+                      for n in study.N_QUICK for r in range(replicates)]))
+        for d in (2, 16):
+            runs.append((f"rate_d E4 {div} d = {d} (n = 2^14)",
+                         [(dict(experiment="rate_d", env="E4", div=div, n=2**14, d=d, env_draw=0), r)
+                          for r in range(replicates)]))
+        runs.append((f"tradeoff E3 {div} slow (n = 2^20..2^26)",
+                     [(dict(experiment="tradeoff", env="E3", div=div, schedule="slow", n=n, n0=2**20, d=8), r)
+                      for n in study.N_TRADE_QUICK for r in range(replicates)]))
+    return runs
+
+
+def bench_drorebel(repeats: int = 5, replicates: int = 8, master: int = 20261123) -> None:
+    study = _load_drorebel()
+    scenario = study.SCENARIO
+    print(f"DRO-REBEL sample cells, {replicates} replicates per grid point, {repeats} interleaved rounds "
+          "(old run, new run): ratio old/new of the median run times [range of per-round ratios]")
+    print(f"{'cell type':40s} {'cells':>5s} {'old ms/cell':>12s} {'new ms/cell':>12s} {'speed-up':>18s} "
+          f"{'max rel diff':>13s}")
+    for label, cells in _drorebel_runs(study, replicates):
+        seeds = [scenario.seeds_for(p, r, master) for p, r in cells]
+
+        def old():
+            return [drorebel_sample_cell_reference(study, p, s) for (p, _), s in zip(cells, seeds)]
+
+        def new():
+            study._LADDERS.clear()  # each run starts with no replicate's ladder drawn
+            return [study.cell(p, s) for (p, _), s in zip(cells, seeds)]
+
+        ref, ours = old(), new()  # warm-up: population caches, kernels
+        diff = 0.0
+        for a, b in zip(ref, ours):
+            for k, v in a.items():
+                diff = max(diff, abs(b[k] - v) / abs(v))
+        t = np.array([(_once(old), _once(new)) for _ in range(repeats)])
+        ratio = t[:, 0] / t[:, 1]
+        per_cell = 1e3 * np.median(t, axis=0) / len(cells)
+        print(f"{label:40s} {len(cells):5d} {per_cell[0]:12.2f} {per_cell[1]:12.2f} "
+              f"{np.median(t[:, 0]) / np.median(t[:, 1]):6.2f}x [{ratio.min():4.2f}-{ratio.max():5.2f}] "
+              f"{diff:13.2e}")
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="interleaved timing rounds per variant")
     parser.add_argument("--no-exact", action="store_true", help="skip the exact-inner loop timings")
+    parser.add_argument("--drorebel", action="store_true",
+                        help="time the DRO-REBEL study's sample cells against their pre-speed-up form instead")
     args = parser.parse_args()
-    main(repeats=args.repeats, exact=not args.no_exact)
+    if args.drorebel:
+        bench_drorebel(repeats=args.repeats)
+    else:
+        main(repeats=args.repeats, exact=not args.no_exact)

@@ -114,3 +114,57 @@ def online_rebel_reference(env, T, n, eta, rng, objective="rebel", radius=0.0, a
         Js.append(J)
         kls.append(kl)
     return np.array(hist), np.array(lams), np.array(Js), np.array(kls)
+
+
+# ---------------------------------------------------------------- DRO-REBEL cells before the speed-up
+
+def fit_rebel_reference(dphi, dr, w, theta_anc, eta, objective, radius, gtol=1e-10, max_iter=30):
+    """``simlab.solvers.rebel.fit_rebel`` for objectives rebel / w2 / kl / chi2 as it was before the
+    pair collapse and the numba objective kernel: Newton over every atom of positive weight with the
+    NumPy value/gradient/Hessian functions (``w2_rebel_value_grad_hess``, ``f_rebel_value_grad_hess``).
+    Returns theta (no W2 ridge-path restart: the benchmark's cells never need it)."""
+    from simlab.objectives.rebel import f_rebel_value_grad_hess, rebel_ols, w2_rebel_threshold, w2_rebel_value_grad_hess
+    from simlab.solvers.exact import NoMinimizerError, newton
+
+    keep = np.flatnonzero(w > 0)
+    dphi, dr, w = dphi[keep], dr[keep], w[keep] / w[keep].sum()
+    gram = (dphi * w[:, None]).T @ dphi
+    ev = np.linalg.eigvalsh(gram)
+    if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
+        raise NoMinimizerError("rank deficient")
+    theta_ols = rebel_ols(theta_anc, eta, dphi, dr, w)
+    if objective == "rebel" or radius == 0.0:
+        return theta_ols
+    if objective in ("kl", "chi2"):
+        fgh = lambda th: f_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, objective, radius)[:3]
+    else:
+        if radius >= w2_rebel_threshold(dphi, dr, w):
+            return theta_anc.copy()
+        fgh = lambda th: w2_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
+    return newton(fgh, theta_ols, gtol=gtol, max_iter=max_iter).x
+
+
+def drorebel_sample_cell_reference(study, params, seeds) -> dict:
+    """A rate_n / rate_d / tradeoff cell of ``scenarios/drorebel.py`` (module ``study``) as it ran before
+    the speed-up: the whole nested-prefix ladder redrawn in the cell and the fit over the uncollapsed
+    atoms (:func:`fit_rebel_reference`); the population side (instance, targets, eps0) comes from the
+    study's per-process caches, as it did. Returns the metrics the cell's fit determines."""
+    from simlab.env.sampling import nested_counts, prefix_ladder
+
+    env_name, div, n, d = params["env"], params["div"], int(params["n"]), int(params["d"])
+    _, theta_t, atoms, _ = study._instance(seeds.instance, env_name, d)
+    rng = np.random.default_rng(seeds.sample)
+    ladder = prefix_ladder(n, start=min(n, int(params.get("n0", 2**9))))
+    w = nested_counts(atoms.p0, ladder, rng)[n] / n
+    obj = study.OBJECTIVE[div]
+    if params["experiment"] == "tradeoff":
+        n0 = int(params["n0"])
+        theta0, eps0, _, _ = study._tradeoff_calibration(seeds.instance, d, div, n0)
+        eps_n = eps0 * (n0 / n) ** study.SCHEDULE_POWER[(div, params["schedule"])]
+        theta = fit_rebel_reference(atoms.dphi, atoms.dr, w, theta_t, study.ETA, obj, eps_n)
+        return {"err2_nominal": float(np.sum((theta - theta0) ** 2))}
+    radius = study._radius(div, atoms)
+    theta_star, H = study._target(seeds.instance, env_name, d, div, radius)[:2]
+    theta = fit_rebel_reference(atoms.dphi, atoms.dr, w, theta_t, study.ETA, obj, radius)
+    e = theta - theta_star
+    return {"err2": float(e @ e), "err2_H": float(e @ H @ e)}

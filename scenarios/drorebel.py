@@ -37,11 +37,17 @@ f-divergences, whose worst-case weights move by O(sqrt eps); O(eps) for W2), doc
 
 Precision (calibration over 30 master seeds, docs/theory/claims.md §7.1): the d-slope pools 4 environment draws per d
 (the spread across instances dominates the sampling spread).
+
+Cost: an empirical fit runs on the online atoms merged up to the sign flip (dphi, dr) -> (-dphi, -dr)
+(4608 atoms -> 1442 rows; exact, simlab.objectives.rebel.collapse_atoms), Newton on the numba objective
+kernel; each replicate's nested-prefix ladder is drawn once per process and continued by the cells of
+larger n (same draws as a fresh ladder). ``python benchmarks/bench_rebel.py --drorebel`` times the sample
+cells against their former form.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
 
 import numpy as np
 
@@ -49,11 +55,11 @@ from simlab.dro import chi2_divergence, kl_divergence, kl_worst_case
 from simlab.env import make_env, preset
 from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import Measurement, evaluate_claim
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.env.atoms import build_pair_atoms
 from simlab.objectives.asymptotics import rebel_sandwich
 from simlab.objectives.coverage import coverage_collapse_radius, worst_case_coverage
-from simlab.objectives.rebel import rebel_losses, rebel_residuals, w2_rebel_threshold
+from simlab.objectives.rebel import collapse_atoms, rebel_losses, rebel_residuals, w2_rebel_threshold
 from simlab.solvers.exact import NoMinimizerError
 from simlab.solvers.rebel import fit_rebel, population_hessian
 
@@ -75,16 +81,46 @@ def _env_spec(env: str, d: int):
     return preset(env, d=d)
 
 
-@functools.lru_cache(maxsize=64)
-def _instance(env_name: str, d: int, seed_key: tuple):
-    """Environment, theta_t, atoms of the online sampler at theta_t (cached per process)."""
-    entropy, spawn_key = seed_key
-    ss = np.random.SeedSequence(entropy, spawn_key=spawn_key)
-    env = make_env(_env_spec(env_name, d), ss)
-    theta_t = np.random.default_rng(ss.spawn(1)[0]).standard_normal(d)
+@cached_per_instance(maxsize=64)
+def _instance(instance: np.random.SeedSequence, env_name: str, d: int):
+    """Environment, theta_t, atoms of the online sampler at theta_t, and those atoms merged up to the
+    sign flip (exact for every fit, simlab.objectives.rebel.collapse_atoms)."""
+    env = make_env(_env_spec(env_name, d), instance)
+    theta_t = np.random.default_rng(instance.spawn(1)[0]).standard_normal(d)
     theta_t /= np.linalg.norm(theta_t)
     atoms = env.atoms("online", theta_t)
-    return env, theta_t, atoms
+    return env, theta_t, atoms, collapse_atoms(atoms.dphi, atoms.dr)
+
+
+# Nested prefix counts of the replicates seen by this process, keyed by (instance, sample seed, ladder
+# start): (the replicate's generator after the last rung drawn, that rung, its counts). The cells of a
+# replicate that differ only in n (shared_seed_axes) continue its ladder instead of redrawing it.
+_LADDERS: collections.OrderedDict = collections.OrderedDict()
+_LADDERS_MAX = 512
+
+
+def _prefix_counts(instance: np.random.SeedSequence, env_name: str, d: int, sample: np.random.SeedSequence,
+                   n: int, start: int) -> np.ndarray:
+    """``nested_counts(p0, prefix_ladder(n, start), default_rng(sample))[n]``, the same draws, with each
+    replicate's ladder drawn once per process: when this replicate's ladder already reached a rung m of
+    prefix_ladder(n, start), the rungs above m are drawn on from its generator (nested_counts of the
+    increments m' - m, whose multinomials are the ones the full ladder draws after m)."""
+    p0 = _instance(instance, env_name, d)[2].p0
+    ladder = prefix_ladder(n, start=start)
+    cache_key = (env_name, d, instance.entropy, tuple(instance.spawn_key), sample.entropy, tuple(sample.spawn_key),
+                 start)
+    entry = _LADDERS.pop(cache_key, None)
+    if entry is not None and entry[1] in ladder:
+        rng, m, total = entry
+        if m < n:
+            total = total + nested_counts(p0, [r - m for r in ladder if r > m], rng)[n - m]
+    else:
+        rng = np.random.default_rng(sample)
+        total = nested_counts(p0, ladder, rng)[n]
+    _LADDERS[cache_key] = (rng, n, total)
+    while len(_LADDERS) > _LADDERS_MAX:
+        _LADDERS.popitem(last=False)
+    return total
 
 
 def _radius(div: str, atoms) -> float:
@@ -93,10 +129,10 @@ def _radius(div: str, atoms) -> float:
     return FIXED_RADIUS[div]
 
 
-@functools.lru_cache(maxsize=256)
-def _target(env_name: str, d: int, seed_key: tuple, div: str, radius: float):
+@cached_per_instance(maxsize=256)
+def _target(instance: np.random.SeedSequence, env_name: str, d: int, div: str, radius: float):
     """Exact population robust minimiser theta*, its Hessian H, and the plug-in constants."""
-    env, theta_t, atoms = _instance(env_name, d, seed_key)
+    env, theta_t, atoms, _ = _instance(instance, env_name, d)
     obj = OBJECTIVE[div]
     theta_star = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, theta_t, ETA, obj, radius, gtol=1e-12).x
     H = population_hessian(atoms.dphi, atoms.dr, atoms.p0, theta_star, theta_t, ETA, obj, radius)
@@ -122,10 +158,10 @@ def _target(env_name: str, d: int, seed_key: tuple, div: str, radius: float):
             sandwich.constant(), sandwich.constant(H))
 
 
-@functools.lru_cache(maxsize=64)
-def _tradeoff_calibration(d: int, seed_key: tuple, div: str, n0: int):
+@cached_per_instance(maxsize=64)
+def _tradeoff_calibration(instance: np.random.SeedSequence, d: int, div: str, n0: int):
     """theta_0 (eps = 0) and eps0: the smallest radius with exact bias^2 >= 10 x variance at n0."""
-    env, theta_t, atoms = _instance("E3", d, seed_key)
+    env, theta_t, atoms, _ = _instance(instance, "E3", d)
     theta0 = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, theta_t, ETA).x
     e = rebel_residuals(theta0, theta_t, ETA, atoms.dphi, atoms.dr)
     H = 2 * atoms.sigma() / ETA**2
@@ -149,26 +185,27 @@ def _tradeoff_calibration(d: int, seed_key: tuple, div: str, n0: int):
     return theta0, hi, variance, bias2(hi) / variance
 
 
-def _fit_or_nan(atoms, w, theta_t, obj, radius):
+def _fit_or_nan(rows, w, theta_t, obj, radius):
+    """The empirical fit on the collapsed rows ``rows`` with atom weights ``w`` (None on failure)."""
     try:
-        return fit_rebel(atoms.dphi, atoms.dr, w, theta_t, ETA, obj, radius).x
+        return fit_rebel(rows.dphi, rows.dr, rows.weights(w), theta_t, ETA, obj, radius).x
     except NoMinimizerError:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _nominal(env_name: str, d: int, seed_key: tuple):
+@cached_per_instance(maxsize=64)
+def _nominal(instance: np.random.SeedSequence, env_name: str, d: int):
     """theta_0 (the eps = 0 REBEL minimiser) and its exact sandwich constant C(0)."""
-    env, theta_t, atoms = _instance(env_name, d, seed_key)
+    env, theta_t, atoms, _ = _instance(instance, env_name, d)
     theta0 = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, theta_t, ETA).x
     return theta0, rebel_sandwich("rebel", theta0, theta_t, ETA, atoms.dphi, atoms.dr, atoms.p0).constant()
 
 
-def benign_cell(env_name: str, div: str, d: int, radius: float, key: tuple) -> dict:
+def benign_cell(instance: np.random.SeedSequence, env_name: str, div: str, d: int, radius: float) -> dict:
     """Exact population quantities at one radius: squared bias ||theta*_eps - theta_0||^2 and the
     sandwich constant ratio C(eps)/C(0) (docs/theory/rebel.md §4.7-§4.8)."""
-    env, theta_t, atoms = _instance(env_name, d, key)
-    theta0, C0 = _nominal(env_name, d, key)
+    env, theta_t, atoms, _ = _instance(instance, env_name, d)
+    theta0, C0 = _nominal(instance, env_name, d)
     obj = OBJECTIVE[div]
     try:
         theta = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, theta_t, ETA, obj, radius, gtol=1e-12).x
@@ -184,13 +221,12 @@ COVERAGE_WORST_K = 2
 COVERAGE_FRACTIONS = {"025": 0.25, "05": 0.5, "101": 1.01}
 
 
-def coverage_cell(div: str, d: int, k: int, key: tuple) -> dict:
+def coverage_cell(instance: np.random.SeedSequence, div: str, d: int, k: int) -> dict:
     """Fixed-coverage design with Sigma = diag(lambda, 1/2, ..., 1/2), lambda = 4^-k (E4 features, first
     coordinate scaled by sqrt(2 lambda); uniform pairs; rewards w*^T phi + Rademacher 0.3; anchor 0, eta = 1):
     the exact sandwich constant in the Euclidean and H-norms, and (KL/chi^2, k = COVERAGE_WORST_K) the
     worst-case coverage min_v min_Q E_Q (v^T dphi)^2 at fractions of the radius that reaches the a = b atoms."""
-    ss = np.random.SeedSequence(key[0], spawn_key=key[1])
-    env = make_env(_env_spec("E4", d), ss)
+    env = make_env(_env_spec("E4", d), instance)
     lam = 4.0**-k
     phi = env.phi.copy()
     phi[:, :, 0] *= np.sqrt(2.0 * lam)
@@ -219,22 +255,18 @@ def coverage_cell(div: str, d: int, k: int, key: tuple) -> dict:
 
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
-    experiment, env_name, div = params["experiment"], params["env"], params["div"]
-    key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
+    experiment, env_name, div, instance = params["experiment"], params["env"], params["div"], seeds.instance
     if experiment == "benign":
-        return benign_cell(env_name, div, int(params["d"]), float(params["eps"]), key)
+        return benign_cell(instance, env_name, div, int(params["d"]), float(params["eps"]))
     if experiment == "coverage":
-        return coverage_cell(div, int(params["d"]), int(params["k"]), key)
+        return coverage_cell(instance, div, int(params["d"]), int(params["k"]))
     n, d = int(params["n"]), int(params["d"])
-    env, theta_t, atoms = _instance(env_name, d, key)
-    rng = np.random.default_rng(seeds.sample)
-    ladder = prefix_ladder(n, start=min(n, int(params.get("n0", 2**9))))
-    counts = nested_counts(atoms.p0, ladder, rng)[n]
-    w = counts / n
+    env, theta_t, atoms, rows = _instance(instance, env_name, d)
+    w = _prefix_counts(instance, env_name, d, seeds.sample, n, min(n, int(params.get("n0", 2**9)))) / n
     obj = OBJECTIVE[div]
     if experiment == "tradeoff":
         n0 = int(params["n0"])
-        theta0, eps0, variance, ratio = _tradeoff_calibration(d, key, div, n0)
+        theta0, eps0, variance, ratio = _tradeoff_calibration(instance, d, div, n0)
         eps_n = eps0 * (n0 / n) ** SCHEDULE_POWER[(div, params["schedule"])]
         out = {"radius": eps_n, "eps0": eps0, "bias2_over_var_n0": ratio, "failed": 0.0}
         if div == "kl":
@@ -243,16 +275,16 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
             out["covered"] = float(chi2_divergence(atoms.p0, w) <= eps_n)
         else:
             out["covered"] = np.nan
-        theta = _fit_or_nan(atoms, w, theta_t, obj, eps_n)
+        theta = _fit_or_nan(rows, w, theta_t, obj, eps_n)
         if theta is None:
             return out | {"failed": 1.0, "err2_nominal": np.nan}
         return out | {"err2_nominal": float(np.sum((theta - theta0) ** 2))}
     radius = _radius(div, atoms)
     theta_star, H, lam_min, log10_slow_const, fast_const, gap, sandwich, sandwich_H = _target(
-        env_name, d, key, div, radius)
+        instance, env_name, d, div, radius)
     out = {"radius": radius, "lambda_min": lam_min, "target_identity_gap": gap, "failed": 0.0,
            "sandwich": sandwich, "sandwich_H": sandwich_H}
-    theta = _fit_or_nan(atoms, w, theta_t, obj, radius)
+    theta = _fit_or_nan(rows, w, theta_t, obj, radius)
     if theta is None:
         return out | {"failed": 1.0, "err2": np.nan, "err2_H": np.nan, "err2_H_over_sandwich": np.nan,
                       "err2_over_sandwich": np.nan}
@@ -266,7 +298,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 
 def _with_report(claim: Claim, columns: tuple) -> Claim:
     """The claim judged as declared, plus the mean of report-only columns at the largest x."""
-    base = dataclasses.replace(claim, where={}, evaluate=None)
+    base = dataclasses.replace(claim, where={}, experiment=None, evaluate=None)
 
     def evaluate(rows):
         m: Measurement = evaluate_claim(rows, base)
@@ -289,8 +321,8 @@ RATE_D_REPORT = ("log10_ratio_slow", "ratio_fast", "lambda_min", "err2_H_over_sa
 def _rate_claims(div: str) -> list[Claim]:
     out = []
     for env_name in ("E2", "E3"):
-        where = {"experiment": "rate_n", "div": div, "env": env_name}
-        common = dict(metric="err2", x="n", cut=2**10, also=("err2_H",), paper=PAPER, where=where, label=env_name,
+        common = dict(metric="err2", x="n", cut=2**10, also=("err2_H",), paper=PAPER, experiment="rate_n",
+                      where={"div": div, "env": env_name}, label=env_name,
                       quantity=f"E||theta_n - theta*||^2 vs n ({env_name}, {NAMES[div]}, d = 8; H-norm "
                                "slope also reported)")
         out.append(_with_report(Claim(
@@ -304,7 +336,7 @@ def _rate_claims(div: str) -> list[Claim]:
             RATE_N_REPORT))
     out.append(_with_report(Claim(
         id=f"drorebel.{div}.rate_d", kind="tight", metric="err2_H_over_sandwich", x="d", predicted=0.0, tol=0.15,
-        paper=PAPER, where={"experiment": "rate_d", "div": div}, also=("err2_H", "sandwich_H"),
+        paper=PAPER, experiment="rate_d", where={"div": div}, also=("err2_H", "sandwich_H"),
         statement="On the fixed-coverage design the H-norm squared error follows the exact finite-d sandwich "
                   "constant tr(H^-1 V)/n at every d (its own d-slope, reported as slope[sandwich_H], is the "
                   "M-estimator's d-dependence: 1 for KL/chi^2, sublinear for W2).",
@@ -325,7 +357,7 @@ def _tradeoff_claims() -> list[Claim]:
                 id="drorebel.radius_tradeoff", kind="tight", metric="err2_nominal", x="n",
                 label=f"{div} eps~n^-{p:g}",
                 predicted=TRADEOFF_SLOPE[(div, schedule)], tol=0.15, paper=PAPER + "; trade-off in the v1 abstract",
-                where={"experiment": "tradeoff", "div": div, "schedule": schedule},
+                experiment="tradeoff", where={"div": div, "schedule": schedule},
                 statement=f"{div}: with eps_n ~ n^-{p:g} the error to the nominal minimiser decays like "
                           f"n^{TRADEOFF_SLOPE[(div, schedule)]:g} (bias {'sqrt(eps)' if div != 'w' else 'eps'}).",
                 quantity=f"E||theta_n(eps_n) - theta_0||^2 vs n (E3, {div}, eps_n = eps0 (n0/n)^{p:g})"),
@@ -342,7 +374,7 @@ EPS_GRID = [float(10.0**k) for k in np.arange(-8.0, -0.9, 0.5)]
 
 def _range_claim(claim: Claim, lo: float, hi: float, spec_range: tuple | None = None) -> Claim:
     """Judge ``claim`` on radii in [lo, hi]; report the slope on ``spec_range`` beside it."""
-    base = dataclasses.replace(claim, where={}, evaluate=None)
+    base = dataclasses.replace(claim, where={}, experiment=None, evaluate=None)
 
     def evaluate(rows):
         inside = rows[(rows["eps"] >= lo * (1 - 1e-9)) & (rows["eps"] <= hi * (1 + 1e-9))]
@@ -363,7 +395,7 @@ def _benign_claims() -> list[Claim]:
         out.append(_range_claim(Claim(
             id="drorebel.bias_vs_radius", kind="tight", metric="bias2", x="eps", predicted=BIAS_SLOPE[div], tol=0.15,
             label=f"{div} E3", paper=PAPER + "; 'matching non-robust RLHF in benign regimes'",
-            where={"experiment": "benign", "env": "E3", "div": div},
+            experiment="benign", where={"env": "E3", "div": div},
             statement=f"E3 (misspecified): the squared bias of the population robust minimiser grows like {order}.",
             quantity=f"||theta*_eps - theta_0||^2 vs eps in [{BIAS_RANGE[0]:g}, {BIAS_RANGE[1]:g}] (exact, 4 instances)",
             notes="radius range fixed by the expansion B eps + O(eps^3/2): its relative correction O(sqrt eps) is "
@@ -372,7 +404,7 @@ def _benign_claims() -> list[Claim]:
         if div != "w":
             out.append(Claim(
                 id="drorebel.bias_vs_radius", kind="identity", metric="bias2", predicted=0.0, tol=1e-10,
-                label=f"{div} E2 control", paper=PAPER, where={"experiment": "benign", "env": "E2", "div": div},
+                label=f"{div} E2 control", paper=PAPER, experiment="benign", where={"env": "E2", "div": div},
                 statement="E2 (symmetric noise, realizable): the KL/chi^2 robust minimiser equals the nominal one "
                           "at every radius (symmetry identity), so the bias is 0.",
                 quantity=f"max over eps in [1e-8, 1e-1] and 4 instances of ||theta*_eps - theta_0||^2"))
@@ -380,7 +412,7 @@ def _benign_claims() -> list[Claim]:
             out.append(_range_claim(Claim(
                 id="drorebel.benign_limit", kind="upper", direction="zero", metric="const_dev", x="eps",
                 predicted=BENIGN_SLOPE[div], tol=0.10, label=f"{div} {env_name}", paper=PAPER,
-                where={"experiment": "benign", "env": env_name, "div": div},
+                experiment="benign", where={"env": env_name, "div": div},
                 statement=f"{env_name}: the exact asymptotic constant of the robust estimator tends to the "
                           f"non-robust one, |C(eps)/C(0) - 1| = O(eps^{BENIGN_SLOPE[div]:g}) as eps -> 0.",
                 quantity=f"|C(eps)/C(0) - 1| vs eps in [{BENIGN_RANGE[0]:g}, {BENIGN_RANGE[1]:g}] "
@@ -394,11 +426,11 @@ def _coverage_claims() -> list[Claim]:
     for div in ("rebel", "kl", "chi2", "w"):
         name = {"rebel": "REBEL", "kl": "KL-REBEL (eps = 0.05)", "chi2": "chi^2-REBEL (eps = 0.05)",
                 "w": "W2-REBEL (eps = threshold/2)"}[div]
-        where = {"experiment": "coverage", "div": div}
+        where = {"div": div}
         if div == "w":
             out.append(Claim(
                 id="drorebel.coverage_constant", kind="report", metric="C_E", x="inv_lambda", predicted=1.0, tol=0.0,
-                label=f"{div} Euclidean", paper=PAPER, where=where, also=("C_H",),
+                label=f"{div} Euclidean", paper=PAPER, experiment="coverage", where=where, also=("C_H",),
                 statement=f"{name}: the exact asymptotic constant against the coverage deficit 1/lambda.",
                 quantity="C = tr(H^-1 V H^-1) vs 1/lambda, Sigma = diag(lambda, 1/2, ...) (exact, 2 instances)",
                 notes="report-only: the update-size penalty eps ||u||/eta adds curvature eps/(eta ||u||) in every "
@@ -407,20 +439,20 @@ def _coverage_claims() -> list[Claim]:
             continue
         out.append(Claim(
             id="drorebel.coverage_constant", kind="tight", metric="C_E", x="inv_lambda", predicted=1.0, tol=0.15,
-            cut=4.0**3, label=f"{div} Euclidean", paper=PAPER, where=where,
+            cut=4.0**3, label=f"{div} Euclidean", paper=PAPER, experiment="coverage", where=where,
             statement=f"{name}: the Euclidean constant grows like 1/lambda as coverage vanishes (derived: H and V are "
                       "both multiples of Sigma under symmetric noise, so C = c tr Sigma^-1 = c (1/lambda + 2(d - 1))).",
             quantity="C_E = tr(H^-1 V H^-1) vs 1/lambda over lambda in {4^-3, 4^-4, 4^-5} (exact)"))
         out.append(Claim(
             id="drorebel.coverage_constant", kind="tight", metric="C_H", x="inv_lambda", predicted=0.0, tol=0.15,
-            label=f"{div} H-norm", paper=PAPER, where=where,
+            label=f"{div} H-norm", paper=PAPER, experiment="coverage", where=where,
             statement=f"{name}: in the H-norm the constant does not depend on coverage (tr(H^-1 V) = c' d).",
             quantity="C_H = tr(H^-1 V) vs 1/lambda over lambda in {1, ..., 4^-5} (exact)"))
     for div in ("kl", "chi2"):
         out.append(Claim(
             id="drorebel.coverage_worst_case", kind="identity", metric="worst_coverage_101", predicted=0.0, tol=1e-10,
             label=div, paper=PAPER + "; coverage assumed for every law of the ball",
-            where={"experiment": "coverage", "div": div, "k": COVERAGE_WORST_K},
+            experiment="coverage", where={"div": div, "k": COVERAGE_WORST_K},
             statement=f"A {div} ball destroys coverage once it reaches the pairs with a = b: at 1.01 x "
                       f"{'log(1/P_0)' if div == 'kl' else '(1/P_0 - 1)/2'} the worst-case lambda_min is 0.",
             quantity="min over unit v and Q in the ball of E_Q (v^T dphi)^2 at 1.01 x the collapse radius "
@@ -435,6 +467,11 @@ CLAIMS = (tuple(c for div in ("w", "kl", "chi2") for c in _rate_claims(div)) + t
 N_QUICK = [2**10, 2**12, 2**14, 2**16]
 N_TRADE_QUICK = [2**20, 2**22, 2**24, 2**26]
 
+RATE_N = {"env": ["E2", "E3"], "div": ["w", "kl", "chi2"]}
+DIVS_TRADEOFF = {"env": ["E3"], "div": ["kl", "chi2", "w"], "schedule": ["slow", "fast"]}
+BENIGN = {"env": ["E2", "E3"], "div": ["w", "kl", "chi2"], "eps": EPS_GRID, "seeds": 1}
+COVERAGE = {"env": ["E4"], "div": ["rebel", "kl", "chi2", "w"], "k": COVERAGE_K, "seeds": 1}
+
 SCENARIO = Scenario(
     name="drorebel",
     version="4",
@@ -442,31 +479,19 @@ SCENARIO = Scenario(
     description="Exact empirical DRO-REBEL iterations (W2, KL, chi^2) against exact population robust minimisers.",
     cell=cell,
     fixed={"d": 8},
-    grids={
-        "quick": [
-            {"experiment": ["rate_n"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"], "n": N_QUICK},
-            {"experiment": ["rate_d"], "env": ["E4"], "div": ["w", "kl", "chi2"], "d": [2, 4, 8, 16],
-             "n": [2**14], "env_draw": [0, 1, 2, 3], "seeds": 160},
-            {"experiment": ["tradeoff"], "env": ["E3"], "div": ["kl", "chi2", "w"],
-             "schedule": ["slow", "fast"], "n": N_TRADE_QUICK, "n0": [2**20]},
-            {"experiment": ["benign"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"], "eps": EPS_GRID,
-             "env_draw": [0, 1, 2, 3], "seeds": 1},
-            {"experiment": ["coverage"], "env": ["E4"], "div": ["rebel", "kl", "chi2", "w"], "k": COVERAGE_K,
-             "env_draw": [0, 1], "seeds": 1},
-        ],
-        "full": [
-            {"experiment": ["rate_n"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"],
-             "n": [2**k for k in range(9, 19)]},
-            {"experiment": ["rate_d"], "env": ["E4"], "div": ["w", "kl", "chi2"],
-             "d": [2, 4, 8, 16, 32, 64], "n": [2**16], "env_draw": [0, 1, 2, 3]},
-            {"experiment": ["tradeoff"], "env": ["E3"], "div": ["kl", "chi2", "w"],
-             "schedule": ["slow", "fast"], "n": [2**k for k in range(18, 27)], "n0": [2**18]},
-            {"experiment": ["benign"], "env": ["E2", "E3"], "div": ["w", "kl", "chi2"], "eps": EPS_GRID,
-             "env_draw": [0, 1, 2, 3, 4, 5, 6, 7], "seeds": 1},
-            {"experiment": ["coverage"], "env": ["E4"], "div": ["rebel", "kl", "chi2", "w"], "k": COVERAGE_K,
-             "env_draw": [0, 1, 2, 3], "seeds": 1},
-        ],
-    },
+    experiments=(
+        Experiment("rate_n", quick=RATE_N | {"n": N_QUICK}, full=RATE_N | {"n": [2**k for k in range(9, 19)]}),
+        Experiment("rate_d",
+                   quick={"env": ["E4"], "div": ["w", "kl", "chi2"], "d": [2, 4, 8, 16], "n": [2**14],
+                          "env_draw": [0, 1, 2, 3], "seeds": 160},
+                   full={"env": ["E4"], "div": ["w", "kl", "chi2"], "d": [2, 4, 8, 16, 32, 64], "n": [2**16],
+                         "env_draw": [0, 1, 2, 3]}),
+        Experiment("tradeoff", quick=DIVS_TRADEOFF | {"n": N_TRADE_QUICK, "n0": [2**20]},
+                   full=DIVS_TRADEOFF | {"n": [2**k for k in range(18, 27)], "n0": [2**18]}),
+        Experiment("benign", quick=BENIGN | {"env_draw": [0, 1, 2, 3]},
+                   full=BENIGN | {"env_draw": [0, 1, 2, 3, 4, 5, 6, 7]}),
+        Experiment("coverage", quick=COVERAGE | {"env_draw": [0, 1]}, full=COVERAGE | {"env_draw": [0, 1, 2, 3]}),
+    ),
     seeds={"quick": 64, "full": 400},
     shared_seed_axes=("n",),
     claims=CLAIMS,

@@ -18,14 +18,24 @@ Loss l = e^2;  grad_theta l = (2/eta) e dphi;  Hess_theta l = (2/eta^2) dphi dph
 
 Every function takes atom arrays (dphi (A, d), dr (A,)) and weights w (A,) (p0 or N/n); a = a' atoms
 (dphi = 0) contribute a constant.
+
+Every per-atom quantity above depends on (dphi, dr) only through e^2, e dphi and dphi dphi^T, all
+invariant under the sign flip (dphi, dr) -> (-dphi, -dr) (which maps e -> -e; the ordered pair (a, b)
+with noises (xi_a, xi_b) and (b, a) with (xi_b, xi_a) are such a pair). :func:`collapse_atoms` merges
+atoms that are equal up to that flip and sums their weights: every objective of this module, and each
+worst case over a KL / chi^2 ball (whose worst-case weights are a function of the loss and the base
+weight of an atom), takes the same value on the collapsed rows, so the minimisers agree exactly (up to
+the summation order of round-off).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro import (kl_penalized_value_grad_hess, non_detached_softmax_gradient,
-                        w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
+from simlab.dro import (chi2_worst_case_kernel, kl_penalized_value_grad_hess, kl_worst_case_kernel,
+                        non_detached_softmax_gradient, w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
 from simlab.dro.chi2_code import chi2_code_loss_gradient
 from simlab.validation import check_array, check_choice, check_float, check_linear_atoms, check_weights
 
@@ -222,6 +232,208 @@ def chi2_rebel_code_loss_gradient(theta, theta_anc, eta, dphi, dr, w, rho_chi):
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return chi2_code_loss_gradient(losses, grads, _normalized(w), rho_chi)
+
+
+@dataclass(frozen=True)
+class CollapsedAtoms:
+    """Atoms merged up to the sign flip (dphi, dr) -> (-dphi, -dr) (see the module docstring).
+
+    ``dphi`` (R, d) and ``dr`` (R,) are the distinct rows in a canonical orientation (the first nonzero
+    entry of (dphi, dr) positive); ``index`` (A,) maps each original atom to its row."""
+
+    index: np.ndarray
+    dphi: np.ndarray
+    dr: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Number of distinct rows R."""
+        return self.dr.size
+
+    def weights(self, w) -> np.ndarray:
+        """Row weights: the sum of the weights ``w`` (A,) of the atoms that map to each row."""
+        w = check_weights("w", w, self.index.size)
+        return np.bincount(self.index, weights=w, minlength=self.size)
+
+
+def collapse_atoms(dphi, dr) -> CollapsedAtoms:
+    """Merge atoms that are equal up to the sign flip (dphi, dr) -> (-dphi, -dr): an exact
+    reformulation of every weighted REBEL / DRO-REBEL objective over the atoms (module docstring), so a
+    fit costs O(R) instead of O(A) (the online sampler's A = 4608 atoms at n_x = 32, 6 responses,
+    Rademacher noise collapse to R = 1442: unordered pairs times the 3 values of xi_a - xi_b, plus the
+    a = b rows)."""
+    dphi = check_array("dphi", dphi, ndim=2)
+    dr = check_array("dr", dr, shape=(dphi.shape[0],))
+    rows = np.column_stack([dphi, dr])
+    nonzero = rows != 0.0
+    first = np.argmax(nonzero, axis=1)
+    lead = rows[np.arange(rows.shape[0]), first]
+    rows = np.where((lead < 0.0)[:, None], -rows, rows) + 0.0  # + 0.0: no negative zeros
+    unique, index = np.unique(rows, axis=0, return_inverse=True)
+    return CollapsedAtoms(index=index.reshape(-1).astype(np.int64), dphi=np.ascontiguousarray(unique[:, :-1]),
+                          dr=np.ascontiguousarray(unique[:, -1]))
+
+
+# ---------------------------------------------------------------- one kernel for the Newton fits
+
+ROBUST_OBJECTIVES = ("w2", "kl", "chi2")
+
+
+@kernel
+def robust_rebel_vgh_kernel(code: int, u: np.ndarray, eta: float, dphi: np.ndarray, dr: np.ndarray,
+                            w: np.ndarray, radius: float, e: np.ndarray, q: np.ndarray, grad: np.ndarray,
+                            hess: np.ndarray) -> float:
+    """In-numba value, gradient and exact Hessian in theta of one DRO-REBEL objective over rows with
+    weights ``w`` summing to 1 (no input checks; the Newton loop of
+    :func:`simlab.solvers.rebel.fit_rebel` calls it after validating once). ``code`` indexes
+    ROBUST_OBJECTIVES; u = (theta - theta_anc)/eta; e, q (R,) are work arrays (residuals, worst-case
+    weights); writes grad (d,) and hess (d, d), returns the value.
+
+    * w2 (code 0): :func:`w2_rebel_value_grad_hess` (the same sums, ``_rebel_vgh_kernel``).
+    * kl / chi2 (codes 1, 2): :func:`f_rebel_value_grad_hess` specialised to the REBEL losses l = e^2
+      (grad l = (2/eta) e dphi, Hess l = (2/eta^2) dphi dphi^T): q from the toolbox kernels
+      :func:`simlab.dro.kl_worst_case_kernel` / :func:`simlab.dro.chi2_worst_case_kernel`, gradient
+      sum q grad l and the exact Hessian of docs/theory/dro.md §2.4 (the formulas of
+      :func:`simlab.dro.worst_case_value_grad_hess`): KL sum q H + Cov_q(grad l)/tau -
+      c c^T/(tau Var_q l), c = Cov_q(l, grad l); chi^2 F_tt - F_tz F_zt / F_zz on the active set
+      {l > zeta*} (with the value of the max when the worst case saturates)."""
+    n, d = dphi.shape
+    if code == 0:
+        sq, mass = _rebel_vgh_kernel(u, eta, dphi, dr, w, grad, hess)
+        rms = np.sqrt(sq / mass)
+        nv = 0.0
+        for k in range(d):
+            nv += u[k] * u[k]
+        nv = np.sqrt(nv) * eta
+        if rms > 0.0:
+            for k in range(d):
+                grad[k] = grad[k] / (mass * eta * rms)
+            for k in range(d):
+                for m in range(d):
+                    hess[k, m] = (hess[k, m] / (mass * eta**2) - grad[k] * grad[m]) / rms
+        else:
+            grad[:] = 0.0
+            hess[:, :] = 0.0
+        if nv > 0.0 and radius > 0.0:
+            for k in range(d):
+                vh = u[k] * eta / nv
+                grad[k] += radius * vh / eta
+                for m in range(d):
+                    hess[k, m] += radius * ((1.0 if k == m else 0.0) - vh * u[m] * eta / nv) / (eta * nv)
+        return rms + radius * nv / eta
+    for j in range(n):
+        h = 0.0
+        for k in range(d):
+            h += dphi[j, k] * u[k]
+        e[j] = h - dr[j]
+    l = e * e
+    if code == 1:
+        value, dual, _ = kl_worst_case_kernel(l, w, radius, q)
+    else:
+        value, dual, _ = chi2_worst_case_kernel(l, w, radius, q)
+    # gradient and sum q Hess l
+    grad[:] = 0.0
+    hess[:, :] = 0.0
+    for j in range(n):
+        if q[j] == 0.0:
+            continue
+        c = q[j] * 2.0 * e[j] / eta
+        s = q[j] * 2.0 / eta**2
+        for k in range(d):
+            grad[k] += c * dphi[j, k]
+            for m in range(k + 1):
+                hess[k, m] += s * dphi[j, k] * dphi[j, m]
+    if code == 1:
+        tau = dual
+        if 0.0 < tau < np.inf:
+            ql = 0.0
+            for j in range(n):
+                ql += q[j] * l[j]
+            cvec = np.zeros(d)
+            var_l = 0.0
+            for j in range(n):
+                if q[j] == 0.0:
+                    continue
+                dl = l[j] - ql
+                var_l += q[j] * dl * dl
+                g = 2.0 * e[j] / eta
+                for k in range(d):
+                    ck = g * dphi[j, k] - grad[k]
+                    cvec[k] += q[j] * dl * ck
+                    for m in range(k + 1):
+                        hess[k, m] += q[j] * ck * (g * dphi[j, m] - grad[m]) / tau
+            if var_l > 0.0:
+                for k in range(d):
+                    for m in range(k + 1):
+                        hess[k, m] -= cvec[k] * cvec[m] / (tau * var_l)
+        for k in range(d):
+            for m in range(k):
+                hess[m, k] = hess[k, m]
+        return value
+    zeta = dual
+    lmax = -np.inf
+    for j in range(n):
+        if w[j] > 0.0 and l[j] > lmax:
+            lmax = l[j]
+    if not (np.isfinite(zeta) and zeta < lmax):
+        for k in range(d):
+            for m in range(k):
+                hess[m, k] = hess[k, m]
+        return value
+    c_eps = np.sqrt(1.0 + 2.0 * radius)
+    r2 = 0.0
+    s1 = 0.0
+    s0 = 0.0
+    mvec = np.zeros(d)
+    g_act = np.zeros(d)
+    hess[:, :] = 0.0  # F_tt numerator: sum_S p grad l grad l^T + sum_S p (l - zeta) Hess l
+    for j in range(n):
+        if not (l[j] > zeta and w[j] > 0.0):
+            continue
+        ex = l[j] - zeta
+        pj = w[j]
+        r2 += pj * ex * ex
+        s1 += pj * ex
+        s0 += pj
+        g = 2.0 * e[j] / eta
+        hs = 2.0 / eta**2
+        for k in range(d):
+            gk = g * dphi[j, k]
+            mvec[k] += pj * ex * gk
+            g_act[k] += pj * gk
+            for m in range(k + 1):
+                hess[k, m] += pj * gk * g * dphi[j, m] + pj * ex * hs * dphi[j, k] * dphi[j, m]
+    r = np.sqrt(r2)
+    r3 = r**3
+    f_zz = c_eps * (s0 / r - s1 * s1 / r3)
+    for k in range(d):
+        for m in range(k + 1):
+            hess[k, m] = c_eps * (hess[k, m] / r - mvec[k] * mvec[m] / r3)
+    if f_zz > 0.0:
+        for k in range(d):
+            f_k = c_eps * (-g_act[k] / r + mvec[k] * s1 / r3)
+            for m in range(k + 1):
+                f_m = c_eps * (-g_act[m] / r + mvec[m] * s1 / r3)
+                hess[k, m] -= f_k * f_m / f_zz
+    for k in range(d):
+        for m in range(k):
+            hess[m, k] = hess[k, m]
+    return value
+
+
+def robust_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, objective: str, radius):
+    """(value, gradient, Hessian) of the W2 (square-root form), KL or chi^2 DRO-REBEL objective over atoms
+    with weights ``w`` (normalised to a law) by :func:`robust_rebel_vgh_kernel`: the values of
+    :func:`w2_rebel_value_grad_hess` and :func:`f_rebel_value_grad_hess` (docs/theory/rebel.md §4.3-§4.5)
+    in one numba pass."""
+    theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
+    check_choice("objective", objective, ROBUST_OBJECTIVES)
+    radius = check_float("radius", radius, 0.0)
+    n, d = dphi.shape
+    grad, hess = np.empty(d), np.empty((d, d))
+    value = robust_rebel_vgh_kernel(ROBUST_OBJECTIVES.index(objective), (theta - theta_anc) / eta, eta, dphi,
+                                    dr, _normalized(w), radius, np.empty(n), np.empty(n), grad, hess)
+    return float(value), grad, hess
 
 
 def check_anchor(anchor: str) -> str:

@@ -27,8 +27,8 @@ from simlab.dro.kl import kl_penalized_kernel, kl_worst_case_kernel
 from simlab.env.environment import Env
 from simlab.env.sampling import guide_table, guided_draw, inverse_cdf_draw, multinomial_counts
 from simlab.linalg import symmetric_lambda_min_kernel
-from simlab.objectives.rebel import (check_anchor, f_rebel_value_grad_hess,
-                                     kl_rebel_penalized_value_grad_hess, rebel_ols,
+from simlab.objectives.rebel import (ROBUST_OBJECTIVES, check_anchor, f_rebel_value_grad_hess,
+                                     kl_rebel_penalized_value_grad_hess, rebel_ols, robust_rebel_vgh_kernel,
                                      w2_rebel_surrogate_value_grad_hess, w2_rebel_threshold,
                                      w2_rebel_value_grad_hess)
 from simlab.policy import kl_to, log_policy_kernel, policy
@@ -81,13 +81,11 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
         if radius == 0.0:
             raise ValueError("radius (tau) must be > 0 for objective 'kl_tau'")
         fgh = lambda th: kl_rebel_penalized_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)[:3]
-    elif objective in ("kl", "chi2"):
-        fgh = lambda th: f_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, objective, radius)[:3]
+    elif objective in ROBUST_OBJECTIVES:
+        fgh = _robust_fgh(ROBUST_OBJECTIVES.index(objective), theta_anc, eta, dphi, dr, w, radius)
     else:
-        if objective == "w2_surrogate":
-            fgh = lambda th: w2_rebel_surrogate_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
-        else:
-            fgh = lambda th: w2_rebel_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
+        fgh = lambda th: w2_rebel_surrogate_value_grad_hess(th, theta_anc, eta, dphi, dr, w, radius)
+    if objective in ("w2", "w2_surrogate"):
         if radius >= w2_rebel_threshold(dphi, dr, w):
             ms = w @ dr**2  # the objective at theta_anc: rms_w(dr) (exact W2) or E_w dr^2 (surrogate)
             value = ms if objective == "w2_surrogate" else np.sqrt(ms)
@@ -99,6 +97,22 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
             raise
     start = theta_anc + eta * _w2_ridge_path_update(dphi, dr, w, radius, surrogate=objective == "w2_surrogate")
     return newton(fgh, start, gtol=gtol, max_iter=max_iter)
+
+
+def _robust_fgh(code: int, theta_anc, eta, dphi, dr, w, radius):
+    """theta -> (value, grad, hess) of a validated W2 / KL / chi^2 objective (``w`` a law on its
+    support) by one :func:`simlab.objectives.rebel.robust_rebel_vgh_kernel` call per point."""
+    dphi, dr, w = np.ascontiguousarray(dphi), np.ascontiguousarray(dr), np.ascontiguousarray(w)
+    n, d = dphi.shape
+    e, q = np.empty(n), np.empty(n)
+
+    def fgh(theta):
+        grad, hess = np.empty(d), np.empty((d, d))
+        value = robust_rebel_vgh_kernel(code, (theta - theta_anc) / eta, eta, dphi, dr, w, radius, e, q,
+                                        grad, hess)
+        return float(value), grad, hess
+
+    return fgh
 
 
 def _w2_ridge_path_update(dphi, dr, w, radius: float, surrogate: bool = False) -> np.ndarray:
