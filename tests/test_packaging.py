@@ -23,9 +23,11 @@ def test_a_built_wheel_runs_the_registered_studies_from_any_directory(tmp_path):
     """Build the wheel, install it into a fresh venv (dependencies borrowed from this environment
     through a .pth file, so nothing is downloaded), then from an unrelated directory: `simlab list`
     finds the studies, and one quick claim runs, judged against the shipped baseline."""
+    # a PYTHONPATH pointing at a source tree (with its egg-info) makes pip see simlab as installed
+    env = {k: v for k, v in os.environ.items() if k not in ("SIMLAB_SCENARIOS", "SIMLAB_STORE", "PYTHONPATH")}
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(ROOT)], check=True, capture_output=True, timeout=300, env=env)
     wheel = next(wheels.glob("simlab-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -35,11 +37,10 @@ def test_a_built_wheel_runs_the_registered_studies_from_any_directory(tmp_path):
     deps = [p for p in sys.path if p.endswith("site-packages")] or [sysconfig.get_paths()["purelib"]]
     (site / "borrowed_deps.pth").write_text("\n".join(deps) + "\n")
     subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+                   capture_output=True, timeout=300, env=env)
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "scenarios").mkdir(parents=True)
     (elsewhere / "scenarios" / "notes.py").write_text("raise SystemExit('an unrelated file')\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("SIMLAB_SCENARIOS", "SIMLAB_STORE", "PYTHONPATH")}
     simlab = venv / "bin" / "simlab"
     listed = subprocess.run([simlab, "list"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr
