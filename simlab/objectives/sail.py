@@ -396,11 +396,26 @@ def sample_ball(center, radius: float, n: int, rng: np.random.Generator) -> np.n
     return center + r[:, None] * v
 
 
+@kernel(ordered=True)
+def project_ball_kernel(theta, center, radius):
+    """In-place Euclidean projection of ``theta`` onto {||theta - center|| <= radius}:
+    theta <- center + (radius / ||theta - center||) (theta - center) when outside (inputs unchecked; the
+    jitted entry point of the SAIL algorithms' projected steps, docs/theory/sail.md §5.5)."""
+    n2 = 0.0
+    for j in range(theta.size):
+        n2 += (theta[j] - center[j]) ** 2
+    if n2 > radius * radius:
+        f = radius / math.sqrt(n2)
+        for j in range(theta.size):
+            theta[j] = center[j] + f * (theta[j] - center[j])
+
+
 def project_ball(theta, center, radius: float) -> np.ndarray:
-    """Euclidean projection onto {||theta - center|| <= radius}."""
-    delta = np.asarray(theta, dtype=np.float64) - center
-    norm = float(np.linalg.norm(delta))
-    return center + delta * (radius / norm) if norm > radius else center + delta
+    """Euclidean projection onto {||theta - center|| <= radius} (a new array; see :func:`project_ball_kernel`)."""
+    out = check_array("theta", theta, ndim=1).copy()
+    center = check_array("center", center, shape=out.shape)
+    project_ball_kernel(out, center, check_float("radius", radius, low=0.0))
+    return out
 
 
 def weak_convexity_gaps(theta, theta2, phi, p_x, theta_ref, beta, P_obs, rho) -> np.ndarray:
