@@ -69,6 +69,7 @@ ADV_DRAWS = list(range(12))
 ADV_ROUNDS = 4       # fixed-point rounds of the adversarial oracle (signs of the nominal solution)
 ADV_STEPS = 300      # prox-linear steps per start of the adversarial minimisations (converged to ~1e-12)
 DET_T = (10, 30, 100, 300, 1000, 3000)
+CERT_TOL = 1e-12     # round-off allowance of the certificate's tie at theta_ref
 RHO_SWEEP = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -134,12 +135,21 @@ def _decomposition(env, args, params, rng) -> dict:
 
 
 def _certificate(env, args, params, rng) -> dict:
+    """L_SAIL(theta; P_true) - L^W_rho(theta) at theta_ref and 1000 uniform theta in the ball. At theta_ref every
+    margin h is 0, so both losses equal log 2 and the gap is 0 up to round-off: the supremum of the gap over
+    the ball is attained there whenever the certificate holds (cert_gap), while the maximum over the random
+    points alone (cert_gap_sampled) is set by how close the sample comes to a maximiser."""
     rho_true = env.misspecification()
     rho = float(params["rho_factor"]) * rho_true
     thetas = sample_ball(env.theta_ref, env.spec.radius_B, 1000, rng)
-    gap = max(sail_value_grad(th, *_args(env), env.P_true)[0] - robust_sail_value_grad(th, *args, rho)[0]
-              for th in thetas)
-    return {"cert_gap": gap, "rho": rho, "rho_true": rho_true}
+
+    def gap(th):
+        return sail_value_grad(th, *_args(env), env.P_true)[0] - robust_sail_value_grad(th, *args, rho)[0]
+
+    sampled = max(gap(th) for th in thetas)
+    at_ref = gap(env.theta_ref)
+    return {"cert_gap": max(sampled, at_ref), "cert_gap_sampled": sampled, "cert_gap_at_ref": at_ref,
+            "rho": rho, "rho_true": rho_true}
 
 
 STEP_RULES = {
@@ -349,18 +359,21 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ claims
-def evaluate_certificate(rows: pd.DataFrame) -> Measurement:
-    """Pass iff L_SAIL(theta; P_true) - L^W_rho(theta) <= 1e-12 at every tested theta whenever
-    rho >= rho_true; the control rho = rho_true/2 is reported (a positive max is a counter-example)."""
+def evaluate_certificate(rows: pd.DataFrame, tol: float) -> Measurement:
+    """Deterministic ordering with ties within round-off: the largest L_SAIL(theta; P_true) - L^W_rho(theta)
+    over the tested theta (theta_ref and the random points) at rho >= rho_true must lie below ``tol`` (the
+    claim's). The maximum over the random points alone and the control rho = rho_true/2 (whose positive
+    sampled maximum is a counter-example) are reported beside it."""
     covered = rows[rows["rho_factor"] >= 1.0]
-    worst = float(covered["cert_gap"].max())
-    ok = bool(np.isfinite(covered["cert_gap"]).all()) and worst <= 1e-12
-    control = rows[rows["rho_factor"] < 1.0].groupby("oracle")["cert_gap"].max()
+    worst = float(covered["cert_gap"].max()) if np.isfinite(covered["cert_gap"]).all() else math.nan
+    verdict, note = verdict_ordering((worst, worst), "<", tol)
+    control = rows[rows["rho_factor"] < 1.0].groupby("oracle")["cert_gap_sampled"].max()
     extra = {f"control_max_gap[{o}, rho=rho_true/2]": float(v) for o, v in control.items()}
-    note = "" if ok else f"max gap {worst:.3g} > 1e-12 at rho >= rho_true"
+    extra["max gap over the random theta (theta_ref excluded)"] = float(covered["cert_gap_sampled"].max())
+    extra["max |gap| at theta_ref"] = float(covered["cert_gap_at_ref"].abs().max())
     note += ("; " if note else "") + "counter-example below rho_true: " + ", ".join(
         f"{o}: {v:+.3g}" for o, v in control.items())
-    return Measurement(worst, (worst, worst), ok, note, None, extra)
+    return Measurement(worst, (worst, worst), verdict, note, None, extra)
 
 
 def _linear_fit(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, np.ndarray, np.ndarray]:
@@ -474,14 +487,19 @@ CLAIMS = (
           statement="In the interior regime rho <= min(P_obs, 1 - P_obs): L^W_rho = L_SAIL + rho E|h_theta|.",
           quantity="max |interior form - brute force| on interior-regime cells (it overestimates elsewhere: "
                    "column interior_overestimate)"),
-    Claim(id="robust_sail.certificate", kind="ordering", metric="cert_gap", predicted=0.0, tol=1e-12,
-          paper=PAPER, where={"experiment": "certificate"}, evaluate=evaluate_certificate,
-          notes=("30 master seeds (quick): max gap at rho >= rho_true in [-0.0090, -0.0009], never violated; the "
-                 "rho_true/2 control found counter-examples in 29/30 box and 21/30 confounder instances "
-                 "(tol/sd calibration does not apply to a sign check)"),
+    Claim(id="robust_sail.certificate", kind="ordering", metric="cert_gap", predicted=0.0, tol=CERT_TOL,
+          paper=PAPER, where={"experiment": "certificate"},
+          evaluate=functools.partial(evaluate_certificate, tol=CERT_TOL),
+          notes=("the inequality is tight at theta_ref (every margin h = 0, both losses log 2), so its supremum "
+                 "over the ball is 0 and the check is a deterministic ordering with ties within round-off; the "
+                 "maximum over the 1000 random theta alone (reported) only measures how close the sample comes "
+                 "to theta_ref: over 30 masters it was -0.0047 +/- 0.0024 (never violated, a margin of 2.0 sd that "
+                 "more points would shrink, not grow); the rho_true/2 control found counter-examples in 29/30 "
+                 "box and 21/30 confounder instances"),
           statement="rho >= rho_true implies L_SAIL(theta; P_true) <= L^W_rho(theta) for every theta.",
-          quantity="max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho in "
-                   "{1, 1.5} rho_true (box, confounder); control rho_true/2 reported"),
+          quantity="max over theta_ref and 1000 theta uniform in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), "
+                   "rho in {1, 1.5} rho_true (box, confounder); the maximum over the random theta alone and the "
+                   "control rho_true/2 reported"),
     *(Claim(id="robust_sail.stationarity_rate", kind="upper", metric="env_grad2", x="T", predicted=-0.5,
             tol=0.1, cut=STAT_CUT, label=f"instance {k}", paper=PAPER, where={**_STAT, "env_draw": k},
             also=("env_grad", "env_grad2_sqrtT"), statement=_STATEMENT_RATE,
