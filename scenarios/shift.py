@@ -1,5 +1,7 @@
 """Preference shift as a map of regimes: when does a robust DPO/REBEL fit raise the worst case over test mixtures?
 
+Derivations and findings: docs/theory/rebel.md §4.9 (preference shift); the claims: docs/theory/claims.md §7.3.
+
 Worlds (all n_x = 32, n_y = 6, d = 8, unit-sphere features, theta_ref = 0, beta = 1, two base rewards w_a, w_b
 of norm 2, test rewards w(alpha) = alpha w_a + (1 - alpha) w_b, alpha in [0, 1]):
 

@@ -398,9 +398,19 @@ def sample_ball(center, radius: float, n: int, rng: np.random.Generator) -> np.n
 
 @kernel(ordered=True)
 def project_ball_kernel(theta, center, radius):
-    """In-place Euclidean projection of ``theta`` onto {||theta - center|| <= radius}:
-    theta <- center + (radius / ||theta - center||) (theta - center) when outside (inputs unchecked; the
-    jitted entry point of the SAIL algorithms' projected steps, docs/theory/sail.md §5.5)."""
+    """In-place Euclidean projection onto the ball ||z - center|| <= radius (the jitted entry point of the
+    SAIL algorithms' projected steps, docs/theory/sail.md §5.5; inputs unchecked, the checked form is
+    :func:`project_ball`).
+
+    Parameters
+    ----------
+    theta : numpy.ndarray, shape (d,)
+        Point to project; overwritten with center + min(1, radius / ||theta - center||) (theta - center).
+    center : numpy.ndarray, shape (d,)
+        Centre of the ball.
+    radius : float
+        Radius of the ball (>= 0).
+    """
     n2 = 0.0
     for j in range(theta.size):
         n2 += (theta[j] - center[j]) ** 2
@@ -411,7 +421,23 @@ def project_ball_kernel(theta, center, radius):
 
 
 def project_ball(theta, center, radius: float) -> np.ndarray:
-    """Euclidean projection onto {||theta - center|| <= radius} (a new array; see :func:`project_ball_kernel`)."""
+    """Euclidean projection onto the ball ||z - center|| <= radius.
+
+    Parameters
+    ----------
+    theta : array_like, shape (d,)
+        Point to project.
+    center : array_like, shape (d,)
+        Centre of the ball.
+    radius : float
+        Radius of the ball (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray, shape (d,)
+        center + min(1, radius / ||theta - center||) (theta - center), a new array (computed by
+        :func:`project_ball_kernel`).
+    """
     out = check_array("theta", theta, ndim=1).copy()
     center = check_array("center", center, shape=out.shape)
     project_ball_kernel(out, center, check_float("radius", radius, low=0.0))
