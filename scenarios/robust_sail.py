@@ -43,7 +43,7 @@ import pandas as pd
 from simlab.env import make_env, preset
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import fit_rate, mean_with_ci, verdict_ordering, verdict_tight
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.sail import (feature_bound, pair_margins, penalty_pairs, robust_regime,
                                     robust_sail_brute_force, robust_sail_decomposition, robust_sail_value_grad,
                                     sail_value_grad, sample_ball, shifted_oracle, weak_convexity_bound,
@@ -69,17 +69,14 @@ ADV_DRAWS = list(range(12))
 ADV_ROUNDS = 4       # fixed-point rounds of the adversarial oracle (signs of the nominal solution)
 ADV_STEPS = 300      # prox-linear steps per start of the adversarial minimisations (converged to ~1e-12)
 DET_T = (10, 30, 100, 300, 1000, 3000)
+CERT_TOL = 1e-12     # round-off allowance of the certificate's tie at theta_ref
 RHO_SWEEP = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
-def _seed_key(ss: np.random.SeedSequence) -> tuple:
-    return ss.entropy, tuple(ss.spawn_key)
-
-
-@functools.lru_cache(maxsize=32)
-def _world(oracle: str, seed_key: tuple):
+@cached_per_instance(maxsize=32)
+def _world(instance: np.random.SeedSequence, oracle: str):
     """E5 instance, omega_hat (2000 sampled pairs), and its constants; cached per process."""
-    env = make_env(preset("E5", oracle=oracle), np.random.SeedSequence(seed_key[0], spawn_key=seed_key[1]))
+    env = make_env(preset("E5", oracle=oracle), instance)
     args = (env.phi, env.p_x, env.theta_ref, env.beta, env.P_obs)
     omega_hat = weak_convexity_estimate(*args, RHO, env.spec.radius_B, 2000, np.random.default_rng(0))
     if not GAMMA < 1.0 / omega_hat:
@@ -91,12 +88,13 @@ def _args(env):
     return env.phi, env.p_x, env.theta_ref, env.beta
 
 
-@functools.lru_cache(maxsize=64)
-def _robust_minimum(oracle: str, seed_key: tuple, rho: float, table: str = "P_obs") -> tuple[np.ndarray, float]:
+@cached_per_instance(maxsize=64)
+def _robust_minimum(instance: np.random.SeedSequence, oracle: str, rho: float,
+                    table: str = "P_obs") -> tuple[np.ndarray, float]:
     """Best of 8 deterministic prox-linear runs (theta_ref + 7 random starts, alpha = 1/(2 omega_hat),
     600 steps) on L^W_rho built from the oracle ``table`` (P_obs, or P_true for the oracle-optimal SAIL
     solution): (theta_rho, min F). F is weakly convex, so this is a multistart, not a certificate."""
-    env, args, omega_hat = _world(oracle, seed_key)
+    env, args, omega_hat = _world(instance, oracle)
     return _minimise(env, omega_hat, getattr(env, table), rho)
 
 
@@ -134,12 +132,21 @@ def _decomposition(env, args, params, rng) -> dict:
 
 
 def _certificate(env, args, params, rng) -> dict:
+    """L_SAIL(theta; P_true) - L^W_rho(theta) at theta_ref and 1000 uniform theta in the ball. At theta_ref every
+    margin h is 0, so both losses equal log 2 and the gap is 0 up to round-off: the supremum of the gap over
+    the ball is attained there whenever the certificate holds (cert_gap), while the maximum over the random
+    points alone (cert_gap_sampled) is set by how close the sample comes to a maximiser."""
     rho_true = env.misspecification()
     rho = float(params["rho_factor"]) * rho_true
     thetas = sample_ball(env.theta_ref, env.spec.radius_B, 1000, rng)
-    gap = max(sail_value_grad(th, *_args(env), env.P_true)[0] - robust_sail_value_grad(th, *args, rho)[0]
-              for th in thetas)
-    return {"cert_gap": gap, "rho": rho, "rho_true": rho_true}
+
+    def gap(th):
+        return sail_value_grad(th, *_args(env), env.P_true)[0] - robust_sail_value_grad(th, *args, rho)[0]
+
+    sampled = max(gap(th) for th in thetas)
+    at_ref = gap(env.theta_ref)
+    return {"cert_gap": max(sampled, at_ref), "cert_gap_sampled": sampled, "cert_gap_at_ref": at_ref,
+            "rho": rho, "rho_true": rho_true}
 
 
 STEP_RULES = {
@@ -163,7 +170,7 @@ def _stratified_envelope_grad2(prox, run_iterates, inverse, weights) -> tuple[fl
     return float(weights @ g2), float(weights @ np.sqrt(g2))
 
 
-def _stationarity(env, args, params, rng, omega_hat, seed_key) -> dict:
+def _stationarity(env, args, params, rng, omega_hat, instance) -> dict:
     T = int(params["T"])
     alg = params["algorithm"]
     B = env.spec.radius_B
@@ -177,7 +184,7 @@ def _stationarity(env, args, params, rng, omega_hat, seed_key) -> dict:
     g2, g1 = _stratified_envelope_grad2(prox, run.iterates, inv, weights)
     # reconstructed rate bound 4 L_G sqrt(omega Delta_F / T) (report-only: constants up to absolute factors)
     consts = weak_convexity_bound(env.beta, feature_bound(env.phi), B, RHO)
-    delta_F = prox.prox(env.theta_ref).envelope - _robust_minimum(params["oracle"], seed_key, RHO)[1]
+    delta_F = prox.prox(env.theta_ref).envelope - _robust_minimum(instance, params["oracle"], RHO)[1]
     bound = 4.0 * consts.L_G * math.sqrt(consts.omega * max(delta_F, 0.0) / T)
     return {"env_grad2": g2, "env_grad": g1, "env_grad2_sqrtT": g2 * math.sqrt(T), "bound_ratio": g2 / bound,
             "step": step, "samples": float(run.samples), "omega_hat": omega_hat,
@@ -205,8 +212,8 @@ def _inexact_inner(env, args, params, rng) -> dict:
             "inner_tol": delta, "inner_per_step": run.inner_iterations / T, "samples": float(run.samples)}
 
 
-@functools.lru_cache(maxsize=64)
-def _adversarial_world(seed_key: tuple, model: str):
+@cached_per_instance(maxsize=64)
+def _adversarial_world(instance: np.random.SeedSequence, model: str):
     """The observed oracle of ``model`` and its nominal (rho = 0) SAIL solution on one E5 instance.
 
     random: E5's box oracle (random antisymmetric signs, rho_true = 0.08). adversarial / benign:
@@ -215,7 +222,7 @@ def _adversarial_world(seed_key: tuple, model: str):
     ADV_ROUNDS rounds; the remaining sign mismatches are reported). With the + sign P_true is
     theta_nom's worst case in the box of radius rho_true around P_obs (wherever the clip is inactive).
     Returns (P_obs, theta_nom, rho_true, mismatched pairs, rounds, share of clipped pairs)."""
-    env, _, omega_hat = _world("box", seed_key)
+    env, _, omega_hat = _world(instance, "box")
     rho_true = env.spec.rho_true
     if model == "random":
         theta_nom = _minimise(env, omega_hat, env.P_obs, 0.0, ADV_STEPS)[0]
@@ -223,7 +230,7 @@ def _adversarial_world(seed_key: tuple, model: str):
     if model not in ("adversarial", "benign"):
         raise ValueError(f"oracle_model must be 'adversarial', 'benign' or 'random', got {model!r}")
     sign = 1.0 if model == "adversarial" else -1.0
-    theta = _robust_minimum("box", seed_key, 0.0, "P_true")[0]
+    theta = _robust_minimum(instance, "box", 0.0, "P_true")[0]
     off = ~np.eye(env.spec.n_y, dtype=bool)
     for rounds in range(1, ADV_ROUNDS + 1):
         H = pair_margins(theta, env.phi, env.theta_ref, env.beta)
@@ -238,15 +245,15 @@ def _adversarial_world(seed_key: tuple, model: str):
     return P_obs, theta_nom, rho_true, mismatched, rounds, clipped
 
 
-def _adversarial(env, params, seed_key) -> dict:
+def _adversarial(env, params, instance) -> dict:
     """True-oracle SAIL loss of the robust minimiser theta_rho (rho = f rho_true) minus that of the
     nominal one, on the observed oracle of ``oracle_model`` (exact population losses)."""
-    P_obs, theta_nom, rho_true, mismatched, rounds, clipped = _adversarial_world(seed_key, params["oracle_model"])
-    _, _, omega_hat = _world("box", seed_key)
+    P_obs, theta_nom, rho_true, mismatched, rounds, clipped = _adversarial_world(instance, params["oracle_model"])
+    _, _, omega_hat = _world(instance, "box")
     rho = min(float(params["rho_factor"]) * rho_true, 1.0)
     theta_rho = _minimise(env, omega_hat, P_obs, rho, ADV_STEPS)[0]
     true = lambda th: sail_value_grad(th, *_args(env), env.P_true)[0]
-    true_min = _robust_minimum("box", seed_key, 0.0, "P_true")[1]
+    true_min = _robust_minimum(instance, "box", 0.0, "P_true")[1]
     worst_at_nominal = robust_sail_value_grad(theta_nom, *_args(env), P_obs, rho_true)[0]
     return {"true_gain": true(theta_rho) - true(theta_nom), "true_loss_robust": true(theta_rho),
             "true_loss_nominal": true(theta_nom), "regret_robust": true(theta_rho) - true_min,
@@ -256,23 +263,23 @@ def _adversarial(env, params, seed_key) -> dict:
             "clipped_share": clipped, "shift_robust_vs_nominal": float(np.linalg.norm(theta_rho - theta_nom))}
 
 
-@functools.lru_cache(maxsize=8)
-def _deterministic_curve(oracle: str, seed_key: tuple) -> np.ndarray:
-    env, args, omega_hat = _world(oracle, seed_key)
+@cached_per_instance(maxsize=8)
+def _deterministic_curve(instance: np.random.SeedSequence, oracle: str) -> np.ndarray:
+    env, args, omega_hat = _world(instance, oracle)
     B = env.spec.radius_B
     its = deterministic_prox_linear(env.theta_ref, *args, RHO, B, max(DET_T) - 1, 1.0 / (2.0 * omega_hat))
     return RobustSailProx(*args, RHO, B, GAMMA).envelope_grad_norms2(its)
 
 
-@functools.lru_cache(maxsize=8)
-def _inner_subproblems(oracle: str, seed_key: tuple, rho: float, n: int):
+@cached_per_instance(maxsize=8)
+def _inner_subproblems(instance: np.random.SeedSequence, oracle: str, rho: float, n: int):
     """The prox subproblems at n uniformly drawn iterates theta_t of one Algorithm A run (T = 6400,
     alpha = c/sqrt(T), its own fixed stream, box radius ``rho``): the dual box-QP whose solution is
     prox_gamma(theta_t), i.e. the prox-linear model at its fixed point z = prox_gamma(theta_t) with
     zbar = theta_t, kappa = 1/gamma. Also returns how many kinks are active (t_k = 0) at the prox:
     with none active the projected dual ascent identifies the face and stops after finitely many steps;
     with active kinks it converges linearly (the O(log 1/delta) regime)."""
-    env, args, omega_hat = _world(oracle, seed_key)
+    env, args, omega_hat = _world(instance, oracle)
     B, T = env.spec.radius_B, 6400
     rng = np.random.default_rng(2)
     record = np.sort(rng.choice(T, size=n, replace=False))   # uniform random iterates (the output rule)
@@ -288,8 +295,8 @@ def _inner_subproblems(oracle: str, seed_key: tuple, rho: float, n: int):
     return out, pairs
 
 
-def _inner_cost(env, args, params, replicate, seed_key) -> dict:
-    models, pairs = _inner_subproblems(params["oracle"], seed_key, float(params["inner_rho"]), 16)
+def _inner_cost(env, args, params, replicate, instance) -> dict:
+    models, pairs = _inner_subproblems(instance, params["oracle"], float(params["inner_rho"]), 16)
     theta, g, u_minus, u_plus, active = models[replicate % len(models)]
     delta = float(params["delta"])
     res = box_qp_dual(g, pairs.rows, pairs.offsets, u_minus, u_plus, 1.0 / GAMMA, theta, gap_tol=delta,
@@ -299,15 +306,15 @@ def _inner_cost(env, args, params, replicate, seed_key) -> dict:
             "active_kinks": float(active), "failed": float(not res.converged)}
 
 
-def _rho_sweep(env, args, params, seed_key) -> dict:
+def _rho_sweep(env, args, params, instance) -> dict:
     """Robust solution theta_rho (on P_obs) vs the non-robust one (rho = 0) under the *true* oracle:
     SAIL loss L_SAIL(theta; P_true) and its regret over the P_true-SAIL minimiser, and the KL-regularised
     true reward J(theta; r*) - beta KL(pi_theta || pi_ref) against its maximum at theta_ref + w*/beta."""
     rho = float(params["rho"])
     oracle = params["oracle"]
-    theta_rho, f_rho = _robust_minimum(oracle, seed_key, rho)
-    theta_0, _ = _robust_minimum(oracle, seed_key, 0.0)
-    _, sail_true_min = _robust_minimum(oracle, seed_key, 0.0, "P_true")
+    theta_rho, f_rho = _robust_minimum(instance, oracle, rho)
+    theta_0, _ = _robust_minimum(instance, oracle, 0.0)
+    _, sail_true_min = _robust_minimum(instance, oracle, 0.0, "P_true")
     true = lambda th: sail_value_grad(th, *_args(env), env.P_true)[0]
     regularised = lambda th: (expected_reward(th, env.phi, env.reward, env.p_x)
                               - env.beta * kl_to(th, env.theta_ref, env.phi, env.p_x))
@@ -323,8 +330,8 @@ def _rho_sweep(env, args, params, seed_key) -> dict:
 
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
-    seed_key = _seed_key(seeds.instance)
-    env, args, omega_hat = _world(params["oracle"], seed_key)
+    instance = seeds.instance
+    env, args, omega_hat = _world(instance, params["oracle"])
     rng = np.random.default_rng(seeds.sample)
     exp = params["experiment"]
     if exp == "decomposition":
@@ -332,35 +339,38 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     if exp == "certificate":
         return _certificate(env, args, params, rng)
     if exp == "stationarity":
-        return _stationarity(env, args, params, rng, omega_hat, seed_key)
+        return _stationarity(env, args, params, rng, omega_hat, instance)
     if exp == "deterministic":
         T = int(params["T"])
-        return {"avg_env_grad2": float(_deterministic_curve(params["oracle"], seed_key)[:T].mean()),
+        return {"avg_env_grad2": float(_deterministic_curve(instance, params["oracle"])[:T].mean()),
                 "step": 1.0 / (2.0 * omega_hat), "omega_hat": omega_hat}
     if exp == "inner_cost":
-        return _inner_cost(env, args, params, seeds.replicate, seed_key)
+        return _inner_cost(env, args, params, seeds.replicate, instance)
     if exp == "inexact_inner":
         return _inexact_inner(env, args, params, rng)
     if exp == "adversarial":
-        return _adversarial(env, params, seed_key)
+        return _adversarial(env, params, instance)
     if exp == "rho_sweep":
-        return _rho_sweep(env, args, params, seed_key)
+        return _rho_sweep(env, args, params, instance)
     raise ValueError(f"unknown experiment {exp!r}")
 
 
 # ------------------------------------------------------------------------------------------ claims
-def evaluate_certificate(rows: pd.DataFrame) -> Measurement:
-    """Pass iff L_SAIL(theta; P_true) - L^W_rho(theta) <= 1e-12 at every tested theta whenever
-    rho >= rho_true; the control rho = rho_true/2 is reported (a positive max is a counter-example)."""
+def evaluate_certificate(rows: pd.DataFrame, tol: float) -> Measurement:
+    """Deterministic ordering with ties within round-off: the largest L_SAIL(theta; P_true) - L^W_rho(theta)
+    over the tested theta (theta_ref and the random points) at rho >= rho_true must lie below ``tol`` (the
+    claim's). The maximum over the random points alone and the control rho = rho_true/2 (whose positive
+    sampled maximum is a counter-example) are reported beside it."""
     covered = rows[rows["rho_factor"] >= 1.0]
-    worst = float(covered["cert_gap"].max())
-    ok = bool(np.isfinite(covered["cert_gap"]).all()) and worst <= 1e-12
-    control = rows[rows["rho_factor"] < 1.0].groupby("oracle")["cert_gap"].max()
+    worst = float(covered["cert_gap"].max()) if np.isfinite(covered["cert_gap"]).all() else math.nan
+    verdict, note = verdict_ordering((worst, worst), "<", tol)
+    control = rows[rows["rho_factor"] < 1.0].groupby("oracle")["cert_gap_sampled"].max()
     extra = {f"control_max_gap[{o}, rho=rho_true/2]": float(v) for o, v in control.items()}
-    note = "" if ok else f"max gap {worst:.3g} > 1e-12 at rho >= rho_true"
+    extra["max gap over the random theta (theta_ref excluded)"] = float(covered["cert_gap_sampled"].max())
+    extra["max |gap| at theta_ref"] = float(covered["cert_gap_at_ref"].abs().max())
     note += ("; " if note else "") + "counter-example below rho_true: " + ", ".join(
         f"{o}: {v:+.3g}" for o, v in control.items())
-    return Measurement(worst, (worst, worst), ok, note, None, extra)
+    return Measurement(worst, (worst, worst), verdict, note, None, extra)
 
 
 def _linear_fit(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, np.ndarray, np.ndarray]:
@@ -456,34 +466,40 @@ def evaluate_adversarial(rows: pd.DataFrame, judged: bool = True) -> Measurement
     return Measurement(mean, ci, verdict, note, None, extra)
 
 
-_STAT = {"experiment": "stationarity", "algorithm": "A", "step_rule": "c/sqrtT"}
+_STAT = {"algorithm": "A", "step_rule": "c/sqrtT"}
 _STATEMENT_RATE = ("Projected stochastic composite (prox-linear) updates reach E||grad env_gamma||^2 <= eps in "
                    "O~(eps^-2) oracle calls: E||grad env_gamma(theta_t*)||^2 = O(T^-1/2) with alpha ~ 1/sqrt(T), "
                    "i.e. P(T) = E||grad env||^2 sqrt(T) stays bounded (the unsquared norm decays like T^-1/4).")
 
 CLAIMS = (
     Claim(id="robust_sail.decomposition", kind="identity", metric="clipped_err", predicted=0.0, tol=1e-10,
-          label="clipped form", paper=PAPER, where={"experiment": "decomposition"},
+          label="clipped form", paper=PAPER, experiment="decomposition",
           statement=("L^W_rho = L_SAIL(.; P_obs) + E[min(rho, P_obs)[h]_+ + min(rho, 1 - P_obs)[-h]_+] (derived: "
                      "the loss is affine in P with slope -h and the weights do not depend on P, so the sup is "
                      "pointwise at P = clip(P_obs - rho sign h))."),
           quantity="max over 200 theta of |clipped form - brute-force sup over box endpoints|, E5 box and "
                    "confounder, rho in {0.01, 0.05, 0.2} (both regimes)"),
     Claim(id="robust_sail.decomposition", kind="identity", metric="interior_err", predicted=0.0, tol=1e-10,
-          label="interior form", paper=PAPER, where={"experiment": "decomposition", "interior": 1.0},
+          label="interior form", paper=PAPER, experiment="decomposition", where={"interior": 1.0},
           statement="In the interior regime rho <= min(P_obs, 1 - P_obs): L^W_rho = L_SAIL + rho E|h_theta|.",
           quantity="max |interior form - brute force| on interior-regime cells (it overestimates elsewhere: "
                    "column interior_overestimate)"),
-    Claim(id="robust_sail.certificate", kind="ordering", metric="cert_gap", predicted=0.0, tol=1e-12,
-          paper=PAPER, where={"experiment": "certificate"}, evaluate=evaluate_certificate,
-          notes=("30 master seeds (quick): max gap at rho >= rho_true in [-0.0090, -0.0009], never violated; the "
-                 "rho_true/2 control found counter-examples in 29/30 box and 21/30 confounder instances "
-                 "(tol/sd calibration does not apply to a sign check)"),
+    Claim(id="robust_sail.certificate", kind="ordering", metric="cert_gap", predicted=0.0, tol=CERT_TOL,
+          paper=PAPER, experiment="certificate",
+          evaluate=functools.partial(evaluate_certificate, tol=CERT_TOL),
+          notes=("the inequality is tight at theta_ref (every margin h = 0, both losses log 2), so its supremum "
+                 "over the ball is 0 and the check is a deterministic ordering with ties within round-off; the "
+                 "maximum over the 1000 random theta alone (reported) only measures how close the sample comes "
+                 "to theta_ref: over 30 masters it was -0.0047 +/- 0.0024 (never violated, a margin of 2.0 sd that "
+                 "more points would shrink, not grow); the rho_true/2 control found counter-examples in 29/30 "
+                 "box and 21/30 confounder instances"),
           statement="rho >= rho_true implies L_SAIL(theta; P_true) <= L^W_rho(theta) for every theta.",
-          quantity="max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho in "
-                   "{1, 1.5} rho_true (box, confounder); control rho_true/2 reported"),
+          quantity="max over theta_ref and 1000 theta uniform in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), "
+                   "rho in {1, 1.5} rho_true (box, confounder); the maximum over the random theta alone and the "
+                   "control rho_true/2 reported"),
     *(Claim(id="robust_sail.stationarity_rate", kind="upper", metric="env_grad2", x="T", predicted=-0.5,
-            tol=0.1, cut=STAT_CUT, label=f"instance {k}", paper=PAPER, where={**_STAT, "env_draw": k},
+            tol=0.1, cut=STAT_CUT, label=f"instance {k}", paper=PAPER, experiment="stationarity",
+            where={**_STAT, "env_draw": k},
             also=("env_grad", "env_grad2_sqrtT"), statement=_STATEMENT_RATE,
             quantity=(f"E||grad env_0.1(theta_t*)||^2 on E5 instance {k} (env_draw {k}), Algorithm A, N_b = 1, "
                       "alpha = 2/sqrt(T), unbiased stratified estimate (32 exact envelope gradients per dyadic "
@@ -494,13 +510,13 @@ CLAIMS = (
                    "alpha = 2 T^-3/4 (too small) fails this check (tests/sail/test_scenario.py)"))
       for k in STAT_INSTANCES),
     Claim(id="robust_sail.stationarity_rate", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
-          cut=STAT_CUT, label="pooled", paper=PAPER, where=_STAT, also=("env_grad",),
+          cut=STAT_CUT, label="pooled", paper=PAPER, experiment="stationarity", where=_STAT, also=("env_grad",),
           statement=_STATEMENT_RATE,
           quantity=("slope of the mean over instances and seeds of E||grad env||^2 (the instance rows "
                     "above)"),
           notes="report-only: the pooled slope averages instances with different constants; the verdict is per instance"),
     Claim(id="robust_sail.inexact_inner", kind="tight", metric="env_grad2", x="T", predicted=0.0, tol=0.1,
-          label="delta = alpha^2", paper=PAPER, where={"experiment": "inexact_inner"},
+          label="delta = alpha^2", paper=PAPER, experiment="inexact_inner",
           evaluate=functools.partial(evaluate_rate_change, rule="alpha^2", predicted=0.0, tol=0.1),
           statement=("An inexact inner prox solver keeps the guarantee: with the inner tolerance delta_t <= alpha_t^2 "
                      "Algorithm B has the rate of its exact-inner version (E||grad env||^2 = O(T^-1/2) with "
@@ -513,14 +529,14 @@ CLAIMS = (
           notes=("paired with the exact inner solve because the absolute slope on T <= 2^16 varies between E5 "
                  "instances (30 masters: -0.45 +/- 0.075, see robust_sail.stationarity_rate)")),
     Claim(id="robust_sail.inexact_inner", kind="report", metric="env_grad2", x="T", predicted=0.0, tol=0.0,
-          label="delta = alpha", paper=PAPER, where={"experiment": "inexact_inner"},
+          label="delta = alpha", paper=PAPER, experiment="inexact_inner",
           evaluate=functools.partial(evaluate_rate_change, rule="alpha", judged=False),
           statement="With delta_t = alpha_t (beyond the sufficient condition delta <= alpha^2) the rate change is measured.",
           quantity="as for delta = alpha^2, inner duality gap delta = alpha",
           notes=("report-only: the theorem's sufficient condition is delta <= alpha^2; delta = alpha is outside "
                  "it and predicts nothing either way")),
     Claim(id="robust_sail.inexact_inner", kind="ordering", metric="env_grad2", side=">", predicted=0.0,
-          tol=0.0, label="constant delta degrades", paper=PAPER, where={"experiment": "inexact_inner"},
+          tol=0.0, label="constant delta degrades", paper=PAPER, experiment="inexact_inner",
           evaluate=evaluate_constant_tolerance_degrades,
           statement=("A constant inner tolerance does not keep the guarantee: a solve stopped at duality gap "
                      "delta = rho drops the kinks whenever their penalty is below delta, so the iterates settle "
@@ -529,7 +545,7 @@ CLAIMS = (
                     "/ E||grad env||^2 [exact inner solve]), same seeds; the slope of each schedule is reported")),
     *(Claim(id="robust_sail.deterministic_rate", kind="upper", metric="avg_env_grad2", x="T", predicted=-1.0,
             tol=0.1, cut=100, label=f"{oracle} oracle", paper=PAPER,
-            where={"experiment": "deterministic", "oracle": oracle},
+            experiment="deterministic", where={"oracle": oracle},
             statement=("With exact expectations the prox-linear method has (1/T) sum_t ||grad env(theta_t)||^2 "
                        "= O(1/T)."),
             quantity=(f"(1/T) sum_(t<T) ||grad env_0.1(theta_t)||^2, alpha = 1/(2 omega_hat), T in {{10, ..., 3000}}, "
@@ -538,7 +554,7 @@ CLAIMS = (
                    "without the cut failed once at -0.89, so the fit uses the tail as in docs/theory/sail.md §5.6"))
       for oracle in ("box", "confounder")),
     Claim(id="robust_sail.inner_cost", kind="report", metric="inner_iterations", x=None,
-          predicted=float("nan"), tol=0.0, paper=PAPER, where={"experiment": "inner_cost"},
+          predicted=float("nan"), tol=0.0, paper=PAPER, experiment="inner_cost",
           evaluate=evaluate_inner_cost,
           statement=("The dual box-QP inner solver reaches duality gap delta on the prox subproblems in a number "
                      "of iterations that grows like log(1/delta)."),
@@ -551,7 +567,7 @@ CLAIMS = (
                  "converge linearly)")),
     Claim(id="robust_sail.adversarial_benefit", kind="ordering", metric="true_gain", side="<", predicted=0.0,
           tol=0.0, label="adversarial, rho = rho_true", paper=PAPER,
-          where={"experiment": "adversarial", "oracle_model": "adversarial", "rho_factor": 1.0},
+          experiment="adversarial", where={"oracle_model": "adversarial", "rho_factor": 1.0},
           evaluate=evaluate_adversarial,
           statement=("Against an oracle adversarial to the nominal solution (P_true is its worst case in the box "
                      "of radius rho_true around P_obs), the robust solution at rho = rho_true has a lower "
@@ -562,13 +578,13 @@ CLAIMS = (
                     "clip(P_true + rho_true sign h_theta_nom), rho_true = 0.08")),
     Claim(id="robust_sail.adversarial_benefit", kind="ordering", metric="true_gain", side="<", predicted=0.0,
           tol=0.0, label="adversarial, rho = 1.5 rho_true", paper=PAPER,
-          where={"experiment": "adversarial", "oracle_model": "adversarial", "rho_factor": 1.5},
+          experiment="adversarial", where={"oracle_model": "adversarial", "rho_factor": 1.5},
           evaluate=evaluate_adversarial,
           statement="As above with a conservative radius rho = 1.5 rho_true (the chain no longer holds exactly).",
           quantity="as above, rho = 1.5 rho_true"),
     *(Claim(id="robust_sail.adversarial_benefit", kind="report", metric="true_gain", predicted=0.0, tol=0.0,
             label=f"{model}, rho = {f:g} rho_true", paper=PAPER,
-            where={"experiment": "adversarial", "oracle_model": model, "rho_factor": f},
+            experiment="adversarial", where={"oracle_model": model, "rho_factor": f},
             evaluate=functools.partial(evaluate_adversarial, judged=False),
             statement=("Control: the same comparison when the misspecification is not aimed at the nominal "
                        "solution" + (" (E5's random antisymmetric box)" if model == "random" else
@@ -591,42 +607,36 @@ SCENARIO = Scenario(
     description="E5 with a box-misspecified or style-confounded oracle: decomposition, certificate, rates, "
                 "inexact inner solves, an oracle adversarial to the nominal solution.",
     cell=cell,
-    grids={
-        "quick": [
-            {"experiment": ["decomposition"], "oracle": ["box", "confounder"], "rho": [0.01, 0.05, 0.2],
-             "seeds": 1},
-            {"experiment": ["certificate"], "oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5],
-             "seeds": 1},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"],
-             "env_draw": list(STAT_INSTANCES), "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 6},
-            {"experiment": ["inexact_inner"], "oracle": ["box"], "delta_rule": list(INNER_TOLERANCES),
-             "env_draw": [0, 1], "T": INEXACT_T, "seeds": 6},
-            {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
-            {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
-             "seeds": 16},
-            {"experiment": ["adversarial"], "oracle": ["box"], "oracle_model": ["adversarial", "random"],
-             "rho_factor": [1.0, 1.5], "env_draw": ADV_DRAWS, "seeds": 1},
-            {"experiment": ["rho_sweep"], "oracle": ["box", "confounder"], "rho": list(RHO_SWEEP), "seeds": 1},
-        ],
-        "full": [
-            {"experiment": ["decomposition"], "oracle": ["box", "confounder"],
-             "rho": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4], "seeds": 4},
-            {"experiment": ["certificate"], "oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5],
-             "seeds": 4},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["A"],
-             "env_draw": list(range(4)), "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL, "seeds": 16},
-            {"experiment": ["stationarity"], "oracle": ["box"], "algorithm": ["B", "C"],
-             "env_draw": list(STAT_INSTANCES), "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL[:5], "seeds": 8},
-            {"experiment": ["inexact_inner"], "oracle": ["box"], "delta_rule": list(INNER_TOLERANCES),
-             "env_draw": [0, 1, 2, 3], "T": INEXACT_T + [2 ** 18], "seeds": 16},
-            {"experiment": ["deterministic"], "oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
-            {"experiment": ["inner_cost"], "oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS,
-             "seeds": 16},
-            {"experiment": ["adversarial"], "oracle": ["box"], "oracle_model": ["adversarial", "random", "benign"],
-             "rho_factor": [0.5, 1.0, 1.5, 2.0], "env_draw": list(range(32)), "seeds": 1},
-            {"experiment": ["rho_sweep"], "oracle": ["box", "confounder"], "rho": list(RHO_SWEEP), "seeds": 1},
-        ],
-    },
+    experiments=(
+        Experiment("decomposition", quick={"oracle": ["box", "confounder"], "rho": [0.01, 0.05, 0.2], "seeds": 1},
+                   full={"oracle": ["box", "confounder"], "rho": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4],
+                         "seeds": 4}),
+        Experiment("certificate", quick={"oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5], "seeds": 1},
+                   full={"oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5], "seeds": 4}),
+        Experiment("stationarity",
+                   quick={"oracle": ["box"], "algorithm": ["A"], "env_draw": list(STAT_INSTANCES),
+                          "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 6},
+                   full=[{"oracle": ["box"], "algorithm": ["A"], "env_draw": list(range(4)), "step_rule": ["c/sqrtT"],
+                          "T": _STAT_T_FULL, "seeds": 16},
+                         {"oracle": ["box"], "algorithm": ["B", "C"], "env_draw": list(STAT_INSTANCES),
+                          "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL[:5], "seeds": 8}]),
+        Experiment("inexact_inner",
+                   quick={"oracle": ["box"], "delta_rule": list(INNER_TOLERANCES), "env_draw": [0, 1], "T": INEXACT_T,
+                          "seeds": 6},
+                   full={"oracle": ["box"], "delta_rule": list(INNER_TOLERANCES), "env_draw": [0, 1, 2, 3],
+                         "T": INEXACT_T + [2 ** 18], "seeds": 16}),
+        Experiment("deterministic", quick={"oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1},
+                   full={"oracle": ["box", "confounder"], "T": list(DET_T), "seeds": 1}),
+        Experiment("inner_cost", quick={"oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS, "seeds": 16},
+                   full={"oracle": ["box"], "inner_rho": [RHO, 0.5], "delta": _DELTAS, "seeds": 16}),
+        Experiment("adversarial",
+                   quick={"oracle": ["box"], "oracle_model": ["adversarial", "random"], "rho_factor": [1.0, 1.5],
+                          "env_draw": ADV_DRAWS, "seeds": 1},
+                   full={"oracle": ["box"], "oracle_model": ["adversarial", "random", "benign"],
+                         "rho_factor": [0.5, 1.0, 1.5, 2.0], "env_draw": list(range(32)), "seeds": 1}),
+        Experiment("rho_sweep", quick={"oracle": ["box", "confounder"], "rho": list(RHO_SWEEP), "seeds": 1},
+                   full={"oracle": ["box", "confounder"], "rho": list(RHO_SWEEP), "seeds": 1}),
+    ),
     seeds={"quick": 16, "full": 64},
     shared_seed_axes=("T", "delta_rule"),
     claims=CLAIMS,

@@ -1,5 +1,7 @@
 """Preference shift as a map of regimes: when does a robust DPO/REBEL fit raise the worst case over test mixtures?
 
+Derivations and findings: docs/theory/rebel.md §4.9 (preference shift); the claims: docs/theory/claims.md §7.3.
+
 Worlds (all n_x = 32, n_y = 6, d = 8, unit-sphere features, theta_ref = 0, beta = 1, two base rewards w_a, w_b
 of norm 2, test rewards w(alpha) = alpha w_a + (1 - alpha) w_b, alpha in [0, 1]):
 
@@ -30,7 +32,9 @@ Radii, fixed by a rule stated before any run (k = 0..3):
   as ``cover_over_collapse``): a DPO-family ball that contains the shift returns pi_ref.
 * W2-REBEL eps_k = 4^-k threshold/2 and WDPO rho0_k = 4^-k rho_bar/2, with the thresholds above which the
   anchor/reference is optimal (eps >= ||E[dr dphi]||/rms(dr); rho0 >= 2 ||E[(y - 1/2) dphi]||).
-The method and k of the ordering claims are picked on the even replicates and judged on the odd ones (held out).
+The method and k of the ordering claims are picked on the even replicates and judged on the odd ones (held out);
+the REBEL-family labeler checks pool LABELER_DRAWS environment instances (their effect varies mostly between
+instances).
 
 Metrics per method and radius, exact (``pop_*``, at the population minimiser) and estimated (at the empirical
 one, same sample for every method): min_alpha J(theta; alpha) with J = E_x E_pi r_alpha; max_alpha regret to the
@@ -41,7 +45,6 @@ eps) of E_{Q_alpha} l(theta*_eps) - R_eps(theta*_eps).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 
@@ -51,7 +54,7 @@ from simlab.env.labelers import chi2_bernoulli, kl_bernoulli, labeler_atoms
 from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import Measurement, evaluate_claim
 from simlab.experiments.rates import PASS, mean_with_ci, verdict_ordering
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.dpo import dpo_losses
 from simlab.objectives.dpo_radii import chi2_dpo_collapse_radius, wdpo_reference_threshold
 from simlab.objectives.rebel import rebel_losses, w2_rebel_threshold
@@ -74,6 +77,11 @@ NOMINAL = {"rebel": "rebel", "dpo": "dpo"}
 DIVERGENCE = {"kl": "kl", "chi2": "chi2", "kldpo": "kl", "chi2dpo": "chi2"}
 DPO_OBJECTIVE = {"dpo": "dpo", "kldpo": "kldpo_constrained", "chi2dpo": "chi2dpo", "wdpo": "wdpo_surrogate"}
 RATE_METHODS = {"rebel": ("kl", 2), "dpo": ("chi2dpo", 2)}
+# The REBEL-family labeler effect varies mostly between environment instances (over 30 master seeds, one
+# instance of 16 seeds: master sd 0.040 of a mean 0.12 at alpha0 = 0.1, while one instance's CI half-width is
+# 0.005), so its checks pool LABELER_DRAWS instances of 8 seeds each: the master-to-master sd falls by about
+# sqrt(LABELER_DRAWS) for 4x the cells of one instance of 16 seeds (the DPO-family rows keep one instance).
+LABELER_DRAWS = 8
 REPORT = "report"
 
 
@@ -101,10 +109,10 @@ class World:
     radii: dict               # method -> tuple of radii over KS
 
 
-@functools.lru_cache(maxsize=32)
-def _world(regime: str, alpha0: float, family: str, seed_key: tuple) -> World:
-    entropy, spawn_key = seed_key
-    env = make_env(_spec(regime, alpha0, family), np.random.SeedSequence(entropy, spawn_key=spawn_key))
+@cached_per_instance(maxsize=64)
+def _world(instance: np.random.SeedSequence, regime: str, alpha0: float, family: str) -> World:
+    """The environment instance, its atoms (labelers: split by labeler), test rewards and radii."""
+    env = make_env(_spec(regime, alpha0, family), instance)
     feedback = "rewards" if family == "rebel" else "bt"
     group = base = None
     if regime == "labelers":
@@ -184,10 +192,10 @@ def certificate_gap(world: World, family: str, method: str, radius: float, theta
     return max(gaps)
 
 
-@functools.lru_cache(maxsize=32)
-def _population(regime: str, alpha0: float, family: str, seed_key: tuple) -> dict:
+@cached_per_instance(maxsize=64)
+def _population(instance: np.random.SeedSequence, regime: str, alpha0: float, family: str) -> dict:
     """Exact population minimisers of every method and radius, their summaries and certificates."""
-    world = _world(regime, alpha0, family, seed_key)
+    world = _world(instance, regime, alpha0, family)
     p0 = world.atoms.p0
     nominal = fit_method(world, family, NOMINAL[family], 0.0, p0)
     out = {"theta": {(NOMINAL[family], 0): nominal}}
@@ -217,9 +225,8 @@ def _population(regime: str, alpha0: float, family: str, seed_key: tuple) -> dic
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
     regime, family, alpha0 = params["regime"], params["family"], float(params["alpha0"])
-    key = (seeds.instance.entropy, tuple(seeds.instance.spawn_key))
-    world = _world(regime, alpha0, family, key)
-    pop = _population(regime, alpha0, family, key)
+    world = _world(seeds.instance, regime, alpha0, family)
+    pop = _population(seeds.instance, regime, alpha0, family)
     rng = np.random.default_rng(seeds.sample)
     n = int(params["n"])
     counts = nested_counts(world.atoms.p0, prefix_ladder(n, start=min(n, 2**10)), rng)[n]
@@ -275,7 +282,9 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 def held_out_advantage(rows, family: str, metric: str = "minJ", sign: float = 1.0, judged: bool = True) -> Measurement:
     """Robust minus nominal ``metric`` at the (method, k) with the best mean on even replicates, judged on the
     odd replicates (ordering > 0 for sign = 1; ``judged=False`` for report-only claims, whose measurement
-    is only shown); exact population differences reported beside it."""
+    is only shown); exact population differences reported beside it. Rows of several environment instances
+    (``env_draw``) are pooled: one choice for all, judged on the pooled odd replicates (the bootstrap CI over
+    pooled rows includes the instance spread, so it is conservative for the mean over these instances)."""
     keys = [(m, k) for m in ROBUST[family] for k in KS if f"d{metric}_{m}_{k}" in rows.columns
             and np.isfinite(rows[f"radius_{m}_{k}"]).all()]     # radii skipped by the rule are not candidates
     reps = rows["replicate"].to_numpy()
@@ -286,8 +295,10 @@ def held_out_advantage(rows, family: str, metric: str = "minJ", sign: float = 1.
     ok, note = verdict_ordering(ci, ">") if judged else (PASS, "")
     if fails:
         ok, note = False, (note + "; " if note else "") + f"{fails} failed fits"
-    extra = {"held-out choice": f"{best[0]} k={best[1]} (radius {rows[f'radius_{best[0]}_{best[1]}'].iloc[0]:.4g})",
-             "exact population difference at the choice": float(rows[f"pop_{col}"].iloc[0])}
+    radii = np.unique(rows[f"radius_{best[0]}_{best[1]}"].to_numpy(dtype=float))
+    radius = f"{radii[0]:.4g}" if radii.size == 1 else f"{radii.min():.4g}..{radii.max():.4g} over instances"
+    extra = {"held-out choice": f"{best[0]} k={best[1]} (radius {radius})",
+             "exact population difference at the choice": float(rows[f"pop_{col}"].mean())}
     pop = {mk: float(rows[f"pop_d{metric}_{mk[0]}_{mk[1]}"].mean()) for mk in keys}
     top = max(pop, key=lambda mk: sign * pop[mk])
     extra["best exact population difference"] = f"{top[0]} k={top[1]}: {pop[top]:.4g}"
@@ -298,15 +309,17 @@ def held_out_advantage(rows, family: str, metric: str = "minJ", sign: float = 1.
 def _worst_case_claims() -> list[Claim]:
     out = []
     fam_name = {"rebel": "REBEL family (KL/chi^2/W2-REBEL)", "dpo": "DPO family (KLDPO/chi^2-DPO/WDPO)"}
+    pooled = {"rebel": f"; {LABELER_DRAWS} environment instances x 8 seeds pooled", "dpo": ""}
     for family in ("rebel", "dpo"):
         for alpha0 in (0.1, 0.25):
             out.append(Claim(
                 id="shift.labeler_worst_case", kind="ordering", metric=f"dminJ", predicted=0.0, tol=0.0, side=">",
                 label=f"{family.upper()} alpha0={alpha0:g}", paper=PAPER,
-                where={"experiment": "map", "regime": "labelers", "family": family, "alpha0": alpha0},
+                experiment="map", where={"regime": "labelers", "family": family, "alpha0": alpha0},
                 statement=f"Two labelers, P(g = a) = {alpha0:g}: the held-out robust {fam_name[family]} fit raises "
                           "the worst case over test mixtures, min_alpha J, above the nominal fit.",
-                quantity="robust minus nominal min_alpha J(theta_n; alpha), method/radius on even seeds, CI on odd",
+                quantity="robust minus nominal min_alpha J(theta_n; alpha), method/radius on even seeds, CI on odd"
+                         + pooled[family],
                 notes=("" if family == "rebel" else
                        "DPO-family balls cannot reweight the latent labeler: a pair's BT label is a mixture of the two "
                        "labelers and the worst case upweights label flips, which shrinks theta toward pi_ref at every "
@@ -315,17 +328,17 @@ def _worst_case_claims() -> list[Claim]:
             out.append(Claim(
                 id="shift.labeler_worst_case", kind="ordering", metric="dregret", predicted=0.0, tol=0.0, side=">",
                 label=f"{family.upper()} alpha0={alpha0:g} regret", paper=PAPER,
-                where={"experiment": "map", "regime": "labelers", "family": family, "alpha0": alpha0},
+                experiment="map", where={"regime": "labelers", "family": family, "alpha0": alpha0},
                 statement=f"Two labelers, P(g = a) = {alpha0:g}: the held-out robust fit lowers the worst-case regret "
                           "to the per-alpha KL-regularised optimum (reported as nominal minus robust).",
-                quantity="nominal minus robust max_alpha regret(theta_n; alpha), held-out choice",
+                quantity="nominal minus robust max_alpha regret(theta_n; alpha), held-out choice" + pooled[family],
                 evaluate=lambda rows, f=family: held_out_advantage(rows, f, "regret", -1.0)))
         out.append(Claim(
             id="shift.labeler_worst_case", kind=REPORT, metric="dminJ", predicted=0.0, tol=0.0,
             label=f"{family.upper()} alpha0=0.5 control", paper=PAPER,
-            where={"experiment": "map", "regime": "labelers", "family": family, "alpha0": 0.5},
+            experiment="map", where={"regime": "labelers", "family": family, "alpha0": 0.5},
             statement="Symmetric control P(g = a) = 1/2: no labeler is a minority.",
-            quantity="robust minus nominal min_alpha J, held-out choice",
+            quantity="robust minus nominal min_alpha J, held-out choice" + pooled[family],
             notes="control: for KL/chi^2-REBEL the effect is exactly 0 (symmetry identity, shift.mixed_identity); "
                   "only W2/DPO-family shrinkage remains, which is not the claim",
             evaluate=lambda rows, f=family: held_out_advantage(rows, f, judged=False)))
@@ -338,7 +351,7 @@ def _mixed_claims() -> list[Claim]:
         out.append(Claim(
             id="shift.mixed_identity", kind="identity", metric="pop_identity_gap", predicted=0.0, tol=1e-8,
             label=f"{regime} alpha0={alpha0:g}", paper=PAPER,
-            where={"experiment": "map", "regime": regime, "family": "rebel", "alpha0": alpha0},
+            experiment="map", where={"regime": regime, "family": "rebel", "alpha0": alpha0},
             statement=("Mixed reward w(alpha0), symmetric noise" if regime == "mixed" else
                        "Two labelers with P(g = a) = 1/2") + ": the KL and chi^2 DRO-REBEL population minimisers "
                       "equal the nominal REBEL minimiser at every radius (symmetry identity).",
@@ -347,7 +360,7 @@ def _mixed_claims() -> list[Claim]:
         out.append(Claim(
             id="shift.mixed_identity", kind=REPORT, metric="dminJ", predicted=0.0, tol=0.0,
             label=f"{family.upper()} alpha0=0.1 effect", paper=PAPER,
-            where={"experiment": "map", "regime": "mixed", "family": family, "alpha0": 0.1},
+            experiment="map", where={"regime": "mixed", "family": family, "alpha0": 0.1},
             statement="Mixed-reward world: what the robust fits do to min_alpha J (W2 shrinks toward the anchor; "
                       "KL/chi^2-REBEL change nothing; DPO-family balls shrink toward pi_ref).",
             quantity="robust minus nominal min_alpha J, held-out choice",
@@ -362,7 +375,7 @@ def _misspecified_claims() -> list[Claim]:
         out.append(Claim(
             id="shift.misspecified", kind="ordering", metric="dminJ", predicted=0.0, tol=0.0, side=">",
             label=f"REBEL alpha0={alpha0:g}", paper=PAPER,
-            where={"experiment": "map", "regime": "misspecified", "family": "rebel", "alpha0": alpha0},
+            experiment="map", where={"regime": "misspecified", "family": "rebel", "alpha0": alpha0},
             statement=f"Mixed reward w({alpha0:g}) plus a component kappa_m v outside span(phi): the held-out robust "
                       "REBEL-family fit raises min_alpha J above nominal REBEL.",
             quantity="robust minus nominal min_alpha J(theta_n; alpha), held-out choice",
@@ -373,7 +386,7 @@ def _misspecified_claims() -> list[Claim]:
         out.append(Claim(
             id="shift.misspecified", kind=REPORT, metric="dminJ", predicted=0.0, tol=0.0,
             label=f"DPO alpha0={alpha0:g}", paper=PAPER,
-            where={"experiment": "map", "regime": "misspecified", "family": "dpo", "alpha0": alpha0},
+            experiment="map", where={"regime": "misspecified", "family": "dpo", "alpha0": alpha0},
             statement="Misspecified mixed reward: the DPO-family robust fits against nominal DPO.",
             quantity="robust minus nominal min_alpha J, held-out choice",
             notes="report-only: DPO-family balls at these radii shrink toward pi_ref (see labeler_worst_case)",
@@ -385,11 +398,12 @@ def _certificate_claims() -> list[Claim]:
     return [Claim(
         id="shift.labeler_certificate", kind="ordering", metric="pop_certificate", predicted=0.0, tol=0.0, side="<",
         label=f"{family.upper()}", paper=PAPER + "; the DRO certificate",
-        where={"experiment": "map", "regime": "labelers", "family": family},
+        experiment="map", where={"regime": "labelers", "family": family},
         statement="For every test mixture inside the ball (D(Q_alpha||Q_alpha0) <= eps, closed form), the test risk "
                   "of the population robust minimiser is at most its robust risk.",
         quantity="max over KL/chi^2 methods, 4 radii, covered alphas, alpha0 in {0.1, 0.25, 0.5} of "
-                 "E_{Q_alpha} l(theta*_eps) - R_eps(theta*_eps) (exact)") for family in ("rebel", "dpo")]
+                 "E_{Q_alpha} l(theta*_eps) - R_eps(theta*_eps) (exact), mean over the environment instances "
+                 f"({LABELER_DRAWS} for REBEL, 1 for DPO)") for family in ("rebel", "dpo")]
 
 
 def _rate_claims() -> list[Claim]:
@@ -398,7 +412,7 @@ def _rate_claims() -> list[Claim]:
         out.append(Claim(
             id="shift.labeler_rate_n", kind="tight", metric="err2", x="n", predicted=-1.0, tol=0.15, cut=2**12,
             label=f"{family.upper()} {method} k={k}", paper=PAPER + "; parametric rate under preference shift",
-            where={"experiment": "rate", "family": family},
+            experiment="rate", where={"family": family},
             statement=f"Two labelers, alpha0 = 0.1: the empirical {method} minimiser converges to the population "
                       "robust minimiser at n^-1.",
             quantity=f"E||theta_n - theta*_eps||^2 vs n ({method}, eps = 4^-{k} eps_cover, nested prefixes)"))
@@ -408,13 +422,12 @@ def _rate_claims() -> list[Claim]:
 CLAIMS = tuple(_mixed_claims() + _certificate_claims() + _worst_case_claims() + _misspecified_claims()
                + _rate_claims())
 
-_MAP = [{"experiment": ["map"], "regime": ["mixed"], "alpha0": [0.1, 0.5], "family": ["rebel", "dpo"],
-         "n": [N_FIT], "seeds": 8},
-        {"experiment": ["map"], "regime": ["misspecified"], "alpha0": [0.1, 0.5], "family": ["rebel", "dpo"],
-         "n": [N_FIT]},
-        {"experiment": ["map"], "regime": ["labelers"], "alpha0": [0.1, 0.25, 0.5], "family": ["rebel", "dpo"],
-         "n": [N_FIT]}]
-N_RATE_QUICK = [2**12, 2**14, 2**16, 2**18]
+_MAP = [{"regime": ["mixed"], "alpha0": [0.1, 0.5], "family": ["rebel", "dpo"], "n": [N_FIT], "seeds": 8},
+        {"regime": ["misspecified"], "alpha0": [0.1, 0.5], "family": ["rebel", "dpo"], "n": [N_FIT]},
+        {"regime": ["labelers"], "alpha0": [0.1, 0.25, 0.5], "family": ["rebel"], "n": [N_FIT],
+         "env_draw": list(range(LABELER_DRAWS)), "seeds": 8},
+        {"regime": ["labelers"], "alpha0": [0.1, 0.25, 0.5], "family": ["dpo"], "n": [N_FIT]}]
+_RATE = {"regime": ["labelers"], "alpha0": [0.1], "family": ["rebel", "dpo"]}
 
 SCENARIO = Scenario(
     name="shift",
@@ -422,13 +435,11 @@ SCENARIO = Scenario(
     study="Preference shift",
     description="Mixed-reward, two-labeler and misspecified worlds: robust vs nominal worst case over test mixtures.",
     cell=cell,
-    grids={
-        "quick": _MAP + [{"experiment": ["rate"], "regime": ["labelers"], "alpha0": [0.1], "family": ["rebel", "dpo"],
-                          "n": N_RATE_QUICK, "seeds": 48}],
-        "full": [dict(g, seeds=128) for g in _MAP] + [
-            {"experiment": ["rate"], "regime": ["labelers"], "alpha0": [0.1], "family": ["rebel", "dpo"],
-             "n": [2**k for k in range(10, 19)], "seeds": 400}],
-    },
+    experiments=(
+        Experiment("map", quick=_MAP, full=[dict(g, seeds=128) for g in _MAP]),
+        Experiment("rate", quick=_RATE | {"n": [2**12, 2**14, 2**16, 2**18]},
+                   full=_RATE | {"n": [2**k for k in range(10, 19)]}, seeds={"quick": 48, "full": 400}),
+    ),
     seeds={"quick": 16, "full": 128},
     shared_seed_axes=("n",),
     claims=CLAIMS,

@@ -396,11 +396,52 @@ def sample_ball(center, radius: float, n: int, rng: np.random.Generator) -> np.n
     return center + r[:, None] * v
 
 
+@kernel(ordered=True)
+def project_ball_kernel(theta, center, radius):
+    """In-place Euclidean projection onto the ball ||z - center|| <= radius (the jitted entry point of the
+    SAIL algorithms' projected steps, docs/theory/sail.md §5.5; inputs unchecked, the checked form is
+    :func:`project_ball`).
+
+    Parameters
+    ----------
+    theta : numpy.ndarray, shape (d,)
+        Point to project; overwritten with center + min(1, radius / ||theta - center||) (theta - center).
+    center : numpy.ndarray, shape (d,)
+        Centre of the ball.
+    radius : float
+        Radius of the ball (>= 0).
+    """
+    n2 = 0.0
+    for j in range(theta.size):
+        n2 += (theta[j] - center[j]) ** 2
+    if n2 > radius * radius:
+        f = radius / math.sqrt(n2)
+        for j in range(theta.size):
+            theta[j] = center[j] + f * (theta[j] - center[j])
+
+
 def project_ball(theta, center, radius: float) -> np.ndarray:
-    """Euclidean projection onto {||theta - center|| <= radius}."""
-    delta = np.asarray(theta, dtype=np.float64) - center
-    norm = float(np.linalg.norm(delta))
-    return center + delta * (radius / norm) if norm > radius else center + delta
+    """Euclidean projection onto the ball ||z - center|| <= radius.
+
+    Parameters
+    ----------
+    theta : array_like, shape (d,)
+        Point to project.
+    center : array_like, shape (d,)
+        Centre of the ball.
+    radius : float
+        Radius of the ball (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray, shape (d,)
+        center + min(1, radius / ||theta - center||) (theta - center), a new array (computed by
+        :func:`project_ball_kernel`).
+    """
+    out = check_array("theta", theta, ndim=1).copy()
+    center = check_array("center", center, shape=out.shape)
+    project_ball_kernel(out, center, check_float("radius", radius, low=0.0))
+    return out
 
 
 def weak_convexity_gaps(theta, theta2, phi, p_x, theta_ref, beta, P_obs, rho) -> np.ndarray:

@@ -31,7 +31,8 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.env.sampling import inverse_cdf_draw
-from simlab.objectives.sail import check_sail_problem, pair_weights_kernel, penalty_pairs, robust_sail_kernel
+from simlab.objectives.sail import (check_sail_problem, pair_weights_kernel, penalty_pairs, project_ball_kernel,
+                                    robust_sail_kernel)
 from simlab.solvers.prox import ball_box_qp_kernel
 from simlab.special import sigmoid, softplus
 from simlab.validation import check_choice, check_float, check_int
@@ -135,18 +136,6 @@ def stochastic_gradients(theta, phi, p_x, theta_ref, beta, P_obs, rho, n: int,
 
 
 @kernel(ordered=True)
-def _project_ball(theta, center, radius):
-    """In-place Euclidean projection onto ||theta - center|| <= radius."""
-    n2 = 0.0
-    for j in range(theta.size):
-        n2 += (theta[j] - center[j]) ** 2
-    if n2 > radius * radius:
-        f = radius / math.sqrt(n2)
-        for j in range(theta.size):
-            theta[j] = center[j] + f * (theta[j] - center[j])
-
-
-@kernel(ordered=True)
 def _record_iterate(record_at, r, t, theta, out) -> int:
     """Copy theta into out for every remaining recording index equal to t (record_at is sorted);
     returns the next unused position r."""
@@ -226,7 +215,7 @@ def _algorithm_c_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
             _sample_pair_gradient(theta, phi, cdf_x, theta_ref, beta, P, rho, 1.0, rng, g, row, work)
         for j in range(d):
             theta[j] -= step * g[j] / batch
-        _project_ball(theta, theta_ref, radius)
+        project_ball_kernel(theta, theta_ref, radius)
     _record_iterate(record_at, r, T, theta, out)
     return 0
 
@@ -255,14 +244,14 @@ def _algorithm_b_kernel(theta0, phi, cdf_x, theta_ref, beta, P, rho, radius, ste
             lr = 1.0 / (mu_in * k)
             for j in range(d):
                 z[j] -= lr * (g[j] + (z[j] - theta[j]) / gamma)
-            _project_ball(z, theta_ref, radius)
+            project_ball_kernel(z, theta_ref, radius)
             if k >= first_avg:
                 for j in range(d):
                     avg[j] += z[j]
         n_avg = inner_steps - first_avg + 1
         for j in range(d):
             theta[j] -= step * (theta[j] - avg[j] / n_avg) / gamma
-        _project_ball(theta, theta_ref, radius)
+        project_ball_kernel(theta, theta_ref, radius)
     _record_iterate(record_at, r, T, theta, out)
     return 0
 

@@ -176,3 +176,27 @@ def test_bad_input_names_the_field():
         S.sail_value_grad(np.zeros(4), phi, p_x, tr, beta, P)
     with pytest.raises(ValueError, match="p_x"):
         S.sail_value_grad(tr, phi, np.array([0.2, 0.2]), tr, beta, P)
+
+
+def test_project_ball_is_the_nearest_point_of_the_ball():
+    """project_ball (the one home of the SAIL algorithms' projection) against scipy's constrained minimiser of
+    ||z - theta||^2 over the ball; points inside are returned unchanged; bad input names the field."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(7)
+    center = rng.standard_normal(3)
+    for scale in (0.3, 1.0, 5.0):
+        theta = center + scale * rng.standard_normal(3)
+        p = S.project_ball(theta, center, 2.0)
+        if np.linalg.norm(theta - center) <= 2.0:
+            assert np.array_equal(p, theta)
+            continue
+        ref = minimize(lambda z: float((z - theta) @ (z - theta)), center, jac=lambda z: 2.0 * (z - theta),
+                       constraints=[{"type": "ineq", "fun": lambda z: 4.0 - float((z - center) @ (z - center))}],
+                       method="SLSQP", options={"ftol": 1e-14, "maxiter": 200})
+        np.testing.assert_allclose(p, ref.x, atol=1e-6)
+        assert abs(np.linalg.norm(p - center) - 2.0) < 1e-12
+    with pytest.raises(ValueError, match="radius"):
+        S.project_ball(center, center, -1.0)
+    with pytest.raises(ValueError, match="center"):
+        S.project_ball(center, center[:2], 1.0)

@@ -98,9 +98,23 @@ def test_adversarial_evaluator_judges_the_sign(scenario):
 
 def test_certificate_evaluation_flags_a_violation(scenario):
     claim = _claim(scenario, "robust_sail.certificate")
-    ok = pd.DataFrame({"oracle": ["box"] * 3, "rho_factor": [0.5, 1.0, 1.5], "cert_gap": [0.02, -1e-3, -2e-3]})
-    bad = ok.assign(cert_gap=[0.02, 1e-6, -2e-3])
-    assert claim.evaluate(ok).passed and not claim.evaluate(bad).passed
+    ok = pd.DataFrame({"oracle": ["box"] * 3, "rho_factor": [0.5, 1.0, 1.5], "cert_gap": [0.02, 2e-16, 0.0],
+                       "cert_gap_sampled": [0.02, -1e-3, -2e-3], "cert_gap_at_ref": [0.0, 2e-16, 0.0]})
+    bad = ok.assign(cert_gap=[0.02, 1e-6, 0.0], cert_gap_sampled=[0.02, 1e-6, -2e-3])
+    assert claim.evaluate(ok).passed and claim.evaluate(bad).verdict == "fail"
+    assert claim.evaluate(ok).extra["control_max_gap[box, rho=rho_true/2]"] == 0.02
+
+
+def test_certificate_is_tight_at_the_reference(scenario):
+    """At theta_ref every margin is 0: the certificate's gap is 0 up to round-off for every radius, the
+    random points stay below it, and the cell's cert_gap is the maximum of the two."""
+    for rho_factor in (0.5, 1.0):
+        params = {"experiment": "certificate", "oracle": "box", "rho_factor": rho_factor}
+        m = scenario.cell(dict(params), scenario.seeds_for(params, 0, DEFAULT_MASTER_SEED))
+        assert abs(m["cert_gap_at_ref"]) <= 1e-14
+        assert m["cert_gap"] == max(m["cert_gap_sampled"], m["cert_gap_at_ref"])
+        if rho_factor == 1.0:
+            assert m["cert_gap_sampled"] < -1e-6
 
 
 def test_figures_skip_missing_rows_and_draw_stored_rows(tmp_path):
