@@ -151,10 +151,12 @@ def recession_slope(env) -> float:
     return min(h(np.array([0.5 * (lo + hi), 1 - 0.5 * (lo + hi)])), h(np.array([1.0, 0.0])), h(np.array([0.0, 1.0])))
 
 
-def per_configuration(evaluate_one):
+def per_configuration(evaluate_one, worst=None):
     """Judge each (m, beta) configuration separately; the claim passes iff every judged one does (a
     configuration whose evaluation returns ``None`` is not judged: e.g. no positive G1 there). The reported
-    value and CI are those of the first judged configuration (m = 1, beta = 1 when it is judged)."""
+    value and CI are those of the first judged configuration (m = 1, beta = 1 when it is judged), or, with
+    ``worst`` (a key of a Measurement, larger = closer to failing), those of the worst judged one: a
+    deterministic bound must report the configuration that decides it."""
     def evaluate(df) -> Measurement:
         results = [(key, evaluate_one(g)) for key, g in df.groupby(["m", "beta"], sort=False)]
         results.sort(key=lambda kr: (kr[0] != (1, 1.0), kr[0]))
@@ -165,7 +167,7 @@ def per_configuration(evaluate_one):
                           + ("" if r is None else f" {r.notes}") for k, r in results)
         if not judged:
             return Measurement(np.nan, (np.nan, np.nan), INCONCLUSIVE, "no configuration can be judged; " + notes)
-        head = judged[0][1]
+        head = judged[0][1] if worst is None else max((r for _, r in judged), key=worst)
         verdict = combine(r.verdict for _, r in judged)
         return Measurement(head.measured, head.ci, verdict, notes, head.fit,
                            {f"m={int(k[0])},beta={k[1]:g}": r.measured for k, r in judged})
@@ -376,7 +378,7 @@ CLAIMS = (
                      "slackness), so the O(sqrt(nu)) bound holds with nothing to fit."),
           quantity=(f"max U-OPT of pi*_p(lambda*_p) over the points with G1 = 0 and lambda*_p > 0 (<= "
                     f"{MULTI_UOPT_TOL:g}, the bisection accuracy); the points with G1 > 0 reported"),
-          evaluate=per_configuration(evaluate_multishot_uopt_zero)),
+          evaluate=per_configuration(evaluate_multishot_uopt_zero, worst=lambda m: m.measured)),
     Claim(id="constrained.ropt_scaling", kind="upper", metric="one_r_opt", x="nu_hat", predicted=0.5, tol=0.1,
           direction="zero", label="one-shot", paper=PAPER_OPT,
           statement="Theorem 4: R-OPT of pi*_p(lambda*) = O(sqrt(nu)) for nu < 1 (O(nu) for nu >= 1).",

@@ -98,6 +98,8 @@ def optimality_gaps(env: GapEnv, log_pi: np.ndarray, log_pi_star: np.ndarray) ->
 
 # --------------------------------------------------------------------------- parameter space kernels
 
+VALUE_NOISE_RTOL = 1e-12  # relative round-off of L accepted by the Newton ascent when the gradient falls
+
 @kernel
 def lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, want_hess):
     """L(theta, lambda) = E_x E_theta[h], h = r_lambda - beta (log pi_theta - log pi_ref), filling grad and
@@ -173,6 +175,13 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
                 trial[k] = theta[k] + alpha * step[k]
             v = lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
             if v >= value + 1e-4 * alpha * slope or (alpha * np.sqrt(np.sum(step * step)) < 1e-15):
+                accepted = True
+                break
+            # near the maximiser the increase falls below the rounding of L (at large |theta| L is a sum
+            # of O(|theta|) terms): accept a full step that keeps L within that rounding and reduces the
+            # gradient, as Newton does quadratically there
+            if alpha == 1.0 and v >= value - VALUE_NOISE_RTOL * max(1.0, abs(value)) \
+                    and np.sqrt(np.sum(g2 * g2)) < gnorm:
                 accepted = True
                 break
             alpha *= 0.5

@@ -86,7 +86,7 @@ def test_caid_contraction_matches_the_measured_step_ratio(m):
     eta = 1.0 / C.dual_smoothness_bound(env)
     run = S.caid(env, eta=eta, T=300, n_checkpoints=300)
     gaps = run.dual_p - target.value
-    measured, predicted = mod.contraction_factors(run.t, gaps, target, eta)
+    measured, predicted = mod.contraction_factors(run.t, gaps, run.lam, target, eta)
     assert np.isfinite(measured) and measured == pytest.approx(predicted, rel=0.02)
     # brute force: the lambda error ratio between consecutive recorded steps in the geometric regime
     err = np.linalg.norm(run.lam - target.lam, axis=1)
