@@ -1,9 +1,9 @@
 """Constrained alignment: CAID convergence and the primal-dual (GDA) baseline (docs/theory/constrained.md §6.4, §7.3).
 
-E6 with t = 0.3 (a parametrisation gap), beta = 1. Targets are exact: lambda*_p = argmin D_p (Danskin
+E6 with t = 0.3 (a parametrization gap), beta = 1. Targets are exact: lambda*_p = argmin D_p (Danskin
 bisection for m = 1, projected Newton for m = 2) and theta*(lambda*_p) by multistart Newton ascent.
 
-- ``caid_converges``: CAID with exact inner maximisation and exact dual gradients, lambda(0) = 0 (and a
+- ``caid_converges``: CAID with exact inner maximization and exact dual gradients, lambda(0) = 0 (and a
   warm start at lambda*, reported), eta = 1 / max(L_D bound, max curvature of D_p at lambda*_p), T = 1000.
 - ``gda_oscillates``: 20 environment draws; GDA (T = 2000 simultaneous steps, exact gradients) from
   (theta_ref, 0) with alpha_theta in {0.1, 0.3, 1}/L-hat_theta and alpha_lam/alpha_theta in {1, 10, 100}
@@ -24,7 +24,7 @@ from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import constraint_theta, dual_smoothness_bound
 from simlab.plots.constrained import dual_trajectory_figure
 from simlab.solvers.constrained import (
-    caid, gradient_descent_ascent, lagrangian_curvature_at_solution, minimise_parametrised_dual, solve_dual)
+    caid, gradient_descent_ascent, lagrangian_curvature_at_solution, minimize_parametrized_dual, solve_dual)
 
 PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrained Learning' "
          "(arXiv 2505.19387), convergence of the dual iterates; primal-dual 'often fails to converge' (abstract)")
@@ -40,7 +40,7 @@ FIGURE_DRAW = 0  # the draw whose GDA and CAID trajectories the cells store for 
 def _instance(m: int, seed_key: tuple):
     entropy, spawn_key = seed_key
     env = make_gap_env(gap_preset(t=0.3, m=m), np.random.SeedSequence(entropy, spawn_key=spawn_key))
-    target = minimise_parametrised_dual(env)
+    target = minimize_parametrized_dual(env)
     return env, target
 
 
@@ -81,7 +81,7 @@ def contraction_factors(t, gaps, lam, target, eta: float) -> tuple[float, float]
 
     Measured: the OLS slope of log(D_p(lambda_t) - D*_p) on t over the checkpoints with the gap in
     [GEOMETRIC_LOW, GEOMETRIC_HIGH] (NaN if fewer than 3). Predicted (derived): near lambda*_p with exact
-    inner maximisation, e_{t+1} = (I - eta H_p) e_t for the error e_t = lambda_t - lambda*_p on the coordinates
+    inner maximization, e_{t+1} = (I - eta H_p) e_t for the error e_t = lambda_t - lambda*_p on the coordinates
     with lambda*_p > 0 (H_p = the curvature -J H^-1 J^T of D_p there), and the gap is the quadratic form
     e_t^T H_p e_t / 2. The prediction runs this linear recursion from the measured error at the first
     checkpoint of the window and fits the same OLS slope to the predicted gaps over the same checkpoints.
@@ -201,9 +201,9 @@ def evaluate_gda(df) -> Measurement:
     return Measurement(mean, ci, ok, note, extra={"share_far_by_ratio": share})
 
 
-STATEMENT_CAID = ("CAID's dual iterates converge: with exact Lagrangian maximisation, projected dual descent "
+STATEMENT_CAID = ("CAID's dual iterates converge: with exact Lagrangian maximization, projected dual descent "
                   "on the convex D_p gives D_p(lambda_t) - D*_p = O(1/t) (geometric under local strong convexity).")
-STATEMENT_CONTRACTION = ("Derived: with exact inner maximisation CAID is projected gradient descent on D_p, so near "
+STATEMENT_CONTRACTION = ("Derived: with exact inner maximization CAID is projected gradient descent on D_p, so near "
                          "lambda*_p the error contracts by I - eta H_p on the active coordinates (H_p = -J H^-1 J^T, "
                          "the curvature of D_p) and the D_p gap, the quadratic form e^T H_p e / 2, by (1 - eta mu_i)^2 "
                          "per step in each eigendirection; the predicted gaps run this recursion from the measured "
@@ -239,7 +239,7 @@ CLAIMS = (
 
 SCENARIO = Scenario(
     name="constrained_dynamics", version="1", study="Constrained alignment",
-    description="CAID convergence (exact inner maximisation) and the primal-dual GDA baseline on E6.",
+    description="CAID convergence (exact inner maximization) and the primal-dual GDA baseline on E6.",
     cell=cell, fixed={},
     grids={"quick": [{"experiment": ["caid"], "m": [1, 2], "start": ["zero", "warm"], "env_draw": [0]},
                      {"experiment": ["gda"], "env_draw": list(range(20)), "alpha_scale": [0.1, 0.3, 1.0],

@@ -30,7 +30,7 @@ from simlab.experiments.scenario import CellSeeds, Claim, Scenario
 from simlab.objectives.constrained import dual_smoothness_bound, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import best_iterate_figure
 from simlab.policy import log_policy, policy
-from simlab.solvers.constrained import caid, minimise_parametrised_dual, solve_dual
+from simlab.solvers.constrained import caid, minimize_parametrized_dual, solve_dual
 
 PAPER = "CAID: Zhang et al. (arXiv 2505.19387), Lemma 8 and Theorem 6 (stochastic dual descent)"
 N_PROMPTS, N_RESPONSES = 8, 4
@@ -42,7 +42,7 @@ EPS_APP = {"e0": 0.0, "e1": 1e-3, "e2": 1e-2}
 def _instance(seed_key: tuple):
     entropy, spawn_key = seed_key
     env = make_gap_env(gap_preset(t=0.3), np.random.SeedSequence(entropy, spawn_key=spawn_key))
-    target = minimise_parametrised_dual(env)
+    target = minimize_parametrized_dual(env)
     mu_p = float(target.hessian[0, 0])
     lp_star = optimal_log_policy(env, solve_dual(env).lam)
     lp_multi = log_policy(target.theta, env.phi)
@@ -92,7 +92,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 
 
 def derived_floor(eta: float, mu: float, var_u: float, T: int, distance0: float) -> dict[str, float]:
-    """The best-iterate floor of stochastic dual descent with exact inner maximisation, derived for a locally
+    """The best-iterate floor of stochastic dual descent with exact inner maximization, derived for a locally
     quadratic D_p (curvature mu) and dual-gradient noise of variance var_u (docs/theory/constrained.md §6.3).
 
     Near lambda*_p the error e_s = lambda_s - lambda*_p is the AR(1) process e_{s+1} = (1 - eta mu) e_s -

@@ -1,4 +1,4 @@
-"""Constrained alignment: duality gaps and the dual distance against the parametrisation gap (docs/theory/constrained.md §6, §7.3).
+"""Constrained alignment: duality gaps and the dual distance against the parametrization gap (docs/theory/constrained.md §6, §7.3).
 
 E6 (m = 1, beta = 1), gap knob t on a log grid in [1e-3, 1]. Everything is deterministic and exact:
 V* = D* = D(lambda*) by projected Newton (strong duality checked against a direct SLSQP solve over the
@@ -41,12 +41,12 @@ from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import (
     FAIL, INCONCLUSIVE, PASS, as_verdict, fit_rate, verdict_tight, verdict_upper)
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
-from simlab.objectives.constrained import (
-    dual_value_grad_hess, duality_constant, gap_proxy, optimal_log_policy, optimality_gaps, global_gap_proxy)
+from simlab.objectives.constrained import dual_value_grad_hess, duality_constant, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import duality_gap_figure, optimality_gap_figure
 from simlab.policy import log_policy
 from simlab.solvers.constrained import (
-    MaximiserPool, minimise_parametrised_dual, solve_dual, solve_primal_distribution, solve_primal_theta)
+    MaximizerPool, gap_proxy, global_gap_proxy, minimize_parametrized_dual, solve_dual, solve_primal_distribution,
+    solve_primal_theta)
 
 PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrained Learning' "
          "(arXiv 2505.19387), Theorems 1-2, Lemma 4")
@@ -75,11 +75,11 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
                                                                   tuple(seeds.instance.spawn_key)))
                           if env.beta >= STRONG_DUALITY_MIN_BETA else np.nan)
     lam_norm = float(np.linalg.norm(dual.lam))
-    # the theta-problems are multimodal at small beta / large t: seed a pool of local maximisers along
+    # the theta-problems are multimodal at small beta / large t: seed a pool of local maximizers along
     # lambda (forward and backward sweeps) and start every inner and primal solve from it
-    pool = MaximiserPool()
+    pool = MaximizerPool()
     pool.sweep(env, lambda_grid(env.m, 2.0 * (lam_norm + 1.0), points=25))
-    dual_p = minimise_parametrised_dual(env, pool=pool)
+    dual_p = minimize_parametrized_dual(env, pool=pool)
     primal_p = solve_primal_theta(env, starts=pool.thetas)
     nu = gap_proxy(env, lambda_grid(env.m, lam_norm + 1.0, points=9 if env.m == 1 else 25), starts=pool.thetas)
     nu_global = global_gap_proxy(env, n_policies=16)["nu_global"]
@@ -319,7 +319,7 @@ T_FULL = [float(v) for v in np.geomspace(1e-3, 1.0, 16)]
 MULTI_UOPT_TOL = 1e-9
 SHAPE_TOL = 0.1
 STATEMENT_GAP = ("Weak duality over theta and the gap bounds: 0 <= D*_p - V*_p <= C(lambda*_nu) nu and "
-                 "V*_p <= D*_p <= D* = V*; the gaps vanish at least linearly in the parametrisation gap nu.")
+                 "V*_p <= D*_p <= D* = V*; the gaps vanish at least linearly in the parametrization gap nu.")
 QUANTITY_GAP = ("G1 = D*_p - V*_p and G2 = V* - D*_p vs measured nu-hat (E6, t in [1e-3, 1]; m = 1 with beta = 1 "
                 "and beta = 0.1, full mode adds m = 2; each configuration judged separately)")
 PAPER_OPT = ("CAID: Zhang et al. (arXiv 2505.19387), Theorem 3 (multi-shot pi*_p(lambda*_p)) and Theorem 4 "
@@ -406,7 +406,7 @@ CLAIMS = (
 SCENARIO = Scenario(
     name="constrained_gap", version="5", study="Constrained alignment",
     description="Duality gaps, dual distance and the optimality gaps of the multi-shot and one-shot policies vs "
-                "the parametrisation gap nu-hat on E6 (deterministic, exact).",
+                "the parametrization gap nu-hat on E6 (deterministic, exact).",
     cell=cell, fixed={"m": 1, "beta": 1.0, "env_draw": 0},
     grids={"quick": [{"t": T_QUICK}, {"t": [1.0], "beta": [0.1]}],
            "full": [{"t": T_FULL}, {"t": T_QUICK, "m": [2]}, {"t": T_QUICK, "beta": [0.1]}]},
