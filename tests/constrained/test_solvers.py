@@ -1,12 +1,13 @@
 """Identities 33, 35, 37 of docs/theory/identities.md §8 and the dual algorithms (CAID, one-shot CAN, GDA)."""
 import numpy as np
 import pytest
+from scipy.optimize import minimize
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.objectives import constrained as C
 from simlab.policy import policy
 from simlab.solvers import constrained as S
-from simlab.solvers.exact import projected_newton
+from simlab.solvers.exact import newton_ascent, projected_newton
 
 
 def _env(seed, **kw):
@@ -168,3 +169,41 @@ def test_maximizer_pool_never_lowers_the_inner_maximum():
         assert pool.evaluate(env, [lam]).value >= S.parametrized_dual(env, [lam]).value - 1e-12
     with pytest.raises(ValueError, match="capacity"):
         S.MaximizerPool(capacity=0)
+
+
+def test_newton_ascent_converges_where_the_armijo_test_sees_only_rounding():
+    """The beta = 0.1, t = 1 instance of constrained_gap at master 20262149 (calibration master 26): at the
+    multi-shot lambda*_p the maximiser has |theta| ~ 160, L carries ~1e-14 rounding and the predicted increase
+    of a Newton step is ~1e-17, so an Armijo-only line search stopped at |grad| = 9e-10 (30x gtol) from this
+    theta, leaving E_x E_theta c off by ~1e-8. The full step that keeps L within rounding and reduces the
+    gradient is accepted now."""
+    env = make_gap_env(gap_preset(t=1.0, m=1, beta=0.1),
+                       np.random.SeedSequence(20262149, spawn_key=(3622820671849490511, 0, 0)))
+    lam = np.array([1.2623388018979327])
+    theta0 = np.array([83.07673190417005, 46.84629888259052, 72.98852749692328, 43.89594121669945,
+                       -98.34286655797094])
+    r_lam = env.lagrangian_reward(lam)
+    start_value, start_grad, _ = C.lagrangian_theta(env, theta0, lam, hessian=False)
+    assert np.linalg.norm(start_grad) > 1e-10  # where the Armijo-only ascent stopped
+    res = newton_ascent(theta0, env.phi, env.p_x, r_lam, env.theta_ref, env.beta, 1e-11, 200)
+    assert res.converged and res.grad_norm <= 1e-11
+    assert res.fun >= start_value - 1e-12 * max(1.0, abs(start_value))
+    shift = abs(C.constraint_theta(env, res.x)[0][0] - C.constraint_theta(env, theta0)[0][0])
+    assert 1e-10 < shift < 1e-7  # the constraint error the residual gradient carried (1.2e-8 here)
+
+
+def test_projected_newton_matches_scipy_on_a_box_constrained_quadratic():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 4))
+    H = A @ A.T + 0.5 * np.eye(4)
+    b = np.array([1.0, -2.0, 0.5, -0.3])
+    fgh = lambda x: (0.5 * x @ H @ x - b @ x, H @ x - b, H)  # noqa: E731
+    res = projected_newton(fgh, np.ones(4), gtol=1e-12)
+    ref = minimize(lambda x: fgh(x)[:2], np.ones(4), jac=True, method="L-BFGS-B", bounds=[(0, None)] * 4,
+                   options={"ftol": 1e-15, "gtol": 1e-12})
+    assert res.converged and np.allclose(res.x, ref.x, atol=1e-7) and (res.x == 0).any()
+    assert res.hess is H and res.fun == pytest.approx(ref.fun, abs=1e-12)
+    with pytest.raises(ValueError, match="gtol"):
+        projected_newton(fgh, np.ones(4), gtol=0.0)
+    with pytest.raises(ValueError, match="x0"):
+        projected_newton(fgh, [np.nan, 1.0, 1.0, 1.0])
