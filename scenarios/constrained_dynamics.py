@@ -13,14 +13,12 @@ bisection for m = 1, projected Newton for m = 2) and theta*(lambda*_p) by multis
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import FAIL, PASS, fit_rate, mean_with_ci, verdict_ordering, verdict_tight, verdict_upper
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.constrained import constraint_theta, dual_smoothness_bound
 from simlab.plots.constrained import dual_trajectory_figure
 from simlab.solvers.constrained import (
@@ -36,16 +34,11 @@ CONTRACTION_TOL = 0.05
 FIGURE_DRAW = 0  # the draw whose GDA and CAID trajectories the cells store for the phase-plot figure
 
 
-@functools.lru_cache(maxsize=64)
-def _instance(m: int, seed_key: tuple):
-    entropy, spawn_key = seed_key
-    env = make_gap_env(gap_preset(t=0.3, m=m), np.random.SeedSequence(entropy, spawn_key=spawn_key))
-    target = minimize_parametrized_dual(env)
-    return env, target
-
-
-def _seed_key(ss: np.random.SeedSequence) -> tuple:
-    return ss.entropy, tuple(ss.spawn_key)
+@cached_per_instance(maxsize=64)
+def _instance(instance: np.random.SeedSequence, m: int):
+    """E6 (t = 0.3) with m constraints and its exact target lambda*_p (once per instance)."""
+    env = make_gap_env(gap_preset(t=0.3, m=m), instance)
+    return env, minimize_parametrized_dual(env)
 
 
 def _gap_at(run, target_value: float, t: int) -> float:
@@ -58,7 +51,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 
 
 def _convergence_cell(params: dict, seeds: CellSeeds) -> dict:
-    env, target = _instance(int(params["m"]), _seed_key(seeds.instance))
+    env, target = _instance(seeds.instance, int(params["m"]))
     curvature = float(np.linalg.eigvalsh(target.hessian).max()) if np.all(np.isfinite(target.hessian)) else 0.0
     eta = 1.0 / max(dual_smoothness_bound(env), curvature)
     lam0 = solve_dual(env).lam if params["start"] == "warm" else np.zeros(env.m)
@@ -106,7 +99,7 @@ def contraction_factors(t, gaps, lam, target, eta: float) -> tuple[float, float]
 
 
 def _gda_cell(params: dict, seeds: CellSeeds) -> dict:
-    env, target = _instance(1, _seed_key(seeds.instance))
+    env, target = _instance(seeds.instance, 1)
     L_theta = lagrangian_curvature_at_solution(env)
     alpha_theta = float(params["alpha_scale"]) / L_theta
     alpha_lam = float(params["ratio"]) * alpha_theta
@@ -215,17 +208,17 @@ CLAIMS = (
     Claim(id="constrained.caid_converges", kind="upper", metric="gap_t1000", x="t", predicted=-1.0, tol=0.1,
           paper=PAPER, statement=STATEMENT_CAID,
           quantity="D_p(lambda_t) - D*_p, t in [10, 1000], m = 1 (E6, t_gap = 0.3, lambda(0) = 0, eta = 1/L)",
-          evaluate=_evaluate_convergence(1), where={"experiment": "caid"}, label="m=1"),
+          evaluate=_evaluate_convergence(1), experiment="caid", label="m=1"),
     Claim(id="constrained.caid_converges", kind="upper", metric="gap_t1000", x="t", predicted=-1.0, tol=0.1,
           paper=PAPER, statement=STATEMENT_CAID,
           quantity="D_p(lambda_t) - D*_p, t in [10, 1000], m = 2 (E6, t_gap = 0.3, lambda(0) = 0, eta = 1/L)",
-          evaluate=_evaluate_convergence(2), where={"experiment": "caid"}, label="m=2"),
+          evaluate=_evaluate_convergence(2), experiment="caid", label="m=2"),
     Claim(id="constrained.caid_converges", kind="tight", metric="contraction_error", predicted=1.0,
-          tol=CONTRACTION_TOL, paper=PAPER, label="m=1", evaluate=_evaluate_contraction(1),
+          tol=CONTRACTION_TOL, paper=PAPER, label="m=1", evaluate=_evaluate_contraction(1), experiment="caid",
           statement=STATEMENT_CONTRACTION,
           quantity=QUANTITY_CONTRACTION + ", m = 1"),
     Claim(id="constrained.caid_converges", kind="tight", metric="contraction_error", predicted=1.0,
-          tol=CONTRACTION_TOL, paper=PAPER, label="m=2", evaluate=_evaluate_contraction(2),
+          tol=CONTRACTION_TOL, paper=PAPER, label="m=2", evaluate=_evaluate_contraction(2), experiment="caid",
           statement=STATEMENT_CONTRACTION,
           quantity=QUANTITY_CONTRACTION + ", m = 2"),
     Claim(id="constrained.gda_oscillates", kind="ordering", metric="dist_diff", predicted=0.0, tol=0.0,
@@ -233,20 +226,21 @@ CLAIMS = (
           statement="Plain primal-dual gradient descent-ascent does not reach the saddle point where CAID does.",
           quantity=("last-iterate distance to (theta*(lambda*_p), lambda*_p): GDA after 2000 steps minus CAID "
                     "after 50, at alpha_lam/alpha_theta = 10 over 20 draws x alpha_theta in {0.1, 0.3, 1}/L-hat"),
-          evaluate=evaluate_gda, where={"experiment": "gda"},
+          evaluate=evaluate_gda, experiment="gda",
           notes="'not reproduced' is legitimate: GDA can converge for small steps"),
 )
+
+GDA_GRID = {"env_draw": list(range(20)), "alpha_scale": [0.1, 0.3, 1.0], "ratio": [1, 10, 100]}
 
 SCENARIO = Scenario(
     name="constrained_dynamics", version="1", study="Constrained alignment",
     description="CAID convergence (exact inner maximization) and the primal-dual GDA baseline on E6.",
-    cell=cell, fixed={},
-    grids={"quick": [{"experiment": ["caid"], "m": [1, 2], "start": ["zero", "warm"], "env_draw": [0]},
-                     {"experiment": ["gda"], "env_draw": list(range(20)), "alpha_scale": [0.1, 0.3, 1.0],
-                      "ratio": [1, 10, 100]}],
-           "full": [{"experiment": ["caid"], "m": [1, 2], "start": ["zero", "warm"], "env_draw": [0, 1, 2, 3]},
-                    {"experiment": ["gda"], "env_draw": list(range(20)), "alpha_scale": [0.1, 0.3, 1.0],
-                     "ratio": [1, 10, 100]}]},
+    cell=cell,
+    experiments=(
+        Experiment("caid", quick={"m": [1, 2], "start": ["zero", "warm"], "env_draw": [0]},
+                   full={"m": [1, 2], "start": ["zero", "warm"], "env_draw": [0, 1, 2, 3]}),
+        Experiment("gda", quick=GDA_GRID, full=GDA_GRID),
+    ),
     seeds={"quick": 1, "full": 1}, claims=CLAIMS, figures=(dual_trajectory_figure,),
 )
 

@@ -18,15 +18,13 @@ which no seed count removes; the mean difference stays reported.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import (
     BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, FAIL, fit_rate, mean_with_ci, verdict_ordering, verdict_tight, verdict_upper)
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Scenario, cached_per_instance
 from simlab.objectives.constrained import dual_smoothness_bound, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import best_iterate_figure
 from simlab.policy import log_policy, policy
@@ -38,10 +36,10 @@ DUAL_TIME = 20.0
 EPS_APP = {"e0": 0.0, "e1": 1e-3, "e2": 1e-2}
 
 
-@functools.lru_cache(maxsize=16)
-def _instance(seed_key: tuple):
-    entropy, spawn_key = seed_key
-    env = make_gap_env(gap_preset(t=0.3), np.random.SeedSequence(entropy, spawn_key=spawn_key))
+@cached_per_instance(maxsize=16)
+def _instance(instance: np.random.SeedSequence):
+    """E6 (t = 0.3), lambda*_p, mu_p, S^2 and the noise variance of u-dagger, pi* and the multi-shot policy."""
+    env = make_gap_env(gap_preset(t=0.3), instance)
     target = minimize_parametrized_dual(env)
     mu_p = float(target.hessian[0, 0])
     lp_star = optimal_log_policy(env, solve_dual(env).lam)
@@ -57,8 +55,7 @@ def _instance(seed_key: tuple):
 
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
-    env, target, mu_p, s2, var_u, lp_star, lp_multi = _instance((seeds.instance.entropy,
-                                                                 tuple(seeds.instance.spawn_key)))
+    env, target, mu_p, s2, var_u, lp_star, lp_multi = _instance(seeds.instance)
     eta = float(params["eta_scale"]) / dual_smoothness_bound(env)
     T = int(np.ceil(DUAL_TIME / (eta * mu_p)))
     stream = np.random.SeedSequence(seeds.sample.entropy, spawn_key=tuple(seeds.sample.spawn_key))

@@ -32,15 +32,13 @@ so Theorem 1's bound is infinite and its ratio cannot be judged (inconclusive, n
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import (
     FAIL, INCONCLUSIVE, PASS, as_verdict, fit_rate, verdict_tight, verdict_upper)
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
+from simlab.experiments.scenario import CellSeeds, Claim, Scenario, cached_per_instance
 from simlab.objectives.constrained import dual_value_grad_hess, duality_constant, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import duality_gap_figure, optimality_gap_figure
 from simlab.policy import log_policy
@@ -55,13 +53,11 @@ ASYMPTOTIC_T = 0.1  # rate fits use the grid points with t <= this (the nu -> 0 
 STRONG_DUALITY_MIN_BETA = 0.5
 
 
-
-@functools.lru_cache(maxsize=16)
-def _strong_duality_error(m: int, beta: float, seed_key: tuple) -> float:
+@cached_per_instance(maxsize=16)
+def _strong_duality_error(instance: np.random.SeedSequence, m: int, beta: float) -> float:
     """|V* (direct SLSQP over the probability table) - D(lambda*)|. The distribution-space problem does not
     depend on t, so it is solved once per instance and process."""
-    entropy, spawn_key = seed_key
-    env = make_gap_env(gap_preset(m=m, beta=beta), np.random.SeedSequence(entropy, spawn_key=spawn_key))
+    env = make_gap_env(gap_preset(m=m, beta=beta), instance)
     return abs(solve_primal_distribution(env).value - solve_dual(env).value)
 
 
@@ -71,8 +67,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     dual = solve_dual(env)
     # the direct SLSQP over the probability table is slow at small beta (optimal probabilities near 0): it runs
     # at beta >= STRONG_DUALITY_MIN_BETA; strong duality at beta = 0.1 is unit-tested (identity 35)
-    strong_duality_err = (_strong_duality_error(env.m, env.beta, (seeds.instance.entropy,
-                                                                  tuple(seeds.instance.spawn_key)))
+    strong_duality_err = (_strong_duality_error(seeds.instance, env.m, env.beta)
                           if env.beta >= STRONG_DUALITY_MIN_BETA else np.nan)
     lam_norm = float(np.linalg.norm(dual.lam))
     # the theta-problems are multimodal at small beta / large t: seed a pool of local maximizers along
