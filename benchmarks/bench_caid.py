@@ -18,19 +18,19 @@ import numpy as np  # noqa: E402
 
 from reference_caid import caid_reference  # noqa: E402
 from simlab.env.gap import gap_preset, make_gap_env  # noqa: E402
-from simlab.objectives.constrained import dual_smoothness_bound, parametrised_dual  # noqa: E402
-from simlab.solvers.constrained import caid, minimise_parametrised_dual  # noqa: E402
+from simlab.objectives.constrained import dual_smoothness_bound  # noqa: E402
+from simlab.solvers.constrained import caid, minimize_parametrized_dual, parametrized_dual  # noqa: E402
 
 
 def main(T: int = 50, n_prompts: int = 600, n_responses: int = 64, repeats: int = 15) -> None:
     env = make_gap_env(gap_preset(d_psi=9, d=8, t=0.3), 0)
     eta = 1.0 / dual_smoothness_bound(env)
     lam0 = np.zeros(env.m)
-    theta0 = parametrised_dual(env, lam0).theta
+    theta0 = parametrized_dual(env, lam0).theta
     guess0 = env.U.T @ (env.v_ref + env.w_r / env.beta)
     guess_lam = env.U.T @ env.W_g.T / env.beta
     args = (env.phi, env.p_x, env.reward, env.constraint, env.theta_ref, env.beta, guess0, guess_lam)
-    target = minimise_parametrised_dual(env)
+    target = minimize_parametrized_dual(env)
 
     # correctness: exact-gradient runs agree step by step
     ours = caid(env, eta=eta, T=T, lam0=lam0, theta0=theta0, n_checkpoints=T)

@@ -34,7 +34,7 @@ def lagrangian_vgh(theta, phi, p_x, r_lam, theta_ref, beta):
     return value, grad, hess
 
 
-def maximise(theta0, phi, p_x, r_lam, theta_ref, beta):
+def maximize(theta0, phi, p_x, r_lam, theta_ref, beta):
     res = minimize(lambda th: tuple(-v for v in lagrangian_vgh(th, phi, p_x, r_lam, theta_ref, beta)[:2]),
                    theta0, jac=True, hess=lambda th: -lagrangian_vgh(th, phi, p_x, r_lam, theta_ref, beta)[2],
                    method="trust-exact", options={"gtol": 1e-11})
@@ -51,8 +51,8 @@ def caid_reference(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0
 
     def inner(lam_v, warm):
         r_lam = reward + c @ lam_v
-        cands = [maximise(warm, phi, p_x, r_lam, theta_ref, beta),
-                 maximise(guess0 + guess_lam @ lam_v, phi, p_x, r_lam, theta_ref, beta)]
+        cands = [maximize(warm, phi, p_x, r_lam, theta_ref, beta),
+                 maximize(guess0 + guess_lam @ lam_v, phi, p_x, r_lam, theta_ref, beta)]
         return max(cands, key=lambda tv: tv[1])
 
     theta, dp = inner(lam, theta)

@@ -1,4 +1,4 @@
-"""Constrained alignment: duality gaps and the dual distance against the parametrisation gap (docs/theory/constrained.md §6, §7.3).
+"""Constrained alignment: duality gaps and the dual distance against the parametrization gap (docs/theory/constrained.md §6, §7.3).
 
 E6 (m = 1, beta = 1), gap knob t on a log grid in [1e-3, 1]. Everything is deterministic and exact:
 V* = D* = D(lambda*) by projected Newton (strong duality checked against a direct SLSQP solve over the
@@ -32,21 +32,19 @@ so Theorem 1's bound is infinite and its ratio cannot be judged (inconclusive, n
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import (
     FAIL, INCONCLUSIVE, PASS, as_verdict, fit_rate, verdict_tight, verdict_upper)
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
-from simlab.objectives.constrained import (
-    dual_value_grad_hess, duality_constant, gap_proxy, optimal_log_policy, optimality_gaps, global_gap_proxy)
+from simlab.experiments.scenario import CellSeeds, Claim, Scenario, cached_per_instance
+from simlab.objectives.constrained import dual_value_grad_hess, duality_constant, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import duality_gap_figure, optimality_gap_figure
 from simlab.policy import log_policy
 from simlab.solvers.constrained import (
-    MaximiserPool, minimise_parametrised_dual, solve_dual, solve_primal_distribution, solve_primal_theta)
+    MaximizerPool, gap_proxy, global_gap_proxy, minimize_parametrized_dual, solve_dual, solve_primal_distribution,
+    solve_primal_theta)
 
 PAPER = ("CAID: Zhang et al., 'Alignment of Large Language Models with Constrained Learning' "
          "(arXiv 2505.19387), Theorems 1-2, Lemma 4")
@@ -55,13 +53,11 @@ ASYMPTOTIC_T = 0.1  # rate fits use the grid points with t <= this (the nu -> 0 
 STRONG_DUALITY_MIN_BETA = 0.5
 
 
-
-@functools.lru_cache(maxsize=16)
-def _strong_duality_error(m: int, beta: float, seed_key: tuple) -> float:
+@cached_per_instance(maxsize=16)
+def _strong_duality_error(instance: np.random.SeedSequence, m: int, beta: float) -> float:
     """|V* (direct SLSQP over the probability table) - D(lambda*)|. The distribution-space problem does not
     depend on t, so it is solved once per instance and process."""
-    entropy, spawn_key = seed_key
-    env = make_gap_env(gap_preset(m=m, beta=beta), np.random.SeedSequence(entropy, spawn_key=spawn_key))
+    env = make_gap_env(gap_preset(m=m, beta=beta), instance)
     return abs(solve_primal_distribution(env).value - solve_dual(env).value)
 
 
@@ -71,15 +67,14 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     dual = solve_dual(env)
     # the direct SLSQP over the probability table is slow at small beta (optimal probabilities near 0): it runs
     # at beta >= STRONG_DUALITY_MIN_BETA; strong duality at beta = 0.1 is unit-tested (identity 35)
-    strong_duality_err = (_strong_duality_error(env.m, env.beta, (seeds.instance.entropy,
-                                                                  tuple(seeds.instance.spawn_key)))
+    strong_duality_err = (_strong_duality_error(seeds.instance, env.m, env.beta)
                           if env.beta >= STRONG_DUALITY_MIN_BETA else np.nan)
     lam_norm = float(np.linalg.norm(dual.lam))
-    # the theta-problems are multimodal at small beta / large t: seed a pool of local maximisers along
+    # the theta-problems are multimodal at small beta / large t: seed a pool of local maximizers along
     # lambda (forward and backward sweeps) and start every inner and primal solve from it
-    pool = MaximiserPool()
+    pool = MaximizerPool()
     pool.sweep(env, lambda_grid(env.m, 2.0 * (lam_norm + 1.0), points=25))
-    dual_p = minimise_parametrised_dual(env, pool=pool)
+    dual_p = minimize_parametrized_dual(env, pool=pool)
     primal_p = solve_primal_theta(env, starts=pool.thetas)
     nu = gap_proxy(env, lambda_grid(env.m, lam_norm + 1.0, points=9 if env.m == 1 else 25), starts=pool.thetas)
     nu_global = global_gap_proxy(env, n_policies=16)["nu_global"]
@@ -151,10 +146,12 @@ def recession_slope(env) -> float:
     return min(h(np.array([0.5 * (lo + hi), 1 - 0.5 * (lo + hi)])), h(np.array([1.0, 0.0])), h(np.array([0.0, 1.0])))
 
 
-def per_configuration(evaluate_one):
+def per_configuration(evaluate_one, worst=None):
     """Judge each (m, beta) configuration separately; the claim passes iff every judged one does (a
     configuration whose evaluation returns ``None`` is not judged: e.g. no positive G1 there). The reported
-    value and CI are those of the first judged configuration (m = 1, beta = 1 when it is judged)."""
+    value and CI are those of the first judged configuration (m = 1, beta = 1 when it is judged), or, with
+    ``worst`` (a key of a Measurement, larger = closer to failing), those of the worst judged one: a
+    deterministic bound must report the configuration that decides it."""
     def evaluate(df) -> Measurement:
         results = [(key, evaluate_one(g)) for key, g in df.groupby(["m", "beta"], sort=False)]
         results.sort(key=lambda kr: (kr[0] != (1, 1.0), kr[0]))
@@ -165,7 +162,7 @@ def per_configuration(evaluate_one):
                           + ("" if r is None else f" {r.notes}") for k, r in results)
         if not judged:
             return Measurement(np.nan, (np.nan, np.nan), INCONCLUSIVE, "no configuration can be judged; " + notes)
-        head = judged[0][1]
+        head = judged[0][1] if worst is None else max((r for _, r in judged), key=worst)
         verdict = combine(r.verdict for _, r in judged)
         return Measurement(head.measured, head.ci, verdict, notes, head.fit,
                            {f"m={int(k[0])},beta={k[1]:g}": r.measured for k, r in judged})
@@ -317,7 +314,7 @@ T_FULL = [float(v) for v in np.geomspace(1e-3, 1.0, 16)]
 MULTI_UOPT_TOL = 1e-9
 SHAPE_TOL = 0.1
 STATEMENT_GAP = ("Weak duality over theta and the gap bounds: 0 <= D*_p - V*_p <= C(lambda*_nu) nu and "
-                 "V*_p <= D*_p <= D* = V*; the gaps vanish at least linearly in the parametrisation gap nu.")
+                 "V*_p <= D*_p <= D* = V*; the gaps vanish at least linearly in the parametrization gap nu.")
 QUANTITY_GAP = ("G1 = D*_p - V*_p and G2 = V* - D*_p vs measured nu-hat (E6, t in [1e-3, 1]; m = 1 with beta = 1 "
                 "and beta = 0.1, full mode adds m = 2; each configuration judged separately)")
 PAPER_OPT = ("CAID: Zhang et al. (arXiv 2505.19387), Theorem 3 (multi-shot pi*_p(lambda*_p)) and Theorem 4 "
@@ -376,7 +373,7 @@ CLAIMS = (
                      "slackness), so the O(sqrt(nu)) bound holds with nothing to fit."),
           quantity=(f"max U-OPT of pi*_p(lambda*_p) over the points with G1 = 0 and lambda*_p > 0 (<= "
                     f"{MULTI_UOPT_TOL:g}, the bisection accuracy); the points with G1 > 0 reported"),
-          evaluate=per_configuration(evaluate_multishot_uopt_zero)),
+          evaluate=per_configuration(evaluate_multishot_uopt_zero, worst=lambda m: m.measured)),
     Claim(id="constrained.ropt_scaling", kind="upper", metric="one_r_opt", x="nu_hat", predicted=0.5, tol=0.1,
           direction="zero", label="one-shot", paper=PAPER_OPT,
           statement="Theorem 4: R-OPT of pi*_p(lambda*) = O(sqrt(nu)) for nu < 1 (O(nu) for nu >= 1).",
@@ -404,7 +401,7 @@ CLAIMS = (
 SCENARIO = Scenario(
     name="constrained_gap", version="5", study="Constrained alignment",
     description="Duality gaps, dual distance and the optimality gaps of the multi-shot and one-shot policies vs "
-                "the parametrisation gap nu-hat on E6 (deterministic, exact).",
+                "the parametrization gap nu-hat on E6 (deterministic, exact).",
     cell=cell, fixed={"m": 1, "beta": 1.0, "env_draw": 0},
     grids={"quick": [{"t": T_QUICK}, {"t": [1.0], "beta": [0.1]}],
            "full": [{"t": T_FULL}, {"t": T_QUICK, "m": [2]}, {"t": T_QUICK, "beta": [0.1]}]},

@@ -1,7 +1,7 @@
 """Constrained alignment: multi-shot vs one-shot constraint tracking (docs/theory/constrained.md §6.3 Theorems 3-4, docs/theory/claims.md §7.3).
 
 E6 with t = 0.3 (nu > 0), beta = 1, m = 1; threshold fraction q_b in {0.1, ..., 0.7}; 20 environment
-draws. One-shot (CAN) is pi*_p(lambda*): one exact Lagrangian maximisation at the distribution-space
+draws. One-shot (CAN) is pi*_p(lambda*): one exact Lagrangian maximization at the distribution-space
 multiplier lambda*. Multi-shot (the limit of CAID) is pi*_p(lambda*_p) with lambda*_p = argmin D_p (Danskin
 bisection). Both are exact. The claim compares |E_x E_pi c| on active constraints (lambda*_p > 0);
 U-OPT and R-OPT against pi*(lambda*) are stored (their scaling in nu-hat is judged in constrained_gap).
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.scenario import CellSeeds, Claim, Scenario
-from simlab.objectives.constrained import (
-    constraint_theta, optimal_log_policy, optimality_gaps, parametrised_dual)
+from simlab.objectives.constrained import constraint_theta, optimal_log_policy, optimality_gaps
 from simlab.plots.constrained import slack_figure, violation_figure
 from simlab.policy import log_policy
-from simlab.solvers.constrained import minimise_parametrised_dual, solve_dual
+from simlab.solvers.constrained import minimize_parametrized_dual, parametrized_dual, solve_dual
 
 PAPER = ("CAID: Zhang et al. (arXiv 2505.19387), Figure 1 and Theorems 3-4 (multi-shot vs one-shot); "
          "CAN: Huang et al. (arXiv 2405.19544)")
@@ -25,8 +24,8 @@ PAPER = ("CAID: Zhang et al. (arXiv 2505.19387), Figure 1 and Theorems 3-4 (mult
 def cell(params: dict, seeds: CellSeeds) -> dict:
     env = make_gap_env(gap_preset(t=float(params["t"]), threshold_fraction=float(params["q"])), seeds.instance)
     dual = solve_dual(env)
-    multi = minimise_parametrised_dual(env)
-    one_theta = parametrised_dual(env, dual.lam).theta
+    multi = minimize_parametrized_dual(env)
+    one_theta = parametrized_dual(env, dual.lam).theta
     slack_multi = float(constraint_theta(env, multi.theta)[0][0])
     slack_one = float(constraint_theta(env, one_theta)[0][0])
     active = float(multi.lam[0] > 0)
@@ -44,7 +43,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
 CLAIMS = (
     Claim(id="constrained.multishot_tracks", kind="ordering", metric="slack_diff", predicted=0.0, tol=0.0,
           side="<", where={"active": 1.0}, paper=PAPER,
-          statement=("With a parametrisation gap (nu > 0) the multi-shot policy pi*_p(lambda*_p) satisfies the "
+          statement=("With a parametrization gap (nu > 0) the multi-shot policy pi*_p(lambda*_p) satisfies the "
                      "constraint more tightly than the one-shot pi*_p(lambda*) across thresholds b."),
           quantity="|E_x E_pi c| multi-shot minus one-shot on active constraints, E6 t = 0.3, q_b in 0.1..0.7, "
                    "20 draws (mean over draws and thresholds, bootstrap CI)"),

@@ -20,18 +20,16 @@ reported), so the gaps are O(sqrt(dual suboptimality)), the form of Theorem 6.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import FAIL, fit_rate, verdict_tight, verdict_upper
-from simlab.experiments.scenario import CellSeeds, Claim, Scenario
-from simlab.objectives.constrained import optimal_log_policy, optimality_gaps, parametrised_dual, regularised_reward
+from simlab.experiments.scenario import CellSeeds, Claim, Scenario, cached_per_instance
+from simlab.objectives.constrained import optimal_log_policy, optimality_gaps, regularized_reward
 from simlab.plots.constrained import near_optimal_figure
 from simlab.policy import log_policy
-from simlab.solvers.constrained import minimise_parametrised_dual, solve_dual
+from simlab.solvers.constrained import minimize_parametrized_dual, parametrized_dual, solve_dual
 
 PAPER = "CAID: Zhang et al. (arXiv 2505.19387), Theorems 3-4 and 6 (optimality gaps at near-optimal duals)"
 DIRECTIONS = {"up": 1.0, "down": -1.0}
@@ -39,30 +37,30 @@ DELTAS = [float(v) for v in np.geomspace(1e-4, 1e-1, 7)]
 TOL = 0.1
 
 
-@functools.lru_cache(maxsize=32)
-def _instance(seed_key: tuple):
-    entropy, spawn_key = seed_key
-    env = make_gap_env(gap_preset(t=0.3), np.random.SeedSequence(entropy, spawn_key=spawn_key))
-    target = minimise_parametrised_dual(env)
+@cached_per_instance(maxsize=32)
+def _instance(instance: np.random.SeedSequence):
+    """E6 (t = 0.3), the multi-shot target, pi* and the multi-shot policy (once per instance)."""
+    env = make_gap_env(gap_preset(t=0.3), instance)
+    target = minimize_parametrized_dual(env)
     lp_star = optimal_log_policy(env, solve_dual(env).lam)
     lp_multi = log_policy(target.theta, env.phi)
     return env, target, lp_star, lp_multi
 
 
 def cell(params: dict, seeds: CellSeeds) -> dict:
-    env, target, lp_star, lp_multi = _instance((seeds.instance.entropy, tuple(seeds.instance.spawn_key)))
+    env, target, lp_star, lp_multi = _instance(seeds.instance)
     delta = float(params["delta"])
     lam = np.maximum(target.lam + DIRECTIONS[params["direction"]] * delta, 0.0)
-    res = parametrised_dual(env, lam, starts=[target.theta])
+    res = parametrized_dual(env, lam, starts=[target.theta])
     lp = log_policy(res.theta, env.phi)
     star = optimality_gaps(env, lp, lp_star)
     mu_p = float(target.hessian[0, 0])
     return {"u_opt": star["u_opt_l2"], "u_opt_linf": star["u_opt_linf"], "r_opt": star["r_opt"],
-            "r_opt_excess": abs(regularised_reward(env, lp_multi) - regularised_reward(env, lp)),
+            "r_opt_excess": abs(regularized_reward(env, lp_multi) - regularized_reward(env, lp)),
             "violation": star["violation"], "dual_suboptimality": res.value - target.value,
             "mu_p": mu_p, "lam_star_p": float(target.lam[0]),
             "ratio_u_opt_linear": star["u_opt_l2"] / (mu_p * delta),
-            "ratio_r_opt_linear": abs(regularised_reward(env, lp_multi) - regularised_reward(env, lp))
+            "ratio_r_opt_linear": abs(regularized_reward(env, lp_multi) - regularized_reward(env, lp))
             / (float(target.lam[0]) * mu_p * delta),
             "failed": 0.0 if (target.converged and target.lam[0] > delta) else 1.0}
 

@@ -8,6 +8,7 @@
 - the best-iterate floor and gaps of stochastic CAID vs eta (``constrained_floor`` rows);
 - constraint slack and signed violation vs threshold fraction, one-shot vs multi-shot (the CAID paper's
   Figure 1 analogue).
+
 Every number comes from stored rows: nothing here calls a solver.
 """
 from __future__ import annotations

@@ -3,9 +3,9 @@ Newton on D_p (Danskin gradient, implicit curvature), direct primal solves V* (d
 (parameter space, multistart SLSQP + KKT Newton polish), CAID (exact or sampled dual gradients, exact or
 truncated inner ascent), one-shot CAN (plug-in dual from pi_ref samples) and simultaneous gradient
 descent-ascent. The CAID and GDA loops run whole in one numba call and record log-spaced checkpoints.
-
-Open move (issue 11): ``projected_newton`` (and the saddle-free ``newton_ascent_kernel`` of
-``simlab.objectives.constrained``) belong in ``simlab.solvers.exact`` with its one result type.
+D_p(lambda) = max_theta L(theta, lambda) (:func:`parametrized_dual`, multistart saddle-free Newton ascent) and the
+parametrization-gap proxies live here too. The Newton variants themselves (projected Newton on lambda >= 0, the
+saddle-free Newton ascent in theta) live in ``simlab.solvers.exact`` with its one result type.
 """
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ from simlab._jit import kernel
 from simlab.env.gap import GapEnv
 from simlab.env.sampling import AliasTable, multinomial_into, sample_atoms
 from simlab.objectives.constrained import (
-    lagrangian_theta_kernel,
-    newton_ascent_kernel,
     constraint_theta,
     dual_value_grad_hess,
+    kl_per_context,
     lagrangian_theta,
-    parametrised_dual,
-    regularised_reward,
+    lagrangian_theta_kernel,
+    optimal_log_policy,
+    regularized_reward,
 )
 from simlab.policy import log_policy, log_policy_kernel
 from simlab.solvers.checkpoints import log_checkpoints
+from simlab.solvers.exact import (
+    NewtonResult, newton_ascent, newton_ascent_kernel, projected_gradient, projected_newton)
 from simlab.validation import check_array, check_choice, check_float, check_int
 
 
@@ -35,8 +37,8 @@ from simlab.validation import check_array, check_choice, check_float, check_int
 
 @dataclass(frozen=True)
 class DualSolution:
-    """Minimiser of a convex dual over lambda >= 0: lam, value, grad, hessian, projected-gradient norm,
-    iterations, converged; theta is the inner maximiser (parametrised dual only)."""
+    """Minimizer of a convex dual over lambda >= 0: lam, value, grad, hessian, projected-gradient norm,
+    iterations, converged; theta is the inner maximizer (parametrized dual only)."""
 
     lam: np.ndarray
     value: float
@@ -48,51 +50,21 @@ class DualSolution:
     theta: np.ndarray | None = None
 
 
-def _projected_gradient(lam, grad, eps=1e-13):
-    return np.where(lam > eps, grad, np.minimum(grad, 0.0))
+def _dual_newton(fgh, lam0, tol: float) -> DualSolution:
+    """Projected Newton (``simlab.solvers.exact.projected_newton``) on a dual over lambda >= 0;
+    ``fgh(lam) -> (value, grad, hessian, theta)``. The gradient and theta of the final iterate are those
+    of the evaluation whose Hessian the Newton result carries (found by identity)."""
+    evaluations = []
 
+    def fgh3(lam):
+        f, g, H, extra = fgh(lam)
+        evaluations.append((H, g, extra))
+        return f, g, H
 
-def projected_newton(fgh, lam0, tol=1e-11, max_iter=100) -> DualSolution:
-    """Minimise f over lambda >= 0 with Bertsekas' projected Newton: coordinates at the bound with a
-    positive gradient are held, a Newton step is taken on the rest, and the projected path is searched
-    with Armijo backtracking. ``fgh(lam) -> (f, g, H, extra)``."""
-    lam = np.maximum(np.asarray(lam0, dtype=np.float64), 0.0)
-    f, g, H, extra = fgh(lam)
-    it = 0
-    pg = _projected_gradient(lam, g)
-    while np.linalg.norm(pg) > tol and it < max_iter:
-        held = (lam <= 1e-13) & (g > 0)
-        free = ~held
-        step = np.zeros_like(lam)
-        if free.any():
-            Hf = H[np.ix_(free, free)]
-            try:
-                evals = np.linalg.eigvalsh(Hf)
-                reg = max(0.0, 1e-12 - evals.min())
-                step[free] = -np.linalg.solve(Hf + reg * np.eye(free.sum()), g[free])
-            except np.linalg.LinAlgError:
-                step[free] = -g[free]
-        alpha = 1.0
-        pg_now = np.linalg.norm(pg)
-        while True:
-            trial = np.maximum(lam + alpha * step, 0.0)
-            ft, gt, Ht, et = fgh(trial)
-            if ft <= f + 1e-4 * float(g @ (trial - lam)) or alpha < 1e-12:
-                break
-            # near the minimiser the decrease is below the rounding of f: accept a full step that
-            # halves the projected gradient (the quadratic-convergence regime of Newton)
-            if (alpha == 1.0 and abs(ft - f) <= 1e-12 * max(1.0, abs(f))
-                    and np.linalg.norm(_projected_gradient(trial, gt)) <= 0.5 * pg_now):
-                break
-            alpha *= 0.5
-        it += 1
-        if np.array_equal(trial, lam):
-            break
-        lam, f, g, H, extra = trial, ft, gt, Ht, et
-        pg = _projected_gradient(lam, g)
-    pgn = float(np.linalg.norm(pg))
-    return DualSolution(lam=lam, value=float(f), grad=g, hessian=H, pg_norm=pgn, iterations=it,
-                        converged=pgn <= tol, theta=extra)
+    res = projected_newton(fgh3, lam0, gtol=tol)
+    _, grad, theta = next(e for e in reversed(evaluations) if e[0] is res.hess)
+    return DualSolution(lam=res.x, value=res.fun, grad=grad, hessian=res.hess, pg_norm=res.grad_norm,
+                        iterations=res.iterations, converged=res.converged, theta=theta)
 
 
 def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 1e-11) -> DualSolution:
@@ -105,11 +77,103 @@ def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 
         D, g, H = dual_value_grad_hess(env, lam)
         return D - linear_offset * lam.sum(), g - linear_offset, H, None
 
-    return projected_newton(fgh, lam0, tol=tol)
+    return _dual_newton(fgh, lam0, tol)
 
 
-class MaximiserPool:
-    """Local maximisers of L(., lambda) found so far (at any lambda), reused as starts: the local maxima
+@dataclass(frozen=True)
+class ParametrizedDual:
+    """D_p(lambda) and its maximizer: value, theta (argmax), subgradient E_x E_theta c (Danskin),
+    grad_norm at theta, the spread of the local maxima found (0 if all starts agree) and hessian =
+    -J H^-1 J^T, the curvature of D_p where the maximizer is unique and non-degenerate."""
+
+    value: float
+    theta: np.ndarray
+    subgradient: np.ndarray
+    grad_norm: float
+    local_spread: float
+    hessian: np.ndarray
+
+
+def maximize_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int = 0,
+                        gtol: float = 1e-11, max_iter: int = 200) -> tuple[NewtonResult, float]:
+    """Multistart saddle-free Newton ascent of L(theta, lambda) over theta (``simlab.solvers.exact.newton_ascent``).
+    Starts: the given ``starts``, theta_ref, the projected optimal logits (``env.realizable_theta``) and
+    ``n_random`` Gaussian perturbations of it. Returns (the result of the best start, the spread max - min
+    of the local maximum values found)."""
+    lam = env.check_multipliers(lam)
+    n_random = check_int("n_random", n_random, 0)
+    r_lam = np.ascontiguousarray(env.lagrangian_reward(lam))
+    guess = env.realizable_theta(lam)
+    rng = np.random.default_rng(seed)
+    cand = [np.asarray(s, dtype=np.float64) for s in starts] + [env.theta_ref, guess]
+    scale = 1.0 + np.linalg.norm(guess - env.theta_ref)
+    cand += [guess + scale * rng.standard_normal(env.d) for _ in range(n_random)]
+    best = None
+    values = []
+    for c in cand:
+        res = newton_ascent(c, env.phi, env.p_x, r_lam, env.theta_ref, env.beta, gtol, max_iter)
+        values.append(res.fun)
+        if best is None or res.fun > best.fun:
+            best = res
+    return best, float(max(values) - min(values))
+
+
+def parametrized_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int = 0) -> ParametrizedDual:
+    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (docs/theory/constrained.md §6.1)."""
+    lam = env.check_multipliers(lam)
+    best, spread = maximize_lagrangian(env, lam, starts, n_random, seed)
+    sub, jac = constraint_theta(env, best.x)
+    try:
+        curvature = -jac @ np.linalg.solve(best.hess, jac.T)
+    except np.linalg.LinAlgError:
+        curvature = np.full((env.m, env.m), np.nan)
+    return ParametrizedDual(value=best.fun, theta=best.x, subgradient=sub, grad_norm=best.grad_norm,
+                            local_spread=spread, hessian=curvature)
+
+
+def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, float]:
+    """nu-hat = max over the lambda grid of max{max_x ||pi_theta*(lambda) - pi*(lambda)||_1,
+    max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (docs/theory/constrained.md §6.4).
+    Returns nu_hat and its two parts nu_1, nu_kl (each maximized over the grid). ``starts`` are extra
+    starts of every inner maximization."""
+    lam_grid = check_array("lam_grid", np.atleast_2d(lam_grid), ndim=2)
+    if lam_grid.shape[1] != env.m:
+        raise ValueError(f"lam_grid must have shape (n, m={env.m}), got {lam_grid.shape}")
+    nu_1 = nu_kl = 0.0
+    for lam in lam_grid:
+        lp_star = optimal_log_policy(env, lam)
+        lp = log_policy(maximize_lagrangian(env, lam, starts=starts, n_random=n_random)[0].x, env.phi)
+        nu_1 = max(nu_1, float(np.abs(np.exp(lp) - np.exp(lp_star)).sum(axis=1).max()))
+        nu_kl = max(nu_kl, float(np.abs(kl_per_context(lp_star, env.log_ref)
+                                        - kl_per_context(lp, env.log_ref)).max()))
+    return {"nu_hat": max(nu_1, nu_kl), "nu_1": nu_1, "nu_kl": nu_kl}
+
+
+def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1.0, seed: int = 0) -> dict[str, float]:
+    """A global companion of nu-hat (docs/theory/constrained.md §6.4): the A3 errors of the I-projection pi_theta of random
+    policies pi(.|x) ~ Dirichlet(concentration) (iid over x), maximized over ``n_policies`` draws.
+    The I-projection argmin_theta E_x KL(pi_theta || pi) is the Lagrangian maximizer for the reward
+    r = beta (log pi - log pi_ref) (then pi*(lambda) = pi), so it reuses the multistart Newton ascent."""
+    n_policies = check_int("n_policies", n_policies, 1)
+    rng = np.random.default_rng(seed)
+    nu_1 = nu_kl = 0.0
+    for _ in range(n_policies):
+        pi = rng.dirichlet(np.full(env.log_ref.shape[1], concentration), size=env.log_ref.shape[0])
+        log_pi = np.log(np.maximum(pi, 1e-300))
+        r = np.ascontiguousarray(env.beta * (log_pi - env.log_ref))
+        best = None
+        for start in (env.theta_ref, np.zeros(env.d)):
+            res = newton_ascent(start, env.phi, env.p_x, r, env.theta_ref, env.beta, 1e-11, 200)
+            if best is None or res.fun > best.fun:
+                best = res
+        lp = log_policy(best.x, env.phi)
+        nu_1 = max(nu_1, float(np.abs(np.exp(lp) - pi).sum(axis=1).max()))
+        nu_kl = max(nu_kl, float(np.abs(kl_per_context(log_pi, env.log_ref) - kl_per_context(lp, env.log_ref)).max()))
+    return {"nu_global": max(nu_1, nu_kl), "nu_1": nu_1, "nu_kl": nu_kl}
+
+
+class MaximizerPool:
+    """Local maximizers of L(., lambda) found so far (at any lambda), reused as starts: the local maxima
     move continuously with lambda, so a branch found at one lambda is found again nearby even where random
     starts miss it (D_p at small beta and large gap is strongly multimodal)."""
 
@@ -126,8 +190,8 @@ class MaximiserPool:
             del self.thetas[: max(0, len(self.thetas) - self.capacity)]
 
     def evaluate(self, env: GapEnv, lam, n_random: int = 3):
-        """parametrised_dual at lam with the pool as extra starts; the maximiser joins the pool."""
-        res = parametrised_dual(env, lam, starts=self.thetas, n_random=n_random)
+        """parametrized_dual at lam with the pool as extra starts; the maximizer joins the pool."""
+        res = parametrized_dual(env, lam, starts=self.thetas, n_random=n_random)
         self.add(res.theta)
         return res
 
@@ -138,20 +202,20 @@ class MaximiserPool:
             self.evaluate(env, lam, n_random)
 
 
-def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_random: int = 3,
-                               method: str | None = None, pool: MaximiserPool | None = None) -> DualSolution:
+def minimize_parametrized_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_random: int = 3,
+                               method: str | None = None, pool: MaximizerPool | None = None) -> DualSolution:
     """D*_p = min_{lambda >= 0} D_p(lambda). ``method="bisection"`` (default for m = 1; robust to the kinks
     of D_p): bisection on the Danskin derivative. ``method="newton"`` (default for m >= 2): projected
     Newton with the Danskin gradient E_x E_{theta*} c and the implicit curvature -J H^-1 J^T, valid where
-    the inner maximiser is unique (docs/theory/constrained.md §6.1). Every inner maximisation also starts from ``pool``."""
+    the inner maximizer is unique (docs/theory/constrained.md §6.1). Every inner maximization also starts from ``pool``."""
     method = check_choice("method", method or ("bisection" if env.m == 1 else "newton"), ("bisection", "newton"))
     lam0 = solve_dual(env).lam if lam0 is None else env.check_multipliers(lam0)
-    pool = MaximiserPool() if pool is None else pool
+    pool = MaximizerPool() if pool is None else pool
     if method == "bisection":
-        lam = np.array([bisect_parametrised_dual(env, max(2.0 * float(lam0[0]), 1.0), n_random=n_random,
+        lam = np.array([bisect_parametrized_dual(env, max(2.0 * float(lam0[0]), 1.0), n_random=n_random,
                                                  pool=pool)])
         res = pool.evaluate(env, lam, n_random)
-        pg = _projected_gradient(lam, res.subgradient)
+        pg = projected_gradient(lam, res.subgradient)
         # at a kink of D_p the Danskin subgradient need not vanish: converged means the bracket closed
         return DualSolution(lam=lam, value=res.value, grad=res.subgradient, hessian=res.hessian,
                             pg_norm=float(np.linalg.norm(pg)), iterations=0, converged=True, theta=res.theta)
@@ -160,16 +224,16 @@ def minimise_parametrised_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_ran
         res = pool.evaluate(env, lam, n_random)
         return res.value, res.subgradient, res.hessian, res.theta
 
-    return projected_newton(fgh, lam0, tol=tol)
+    return _dual_newton(fgh, lam0, tol)
 
 
-def bisect_parametrised_dual(env: GapEnv, hi: float, tol: float = 1e-12, n_random: int = 3,
-                             pool: MaximiserPool | None = None) -> float:
+def bisect_parametrized_dual(env: GapEnv, hi: float, tol: float = 1e-12, n_random: int = 3,
+                             pool: MaximizerPool | None = None) -> float:
     """m = 1: the root of the Danskin derivative of D_p on [0, hi] by bisection (0 if D_p'(0) >= 0)."""
     if env.m != 1:
-        raise ValueError(f"bisect_parametrised_dual needs m = 1, got m = {env.m}")
+        raise ValueError(f"bisect_parametrized_dual needs m = 1, got m = {env.m}")
     hi = check_float("hi", hi, 0.0, low_open=True)
-    pool = MaximiserPool() if pool is None else pool
+    pool = MaximizerPool() if pool is None else pool
 
     def slope(lv):
         return float(pool.evaluate(env, [lv], n_random).subgradient[0])
@@ -268,7 +332,7 @@ def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0, starts=())
         if np.any(C < -1e-10):
             continue
         # J_beta from the log-policy table (stable for large theta, unlike the h-form of the Lagrangian)
-        val = regularised_reward(env, log_policy(theta, env.phi))
+        val = regularized_reward(env, log_policy(theta, env.phi))
         if best is None or val > best.value:
             best = PrimalSolution(value=float(val), solution=theta, constraint=C, multipliers=mu, converged=ok)
     if best is None:
@@ -344,7 +408,7 @@ def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
 
 @kernel
 def _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta):
-    """Best of two Newton ascents (warm start, projected optimal logits): the exact inner maximiser."""
+    """Best of two Newton ascents (warm start, projected optimal logits): the exact inner maximizer."""
     t1, v1, g1, _ = newton_ascent_kernel(theta_warm, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
     t2, v2, g2, _ = newton_ascent_kernel(guess, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
     if v2 > v1:
@@ -360,7 +424,7 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
     N x K sample mean, then theta <- exact argmax (eps_app = 0) or gradient ascent from the previous theta
     until L(theta*(lambda)) - L(theta) <= eps_app. Checkpoint row j records the state after
     checkpoints[j] iterations (row 0 = the start). lam_best and theta_best receive the first iterate
-    attaining min_s D_p(lambda_s) and its exact Lagrangian maximiser theta*(lambda_best)."""
+    attaining min_s D_p(lambda_s) and its exact Lagrangian maximizer theta*(lambda_best)."""
     n_x, n_y, d = phi.shape
     m = c.shape[2]
     lam = lam0.copy()
@@ -437,7 +501,7 @@ class DualRun:
     """History of a dual algorithm at iterations ``t`` (0 = start): lam (k, m), dual_p = D_p(lam_t)
     (exact), best_dual_p = min_{s <= t} D_p(lam_s), constraint = E_x E_{theta_t} c, inner = inner ascent
     steps of that iteration; final theta; lam_best = the first iterate attaining min_s D_p(lambda_s) over
-    the whole run and theta_best = theta*(lam_best), its exact Lagrangian maximiser."""
+    the whole run and theta_best = theta*(lam_best), its exact Lagrangian maximizer."""
 
     t: np.ndarray
     lam: np.ndarray
@@ -455,7 +519,7 @@ def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int
          rng: np.random.Generator | None = None, n_checkpoints: int = 64) -> DualRun:
     """CAID (docs/theory/constrained.md §6.4): projected dual descent with exact (n_prompts = 0) or sampled (N prompts x K
     responses from pi_theta(t)) dual gradients and exact (eps_app = 0) or eps_app-optimal (truncated
-    gradient ascent, step ``inner_step``, default 1/(beta + 2)) Lagrangian maximisation. D_p(lambda_t)
+    gradient ascent, step ``inner_step``, default 1/(beta + 2)) Lagrangian maximization. D_p(lambda_t)
     is evaluated exactly at every iteration. theta0 defaults to theta*(lam0), so u_0 is in dD_p(lam0)."""
     eta = check_float("eta", eta, 0.0, low_open=True)
     T = check_int("T", T, 1)
@@ -467,7 +531,7 @@ def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int
                                                                                  low_open=True)
     lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0).copy()
     if theta0 is None:
-        theta0 = parametrised_dual(env, lam0).theta
+        theta0 = parametrized_dual(env, lam0).theta
     theta0 = check_array("theta0", theta0, ndim=1, shape=(env.d,)).copy()
     rng = np.random.default_rng(0) if rng is None else rng
     cps = log_checkpoints(T, n_checkpoints)
@@ -562,7 +626,7 @@ def lagrangian_curvature_at_solution(env: GapEnv) -> float:
     """L-hat_theta: the largest |eigenvalue| of hess_theta L at (theta*(lambda*), lambda*), the scale of the
     GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (docs/theory/claims.md §7.3 gda_oscillates)."""
     lam = solve_dual(env).lam
-    res = parametrised_dual(env, lam)
+    res = parametrized_dual(env, lam)
     _, _, H = lagrangian_theta(env, res.theta, lam)
     return float(np.abs(np.linalg.eigvalsh(H)).max())
 
@@ -602,7 +666,7 @@ def plugin_dual(lam, r_s, g_s, b_bar, beta) -> tuple[float, np.ndarray, np.ndarr
 @dataclass(frozen=True)
 class OneShotResult:
     """CAN one-shot: the plug-in lambda-hat, its iterations, whether projected GD converged, and
-    theta = argmax_theta L(theta, lambda-hat) (one Lagrangian maximisation)."""
+    theta = argmax_theta L(theta, lambda-hat) (one Lagrangian maximization)."""
 
     lam: np.ndarray
     iterations: int
@@ -632,10 +696,10 @@ def can_projected_gd(r_s, g_s, b_bar, beta, lr=1.0, max_iter=200, window=5, move
 def one_shot_can(env: GapEnv, n_prompts: int, n_responses: int, rng: np.random.Generator,
                  lr: float = 1.0) -> OneShotResult:
     """One-shot CAN: plug-in dual from N prompts x K pi_ref responses with global centring
-    b_bar = E-hat_ref g + b, projected GD, then one Lagrangian maximisation at lambda-hat."""
+    b_bar = E-hat_ref g + b, projected GD, then one Lagrangian maximization at lambda-hat."""
     r_s, g_s = sample_reference(env, n_prompts, n_responses, rng)
     b_bar = g_s.reshape(-1, env.m).mean(axis=0) + env.b
     lam, iters, ok = can_projected_gd(r_s, g_s, b_bar, env.beta, lr=lr)
-    theta = parametrised_dual(env, lam).theta
+    theta = parametrized_dual(env, lam).theta
     return OneShotResult(lam=lam, iterations=iters, converged=ok, theta=theta)
 

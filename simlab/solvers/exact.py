@@ -140,3 +140,145 @@ def newton_root(residual: Callable[[np.ndarray], np.ndarray], jacobian: Callable
         x, F = x + t * step, F_new
     raise NoMinimizerError(f"Newton for F(x) = 0 did not reach |F| <= {gtol:g} in {max_iter} steps "
                            f"(|F| = {np.linalg.norm(F):.3e})")
+
+
+# --------------------------------------------------------------------------- Newton on the orthant, Newton ascent
+# The constrained study's Newton variants (docs/theory/constrained.md §6.1, §6.4), in the one home of Newton.
+
+from simlab._jit import kernel  # noqa: E402  (appended section: the imports of the variants below)
+from simlab.objectives.constrained import lagrangian_theta_kernel  # noqa: E402
+
+BOUND_TOL = 1e-13  # a coordinate of the orthant at or below this counts as at its bound 0
+
+
+def projected_gradient(x: np.ndarray, g: np.ndarray, bound_tol: float = BOUND_TOL) -> np.ndarray:
+    """The projected gradient of f on the orthant x >= 0: g_i where x_i > bound_tol, min(g_i, 0) at the
+    bound (it vanishes iff x satisfies the KKT conditions of min_{x >= 0} f)."""
+    return np.where(x > bound_tol, g, np.minimum(g, 0.0))
+
+
+def projected_newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], x0,
+                     gtol: float = 1e-11, max_iter: int = 100) -> NewtonResult:
+    """Minimize f over the orthant x >= 0 by Bertsekas' projected Newton method.
+
+    Coordinates at the bound with a positive gradient are held; on the others a Newton step
+    -H_ff^{-1} g_f is taken (H_ff shifted to eigenvalues >= 1e-12 if it is not positive definite) and
+    the projected path max(x + t s, 0) is searched with Armijo backtracking (constant 1e-4, from t = 1
+    down to t < 1e-12). Near the minimizer, where the decrease falls below the rounding of f, a full step
+    that keeps f within ``F_NOISE_RTOL`` of it and halves the projected gradient is accepted (the
+    quadratic regime of Newton). ``fgh(x) -> (f, g, H)``.
+
+    Returns :class:`NewtonResult` with grad_norm = ||projected gradient|| at x, converged = grad_norm <=
+    gtol and hess = the H that ``fgh`` returned at x (the same object: a caller that needs more of that
+    evaluation finds it by identity).
+    """
+    x = np.maximum(check_array("x0", x0, ndim=1), 0.0)
+    gtol = check_float("gtol", gtol, 0.0, low_open=True)
+    max_iter = check_int("max_iter", max_iter, 1)
+    f, g, H = fgh(x)
+    it = 0
+    pg = projected_gradient(x, g)
+    while np.linalg.norm(pg) > gtol and it < max_iter:
+        held = (x <= BOUND_TOL) & (g > 0)
+        free = ~held
+        step = np.zeros_like(x)
+        if free.any():
+            Hf = H[np.ix_(free, free)]
+            try:
+                evals = np.linalg.eigvalsh(Hf)
+                reg = max(0.0, 1e-12 - evals.min())
+                step[free] = -np.linalg.solve(Hf + reg * np.eye(free.sum()), g[free])
+            except np.linalg.LinAlgError:
+                step[free] = -g[free]
+        alpha = 1.0
+        pg_now = np.linalg.norm(pg)
+        while True:
+            trial = np.maximum(x + alpha * step, 0.0)
+            ft, gt, Ht = fgh(trial)
+            if ft <= f + 1e-4 * float(g @ (trial - x)) or alpha < 1e-12:
+                break
+            if (alpha == 1.0 and abs(ft - f) <= F_NOISE_RTOL * max(1.0, abs(f))
+                    and np.linalg.norm(projected_gradient(trial, gt)) <= 0.5 * pg_now):
+                break
+            alpha *= 0.5
+        it += 1
+        if np.array_equal(trial, x):
+            break
+        x, f, g, H = trial, ft, gt, Ht
+        pg = projected_gradient(x, g)
+    pgn = float(np.linalg.norm(pg))
+    return NewtonResult(x=x, fun=float(f), grad_norm=pgn, iterations=it, converged=pgn <= gtol, hess=H)
+
+
+@kernel
+def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter):
+    """Maximise the Lagrangian L(., lambda) of ``lagrangian_theta_kernel`` from theta0 by saddle-free
+    Newton: the step -|H|^{-1} g uses the eigenvalues of the Hessian in absolute value (floored at 1e-10
+    of the largest), so a non-concave region still gives an ascent direction; Armijo backtracking
+    (constant 1e-4, 60 halvings). Near the maximizer, where the increase falls below the rounding of L (at
+    large |theta| L is a sum of O(|theta|) terms), a full step that keeps L within ``F_NOISE_RTOL`` of it
+    and reduces the gradient is accepted. Returns (theta, value, grad_norm, iterations)."""
+    d = theta0.shape[0]
+    theta = theta0.copy()
+    grad = np.empty(d)
+    hess = np.empty((d, d))
+    trial = np.empty(d)
+    g2 = np.empty(d)
+    h2 = np.empty((d, d))
+    value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+    it = 0
+    gnorm = np.sqrt(np.sum(grad * grad))
+    while it < max_iter and gnorm > gtol:
+        evals, evecs = np.linalg.eigh(-hess)
+        floor = 1e-10 * max(1.0, np.max(np.abs(evals)))
+        coords = evecs.T @ grad
+        for k in range(d):
+            coords[k] /= max(abs(evals[k]), floor)
+        step = evecs @ coords
+        slope = np.sum(grad * step)
+        alpha = 1.0
+        accepted = False
+        for _ in range(60):
+            for k in range(d):
+                trial[k] = theta[k] + alpha * step[k]
+            v = lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
+            if v >= value + 1e-4 * alpha * slope or (alpha * np.sqrt(np.sum(step * step)) < 1e-15):
+                accepted = True
+                break
+            if alpha == 1.0 and v >= value - F_NOISE_RTOL * max(1.0, abs(value)) \
+                    and np.sqrt(np.sum(g2 * g2)) < gnorm:
+                accepted = True
+                break
+            alpha *= 0.5
+        it += 1
+        if not accepted:
+            break
+        for k in range(d):
+            theta[k] = trial[k]
+        value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+        gnorm = np.sqrt(np.sum(grad * grad))
+    return theta, value, gnorm, it
+
+
+def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float = 1e-11,
+                  max_iter: int = 200) -> NewtonResult:
+    """max_theta L(theta, lambda) from theta0 by saddle-free Newton ascent (:func:`newton_ascent_kernel`;
+    L = E_x E_theta[r_lambda - beta (log pi_theta - log pi_ref)] over the table ``r_lam`` = r_lambda,
+    docs/theory/constrained.md §6.1). Returns :class:`NewtonResult` with fun = the maximized L, the final
+    gradient norm, converged = grad_norm <= gtol and hess = the Hessian of L at x."""
+    theta0 = check_array("theta0", theta0, ndim=1)
+    phi = check_array("phi", phi, ndim=3, shape=(None, None, theta0.shape[0]))
+    p_x = check_array("p_x", p_x, shape=(phi.shape[0],))
+    r_lam = check_array("r_lam", r_lam, shape=phi.shape[:2])
+    theta_ref = check_array("theta_ref", theta_ref, shape=theta0.shape)
+    beta = check_float("beta", beta, 0.0, low_open=True)
+    gtol = check_float("gtol", gtol, 0.0, low_open=True)
+    max_iter = check_int("max_iter", max_iter, 1)
+    theta, value, gnorm, it = newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter)
+    # the Hessian at the result by a call of its own (the one inside the loop is compiled inline with the
+    # ascent and may round differently in the last bits)
+    grad = np.empty(theta.shape[0])
+    hess = np.empty((theta.shape[0], theta.shape[0]))
+    lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+    return NewtonResult(x=theta, fun=float(value), grad_norm=float(gnorm), iterations=int(it),
+                        converged=bool(gnorm <= gtol), hess=hess)

@@ -7,7 +7,8 @@ from simlab.env.gap import gap_preset, make_gap_env
 from simlab.objectives import constrained as C
 from simlab.objectives.dpo import dpo_value_grad_hess
 from simlab.policy import log_policy
-from simlab.solvers.exact import newton
+from simlab.solvers import constrained as S
+from simlab.solvers.exact import newton, newton_ascent
 from tests.taylor import assert_taylor
 
 SEEDS = range(5)
@@ -83,7 +84,7 @@ def test_lagrangian_theta_gradient_and_hessian(seed):
 def test_multistart_newton_matches_scipy_bfgs(seed):
     env = _env(seed, t=0.6)
     lam = np.array([1.0 + 0.3 * seed])
-    res = C.parametrised_dual(env, lam)
+    res = S.parametrized_dual(env, lam)
     f = lambda th: -C.lagrangian_theta(env, th, lam, hessian=False)[0]
     jac = lambda th: -C.lagrangian_theta(env, th, lam, hessian=False)[1]
     rng = np.random.default_rng(seed)
@@ -101,24 +102,24 @@ def test_identity33_convexity_and_dp_below_d(seed):
     for _ in range(4):
         a, b = rng.uniform(0, 3, (2, env.m))
         mid = 0.5 * (a + b)
-        for fn in (lambda v: C.dual_value(env, v), lambda v: C.parametrised_dual(env, v).value):
+        for fn in (lambda v: C.dual_value(env, v), lambda v: S.parametrized_dual(env, v).value):
             assert fn(mid) <= 0.5 * (fn(a) + fn(b)) + 1e-9
-        assert C.parametrised_dual(env, a).value <= C.dual_value(env, a) + 1e-12
+        assert S.parametrized_dual(env, a).value <= C.dual_value(env, a) + 1e-12
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_identity34_danskin_gradient_of_dp(seed):
     env = _env(seed, t=0.4, m=2)
     lam = np.array([0.8, 0.5]) + 0.1 * seed
-    res = C.parametrised_dual(env, lam)
+    res = S.parametrized_dual(env, lam)
     assert res.local_spread < 1e-9  # the maximiser is unique here
     h = 1e-5
     for i in range(env.m):
         e = np.zeros(env.m)
         e[i] = h
-        fd = (C.parametrised_dual(env, lam + e).value - C.parametrised_dual(env, lam - e).value) / (2 * h)
+        fd = (S.parametrized_dual(env, lam + e).value - S.parametrized_dual(env, lam - e).value) / (2 * h)
         assert fd == pytest.approx(res.subgradient[i], abs=1e-6)
-        fdH = (C.parametrised_dual(env, lam + e).subgradient - C.parametrised_dual(env, lam - e).subgradient) / (2 * h)
+        fdH = (S.parametrized_dual(env, lam + e).subgradient - S.parametrized_dual(env, lam - e).subgradient) / (2 * h)
         assert np.allclose(fdH, res.hessian[:, i], atol=1e-5)
 
 
@@ -128,7 +129,7 @@ def test_identity36_realizable_dp_equals_d_and_pseudo_label_dpo(seed):
     rng = np.random.default_rng(seed)
     for _ in range(3):
         lam = rng.uniform(0, 2, env.m)
-        res = C.parametrised_dual(env, lam)
+        res = S.parametrized_dual(env, lam)
         assert res.value == pytest.approx(C.dual_value(env, lam), abs=1e-10)
         theta_closed = env.theta_ref + env.U.T @ (env.w_r + env.W_g.T @ lam) / env.beta
         assert np.allclose(res.theta, theta_closed, atol=1e-8)
@@ -148,9 +149,9 @@ def test_identity36_realizable_dp_equals_d_and_pseudo_label_dpo(seed):
 
 def test_gap_proxy_zero_when_realizable_and_positive_otherwise():
     grid = np.linspace(0, 2, 5)[:, None]
-    assert C.gap_proxy(_env(0, t=0.0), grid)["nu_hat"] < 1e-8
-    small = C.gap_proxy(_env(0, t=0.01), grid)["nu_hat"]
-    big = C.gap_proxy(_env(0, t=0.3), grid)["nu_hat"]
+    assert S.gap_proxy(_env(0, t=0.0), grid)["nu_hat"] < 1e-8
+    small = S.gap_proxy(_env(0, t=0.01), grid)["nu_hat"]
+    big = S.gap_proxy(_env(0, t=0.3), grid)["nu_hat"]
     assert 0 < small < big
 
 
@@ -160,10 +161,9 @@ def test_global_proxy_projects_policies_in_the_class_exactly():
     theta = env.theta_ref + np.random.default_rng(0).standard_normal(env.d)
     lp = log_policy(theta, env.phi)
     r = env.beta * (lp - env.log_ref)
-    th, val, gn, _ = C.newton_ascent_kernel(env.theta_ref.copy(), env.phi, env.p_x, np.ascontiguousarray(r),
-                                             env.theta_ref, env.beta, 1e-11, 200)
-    assert np.allclose(log_policy(th, env.phi), lp, atol=1e-9)
-    g = C.global_gap_proxy(env, n_policies=4)
+    res = newton_ascent(env.theta_ref, env.phi, env.p_x, r, env.theta_ref, env.beta, 1e-11, 200)
+    assert res.converged and np.allclose(log_policy(res.x, env.phi), lp, atol=1e-9)
+    g = S.global_gap_proxy(env, n_policies=4)
     assert g["nu_global"] > 0 and g["nu_global"] == max(g["nu_1"], g["nu_kl"])
 
 
@@ -175,6 +175,6 @@ def test_metrics_vanish_at_the_target():
         ("r_opt", "r_opt_signed", "u_opt_l2", "u_opt_linf"), 0.0)
     assert gaps["violation"] == C.signed_violation(env, lp)
     with pytest.raises(ValueError, match="lam_grid"):
-        C.gap_proxy(env, np.zeros((3, 1)))
+        S.gap_proxy(env, np.zeros((3, 1)))
     with pytest.raises(ValueError, match="theta"):
         C.lagrangian_theta(env, np.zeros(3), [0.0, 0.0])

@@ -24,8 +24,8 @@ def _scenario_module(name):
 
 def _dp_slope(env, lam, h=1e-5, starts=()):
     """Central finite difference of D_p (independent of the Danskin subgradient)."""
-    return (C.parametrised_dual(env, [lam + h], starts=starts).value
-            - C.parametrised_dual(env, [lam - h], starts=starts).value) / (2 * h)
+    return (S.parametrized_dual(env, [lam + h], starts=starts).value
+            - S.parametrized_dual(env, [lam - h], starts=starts).value) / (2 * h)
 
 
 def test_signed_violation_and_gaps_against_brute_force():
@@ -51,28 +51,28 @@ def test_multi_shot_and_one_shot_gaps_match_their_derivation(seed):
     """multi-shot: U-OPT = 0 and R-OPT = V* - D*_p; one-shot: U-OPT = |D_p'(lambda*)| (finite differences)."""
     env = _env(seed, t=0.2)
     dual = S.solve_dual(env)
-    target = S.minimise_parametrised_dual(env)
+    target = S.minimize_parametrized_dual(env)
     lp_star = C.optimal_log_policy(env, dual.lam)
     multi = C.optimality_gaps(env, log_policy(target.theta, env.phi), lp_star)
     assert target.lam[0] > 0 and multi["u_opt_l2"] < 1e-9
     assert multi["r_opt"] == pytest.approx(dual.value - target.value, abs=1e-10)
-    one_theta = C.parametrised_dual(env, dual.lam).theta
+    one_theta = S.parametrized_dual(env, dual.lam).theta
     one = C.optimality_gaps(env, log_policy(one_theta, env.phi), lp_star)
     assert one["u_opt_l2"] == pytest.approx(abs(_dp_slope(env, dual.lam[0])), rel=1e-4)
     assert one["violation"] > 0  # the one-shot policy violates the constraint (beta KL_min'(lambda*) > 0)
     # R-OPT of the one-shot policy = |D(lambda*) - D_p(lambda*) + lambda* D_p'(lambda*)|
-    derived = dual.value - C.parametrised_dual(env, dual.lam).value + dual.lam[0] * _dp_slope(env, dual.lam[0])
+    derived = dual.value - S.parametrized_dual(env, dual.lam).value + dual.lam[0] * _dp_slope(env, dual.lam[0])
     assert one["r_opt"] == pytest.approx(abs(derived), rel=1e-4)
 
 
 def test_near_optimal_u_opt_is_linear_with_the_dp_curvature():
     mod = _scenario_module("constrained_near_optimal")
     env = _env(1, t=0.3)
-    target = S.minimise_parametrised_dual(env)
+    target = S.minimize_parametrized_dual(env)
     mu_fd = (_dp_slope(env, target.lam[0] + 1e-3) - _dp_slope(env, target.lam[0] - 1e-3)) / 2e-3
     assert target.hessian[0, 0] == pytest.approx(mu_fd, rel=1e-4)
     for delta in (1e-4, 1e-3):
-        theta = C.parametrised_dual(env, target.lam + delta).theta
+        theta = S.parametrized_dual(env, target.lam + delta).theta
         u = abs(C.constraint_theta(env, theta)[0][0])
         assert u / (mu_fd * delta) == pytest.approx(1.0, abs=20 * delta)
     assert mod.DELTAS[0] == 1e-4
@@ -82,11 +82,11 @@ def test_near_optimal_u_opt_is_linear_with_the_dp_curvature():
 def test_caid_contraction_matches_the_measured_step_ratio(m):
     mod = _scenario_module("constrained_dynamics")
     env = _env(2, m=m, t=0.3)
-    target = S.minimise_parametrised_dual(env)
+    target = S.minimize_parametrized_dual(env)
     eta = 1.0 / C.dual_smoothness_bound(env)
     run = S.caid(env, eta=eta, T=300, n_checkpoints=300)
     gaps = run.dual_p - target.value
-    measured, predicted = mod.contraction_factors(run.t, gaps, target, eta)
+    measured, predicted = mod.contraction_factors(run.t, gaps, run.lam, target, eta)
     assert np.isfinite(measured) and measured == pytest.approx(predicted, rel=0.02)
     # brute force: the lambda error ratio between consecutive recorded steps in the geometric regime
     err = np.linalg.norm(run.lam - target.lam, axis=1)
@@ -99,7 +99,7 @@ def test_caid_contraction_matches_the_measured_step_ratio(m):
 def test_caid_records_the_best_iterate_and_its_maximiser():
     env = _env(0, t=0.3)
     run = S.caid(env, eta=0.2, T=200, n_prompts=8, n_responses=4, rng=np.random.default_rng(5))
-    res = C.parametrised_dual(env, run.lam_best)
+    res = S.parametrized_dual(env, run.lam_best)
     assert res.value == pytest.approx(run.best_dual_p[-1], abs=1e-12)
     assert np.allclose(log_policy(run.theta_best, env.phi), log_policy(res.theta, env.phi), atol=1e-8)
 
