@@ -72,15 +72,7 @@ nitpicky = False
 # House style: docstrings write maths in plain ASCII, with |x| for an absolute value and ||x|| for a
 # norm. reStructuredText would read "|x|" as a substitution reference (simlab defines none), so every
 # "|" in a docstring is escaped before parsing: it is shown as written. No warning is silenced by this.
-#
-# Docstrings whose layout is not valid reStructuredText (indented continuation lines without a blank
-# line, home-made section names) are listed here by their full name and shown verbatim as preformatted
-# text until they are rewritten as numpydoc; each entry is a known item for the docstring owners.
-# Nothing else is exempt: a new malformed docstring fails the build.
-VERBATIM_DOCSTRINGS: frozenset[str] = frozenset({
-    "simlab.objectives.constrained",       # module docstring: wrapped definition list
-    "simlab.plots.constrained",            # module docstring: bullet items continued without indentation
-})
+# Every docstring is parsed as numpydoc/reST: a malformed one fails the build (-W).
 
 # Methods that inherit their docstring from a third-party base class; the inherited text cross-references
 # labels of that project's own documentation, which do not exist here, so it is not shown.
@@ -98,10 +90,6 @@ def _escape_bars(line: str) -> str:
 def _process_docstring(app, what, name, obj, options, lines):  # noqa: ARG001 (Sphinx signature)
     if name in FOREIGN_DOCSTRINGS:
         lines[:] = []
-        return
-    if name in VERBATIM_DOCSTRINGS:
-        body = [("    " + line) if line.strip() else "" for line in lines]
-        lines[:] = ["::", ""] + body + [""]
         return
     lines[:] = [_escape_bars(line) for line in lines]
 

@@ -7,8 +7,9 @@ disk. ``fastmath`` allows reassociation/contraction for vectorised reductions bu
 Cache validity: numba keys a cached kernel on its own source file only, so a kernel that calls a
 jitted function from another module would keep running stale machine code after that module
 changes. simlab therefore keeps its numba cache in a directory named by a fingerprint of the whole
-package source (``$XDG_CACHE_HOME/simlab-numba/<fingerprint>``, unless ``NUMBA_CACHE_DIR`` is set):
-any source change starts a fresh cache. Only the few most recent fingerprints are kept.
+package source (``$XDG_CACHE_HOME/simlab-numba/<fingerprint>``, or ``$NUMBA_CACHE_DIR/simlab-numba/
+<fingerprint>`` when ``NUMBA_CACHE_DIR`` is set: a custom cache folder is a base, never a way around the
+fingerprint): any source change starts a fresh cache. Only the few most recent fingerprints are kept.
 """
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ def source_fingerprint() -> str:
 
 
 def _configure_cache() -> None:
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "simlab-numba"
+    custom = os.environ.get("NUMBA_CACHE_DIR")
+    root = Path(custom) if custom else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    base = root / "simlab-numba"
     target = base / source_fingerprint()
     try:
         target.mkdir(parents=True, exist_ok=True)
