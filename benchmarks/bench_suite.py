@@ -50,6 +50,35 @@ def run_check(tree: Path, ids, workers: int, cache: Path, store: Path, executor:
     return wall, cpu, res.returncode, summary
 
 
+def store_rates(cells: int = 2000, batch: int = 64) -> dict[str, float]:
+    """Cells per second through the store's lease and commit, one transaction per cell (as the sweep
+    did before chunked writes) against one transaction per ``batch`` cells (``lease_many`` /
+    ``add_cells``), in this process on fresh temporary stores, alternating so both see the same load."""
+    sys.path.insert(0, str(ROOT))
+    from simlab.experiments.store import Store
+
+    params, metrics = {"n": 1000, "beta": 0.5, "env": "E1"}, {"err": 0.125, "loss": 0.5, "failed": 0.0}
+    times: dict[str, list[float]] = {"single": [], "batched": []}
+    with tempfile.TemporaryDirectory(prefix="simlab-store-bench-") as tmp:
+        for rep in range(3):
+            for mode in times:
+                store = Store(Path(tmp) / f"{mode}-{rep}.sqlite")
+                keys = [(f"k{i}", i % 7) for i in range(cells)]
+                t0 = time.perf_counter()
+                if mode == "single":
+                    for key, r in keys:
+                        store.lease("bench", "fp", 0, key, r)
+                        store.add_cell("bench", "fp", 0, key, r, params, metrics, 0.01, 1)
+                else:
+                    for i in range(0, cells, batch):
+                        part = keys[i:i + batch]
+                        store.lease_many("bench", "fp", 0, part)
+                        store.add_cells("bench", "fp", 0, 1, [(k, r, params, metrics, 0.01) for k, r in part])
+                times[mode].append(time.perf_counter() - t0)
+                store.close()
+    return {mode: cells / statistics.median(ts) for mode, ts in times.items()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ids", nargs="*", help="claim ids or prefixes (default: every claim)")
