@@ -6,7 +6,7 @@ import numpy as np
 from simlab._jit import kernel
 from simlab.env.atoms import PairAtoms, check_pair_atoms
 from simlab.env.sampling import AliasTable, alias_draw
-from simlab.objectives.dpo import dpo_soft_label_support, dpo_vgh_unchecked
+from simlab.objectives.dpo import dpo_vgh_unchecked
 from simlab.solvers.checkpoints import log_checkpoints
 from simlab.solvers.exact import NewtonResult, NoMinimizerError, NormLimitError, newton
 from simlab.special import sigmoid
@@ -55,12 +55,10 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
         When the sample is not separable but Newton's iterate left the ball ||theta|| <= ``max_norm``
         (the minimiser theta_ref + w/beta scales like 1/beta: raise max_norm).
     """
-    check_pair_atoms("atoms", atoms, labels=True)
-    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    theta_ref = check_array("theta_ref", theta_ref, shape=(check_pair_atoms("atoms", atoms).dim,))
     beta = check_float("beta", beta, 0.0, low_open=True)
-    weights = check_weights("weights", weights, atoms.size)
     max_norm = check_float("max_norm", max_norm, 0.0, low_open=True)
-    dphi, y, w, const = dpo_soft_label_support(atoms, weights)
+    dphi, y, w, const = soft_label_rows(atoms, weights)  # also checks the labels and the weights
     if w.size == 0:
         raise NoMinimizerError("no sampled pair has two distinct actions: the DPO loss is constant")
     x0 = theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(atoms.dim,))
@@ -90,6 +88,85 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
     if beta * np.max(np.abs(dphi @ (result.x - theta_ref))) > 20.0 and is_separable(dphi, y, w):
         raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser")
     return result
+
+
+def soft_label_rows(atoms: PairAtoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The weighted label atoms collapsed onto unordered pairs with soft labels, in one pass (numba):
+    the rows of :func:`simlab.objectives.dpo.dpo_soft_label_support` (same rows, same order, same
+    values up to round-off), without its sort.
+
+    (dphi_k, Ybar_k, W_k, c): W_k = sum of the weights of the atoms of pair k = (x, {a < b}), Ybar_k
+    the weight on 'a beats b' in canonical orientation over W_k, dphi_k oriented a - b, rows with
+    W_k > 0 in increasing (x, a, b); c = (weight of a = b atoms) * log 2 (docs/theory/dpo.md §3.1).
+    Raises ValueError naming ``atoms`` (no labels) or ``weights`` (not finite, negative or a zero sum;
+    the checks of :func:`simlab.env.atoms.check_pair_atoms` and :func:`simlab.validation.check_weights`,
+    made in the same pass)."""
+    check_pair_atoms("atoms", atoms)
+    if not (isinstance(weights, np.ndarray) and weights.dtype == np.float64 and weights.shape == (atoms.size,)
+            and weights.flags.c_contiguous):
+        weights = check_weights("weights", weights, atoms.size)
+    dphi, y, w, diag, valid = _soft_label_rows_kernel(atoms.x, atoms.a, atoms.b, atoms.y, weights, atoms.dphi)
+    if not valid:  # the checkers name what is wrong
+        check_pair_atoms("atoms", atoms, labels=True)
+        check_weights("weights", weights, atoms.size)
+        raise ValueError("weights must be finite and >= 0 with a positive sum, and atoms must carry labels")
+    return dphi, y, w, float(diag * np.log(2.0))
+
+
+@kernel
+def _soft_label_rows_kernel(x: np.ndarray, a: np.ndarray, b: np.ndarray, y: np.ndarray, w: np.ndarray,
+                            dphi: np.ndarray):
+    n_atoms, d = dphi.shape
+    n_x, n_y = 0, 0
+    valid = True
+    positive = False
+    for j in range(n_atoms):
+        n_x = max(n_x, x[j] + 1)
+        n_y = max(n_y, a[j] + 1, b[j] + 1)
+        if not (np.isfinite(w[j]) and w[j] >= 0.0) or np.isnan(y[j]):
+            valid = False
+        positive = positive or w[j] > 0.0
+    if not (valid and positive):
+        return np.empty((0, d)), np.empty(0), np.empty(0), 0.0, False
+    slots = n_x * n_y * n_y
+    total = np.zeros(slots)
+    wins = np.zeros(slots)
+    first = np.full(slots, -1, dtype=np.int64)
+    diag = 0.0
+    for j in range(n_atoms):
+        if not w[j] > 0.0:
+            continue
+        if a[j] == b[j]:
+            diag += w[j]
+            continue
+        if a[j] > b[j]:
+            k = (x[j] * n_y + b[j]) * n_y + a[j]
+            wins[k] += (1.0 - y[j]) * w[j]
+        else:
+            k = (x[j] * n_y + a[j]) * n_y + b[j]
+            wins[k] += y[j] * w[j]
+        total[k] += w[j]
+        if first[k] < 0:
+            first[k] = j
+    rows = 0
+    for k in range(slots):
+        if first[k] >= 0:
+            rows += 1
+    out_dphi = np.empty((rows, d))
+    out_y = np.empty(rows)
+    out_w = np.empty(rows)
+    r = 0
+    for k in range(slots):
+        j = first[k]
+        if j < 0:
+            continue
+        sign = -1.0 if a[j] > b[j] else 1.0
+        for c in range(d):
+            out_dphi[r, c] = sign * dphi[j, c]
+        out_w[r] = total[k]
+        out_y[r] = wins[k] / total[k]
+        r += 1
+    return out_dphi, out_y, out_w, diag, True
 
 
 def is_separable(dphi: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:
