@@ -305,6 +305,12 @@ class Store:
             out.append(row)
         return out
 
+    def past_seconds(self, scenario: str) -> dict[str, float]:
+        """Mean compute seconds of each cell key of ``scenario`` over every stored run (any code
+        fingerprint, any master seed): what a sweep expects a cell to cost, for ordering only."""
+        cur = self._execute("SELECT key, AVG(seconds) FROM cells WHERE scenario=? GROUP BY key", (scenario,))
+        return {k: float(v) for k, v in cur}
+
     def fingerprints(self, scenario: str) -> list[str]:
         """Fingerprints with stored cells for ``scenario``, most recent first."""
         cur = self._execute("SELECT fingerprint, MAX(rowid) FROM cells WHERE scenario=? GROUP BY fingerprint "

@@ -394,6 +394,7 @@ class _JobState:
     warm: Future | None = None
     warm_cells: list | None = None
     seconds: float = 0.0
+    expected: float | None = None  # the longest expected cell time (from earlier runs), if known
 
 
 def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, progress: bool = True,
@@ -415,7 +416,7 @@ def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, pro
             cells = list(job.cells) if job.cells is not None else sc.cells(job.mode)
             done = store.done_keys(sc.name, fp, job.master)
             states.append(_JobState(job, fp, len(cells), [(p, r) for p, r in cells if (cell_key(p), r) not in done]))
-        active = [s for s in states if s.todo]
+        active = _longest_first([s for s in states if s.todo], store)
         if active:
             with open_executor(executor, workers, scheduler) as ex:
                 _stream(active, ex, store, progress, desc, time.perf_counter())
@@ -423,6 +424,27 @@ def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, pro
     finally:
         if own_store:
             store.close()
+
+
+def _longest_first(states: list, store: Store) -> list:
+    """Jobs in decreasing order of their longest expected cell, so that the commands' last chunks are
+    of cheap cells and every worker finishes at about the same time (longest processing time first).
+    A cell's expected time is its mean stored time in earlier runs (any code fingerprint); a job
+    without history comes first; ties and a store without history keep the given order. Cells
+    within a job keep their order (consecutive cells share per-instance caches). The order never
+    changes a number."""
+    past: dict[str, dict[str, float]] = {}
+    for s in states:
+        name = s.job.scenario.name
+        if name not in past:
+            past[name] = store.past_seconds(name)
+        known = [past[name][k] for k in {cell_key(p) for p, _ in s.todo} if k in past[name]]
+        s.expected = max(known) if known else None
+    if all(s.expected is None for s in states):
+        return states
+    order = sorted(range(len(states)), key=lambda i: (-(states[i].expected if states[i].expected is not None
+                                                         else math.inf), i))
+    return [states[i] for i in order]
 
 
 def _stream(states, ex, store: Store, progress: bool, desc: str | None, t0: float) -> None:
