@@ -238,14 +238,34 @@ def _dpo_newton_kernel(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref
 def soft_label_rows(atoms: PairAtoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The weighted label atoms collapsed onto unordered pairs with soft labels, in one pass (numba):
     the rows of :func:`simlab.objectives.dpo.dpo_soft_label_support` (same rows, same order, same
-    values up to round-off), without its sort.
+    values up to round-off), without its sort (docs/theory/dpo.md §3.1).
 
-    (dphi_k, Ybar_k, W_k, c): W_k = sum of the weights of the atoms of pair k = (x, {a < b}), Ybar_k
-    the weight on 'a beats b' in canonical orientation over W_k, dphi_k oriented a - b, rows with
-    W_k > 0 in increasing (x, a, b); c = (weight of a = b atoms) * log 2 (docs/theory/dpo.md §3.1).
-    Raises ValueError naming ``atoms`` (no labels) or ``weights`` (not finite, negative or a zero sum;
-    the checks of :func:`simlab.env.atoms.check_pair_atoms` and :func:`simlab.validation.check_weights`,
-    made in the same pass)."""
+    Parameters
+    ----------
+    atoms : PairAtoms
+        Label atoms (feedback 'bt' or 'deterministic').
+    weights : (A,) ndarray
+        Atom weights, finite and >= 0 with a positive sum (p0, or counts / n).
+
+    Returns
+    -------
+    dphi : (K, d) ndarray
+        dphi_k of each unordered pair k = (x, {a < b}) with W_k > 0, oriented a - b, in increasing
+        (x, a, b).
+    ybar : (K,) ndarray
+        The weight on 'a beats b' over W_k.
+    w : (K,) ndarray
+        W_k, the total weight of the pair's atoms.
+    const : float
+        (weight of the a = b atoms) * log 2.
+
+    Raises
+    ------
+    ValueError
+        Naming ``atoms`` (not PairAtoms, no labels) or ``weights`` (wrong shape, not finite,
+        negative, zero sum): the checks of :func:`simlab.env.atoms.check_pair_atoms` and
+        :func:`simlab.validation.check_weights`, made in the same pass.
+    """
     check_pair_atoms("atoms", atoms)
     if not (isinstance(weights, np.ndarray) and weights.dtype == np.float64 and weights.shape == (atoms.size,)
             and weights.flags.c_contiguous):
