@@ -242,7 +242,7 @@ def soft_label_rows(atoms: PairAtoms, weights: np.ndarray) -> tuple[np.ndarray, 
 
     Parameters
     ----------
-    atoms : PairAtoms
+    atoms : simlab.env.atoms.PairAtoms
         Label atoms (feedback 'bt' or 'deterministic').
     weights : (A,) ndarray
         Atom weights, finite and >= 0 with a positive sum (p0, or counts / n).
