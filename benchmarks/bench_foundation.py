@@ -7,15 +7,55 @@ from __future__ import annotations
 
 from _timing import median_time  # (pins BLAS/numba threads before numpy loads)
 
+import time  # noqa: E402
+
 import numpy as np  # noqa: E402
 
-from reference_dpo import fit_dpo_lbfgs, fit_dpo_lbfgs_pairs, sample_pairs_numpy, sgd_dpo_numpy  # noqa: E402
+from reference_dpo import (collapse_pairs_numpy, fit_dpo_lbfgs, fit_dpo_lbfgs_pairs, fit_dpo_newton_numpy,  # noqa: E402
+                           sample_pairs_numpy, sgd_dpo_numpy)
 from simlab.env import make_env, preset  # noqa: E402
 from simlab.env.sampling import AliasTable, multinomial_counts, sample_atoms  # noqa: E402
 from simlab.solvers.dpo import fit_dpo_exact, sgd_dpo  # noqa: E402
 
 
+def paired_fit_times(calls: dict, inputs: list, repeats: int = 300) -> dict:
+    """Median CPU seconds per call of each function in ``calls`` over ``inputs``, the functions
+    interleaved call by call (so a shared machine's load hits them alike; CPU time, not wall time)."""
+    for fn in calls.values():
+        fn(inputs[0])
+    times: dict = {name: [] for name in calls}
+    for rep in range(repeats):
+        arg = inputs[rep % len(inputs)]
+        for name, fn in calls.items():
+            t0 = time.process_time()
+            fn(arg)
+            times[name].append(time.process_time() - t0)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
+def dpo_fit_against_numpy_newton(d: int = 8, n: int = 10_000) -> None:
+    """fit_dpo_exact against the same Newton (Armijo backtracking) in vectorised NumPy on the same
+    collapsed rows (E1, the dpo.rate_n cell's fit)."""
+    env = make_env(preset("E1", d=d), 1)
+    at = env.atoms("offline")
+    rng = np.random.default_rng(0)
+    weights = [multinomial_counts(at.p0, n, rng) / n for _ in range(20)]
+    rows = {id(w): collapse_pairs_numpy(at.x, at.a, at.b, at.y, at.dphi, w)[:3] for w in weights}
+    t = paired_fit_times({
+        "simlab": lambda w: fit_dpo_exact(at, w, env.theta_ref, env.beta).x,
+        "numpy Newton": lambda w: fit_dpo_newton_numpy(*rows[id(w)], env.theta_ref, env.beta),
+        "numpy collapse + Newton": lambda w: fit_dpo_newton_numpy(
+            *collapse_pairs_numpy(at.x, at.a, at.b, at.y, at.dphi, w)[:3], env.theta_ref, env.beta)}, weights)
+    gap = max(np.max(np.abs(fit_dpo_exact(at, w, env.theta_ref, env.beta).x
+                            - fit_dpo_newton_numpy(*rows[id(w)], env.theta_ref, env.beta))) for w in weights)
+    print(f"DPO exact fit (E1, d = {d}, n = {n:.0e}, {rows[id(weights[0])][0].shape[0]} collapsed rows), median CPU "
+          f"per fit: simlab {t['simlab'] * 1e6:.0f} us; NumPy Newton on the collapsed rows {t['numpy Newton'] * 1e6:.0f} us "
+          f"({t['numpy Newton'] / t['simlab']:.2f}x); NumPy collapse + Newton {t['numpy collapse + Newton'] * 1e6:.0f} us "
+          f"({t['numpy collapse + Newton'] / t['simlab']:.2f}x); max |difference| {gap:.1e}")
+
+
 def main():
+    dpo_fit_against_numpy_newton()
     rng = np.random.default_rng(0)
     env = make_env(preset("E1"), 0)
     atoms = env.atoms()

@@ -40,3 +40,47 @@ def sgd_dpo_numpy(dphi, y, p0, theta_ref, beta, T, step, rng):
         h = beta * dphi[j] @ (theta - theta_ref)
         theta -= step / np.sqrt(t + 1.0) * beta * (expit(h) - y[j]) * dphi[j]
     return theta
+
+
+def collapse_pairs_numpy(x, a, b, y, dphi, w):
+    """Weighted label atoms onto unordered pairs with soft labels, by ``np.unique`` (the same rows, in
+    the same order, as simlab.objectives.dpo.dpo_soft_label_support); (dphi, ybar, W, const)."""
+    keep = w > 0
+    x, a, b, y, wk, rows = x[keep], a[keep], b[keep], y[keep], w[keep], np.flatnonzero(keep)
+    diag = a == b
+    const = float(wk[diag].sum() * np.log(2.0))
+    x, a, b, y, wk, rows = x[~diag], a[~diag], b[~diag], y[~diag], wk[~diag], rows[~diag]
+    flip = a > b
+    lo, hi = np.where(flip, b, a), np.where(flip, a, b)
+    n_y = int(max(a.max(), b.max())) + 1
+    uniq, first, inverse = np.unique((x * n_y + lo) * n_y + hi, return_index=True, return_inverse=True)
+    W = np.bincount(inverse, weights=wk, minlength=uniq.size)
+    Y = np.bincount(inverse, weights=np.where(flip, 1.0 - y, y) * wk, minlength=uniq.size) / W
+    return dphi[rows[first]] * np.where(flip[first], -1.0, 1.0)[:, None], Y, W, const
+
+
+def fit_dpo_newton_numpy(dphi, y, w, theta_ref, beta, gtol=1e-10, max_iter=200):
+    """Vectorised NumPy Newton with Armijo backtracking (constant 1e-4) on weighted (collapsed) atoms:
+    the same algorithm as simlab.solvers.dpo.fit_dpo_exact, without its input checks."""
+    def vgh(theta):
+        h = beta * (dphi @ (theta - theta_ref))
+        s = expit(h)
+        value = np.sum(w * (np.logaddexp(0.0, h) - y * h))
+        grad = beta * (dphi.T @ (w * (s - y)))
+        hess = (dphi.T * (w * beta * beta * s * (1.0 - s))) @ dphi
+        return value, grad, hess
+
+    theta = np.array(theta_ref, dtype=float)
+    f, g, H = vgh(theta)
+    for _ in range(max_iter):
+        if np.linalg.norm(g) <= gtol:
+            return theta
+        step = -np.linalg.solve(H, g)
+        t, slope = 1.0, g @ step
+        while True:
+            f_new, g_new, H_new = vgh(theta + t * step)
+            if f_new <= f + 1e-4 * t * slope or t < 1e-12:
+                break
+            t *= 0.5
+        theta, f, g, H = theta + t * step, f_new, g_new, H_new
+    raise RuntimeError("Newton did not converge")

@@ -8,6 +8,7 @@ of the tracked report (they go to the store and the JSON).
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -51,8 +52,120 @@ def figure_name(row: CheckRow) -> str:
     return row.id + (f"--{slug}" if slug else "")
 
 
+FIGURE_INPUTS = ".figure-inputs.json"  # beside the figures: {figure key: digest of what drew it, files}
+PARALLEL_FIGURES = 6  # draw in a process pool from this many figures to draw on
+
+
+def _digest(h, obj) -> None:
+    """Feed ``obj`` (numbers, strings, arrays, frames, dataclasses and containers of them) into the
+    hash ``h`` exactly: floats by their round-trip repr, arrays and frames by their bytes."""
+    import dataclasses
+
+    import numpy as np
+
+    if isinstance(obj, pd.DataFrame):
+        h.update(repr((list(obj.columns), [str(t) for t in obj.dtypes])).encode())
+        h.update(pd.util.hash_pandas_object(obj, index=False).to_numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(repr((obj.dtype.str, obj.shape)).encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(type(obj).__name__.encode())
+        for f in dataclasses.fields(obj):
+            h.update(f.name.encode() + b"=")
+            _digest(h, getattr(obj, f.name))
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=repr):
+            _digest(h, k)
+            _digest(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}{len(obj)}(".encode())
+        for v in obj:
+            _digest(h, v)
+    else:
+        h.update(repr(obj).encode())
+    h.update(b"\0")
+
+
+def _inputs_digest(*parts) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        _digest(h, part)
+    return h.hexdigest()[:24]
+
+
+def _plot_code_digest() -> str:
+    """What else decides a convergence plot: the plotting code and the matplotlib version."""
+    import hashlib
+
+    import matplotlib
+
+    h = hashlib.sha256(matplotlib.__version__.encode())
+    for path in sorted(Path(__file__).resolve().parent.joinpath("plots").glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:24]
+
+
+class _FigureInputs:
+    """The record of what drew each figure in ``outdir`` (a JSON file beside them): a figure whose
+    inputs digest is unchanged and whose files all exist is not drawn again."""
+
+    def __init__(self, outdir: Path):
+        import json
+
+        self.path = outdir / FIGURE_INPUTS
+        try:
+            self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except ValueError:
+            self.entries = {}
+
+    def current(self, key: str, digest: str) -> list[Path] | None:
+        """The files recorded for ``key`` if they were drawn from ``digest`` and all still exist."""
+        e = self.entries.get(key)
+        if not e or e.get("digest") != digest:
+            return None
+        paths = [self.path.parent / f for f in e["files"]]
+        stems = [p.with_suffix(sfx) for p in paths for sfx in (".png", ".pdf")] if e.get("pdf") else paths
+        return paths if all(p.is_file() for p in stems) else None
+
+    def record(self, key: str, digest: str, paths, pdf: bool) -> None:
+        """Record that ``paths`` were drawn from ``digest`` (not when a file lies outside the folder)."""
+        try:
+            files = [Path(p).resolve().relative_to(self.path.parent.resolve()).as_posix() for p in paths]
+        except ValueError:
+            self.entries.pop(key, None)
+            return
+        self.entries[key] = {"digest": digest, "files": files, "pdf": pdf}
+
+    def save(self) -> None:
+        import json
+
+        if self.entries or self.path.is_file():
+            atomic_write_text(self.path, json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
+
+
+def _draw(tasks: list) -> list:
+    """Run drawing tasks ``(function, args)``; in a spawned process pool when there are enough of
+    them (each task writes its own files, atomically), else here. Results in task order."""
+    if len(tasks) < PARALLEL_FIGURES or (os.cpu_count() or 1) < 2:
+        return [fn(*args) for fn, args in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, 4, len(tasks)),
+                             mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        return [f.result() for f in futures]
+
+
 def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
     """One convergence plot per (id, label) whose row carries a rate fit.
+
+    A plot whose inputs (the fit, its labels, the plotting code) are those it was last drawn from
+    (recorded in ``outdir/.figure-inputs.json``) and whose files exist is kept, not redrawn; the
+    plots to draw are drawn in a process pool when there are several.
 
     Parameters
     ----------
@@ -66,18 +179,43 @@ def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
     dict of str to pathlib.Path
         Figure name -> PNG path.
     """
+    record = _FigureInputs(outdir)
+    code = _plot_code_digest()
     out: dict[str, Path] = {}
+    todo = []
     for row in rows:
         name = figure_name(row)
         if name in out or row.fit is None:
             continue
         title = f"{name}: {row.quantity}"
-        out[name] = plot_rate(row.fit, outdir / f"{name}.png", title, row.x, row.metric, row.predicted, row.cut)
+        args = (row.fit, outdir / f"{name}.png", title, row.x, row.metric, row.predicted, row.cut)
+        digest = _inputs_digest(code, args[:1] + tuple(str(a) if isinstance(a, Path) else a for a in args[1:]))
+        kept = record.current(f"claim:{name}", digest)
+        out[name] = kept[0] if kept else args[1]
+        if not kept:
+            todo.append((name, digest, args))
+    for (name, digest, _), path in zip(todo, _draw([(plot_rate, args) for _, _, args in todo])):
+        out[name] = path
+        record.record(f"claim:{name}", digest, [path], pdf=True)
+    record.save()
     return out
+
+
+def _study_figure(scenario_name: str, scenario_dir: str, index: int, frame: pd.DataFrame, outdir: Path) -> list[Path]:
+    """Draw figure ``index`` of a scenario's ``figures=`` (loaded by name: a pool worker cannot
+    unpickle a function of a scenario file)."""
+    from simlab.experiments.scenario import load_scenario
+
+    os.environ["SIMLAB_SCENARIOS"] = scenario_dir
+    return list(load_scenario(scenario_name).figures[index](frame, outdir))
 
 
 def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], outdir: Path) -> dict[str, list[Path]]:
     """Each scenario's own figures (its ``figures=`` hook), drawn from its stored rows.
+
+    A hook whose inputs (the scenario's rows without their timings, the scenario's code fingerprint)
+    are those it last drew from (recorded in ``outdir/.figure-inputs.json``) and whose files exist
+    is not called again; the hooks to call run in a process pool when there are several.
 
     Parameters
     ----------
@@ -93,11 +231,34 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], ou
     dict of str to list of pathlib.Path
         Scenario name -> the files its hooks wrote (scenarios without figures left out).
     """
+    from simlab.experiments.fingerprint import scenario_fingerprint
+
+    record = _FigureInputs(outdir)
+    found: dict[tuple[str, int], list[Path]] = {}
+    todo = []
+    for sc in scenarios:
+        frame = frames.get(sc.name, pd.DataFrame())
+        rows = frame.drop(columns=[c for c in ("seconds", "fingerprint") if c in frame.columns])
+        digest = _inputs_digest(scenario_fingerprint(sc), rows, str(outdir))
+        for i, fn in enumerate(sc.figures):
+            key = f"study:{sc.name}:{i}:{getattr(fn, '__name__', '')}"
+            kept = record.current(key, digest)
+            if kept is not None:
+                found[sc.name, i] = kept
+            elif sc.path:
+                todo.append((key, digest, (sc.name, i), (_study_figure, (sc.name, str(Path(sc.path).parent), i, frame, outdir))))
+            else:  # a scenario without a file (defined in a session): drawn here
+                todo.append((key, digest, (sc.name, i), (lambda f, o, fn=fn: list(fn(f, o)), (frame, outdir))))
+    local = [t for t in todo if t[3][0] is not _study_figure]
+    pooled = [t for t in todo if t[3][0] is _study_figure]
+    for group, results in ((pooled, _draw([t[3] for t in pooled])), (local, [fn(*a) for _, _, _, (fn, a) in local])):
+        for (key, digest, where, _), paths in zip(group, results):
+            found[where] = [Path(p) for p in paths]
+            record.record(key, digest, paths, pdf=False)
+    record.save()
     out = {}
     for sc in scenarios:
-        paths = []
-        for fn in sc.figures:
-            paths += list(fn(frames.get(sc.name, pd.DataFrame()), outdir))
+        paths = [p for i in range(len(sc.figures)) for p in found.get((sc.name, i), [])]
         if paths:
             out[sc.name] = paths
     return out

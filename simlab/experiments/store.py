@@ -1,12 +1,13 @@
 """The results store: one embedded SQLite file (stdlib ``sqlite3``).
 
-Each finished cell is one row committed atomically (WAL journal), keyed by (scenario, code
-fingerprint, master seed, params, replicate): an interrupted sweep (Ctrl-C or kill -9) loses at most
-the cells in flight, re-running skips every finished cell, and a cell computed by other code (another
-fingerprint, see :mod:`simlab.experiments.fingerprint`) is never reused. Rows of other fingerprints are
-kept, never deleted. Processes sharing a store lease the cells they compute (table ``leases``), so two
-sweeps of one scenario split the work instead of both computing everything. Every run records its
-provenance; every check records its verdict rows and timings (table ``checks``).
+Each finished cell is one row, keyed by (scenario, code fingerprint, master seed, params, replicate);
+a sweep commits each chunk of finished cells in one atomic transaction (WAL journal): an interrupted
+sweep (Ctrl-C or kill -9) loses at most the cells in flight, re-running skips every finished cell,
+and a cell computed by other code (another fingerprint, see :mod:`simlab.experiments.fingerprint`) is
+never reused. Rows of other fingerprints are kept, never deleted. Processes sharing a store lease the
+cells they compute (table ``leases``, a batch of cells per transaction), so two sweeps of one
+scenario split the work instead of both computing everything. Every run records its provenance;
+every check records its verdict rows and timings (table ``checks``).
 """
 from __future__ import annotations
 
@@ -192,47 +193,86 @@ class Store:
     def add_cell(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int,
                  params: dict, metrics: dict, seconds: float, run_id: int) -> None:
         """Insert one finished cell, release its lease, commit (atomic); a duplicate key is ignored."""
+        self.add_cells(scenario, fingerprint, master, run_id, [(key, replicate, params, metrics, seconds)])
+
+    def add_cells(self, scenario: str, fingerprint: str, master: int, run_id: int, cells) -> None:
+        """Insert finished cells ``(key, replicate, params, metrics, seconds)`` and release their
+        leases in one write transaction (all or none; a duplicate key is ignored).
+
+        A failed statement rolls the transaction back at once (never keeping the write lock other
+        processes wait for); a busy store is retried until the store's timeout has passed."""
+        cells = list(cells)
+        if not cells:
+            return
+        finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+        rows = [(scenario, fingerprint, master, key, replicate, json.dumps(params, default=float),
+                 json.dumps(metrics), seconds, run_id, finished) for key, replicate, params, metrics, seconds in cells]
+        keys = [(scenario, fingerprint, master, key, replicate) for key, replicate, *_ in cells]
+
+        def attempt() -> None:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self.conn.executemany("DELETE FROM leases WHERE scenario=? AND fingerprint=? AND master=? "
+                                      "AND key=? AND replicate=?", keys)
+                self.conn.commit()
+            except BaseException:
+                self.conn.rollback()  # never keep a half-done write transaction (and its lock) open
+                raise
+
         try:
-            self.conn.execute(
-                "INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (scenario, fingerprint, master, key, replicate, json.dumps(params, default=float),
-                 json.dumps(metrics), seconds, run_id, time.strftime("%Y-%m-%dT%H:%M:%S")))
-            self.conn.execute("DELETE FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
-                              "AND replicate=?", (scenario, fingerprint, master, key, replicate))
-            self.conn.commit()
+            self._retry_busy(attempt)
         except sqlite3.OperationalError as exc:
-            self.conn.rollback()  # never keep a half-done write transaction (and its lock) open
             raise self._error(exc) from None
 
     # ---------------------------------------------------------------- leases
+    LEASED, DONE, BUSY = "leased", "done", "busy"  # outcomes of :meth:`lease_many` per cell
+
     def lease(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int) -> bool:
-        """Take the lease on a cell for this process. False if the cell is finished or leased by a
-        live process; a lease held by a dead process on this host is taken over.
+        """Take the lease on one cell for this process (see :meth:`lease_many`); True iff taken."""
+        return self.lease_many(scenario, fingerprint, master, [(key, replicate)])[0] == self.LEASED
+
+    def lease_many(self, scenario: str, fingerprint: str, master: int, cells) -> list[str]:
+        """Take the leases on cells ``(key, replicate)`` for this process, in one write transaction.
+        Per cell: ``"leased"`` (now this process's), ``"done"`` (finished, not leased) or ``"busy"``
+        (leased by another live process); a lease held by a dead process on this host is taken over.
 
         One short write transaction (BEGIN IMMEDIATE: the write lock before the reads, so no two
         owners). If any statement of it fails, it is rolled back before anything else happens, so a
         failed lease never leaves this connection holding the lock that other processes wait for; a
         busy store is retried until the store's timeout has passed."""
-        args = (scenario, fingerprint, master, key, replicate)
+        cells = [(key, int(replicate)) for key, replicate in cells]
+        head = (scenario, fingerprint, master)
 
-        def attempt() -> bool:
+        def attempt() -> list[str]:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
-                                         "AND key=? AND replicate=?", args).fetchone()
-                row = None if done else self.conn.execute(
-                    "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
-                    "AND replicate=?", args).fetchone()
-                taken = not done and not (row is not None and row[0] != self.owner and _owner_alive(row[0]))
-                if taken:
+                out = []
+                now = time.time()
+                for key, replicate in cells:
+                    args = (*head, key, replicate)
+                    done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
+                                             "AND key=? AND replicate=?", args).fetchone()
+                    if done:
+                        out.append(self.DONE)
+                        continue
+                    row = self.conn.execute(
+                        "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
+                        "AND replicate=?", args).fetchone()
+                    if row is not None and row[0] != self.owner and _owner_alive(row[0]):
+                        out.append(self.BUSY)
+                        continue
                     self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                      (*args, self.owner, time.time()))
+                                      (*args, self.owner, now))
+                    out.append(self.LEASED)
                 self.conn.commit()
-                return taken
+                return out
             except BaseException:
                 self.conn.rollback()
                 raise
 
+        if not cells:
+            return []
         try:
             return self._retry_busy(attempt)
         except sqlite3.OperationalError as exc:
@@ -264,6 +304,12 @@ class Store:
             row.update({k: (float("nan") if v is None else v) for k, v in json.loads(metrics).items()})
             out.append(row)
         return out
+
+    def past_seconds(self, scenario: str) -> dict[str, float]:
+        """Mean compute seconds of each cell key of ``scenario`` over every stored run (any code
+        fingerprint, any master seed): what a sweep expects a cell to cost, for ordering only."""
+        cur = self._execute("SELECT key, AVG(seconds) FROM cells WHERE scenario=? GROUP BY key", (scenario,))
+        return {k: float(v) for k, v in cur}
 
     def fingerprints(self, scenario: str) -> list[str]:
         """Fingerprints with stored cells for ``scenario``, most recent first."""

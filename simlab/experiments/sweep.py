@@ -1,10 +1,10 @@
 """Running scenarios' cells, in parallel across processes, into the store.
 
 The sweep knows nothing about alignment: it expands (params, replicate) cells, skips those already
-stored, leases the rest in the store, sends them in chunks to an executor and commits each finished
-cell at once. The executor is one per command (not one per scenario): :class:`LocalExecutor`
-(in-process for one worker, else one persistent process pool whose workers are pinned to one
-BLAS/numba thread each) or the Dask executor of :mod:`simlab.experiments.dask_executor`. Several
+stored, leases the rest in the store (a batch of cells per transaction), sends them in chunks to an
+executor and commits each finished chunk in one transaction. The executor is one per command (not
+one per scenario): :class:`LocalExecutor` (in-process for one worker, else one persistent process
+pool whose workers are pinned to one BLAS/numba thread each) or the Dask executor of :mod:`simlab.experiments.dask_executor`. Several
 sweeps (scenarios, master seeds) stream through one executor, so no scenario waits for the slowest
 cell of the previous one.
 
@@ -370,12 +370,14 @@ def open_executor(executor="local", workers: int | None = None, scheduler: str |
 def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = None,
                  store: Store | None = None, master: int = DEFAULT_MASTER_SEED,
                  progress: bool = True, executor="local", scheduler: str | None = None) -> SweepStats:
-    """Run every missing cell of ``scenario`` in ``mode``; finished cells are committed one by one.
+    """Run every missing cell of ``scenario`` in ``mode``; each finished chunk of cells is committed in
+    one transaction.
 
     Cells are keyed by the scenario's code fingerprint: cells stored by other code are not reused.
-    Each cell is leased in the store before it runs, so another process sweeping the same scenario
-    into the same store skips it (and this process skips the other's); cells leased by a live process
-    are waited for at the end, cells leased by a dead one are taken over. ``executor``/``scheduler``:
+    Each cell is leased in the store before it runs (a chunk's cells in one transaction), so another
+    process sweeping the same scenario into the same store skips it (and this process skips the
+    other's); cells leased by a live process are waited for at the end, cells leased by a dead one are
+    taken over. ``executor``/``scheduler``:
     see :func:`open_executor`.
     """
     return run_sweeps([SweepJob(scenario, mode, master)], workers, store, progress, executor, scheduler)[0]
@@ -392,6 +394,7 @@ class _JobState:
     warm: Future | None = None
     warm_cells: list | None = None
     seconds: float = 0.0
+    expected: float | None = None  # the longest expected cell time (from earlier runs), if known
 
 
 def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, progress: bool = True,
@@ -413,7 +416,7 @@ def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, pro
             cells = list(job.cells) if job.cells is not None else sc.cells(job.mode)
             done = store.done_keys(sc.name, fp, job.master)
             states.append(_JobState(job, fp, len(cells), [(p, r) for p, r in cells if (cell_key(p), r) not in done]))
-        active = [s for s in states if s.todo]
+        active = _longest_first([s for s in states if s.todo], store)
         if active:
             with open_executor(executor, workers, scheduler) as ex:
                 _stream(active, ex, store, progress, desc, time.perf_counter())
@@ -421,6 +424,27 @@ def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, pro
     finally:
         if own_store:
             store.close()
+
+
+def _longest_first(states: list, store: Store) -> list:
+    """Jobs in decreasing order of their longest expected cell, so that the commands' last chunks are
+    of cheap cells and every worker finishes at about the same time (longest processing time first).
+    A cell's expected time is its mean stored time in earlier runs (any code fingerprint); a job
+    without history comes first; ties and a store without history keep the given order. Cells
+    within a job keep their order (consecutive cells share per-instance caches). The order never
+    changes a number."""
+    past: dict[str, dict[str, float]] = {}
+    for s in states:
+        name = s.job.scenario.name
+        if name not in past:
+            past[name] = store.past_seconds(name)
+        known = [past[name][k] for k in {cell_key(p) for p, _ in s.todo} if k in past[name]]
+        s.expected = max(known) if known else None
+    if all(s.expected is None for s in states):
+        return states
+    order = sorted(range(len(states)), key=lambda i: (-(states[i].expected if states[i].expected is not None
+                                                         else math.inf), i))
+    return [states[i] for i in order]
 
 
 def _stream(states, ex, store: Store, progress: bool, desc: str | None, t0: float) -> None:
@@ -436,32 +460,26 @@ def _stream(states, ex, store: Store, progress: bool, desc: str | None, t0: floa
     bar = _progress(sum(len(s.todo) for s in states), desc or states[0].job.scenario.name, progress)
     pending: dict = {}  # future -> (state, cells)
     mean_seconds: dict[str, tuple[float, int]] = {}
-    held = None
     try:
         while True:
             # fill the window with chunks of ready jobs
             window = 1 if getattr(ex, "in_process", False) else 2 * max(1, ex.slots)
             blocked = None
             while len(pending) < window:
-                item = held if held is not None else queue.next()
-                held = None
-                if item is None or item is _LeasedQueue.WAIT:
-                    blocked = item
+                s = queue.peek()
+                if s is None or s is _LeasedQueue.WAIT:
+                    blocked = s
                     break
-                s = item[0]
                 if s.warm is not None and not s.warm.done():
-                    held, blocked = item, s.warm
+                    blocked = s.warm
                     break
                 if s.warm is not None:
                     s.warm.result()  # a failed warm-up fails the sweep
                     s.warm = None
-                chunk = [item[1:]]
                 size = _chunk_size(ex, mean_seconds.get(s.job.scenario.name), queue.remaining, window)
-                while len(chunk) < size:
-                    nxt = queue.next(only=s)
-                    if nxt is None or nxt is _LeasedQueue.WAIT:
-                        break
-                    chunk.append(nxt[1:])
+                chunk = queue.take(s, size)  # leased in one transaction; empty if others hold them
+                if not chunk:
+                    continue
                 if s.run_id is None:
                     sc = s.job.scenario
                     s.run_id = store.start_run(sc.name, s.fingerprint, s.job.mode, s.job.master,
@@ -484,12 +502,13 @@ def _stream(states, ex, store: Store, progress: bool, desc: str | None, t0: floa
                 s, chunk = pending.pop(fut)
                 results = fut.result()
                 name = s.job.scenario.name
-                for (params, r), (metrics, seconds) in zip(chunk, results):
-                    store.add_cell(name, s.fingerprint, s.job.master, cell_key(params), r, params, metrics,
-                                   seconds, s.run_id)
-                    s.ran += 1
-                    total, count = mean_seconds.get(name, (0.0, 0))
-                    mean_seconds[name] = (total + seconds, count + 1)
+                # the whole chunk in one transaction (and its leases released)
+                store.add_cells(name, s.fingerprint, s.job.master, s.run_id,
+                                [(cell_key(params), r, params, metrics, seconds)
+                                 for (params, r), (metrics, seconds) in zip(chunk, results)])
+                s.ran += len(chunk)
+                total, count = mean_seconds.get(name, (0.0, 0))
+                mean_seconds[name] = (total + sum(sec for _, sec in results), count + len(results))
                 s.seconds = time.perf_counter() - t0
                 bar.update(len(chunk))
             bar.update(queue.take_finished_elsewhere())
@@ -509,9 +528,10 @@ def _chunk_size(ex, seconds: tuple[float, int] | None, remaining: int, window: i
 
 
 class _LeasedQueue:
-    """Hands out the cells this process should compute, job after job: each is leased first; a cell
-    finished or leased by another live process is skipped for now and revisited after all the others
-    (until it is finished by its owner, or its owner dies and the lease can be taken)."""
+    """Hands out the cells this process should compute, job after job, in batches leased in one store
+    transaction each; a cell finished or leased by another live process is skipped for now and
+    revisited after all the others (until it is finished by its owner, or its owner dies and the
+    lease can be taken)."""
 
     POLL_SECONDS = 0.5
     WAIT = object()  # only cells leased by other live processes are left, for now
@@ -526,45 +546,47 @@ class _LeasedQueue:
         self.finished_elsewhere = 0
         self.last_poll = 0.0
 
-    def _take(self, item) -> bool:
-        s, p, r = item
-        return self.store.lease(s.job.scenario.name, s.fingerprint, s.job.master, cell_key(p), r)
+    def peek(self):
+        """The job of the next cell to lease; None when nothing is left, WAIT when only cells leased
+        by others are left (revisited every POLL_SECONDS)."""
+        if self.pos < len(self.items):
+            return self.items[self.pos][0]
+        if not self.retry and self.waiting and time.monotonic() - self.last_poll >= self.POLL_SECONDS:
+            self.last_poll = time.monotonic()
+            self.retry, self.waiting = self.waiting, []
+        if self.retry:
+            return self.retry[0][0]
+        return self.WAIT if self.waiting else None
 
-    def _done(self, item) -> bool:
-        s, p, r = item
-        return self.store.is_done(s.job.scenario.name, s.fingerprint, s.job.master, cell_key(p), r)
-
-    def next(self, only=None):
-        """The next leased cell (state, params, replicate); None when nothing is left, WAIT when only
-        cells leased by others are left. With ``only``, a cell of that job or None."""
-        while self.pos < len(self.items):
-            item = self.items[self.pos]
-            if only is not None and item[0] is not only:
-                return None
-            self.pos += 1
-            if self._take(item):
-                self.remaining -= 1
-                return item
-            self.waiting.append(item)
-        if only is not None:
-            return None
-        while self.retry:
-            item = self.retry.pop()
-            if self._done(item):
+    def take(self, state, size: int) -> list:
+        """Lease up to ``size`` of the next cells of job ``state`` (the job :meth:`peek` named) in one
+        transaction; the (params, replicate) leased, possibly none."""
+        if self.pos < len(self.items):
+            src, start = self.items, self.pos
+        else:
+            src, start = self.retry, 0
+        end = start
+        while end < len(src) and end - start < size and src[end][0] is state:
+            end += 1
+        batch = src[start:end]
+        if src is self.items:
+            self.pos = end
+        else:
+            del self.retry[:end]
+        sc = state.job.scenario
+        outcome = self.store.lease_many(sc.name, state.fingerprint, state.job.master,
+                                        [(cell_key(p), r) for _, p, r in batch])
+        leased = []
+        for item, got in zip(batch, outcome):
+            if got == Store.LEASED:
+                leased.append(item[1:])
+            elif got == Store.DONE:
                 self.remaining -= 1
                 self.finished_elsewhere += 1
-            elif self._take(item):
-                self.remaining -= 1
-                return item
             else:
                 self.waiting.append(item)
-        if not self.waiting:
-            return None
-        if time.monotonic() - self.last_poll >= self.POLL_SECONDS:
-            self.last_poll = time.monotonic()
-            self.retry, self.waiting = self.waiting[::-1], []
-            return self.next()
-        return self.WAIT
+        self.remaining -= len(leased)
+        return leased
 
     def take_finished_elsewhere(self) -> int:
         k, self.finished_elsewhere = self.finished_elsewhere, 0

@@ -6,15 +6,16 @@ import numpy as np
 from simlab._jit import kernel
 from simlab.env.atoms import PairAtoms, check_pair_atoms
 from simlab.env.sampling import AliasTable, alias_draw
-from simlab.objectives.dpo import dpo_soft_label_support, dpo_vgh_unchecked
+from simlab.objectives.dpo import dpo_vgh_unchecked
 from simlab.solvers.checkpoints import log_checkpoints
-from simlab.solvers.exact import NewtonResult, NoMinimizerError, NormLimitError, newton
-from simlab.special import sigmoid
+from simlab.solvers.exact import F_NOISE_RTOL, NewtonResult, NoMinimizerError, NormLimitError, newton
+from simlab.special import sigmoid, softplus
 from simlab.validation import check_array, check_choice, check_float, check_generator, check_int, check_weights
 
 STEP_SCHEDULES = ("constant", "inv_sqrt")
 MAX_STEPS = 2**40  # iterations (nothing is allocated per step)
 MAX_SGD_BATCH = 2**24
+NEWTON_MAX_ITER = 200  # as simlab.solvers.exact.newton
 
 
 def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
@@ -55,31 +56,21 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
         When the sample is not separable but Newton's iterate left the ball ||theta|| <= ``max_norm``
         (the minimiser theta_ref + w/beta scales like 1/beta: raise max_norm).
     """
-    check_pair_atoms("atoms", atoms, labels=True)
-    theta_ref = check_array("theta_ref", theta_ref, shape=(atoms.dim,))
+    theta_ref = check_array("theta_ref", theta_ref, shape=(check_pair_atoms("atoms", atoms).dim,))
     beta = check_float("beta", beta, 0.0, low_open=True)
-    weights = check_weights("weights", weights, atoms.size)
     max_norm = check_float("max_norm", max_norm, 0.0, low_open=True)
-    dphi, y, w, const = dpo_soft_label_support(atoms, weights)
+    dphi, y, w, const = soft_label_rows(atoms, weights)  # also checks the labels and the weights
     if w.size == 0:
         raise NoMinimizerError("no sampled pair has two distinct actions: the DPO loss is constant")
     x0 = theta_ref.copy() if theta0 is None else check_array("theta0", theta0, shape=(atoms.dim,))
-
-    def fgh(theta):
-        value, grad, hess = dpo_vgh_unchecked(theta - theta_ref, beta, dphi, y, w)
-        return value + const, grad, hess
-
-    try:
-        result = newton(fgh, x0, gtol=gtol, max_norm=max_norm)
-    except NoMinimizerError as exc:
-        if is_separable(dphi, y, w):
-            raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser") from None
-        if isinstance(exc, NormLimitError):
-            raise NormLimitError(
-                f"Newton's iterate left the ball ||theta|| <= max_norm = {max_norm:g} (||theta|| = "
-                f"{exc.norm:.3g}) although the sample is not separable: the minimiser lies beyond max_norm "
-                f"(it scales like 1/beta, beta = {beta:g}); pass a larger max_norm", max_norm, exc.norm) from None
-        raise
+    gtol = check_float("gtol", gtol, 0.0, low_open=True)
+    x, hess = x0.copy(), np.empty((atoms.dim, atoms.dim))
+    converged, value, gnorm, iterations = _dpo_newton_kernel(dphi, y, w, theta_ref, beta, const, x, gtol,
+                                                             NEWTON_MAX_ITER, max_norm, F_NOISE_RTOL, hess)
+    if converged:
+        result = NewtonResult(x, float(value), float(gnorm), int(iterations), True, hess)
+    else:  # the same iteration through simlab.solvers.exact.newton says why it stopped
+        result = _newton_or_why_not(dphi, y, w, const, theta_ref, beta, x0, gtol, max_norm)
     # The Hessian has the null space of the sampled design: a flat direction means no unique minimiser.
     ev = np.linalg.eigvalsh(result.hess)
     if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
@@ -90,6 +81,258 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
     if beta * np.max(np.abs(dphi @ (result.x - theta_ref))) > 20.0 and is_separable(dphi, y, w):
         raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser")
     return result
+
+
+def _newton_or_why_not(dphi, y, w, const, theta_ref, beta, x0, gtol, max_norm) -> NewtonResult:
+    """:func:`simlab.solvers.exact.newton` on the DPO rows; its errors explained (separable sample,
+    minimiser beyond max_norm)."""
+    def fgh(theta):
+        value, grad, hess = dpo_vgh_unchecked(theta - theta_ref, beta, dphi, y, w)
+        return value + const, grad, hess
+
+    try:
+        return newton(fgh, x0, gtol=gtol, max_norm=max_norm)
+    except NoMinimizerError as exc:
+        if is_separable(dphi, y, w):
+            raise NoMinimizerError("the sample is separable: the DPO loss has no finite minimiser") from None
+        if isinstance(exc, NormLimitError):
+            raise NormLimitError(
+                f"Newton's iterate left the ball ||theta|| <= max_norm = {max_norm:g} (||theta|| = "
+                f"{exc.norm:.3g}) although the sample is not separable: the minimiser lies beyond max_norm "
+                f"(it scales like 1/beta, beta = {beta:g}); pass a larger max_norm", max_norm, exc.norm) from None
+        raise
+
+
+@kernel(ordered=True)  # small arrays, loops that store and sum: no reassociation
+def _dpo_rows_vgh(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref: np.ndarray, beta: float,
+                  const: float, theta: np.ndarray, grad: np.ndarray, hess: np.ndarray) -> float:
+    """The DPO loss sum_k W_k (softplus(h_k) - Ybar_k h_k) + const over the rows, h_k = beta dphi_k^T
+    (theta - theta_ref), its gradient and its Hessian (docs/theory/dpo.md §3.1), in one pass."""
+    n, d = dphi.shape
+    grad[:] = 0.0
+    hess[:, :] = 0.0
+    value = 0.0
+    for j in range(n):
+        h = 0.0
+        for k in range(d):
+            h += dphi[j, k] * (theta[k] - theta_ref[k])
+        h *= beta
+        s = sigmoid(h)
+        value += w[j] * (softplus(h) - y[j] * h)
+        gj = w[j] * beta * (s - y[j])
+        cj = w[j] * beta * beta * s * (1.0 - s)
+        for k in range(d):
+            grad[k] += gj * dphi[j, k]
+        for k in range(d):  # whole rows: element-wise updates that vectorise without reassociation
+            ck = cj * dphi[j, k]
+            for m in range(d):
+                hess[k, m] += ck * dphi[j, m]
+    for k in range(d):  # exactly symmetric: the lower triangle
+        for m in range(k):
+            hess[m, k] = hess[k, m]
+    return value + const
+
+
+@kernel(ordered=True)  # small arrays, loops that store and sum: no reassociation
+def _cholesky_newton_step(H: np.ndarray, g: np.ndarray, L: np.ndarray, step: np.ndarray) -> None:
+    """step = -(H + shift I)^{-1} g with the smallest shift in 0, 1e-12 scale, 2e-12 scale, ... whose
+    Cholesky factorisation succeeds (as simlab.solvers.exact.newton); -g after 60 failures."""
+    d = g.size
+    scale = 1e-300
+    for i in range(d):
+        scale = max(scale, abs(H[i, i]))
+    shift = 0.0
+    for _ in range(60):
+        ok = True
+        for i in range(d):
+            for j in range(i + 1):
+                acc = H[i, j] + (shift if i == j else 0.0)
+                for k in range(j):
+                    acc -= L[i, k] * L[j, k]
+                if i == j:
+                    if not acc > 0.0:
+                        ok = False
+                        break
+                    L[i, i] = np.sqrt(acc)
+                else:
+                    L[i, j] = acc / L[j, j]
+            if not ok:
+                break
+        if ok:
+            for i in range(d):  # L z = -g
+                acc = -g[i]
+                for k in range(i):
+                    acc -= L[i, k] * step[k]
+                step[i] = acc / L[i, i]
+            for i in range(d - 1, -1, -1):  # L^T step = z
+                acc = step[i]
+                for k in range(i + 1, d):
+                    acc -= L[k, i] * step[k]
+                step[i] = acc / L[i, i]
+            return
+        shift = max(2.0 * shift, 1e-12 * scale)
+    for i in range(d):
+        step[i] = -g[i]
+
+
+@kernel(ordered=True)  # small arrays, loops that store and sum: no reassociation
+def _dpo_newton_kernel(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref: np.ndarray, beta: float,
+                       const: float, x: np.ndarray, gtol: float, max_iter: int, max_norm: float,
+                       noise_rtol: float, hess: np.ndarray):
+    """The iteration of :func:`simlab.solvers.exact.newton` (Newton steps, Armijo backtracking with
+    constant 1e-4, the round-off acceptance rule, the max_norm ball) on the DPO rows, in one call.
+    Updates ``x`` and ``hess`` in place; returns (converged, f, ||grad||, iterations). When it does not
+    converge the caller reruns exact.newton, which says why."""
+    d = x.size
+    g = np.empty(d)
+    x_new = np.empty(d)
+    g_new = np.empty(d)
+    h_new = np.empty((d, d))
+    chol = np.zeros((d, d))
+    step = np.empty(d)
+    f = _dpo_rows_vgh(dphi, y, w, theta_ref, beta, const, x, g, hess)
+    gnorm = 0.0
+    for it in range(max_iter + 1):
+        acc = 0.0
+        for k in range(d):
+            acc += g[k] * g[k]
+        gnorm = np.sqrt(acc)
+        if not (np.isfinite(f) and np.isfinite(gnorm)):
+            return False, f, gnorm, it
+        if gnorm <= gtol:
+            return True, f, gnorm, it
+        if it == max_iter:
+            break
+        _cholesky_newton_step(hess, g, chol, step)
+        slope = 0.0
+        for k in range(d):
+            slope += g[k] * step[k]
+        t = 1.0
+        while True:
+            for k in range(d):
+                x_new[k] = x[k] + t * step[k]
+            f_new = _dpo_rows_vgh(dphi, y, w, theta_ref, beta, const, x_new, g_new, h_new)
+            if f_new <= f + 1e-4 * t * slope:
+                break
+            if f_new <= f + noise_rtol * max(abs(f), 1.0):
+                acc = 0.0
+                for k in range(d):
+                    acc += g_new[k] * g_new[k]
+                if np.sqrt(acc) < gnorm:
+                    break
+            if t < 1e-12:
+                return False, f, gnorm, it
+            t *= 0.5
+        x[:] = x_new
+        g[:] = g_new
+        hess[:, :] = h_new
+        f = f_new
+        acc = 0.0
+        for k in range(d):
+            acc += x[k] * x[k]
+        if np.sqrt(acc) > max_norm:
+            return False, f, gnorm, it
+    return False, f, gnorm, max_iter
+
+
+def soft_label_rows(atoms: PairAtoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The weighted label atoms collapsed onto unordered pairs with soft labels, in one pass (numba):
+    the rows of :func:`simlab.objectives.dpo.dpo_soft_label_support` (same rows, same order, same
+    values up to round-off), without its sort (docs/theory/dpo.md §3.1).
+
+    Parameters
+    ----------
+    atoms : simlab.env.atoms.PairAtoms
+        Label atoms (feedback 'bt' or 'deterministic').
+    weights : (A,) ndarray
+        Atom weights, finite and >= 0 with a positive sum (p0, or counts / n).
+
+    Returns
+    -------
+    dphi : (K, d) ndarray
+        dphi_k of each unordered pair k = (x, {a < b}) with W_k > 0, oriented a - b, in increasing
+        (x, a, b).
+    ybar : (K,) ndarray
+        The weight on 'a beats b' over W_k.
+    w : (K,) ndarray
+        W_k, the total weight of the pair's atoms.
+    const : float
+        (weight of the a = b atoms) * log 2.
+
+    Raises
+    ------
+    ValueError
+        Naming ``atoms`` (not PairAtoms, no labels) or ``weights`` (wrong shape, not finite,
+        negative, zero sum): the checks of :func:`simlab.env.atoms.check_pair_atoms` and
+        :func:`simlab.validation.check_weights`, made in the same pass.
+    """
+    check_pair_atoms("atoms", atoms)
+    if not (isinstance(weights, np.ndarray) and weights.dtype == np.float64 and weights.shape == (atoms.size,)
+            and weights.flags.c_contiguous):
+        check_pair_atoms("atoms", atoms, labels=True)  # the atoms are named first, as everywhere
+        weights = check_weights("weights", weights, atoms.size)
+    dphi, y, w, diag, valid = _soft_label_rows_kernel(atoms.x, atoms.a, atoms.b, atoms.y, weights, atoms.dphi)
+    if not valid:  # the checkers name what is wrong
+        check_pair_atoms("atoms", atoms, labels=True)
+        check_weights("weights", weights, atoms.size)
+        raise ValueError("weights must be finite and >= 0 with a positive sum, and atoms must carry labels")
+    return dphi, y, w, float(diag * np.log(2.0))
+
+
+@kernel
+def _soft_label_rows_kernel(x: np.ndarray, a: np.ndarray, b: np.ndarray, y: np.ndarray, w: np.ndarray,
+                            dphi: np.ndarray):
+    n_atoms, d = dphi.shape
+    n_x, n_y = 0, 0
+    valid = True
+    positive = False
+    for j in range(n_atoms):
+        n_x = max(n_x, x[j] + 1)
+        n_y = max(n_y, a[j] + 1, b[j] + 1)
+        if not (np.isfinite(w[j]) and w[j] >= 0.0) or np.isnan(y[j]):
+            valid = False
+        positive = positive or w[j] > 0.0
+    if not (valid and positive):
+        return np.empty((0, d)), np.empty(0), np.empty(0), 0.0, False
+    slots = n_x * n_y * n_y
+    total = np.zeros(slots)
+    wins = np.zeros(slots)
+    first = np.full(slots, -1, dtype=np.int64)
+    diag = 0.0
+    for j in range(n_atoms):
+        if not w[j] > 0.0:
+            continue
+        if a[j] == b[j]:
+            diag += w[j]
+            continue
+        if a[j] > b[j]:
+            k = (x[j] * n_y + b[j]) * n_y + a[j]
+            wins[k] += (1.0 - y[j]) * w[j]
+        else:
+            k = (x[j] * n_y + a[j]) * n_y + b[j]
+            wins[k] += y[j] * w[j]
+        total[k] += w[j]
+        if first[k] < 0:
+            first[k] = j
+    rows = 0
+    for k in range(slots):
+        if first[k] >= 0:
+            rows += 1
+    out_dphi = np.empty((rows, d))
+    out_y = np.empty(rows)
+    out_w = np.empty(rows)
+    r = 0
+    for k in range(slots):
+        j = first[k]
+        if j < 0:
+            continue
+        sign = -1.0 if a[j] > b[j] else 1.0
+        for c in range(d):
+            out_dphi[r, c] = sign * dphi[j, c]
+        out_w[r] = total[k]
+        out_y[r] = wins[k] / total[k]
+        r += 1
+    return out_dphi, out_y, out_w, diag, True
 
 
 def is_separable(dphi: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from simlab.experiments import sweep
 from simlab.experiments.claims import calibrate, claim_cells
 from simlab.experiments.fingerprint import scenario_fingerprint
-from simlab.experiments.scenario import load_scenario
+from simlab.experiments.scenario import cell_key, load_scenario
 from simlab.experiments.store import Store
 
 SCENARIO = '''
@@ -96,3 +96,32 @@ def test_a_warm_up_runs_once_per_cache_and_again_when_a_source_is_touched(scenar
     st = src.stat()
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # numba would drop kernels of a touched file
     assert len(sweep.missing_warm_up(sc, fp, cells)) == 2
+
+
+def test_jobs_run_longest_first_by_their_stored_cell_times(scenarios, tmp_path):
+    """A job whose cells took longest in earlier runs (any fingerprint) starts first; a store without
+    history keeps the given order; the numbers do not depend on the order."""
+    (scenarios / "other.py").write_text(textwrap.dedent(SCENARIO).replace('name="sub"', 'name="other"'))
+    from simlab.experiments import scenario as mod
+    mod._LOADED.clear()
+    sub, other = load_scenario("sub"), load_scenario("other")
+
+    def starts(path):
+        st = Store(path)
+        try:
+            return [r[0] for r in st.conn.execute("SELECT scenario FROM runs ORDER BY run_id")], \
+                {(r["cell_key"], r["replicate"]): r["diff"] for r in st.rows("sub")}
+        finally:
+            st.close()
+
+    jobs = [sweep.SweepJob(sub), sweep.SweepJob(other)]
+    sweep.run_sweeps(jobs, 1, Store(tmp_path / "fresh.sqlite"), progress=False)
+    fresh_order, fresh_cells = starts(tmp_path / "fresh.sqlite")
+    assert fresh_order == ["sub", "other"]
+    st = Store(tmp_path / "past.sqlite")
+    for sc, secs in ((sub, 0.01), (other, 5.0)):  # an earlier run, under another fingerprint
+        st.add_cells(sc.name, "old-fp", 0, 1, [(cell_key(p), r, p, {"diff": 0.0}, secs) for p, r in sc.cells("quick")[:2]])
+    sweep.run_sweeps(jobs, 1, st, progress=False)
+    st.close()
+    past_order, past_cells = starts(tmp_path / "past.sqlite")
+    assert past_order == ["other", "sub"] and past_cells == fresh_cells

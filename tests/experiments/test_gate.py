@@ -346,3 +346,42 @@ def test_drift_compares_undefined_values_as_equal():
     assert status_of(row(1.0), entry, True) == "drift"
     assert status_of(row(float("nan")), dict(entry, measured=1.0), True) == "drift"
     assert status_of(row(1.05), dict(entry, measured=1.0), True) == "known finding"
+
+
+def test_batched_leases_and_commits_keep_the_per_cell_rules(tmp_path):
+    """lease_many: per cell 'leased', 'done' (finished) or 'busy' (another live owner), a dead owner's
+    lease taken over; add_cells: one transaction, all cells or none, leases released."""
+    path = tmp_path / "s.sqlite"
+    a, b = Store(path), Store(path)
+    b.owner = "elsewhere:1"  # a live owner on another host
+    assert b.lease_many("sc", "fp", 0, [("k", 0), ("k", 1)]) == ["leased", "leased"]
+    a.add_cell("sc", "fp", 0, "k", 2, {"n": 1}, {"err": 1.0}, 0.1, 1)
+    a.conn.execute("INSERT INTO leases VALUES ('sc', 'fp', 0, 'k', 3, ?, 0)",
+                   (f"{a.owner.rpartition(':')[0]}:999999999",))  # a dead process on this host
+    a.conn.commit()
+    assert a.lease_many("sc", "fp", 0, [("k", 0), ("k", 2), ("k", 3), ("k", 4)]) == ["busy", "done", "leased", "leased"]
+    with pytest.raises(Exception):  # a metric that JSON cannot hold fails before anything is written
+        a.add_cells("sc", "fp", 0, 1, [("k", 3, {"n": 1}, {"err": 1.0}, 0.1), ("k", 4, {"n": 1}, {"err": object()}, 0.1)])
+    assert not a.is_done("sc", "fp", 0, "k", 3)
+    a.add_cells("sc", "fp", 0, 1, [("k", 3, {"n": 1}, {"err": 1.0}, 0.1), ("k", 4, {"n": 1}, {"err": 2.0}, 0.1)])
+    assert a.done_keys("sc", "fp", 0) == {("k", 2), ("k", 3), ("k", 4)}
+    assert a.conn.execute("SELECT key, replicate, owner FROM leases ORDER BY replicate").fetchall() == [
+        ("k", 0, "elsewhere:1"), ("k", 1, "elsewhere:1")]
+    a.close()
+    b.close()
+
+
+def test_a_failed_batch_commit_rolls_back_and_keeps_no_lock(tmp_path, monkeypatch):
+    """A statement failing inside add_cells rolls the whole chunk back and releases the write lock."""
+    path = tmp_path / "s.sqlite"
+    a, other = Store(path), Store(path)
+    a.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON cells WHEN NEW.replicate = 1 "
+                   "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    a.conn.commit()
+    with pytest.raises(Exception, match="boom"):
+        a.add_cells("sc", "fp", 0, 1, [("k", 0, {}, {"e": 0.0}, 0.1), ("k", 1, {}, {"e": 0.0}, 0.1)])
+    assert a.done_keys("sc", "fp", 0) == set()
+    monkeypatch.setattr(other, "timeout", 0.5)
+    assert other.lease_many("sc", "fp", 0, [("k", 0)]) == ["leased"]  # the lock was released
+    a.close()
+    other.close()
