@@ -1,13 +1,23 @@
-"""Command line: ``simlab run | check | list | results | report``."""
+"""Command line: ``simlab run | check | list | results | report``.
+
+The command pins BLAS and numba to one thread in its own process before numpy loads, as pool workers
+are pinned: with one worker, cells run in this process, and a stored number must not depend on the
+worker count (OpenBLAS with several threads rounds some solves differently).
+"""
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
-from pathlib import Path
+import os
 
-from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402  (after the thread pinning above)
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario  # noqa: E402
 
 
 def _mode(args) -> str:

@@ -197,6 +197,19 @@ def warm_here(scenario: Scenario, fingerprint: str, todo, master: int) -> int:
 
 # ---------------------------------------------------------------- the local executor
 
+def threads_pinned() -> bool:
+    """Whether this process runs BLAS and numba on one thread, as pool workers do.
+
+    Returns
+    -------
+    bool
+        True when every variable of ``THREAD_VARS`` is ``"1"`` (the command line and the test suite
+        set them before numpy loads); otherwise a one-worker sweep runs its cells in a pinned
+        one-process pool, so that the worker count never changes a stored number.
+    """
+    return all(os.environ.get(var) == "1" for var in THREAD_VARS)
+
+
 def _pin_threads() -> None:
     for var in THREAD_VARS:
         os.environ[var] = "1"
@@ -294,7 +307,8 @@ class LocalExecutor:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.workers = workers
-        self.in_process = workers == 1
+        # one worker computes in this process only when its threads are pinned like a pool worker's
+        self.in_process = workers == 1 and threads_pinned()
         self._pool: ProcessPoolExecutor | None = None
         self._warm_pool: ProcessPoolExecutor | None = None
 

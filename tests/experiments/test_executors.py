@@ -125,3 +125,27 @@ def test_jobs_run_longest_first_by_their_stored_cell_times(scenarios, tmp_path):
     st.close()
     past_order, past_cells = starts(tmp_path / "past.sqlite")
     assert past_order == ["other", "sub"] and past_cells == fresh_cells
+
+
+def test_one_worker_computes_in_process_only_with_pinned_threads(monkeypatch):
+    """With one worker, cells run in this process only when its BLAS/numba threads are pinned like a
+    pool worker's; otherwise in a pinned one-process pool (an unpinned OpenBLAS stored different last
+    bits for constrained_gap and drorebel cells than two workers did)."""
+    for var in sweep.THREAD_VARS:
+        monkeypatch.setenv(var, "1")
+    assert sweep.LocalExecutor(1).in_process
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert not sweep.LocalExecutor(1).in_process
+
+
+def test_the_command_line_pins_threads_before_numpy_loads():
+    """simlab.cli sets the thread variables at its top; that is before numpy loads because importing
+    the simlab package itself loads no numpy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, simlab; before = 'numpy' in sys.modules; import simlab.cli, os; "
+            "print(before, os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="4", OMP_NUM_THREADS="4")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "1", "1"]
