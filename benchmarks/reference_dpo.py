@@ -44,7 +44,7 @@ def sgd_dpo_numpy(dphi, y, p0, theta_ref, beta, T, step, rng):
 
 def collapse_pairs_numpy(x, a, b, y, dphi, w):
     """Weighted label atoms onto unordered pairs with soft labels, by ``np.unique`` (the same rows, in
-    the same order, as simlab.objectives.dpo.dpo_soft_label_support); (dphi, ybar, W, const)."""
+    the same order, as simlab.solvers.dpo.soft_label_rows); (dphi, ybar, W, const)."""
     keep = w > 0
     x, a, b, y, wk, rows = x[keep], a[keep], b[keep], y[keep], w[keep], np.flatnonzero(keep)
     diag = a == b

@@ -333,7 +333,8 @@ CLAIMS = (
     Claim(id="constrained.duality_gap", kind="upper", metric="G2", x="nu_hat", predicted=1.0, tol=0.1,
           direction="zero", paper=PAPER, statement=STATEMENT_GAP,
           quantity=QUANTITY_GAP + f"; log-log slope of each positive gap on t <= {ASYMPTOTIC_T:g}",
-          evaluate=per_configuration(slope_check("G2", "upper", 1.0, 0.1, "G2 = V* - D*_p", also_g1=True))),
+          evaluate=per_configuration(slope_check("G2", "upper", 1.0, 0.1, "G2 = V* - D*_p", also_g1=True)),
+          notes="its tight partner is constrained.gap_shape [G2] (derived slope 2 on E6)"),
     Claim(id="constrained.duality_gap", kind="identity", metric="ratio_G1", predicted=1.0, tol=1.0,
           paper=PAPER, statement="Theorem 1 (constant stated): D*_p - V*_p <= C(lambda*_nu) nu.",
           quantity=("max of G1 / (C(lambda*_nu) nu-hat) <= 1 over the points where G1 > 1e-12 (gated there only; "
@@ -344,7 +345,8 @@ CLAIMS = (
           statement="Lemma 4: ||lambda*_p - lambda*|| = O(sqrt(nu)) (shape sqrt(2 C(lambda*_p) nu / mu_D) derived here).",
           quantity=(f"||lambda*_p - lambda*|| vs nu-hat on t <= {ASYMPTOTIC_T:g}; whole-grid slope and "
                     "Lemma 4 ratio reported"),
-          evaluate=per_configuration(evaluate_dual_distance)),
+          evaluate=per_configuration(evaluate_dual_distance),
+          notes="its tight partner is constrained.gap_shape [dual_distance] (derived slope 2 on E6)"),
     Claim(id="constrained.gap_shape", kind="tight", metric="G2", x="nu_hat", predicted=2.0, tol=SHAPE_TOL,
           label="G2", paper=PAPER, statement="V* - D*_p = beta KL_min = Theta(nu^2) on E6 (" + DERIVATION + ").",
           quantity=f"slope of G2 = V* - D*_p vs nu-hat on t <= {ASYMPTOTIC_T:g} (the papers' bound: >= 1)",

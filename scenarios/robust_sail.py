@@ -507,7 +507,9 @@ CLAIMS = (
                       "2^18, 2^20; full up to 2^22); equivalently P(T) grows at most like T^0.1 there"),
             notes=("boundedness of P(T) judged per instance on long horizons: on some E5 instances P(T) is "
                    "still rising below T ~ 2^18 (a pooled short-horizon slope mixes them); a step "
-                   "alpha = 2 T^-3/4 (too small) fails this check (tests/sail/test_scenario.py)"))
+                   "alpha = 2 T^-3/4 (too small) fails this check (tests/sail/test_scenario.py); no tight partner: "
+                   "the constant of P(T) depends on the instance and is not derived, and on kink instances P(T) "
+                   "has not settled by 2^20"))
       for k in STAT_INSTANCES),
     Claim(id="robust_sail.stationarity_rate", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
           cut=STAT_CUT, label="pooled", paper=PAPER, experiment="stationarity", where=_STAT, also=("env_grad",),
@@ -543,16 +545,18 @@ CLAIMS = (
                      "at a biased point and E||grad env||^2 stays above the exact-inner run."),
           quantity=("mean over seeds and the two instances at T = 2^16 of log(E||grad env||^2 [delta = rho = 0.1] "
                     "/ E||grad env||^2 [exact inner solve]), same seeds; the slope of each schedule is reported")),
-    *(Claim(id="robust_sail.deterministic_rate", kind="upper", metric="avg_env_grad2", x="T", predicted=-1.0,
+    *(Claim(id="robust_sail.deterministic_rate", kind=kind, metric="avg_env_grad2", x="T", predicted=-1.0,
             tol=0.1, cut=100, label=f"{oracle} oracle", paper=PAPER,
             experiment="deterministic", where={"oracle": oracle},
             statement=("With exact expectations the prox-linear method has (1/T) sum_t ||grad env(theta_t)||^2 "
-                       "= O(1/T)."),
+                       "= O(1/T)." if kind == "upper" else
+                       "The partial sum of ||grad env(theta_t)||^2 converges (the deterministic iterates settle), "
+                       "so the average decays exactly like 1/T: the bound's rate is attained."),
             quantity=(f"(1/T) sum_(t<T) ||grad env_0.1(theta_t)||^2, alpha = 1/(2 omega_hat), T in {{10, ..., 3000}}, "
                       f"fit on T >= 100, {oracle} oracle"),
             notes=("the partial sum still grows at small T (slower local slope); calibration over 30 masters "
                    "without the cut failed once at -0.89, so the fit uses the tail as in docs/theory/sail.md §5.6"))
-      for oracle in ("box", "confounder")),
+      for oracle in ("box", "confounder") for kind in ("upper", "tight")),
     Claim(id="robust_sail.inner_cost", kind="report", metric="inner_iterations", x=None,
           predicted=float("nan"), tol=0.0, paper=PAPER, experiment="inner_cost",
           evaluate=evaluate_inner_cost,

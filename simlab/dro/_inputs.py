@@ -138,13 +138,13 @@ def check_losses_probs(losses, probs) -> tuple[np.ndarray, np.ndarray, float, fl
 # mean (no 0 * inf): every power they take (up to the 8th, in the KL start) is then a normal float,
 # and so are products of tiny weights (1e-290) with powers of the spread (a band of 2^+-60 let
 # w (l - max l)^2 underflow and the KL iteration stop 4% short).  Otherwise they solve on
-# :func:`standardise_support_kernel`'s losses (one pass and a copy; ordinary losses never need it).
+# :func:`standardize_support_kernel`'s losses (one pass and a copy; ordinary losses never need it).
 SPREAD_MIN = 2.0 ** -20
 SPREAD_MAX = 2.0 ** 20
 
 
 @kernel
-def standardise_support_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
+def standardize_support_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
     """The support S = {p > 0} as standardised losses: (x, w, index, centre, k2, k) with
     x = (l_S 2^-k - centre) 2^-k2, w = p_S / sum p_S and l_S = (centre + x 2^k2) 2^k, where 2^k
     bounds max |l_S| and 2^k2 bounds max |l_S 2^-k - centre| (centre = their w-mean), so x has
@@ -152,7 +152,7 @@ def standardise_support_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
     Constant losses on S give x = 0, k2 = 0, centre = the common value 2^-k l_S.  This is how the
     duals meet losses of any finite magnitude and zero-probability atoms of any value: the worst
     cases are translation and scale equivariant (docs/theory/dro.md §2.5), so they are solved on x
-    and mapped back by :func:`unstandardise`."""
+    and mapped back by :func:`unstandardize`."""
     n = 0
     mass = 0.0
     amax = 0.0
@@ -196,8 +196,8 @@ def standardise_support_kernel(l: np.ndarray, p: np.ndarray) -> tuple:
 
 
 @kernel
-def unstandardise(v: float, centre: float, k2: int, k: int) -> float:
-    """The loss-scale value of a standardised one (:func:`standardise_support_kernel`):
+def unstandardize(v: float, centre: float, k2: int, k: int) -> float:
+    """The loss-scale value of a standardised one (:func:`standardize_support_kernel`):
     (centre + v 2^k2) 2^k."""
     return math.ldexp(centre + math.ldexp(v, k2), k)
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from simlab._jit import kernel
 from simlab.dro._inputs import (argmax_weights_kernel, check_law_pair, check_losses_probs, check_radius, key_to_float,
-                                ordered_key, standardise_support_kernel, support_stats_kernel, unstandardise,
+                                ordered_key, standardize_support_kernel, support_stats_kernel, unstandardize,
                                 well_scaled)
 from simlab.validation import check_choice
 
@@ -243,7 +243,7 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
     active set's), then the closed-form cases (radius 0, constant losses on the support, saturation
     (1 + 2 radius) P_max >= sum p), or the active-set passes and one pass writing q on the losses as
     given when they are well scaled, or else on the standardised support
-    (:func:`simlab.dro._inputs.standardise_support_kernel`; one more pass and a copy)."""
+    (:func:`simlab.dro._inputs.standardize_support_kernel`; one more pass and a copy)."""
     mass, pmax, var, count, lmin, offset = _chi2_support_moments_kernel(l, p, lmax, mean)
     if radius == 0.0 or lmin == lmax:
         for j in range(l.size):
@@ -257,7 +257,7 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
     if well_scaled(max(lmax - mean, mean - lmin)) and np.isfinite(var):
         value, zeta, it = _chi2_solve_kernel(l, p, lmax, mean, offset, lmin, mass, var, count, radius, q)
         return min(max(value, mean), lmax), zeta, it  # mean <= value <= max l also under round-off
-    x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
+    x, w, idx, centre, k2, k = standardize_support_kernel(l, p)
     xmax, xmean = support_stats_kernel(x, w)
     mass_x, _, var_x, count_x, xmin, offset_x = _chi2_support_moments_kernel(x, w, xmax, xmean)
     qx = np.empty(x.size)
@@ -266,8 +266,8 @@ def _chi2_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: floa
     q[:] = 0.0
     for i in range(idx.size):
         q[idx[i]] = qx[i]
-    value = min(max(unstandardise(value_x, centre, k2, k), mean), lmax)
-    return value, unstandardise(zeta_x, centre, k2, k), it
+    value = min(max(unstandardize(value_x, centre, k2, k), mean), lmax)
+    return value, unstandardize(zeta_x, centre, k2, k), it
 
 
 @kernel

@@ -19,7 +19,7 @@ Input domain (README "Input domain of the DRO duals"): probabilities summing to 
 normalised (the sums carry 1 / sum p: log Z - log sum p, P_max / sum p); losses of any finite magnitude
 are solved as given when well scaled (the support's deviations from the mean within
 [SPREAD_MIN, SPREAD_MAX] = [2^-20, 2^20], no atom farther than SPREAD_MAX), otherwise on the
-standardised support (:func:`simlab.dro._inputs.standardise_support_kernel`; the worst case is
+standardised support (:func:`simlab.dro._inputs.standardize_support_kernel`; the worst case is
 translation and scale equivariant, docs/theory/dro.md §2.5).  Constant losses on the support are
 detected exactly (min l == max l over p > 0).
 
@@ -39,7 +39,7 @@ from numba import njit
 from simlab._jit import kernel
 from simlab.dro._inputs import (SPREAD_MAX, SPREAD_MIN, argmax_weights_kernel, check_law_pair, check_losses_probs,
                                 check_radius, check_tau, int64_bits_as_float64, key_to_float, ordered_key,
-                                standardise_support_kernel, support_stats_kernel, unstandardise, well_scaled)
+                                standardize_support_kernel, support_stats_kernel, unstandardize, well_scaled)
 # a dual step below this relative size is round-off: at the root the computed residual
 # K(alpha) - radius scatters by a few 1e-15 over 1e5 atoms, i.e. steps of ~1e-14 relative.
 ALPHA_STEP_RTOL = 1e-13
@@ -492,7 +492,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
     public call takes them in its input-checking pass): one moments pass, then the closed-form cases
     (radius 0, constant losses on the support, saturation radius >= log(sum p / P_max)), or the dual
     solve on the losses as given when they are well scaled, or else on the standardised support
-    (:func:`simlab.dro._inputs.standardise_support_kernel`; one more pass and a copy)."""
+    (:func:`simlab.dro._inputs.standardize_support_kernel`; one more pass and a copy)."""
     pmax, mass, lmin, far, mu = _kl_support_moments_kernel(l, p, lmax, mean)
     if radius == 0.0 or lmin == lmax:
         for j in range(l.size):
@@ -504,7 +504,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
     if _kl_well_scaled(lmax, lmin, mean, far):
         value, tau, it = _kl_solve_kernel(l, p, lmax, mean, lmin, mass, mu, radius, q)
         return min(max(value, mean), lmax), tau, it  # mean <= value <= max l also under round-off
-    x, w, idx, centre, k2, k = standardise_support_kernel(l, p)
+    x, w, idx, centre, k2, k = standardize_support_kernel(l, p)
     xmax, xmean = support_stats_kernel(x, w)
     _, mass_x, xmin, _, mu_x = _kl_support_moments_kernel(x, w, xmax, xmean)
     qx = np.empty(x.size)
@@ -512,7 +512,7 @@ def _kl_worst_case_given_stats_kernel(l: np.ndarray, p: np.ndarray, lmax: float,
     q[:] = 0.0
     for i in range(idx.size):
         q[idx[i]] = qx[i]
-    value = min(max(unstandardise(value_x, centre, k2, k), mean), lmax)
+    value = min(max(unstandardize(value_x, centre, k2, k), mean), lmax)
     return value, math.ldexp(tau_x, k + k2), it
 
 
@@ -547,7 +547,7 @@ def _kl_solve_kernel(l: np.ndarray, p: np.ndarray, lmax: float, mean: float, lmi
 def _temperature_problem(l: np.ndarray, p: np.ndarray, lmax: float, tau: float) -> tuple:
     """The fixed-temperature problem on the support only: (x, w, max x, tau_x, back, index) with
     (x, w) = (l, p) on p > 0 when the support's spread max l - min l lies in [SPREAD_MIN, SPREAD_MAX],
-    else the standardised support (:func:`simlab.dro._inputs.standardise_support_kernel`) with the
+    else the standardised support (:func:`simlab.dro._inputs.standardize_support_kernel`) with the
     temperature in the same units, tau_x = tau 2^-(k + k2); ``back`` maps a value of x's problem to
     the losses' units (the penalised value and q are equivariant under l -> a + b l, tau -> b tau)."""
     support = p > 0
@@ -556,8 +556,8 @@ def _temperature_problem(l: np.ndarray, p: np.ndarray, lmax: float, tau: float) 
     spread = lmax - lmin
     if SPREAD_MIN <= spread <= SPREAD_MAX:
         return l[index], p[index], lmax, tau, (lambda v: v), index
-    x, w, index, centre, k2, k = standardise_support_kernel(l, p)
-    return x, w, float(np.max(x)), math.ldexp(tau, -(k + k2)), (lambda v: unstandardise(v, centre, k2, k)), index
+    x, w, index, centre, k2, k = standardize_support_kernel(l, p)
+    return x, w, float(np.max(x)), math.ldexp(tau, -(k + k2)), (lambda v: unstandardize(v, centre, k2, k)), index
 
 
 def _small_tilt_series(x: np.ndarray, w: np.ndarray, xmax: float, alpha: float):

@@ -236,9 +236,14 @@ def _dpo_newton_kernel(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref
 
 
 def soft_label_rows(atoms: PairAtoms, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """The weighted label atoms collapsed onto unordered pairs with soft labels, in one pass (numba):
-    the rows of :func:`simlab.objectives.dpo.dpo_soft_label_support` (same rows, same order, same
-    values up to round-off), without its sort (docs/theory/dpo.md §3.1).
+    """The weighted label atoms collapsed onto unordered pairs with soft labels, in one pass (numba).
+
+    Atoms (x, a, b, y) and (x, b, a, 1 - y) have the same loss, softplus(-h) + h = softplus(h), and both
+    labels of a pair share dphi; so sum_j w_j l_j = sum_k W_k (softplus(h_k) - Ybar_k h_k) + c over
+    unordered pairs k = (x, {a < b}) with total weight W_k > 0, soft label Ybar_k (the weight on 'a beats
+    b' in canonical orientation divided by W_k) and c = (weight of the a = b atoms) * log 2: an exact
+    rewrite with 4x to 5x fewer rows (docs/theory/dpo.md §3.1). Rows come in the order of the sorted pair
+    ids, as a ``np.unique`` rewrite would give them (the NumPy reference in the benchmarks), without the sort.
 
     Parameters
     ----------

@@ -131,14 +131,14 @@ def test_sgd_converges_and_is_reproducible():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_soft_label_support_is_an_exact_rewrite(seed):
-    from simlab.objectives.dpo import dpo_soft_label_support
+def test_soft_label_rows_are_an_exact_rewrite(seed):
+    from simlab.solvers.dpo import soft_label_rows
 
     env = make_env(preset("E1", theta_ref_norm=0.3), seed)
     atoms = env.atoms("offline")
     w = multinomial_counts(atoms.p0, 500 * (seed + 1), np.random.default_rng(seed)) / (500 * (seed + 1))
     theta = np.random.default_rng(seed + 10).standard_normal(8)
-    dphi, ybar, W, const = dpo_soft_label_support(atoms, w)
+    dphi, ybar, W, const = soft_label_rows(atoms, w)[:4]
     full = dpo_value_grad_hess(theta, env.theta_ref, env.beta, atoms.dphi, atoms.y, w)
     comp = dpo_value_grad_hess(theta, env.theta_ref, env.beta, dphi, ybar, W)
     assert abs(full[0] - comp[0] - const) < 1e-13

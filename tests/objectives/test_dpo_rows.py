@@ -1,12 +1,14 @@
 """The one-pass numba collapse of label atoms onto soft-label pairs and the exact DPO fit built on it:
-the same rows as the np.unique rewrite, the same argument checks, the same minimiser."""
+the same rows as the np.unique rewrite of the NumPy reference (benchmarks/reference_dpo.py), the same
+argument checks, the same minimiser."""
 import numpy as np
 import pytest
 from scipy.optimize import minimize
 
 from simlab.env import make_env, preset
 from simlab.env.sampling import multinomial_counts
-from simlab.objectives.dpo import dpo_soft_label_support, dpo_value_grad_hess
+from benchmarks.reference_dpo import collapse_pairs_numpy
+from simlab.objectives.dpo import dpo_value_grad_hess
 from simlab.solvers.dpo import fit_dpo_exact, soft_label_rows
 
 
@@ -17,7 +19,8 @@ def test_rows_equal_the_sorting_rewrite_and_the_fit_the_numpy_newton(seed):
     n = 300 * (seed + 1)
     w = multinomial_counts(atoms.p0, n, np.random.default_rng(seed)) / n
     w[: 3 * seed] = 0.0
-    got, want = soft_label_rows(atoms, w), dpo_soft_label_support(atoms, w)
+    got = soft_label_rows(atoms, w)
+    want = collapse_pairs_numpy(atoms.x, atoms.a, atoms.b, atoms.y, atoms.dphi, w)
     for g, e in zip(got[:3], want[:3]):
         assert g.shape == e.shape
         np.testing.assert_allclose(g, e, rtol=1e-15, atol=1e-17)
