@@ -45,9 +45,11 @@ def scenarios(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "sub.py").write_text(textwrap.dedent(SCENARIO))
     monkeypatch.setenv("SIMLAB_SCENARIOS", str(folder))
+    from simlab._jit import source_fingerprint
+
     cache = tmp_path / "numba"
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))          # for the warm-up processes
-    monkeypatch.setattr(numba.config, "CACHE_DIR", str(cache))  # for this one
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))  # for the warm-up processes, which key it by fingerprint
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(cache / "simlab-numba" / source_fingerprint()))  # this one
     from simlab.experiments import scenario as mod
     mod._LOADED.clear()
     yield folder
