@@ -41,18 +41,67 @@ def _log_normalize(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def optimal_log_policy(env: GapEnv, lam) -> np.ndarray:
-    """log pi*(a|x; lambda) = log pi_ref + r_lambda/beta - log Z(x; lambda), shape (n_x, n_y)."""
+    """log pi*(a|x; lambda) = log pi_ref + r_lambda/beta - log Z(x; lambda), shape (n_x, n_y).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    lam : float or array_like of float, shape (m,)
+        Lagrange multipliers lambda >= 0 (``ValueError`` otherwise, via ``env.check_multipliers``).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_x, n_y)
+        log pi*(a|x; lambda), the Gibbs maximiser of the Lagrangian over all policies
+        (docs/theory/constrained.md §6.1), normalised per context by a stable log-sum-exp.
+    """
     return _log_normalize(env.log_ref + env.lagrangian_reward(lam) / env.beta)[0]
 
 
 def dual_value(env: GapEnv, lam) -> float:
-    """D(lambda) = beta E_x log E_{pi_ref} e^{r_lambda/beta}   (docs/theory/constrained.md §6.1)."""
+    """D(lambda) = beta E_x log E_{pi_ref} e^{r_lambda/beta}   (docs/theory/constrained.md §6.1).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    lam : float or array_like of float, shape (m,)
+        Lagrange multipliers lambda >= 0 (``ValueError`` otherwise, via ``env.check_multipliers``).
+
+    Returns
+    -------
+    float
+        D(lambda) = max_pi L(pi, lambda) = beta sum_x p_x log Z(x; lambda), Z = E_{pi_ref} e^{r_lambda/beta}.
+    """
     _, lse = _log_normalize(env.log_ref + env.lagrangian_reward(lam) / env.beta)
     return float(env.beta * (env.p_x @ lse))
 
 
 def dual_value_grad_hess(env: GapEnv, lam) -> tuple[float, np.ndarray, np.ndarray]:
-    """(D, grad D = E_x E_{pi*(lambda)} c, hess D = beta^-1 E_x Cov_{pi*(lambda)}(c))."""
+    """(D, grad D = E_x E_{pi*(lambda)} c, hess D = beta^-1 E_x Cov_{pi*(lambda)}(c)).
+
+    Derived in docs/theory/constrained.md §6.1 by differentiating the log-partition function.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    lam : float or array_like of float, shape (m,)
+        Lagrange multipliers lambda >= 0 (``ValueError`` otherwise, via ``env.check_multipliers``).
+
+    Returns
+    -------
+    value : float
+        D(lambda) (:func:`dual_value`).
+    grad : ndarray of float64, shape (m,)
+        grad D = E_x E_{pi*(lambda)} c.
+    hess : ndarray of float64, shape (m, m)
+        hess D = beta^-1 E_x Cov_{pi*(.|x; lambda)}(c), positive semi-definite.
+    """
     logp, lse = _log_normalize(env.log_ref + env.lagrangian_reward(lam) / env.beta)
     pi = np.exp(logp)
     mean_c = np.einsum("xa,xai->xi", pi, env.constraint)
@@ -62,34 +111,125 @@ def dual_value_grad_hess(env: GapEnv, lam) -> tuple[float, np.ndarray, np.ndarra
 
 
 def dual_smoothness_bound(env: GapEnv) -> float:
-    """L_D <= (1/(4 beta)) sum_i range_i^2   (docs/theory/constrained.md §6.1, derived here)."""
+    """L_D <= (1/(4 beta)) sum_i range_i^2   (docs/theory/constrained.md §6.1, derived here).
+
+    A variable with range R_i has variance <= R_i^2/4, so ||hess D|| <= tr hess D <= sum_i R_i^2/(4 beta).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+
+    Returns
+    -------
+    float
+        L_D = sum_i range_i^2 / (4 beta) with range_i = max_{x,a,a'} |g_i(x,a) - g_i(x,a')|
+        (``env.utility_ranges``): a smoothness constant of D.
+    """
     return float(np.sum(env.utility_ranges ** 2) / (4.0 * env.beta))
 
 
 def constraint_value(env: GapEnv, log_pi: np.ndarray) -> np.ndarray:
-    """E_x E_pi c, shape (m,) (>= 0 componentwise iff pi is feasible)."""
+    """E_x E_pi c, shape (m,) (>= 0 componentwise iff pi is feasible).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    log_pi : ndarray of float64, shape (n_x, n_y)
+        A table of log-probabilities log pi(a|x), each row normalised.
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+        sum_x p_x sum_a pi(a|x) c_i(x, a) for each constraint i (docs/theory/constrained.md §6.1).
+    """
     return env.p_x @ np.einsum("xa,xai->xi", np.exp(log_pi), env.constraint)
 
 
 def kl_per_context(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
-    """KL(p(.|x) || q(.|x)) for each x, shape (n_x,)."""
+    """KL(p(.|x) || q(.|x)) for each x, shape (n_x,).
+
+    Parameters
+    ----------
+    log_p : ndarray of float64, shape (n_x, n_y)
+        log p(a|x), rows normalised.
+    log_q : ndarray of float64, shape (n_x, n_y)
+        log q(a|x), rows normalised (finite wherever p > 0).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_x,)
+        sum_a p(a|x) (log p(a|x) - log q(a|x)).
+    """
     return np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
 
 
 def regularized_reward(env: GapEnv, log_pi: np.ndarray) -> float:
-    """J_beta(pi) = E_x[E_pi r - beta KL(pi || pi_ref)]."""
+    """J_beta(pi) = E_x[E_pi r - beta KL(pi || pi_ref)].
+
+    The objective of the constrained problem and of R-OPT (docs/theory/constrained.md §6.3, metrics).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    log_pi : ndarray of float64, shape (n_x, n_y)
+        A table of log-probabilities log pi(a|x), each row normalised.
+
+    Returns
+    -------
+    float
+        J_beta(pi) = sum_x p_x [sum_a pi(a|x) r(x, a) - beta KL(pi(.|x) || pi_ref(.|x))].
+    """
     per_x = np.sum(np.exp(log_pi) * env.reward, axis=1) - env.beta * kl_per_context(log_pi, env.log_ref)
     return float(env.p_x @ per_x)
 
 
 def lagrangian(env: GapEnv, log_pi: np.ndarray, lam) -> float:
-    """L(pi, lambda) = E_x[E_pi r_lambda - beta KL(pi || pi_ref)] for any table of log-probabilities."""
+    """L(pi, lambda) = E_x[E_pi r_lambda - beta KL(pi || pi_ref)] for any table of log-probabilities.
+
+    Equal to D(lambda) - beta E_x KL(pi || pi*(lambda)) (the identity of docs/theory/constrained.md §6.1).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    log_pi : ndarray of float64, shape (n_x, n_y)
+        A table of log-probabilities log pi(a|x), each row normalised.
+    lam : float or array_like of float, shape (m,)
+        Lagrange multipliers lambda >= 0 (``ValueError`` otherwise, via ``env.check_multipliers``).
+
+    Returns
+    -------
+    float
+        L(pi, lambda) = J_beta(pi) + lambda^T E_x E_pi c (:func:`regularized_reward`,
+        :func:`constraint_value`).
+    """
     return regularized_reward(env, log_pi) + float(constraint_value(env, log_pi) @ env.check_multipliers(lam))
 
 
 def signed_violation(env: GapEnv, log_pi: np.ndarray) -> float:
     """max_i -E_x E_pi c_i: positive iff pi violates some constraint (by that much), <= 0 iff pi is feasible
-    (then minus its smallest slack)."""
+    (then minus its smallest slack).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    log_pi : ndarray of float64, shape (n_x, n_y)
+        A table of log-probabilities log pi(a|x), each row normalised.
+
+    Returns
+    -------
+    float
+        -min_i E_x E_pi c_i (:func:`constraint_value`).
+    """
     return float(-constraint_value(env, log_pi).min())
 
 
@@ -97,7 +237,25 @@ def optimality_gaps(env: GapEnv, log_pi: np.ndarray, log_pi_star: np.ndarray) ->
     """R-OPT = |J_beta(pi*) - J_beta(pi)| and U-OPT = ||E_x[E_{pi*} c - E_pi c]|| in l2 and l_inf
     (docs/theory/constrained.md §6.3 metrics; the U-OPT norm is not confirmed, so both are reported), the
     signed R-OPT J_beta(pi*) - J_beta(pi) (negative when pi earns more regularized reward than pi*, which a
-    feasible pi cannot) and the signed violation of pi (:func:`signed_violation`)."""
+    feasible pi cannot) and the signed violation of pi (:func:`signed_violation`).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    log_pi : ndarray of float64, shape (n_x, n_y)
+        A table of log-probabilities log pi(a|x), each row normalised.
+    log_pi_star : ndarray of float64, shape (n_x, n_y)
+        The reference optimum log pi*(a|x) the gaps are measured against.
+
+    Returns
+    -------
+    dict of str to float
+        ``r_opt`` = abs(J_beta(pi*) - J_beta(pi)), ``r_opt_signed`` = J_beta(pi*) - J_beta(pi),
+        ``u_opt_l2`` and ``u_opt_linf`` = the l2 and l_inf norms of E_x[E_{pi*} c - E_pi c], and
+        ``violation`` = :func:`signed_violation` of pi.
+    """
     du = constraint_value(env, log_pi_star) - constraint_value(env, log_pi)
     r_signed = regularized_reward(env, log_pi_star) - regularized_reward(env, log_pi)
     return {"r_opt": abs(r_signed), "r_opt_signed": float(r_signed),
@@ -111,7 +269,35 @@ def optimality_gaps(env: GapEnv, log_pi: np.ndarray, log_pi_star: np.ndarray) ->
 def lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, want_hess):
     """L(theta, lambda) = E_x E_theta[h], h = r_lambda - beta (log pi_theta - log pi_ref), filling grad and
     (if want_hess) hess in place; see the module docstring (h there differs from this one by a constant
-    per context, which the centred gradient and Hessian do not see)."""
+    per context, which the centred gradient and Hessian do not see).
+
+    Parameters
+    ----------
+    theta : ndarray of float64, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : ndarray of float64, shape (n_x, n_y, d)
+        Policy features.
+    p_x : ndarray of float64, shape (n_x,)
+        Context law.
+    r_lam : ndarray of float64, shape (n_x, n_y)
+        Lagrangian reward r_lambda = r + lambda^T c (C-contiguous).
+    theta_ref : ndarray of float64, shape (d,)
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    grad : ndarray of float64, shape (d,)
+        Output: overwritten with grad_theta L = E_x Cov_theta(phi, h).
+    hess : ndarray of float64, shape (d, d)
+        Output: overwritten with hess_theta L = E_x E_theta[s s^T (h - hbar - beta)],
+        s = phi - E_theta phi (zeros when ``want_hess`` is false).
+    want_hess : bool
+        Whether to accumulate the Hessian (O(n_x n_y d^2)).
+
+    Returns
+    -------
+    float
+        L(theta, lambda) = sum_x p_x E_theta[h] (docs/theory/constrained.md §6.1).
+    """
     n_x, n_y, d = phi.shape
     value = 0.0
     grad[:] = 0.0
@@ -153,7 +339,33 @@ def lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess,
 
 
 def lagrangian_theta(env: GapEnv, theta, lam, hessian: bool = True):
-    """(L(pi_theta, lambda), grad_theta L, hess_theta L) (the Hessian is None unless ``hessian``)."""
+    """(L(pi_theta, lambda), grad_theta L, hess_theta L) (the Hessian is None unless ``hessian``).
+
+    The gradient is E_x Cov_theta(phi, r_lambda - beta (theta - theta_ref)^T phi) (docs/theory/constrained.md
+    §6.1); computed by :func:`lagrangian_theta_kernel`.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta on ``env.phi``.
+    lam : float or array_like of float, shape (m,)
+        Lagrange multipliers lambda >= 0 (``ValueError`` otherwise, via ``env.check_multipliers``).
+    hessian : bool, default True
+        Whether to compute the Hessian.
+
+    Returns
+    -------
+    value : float
+        L(pi_theta, lambda) = E_x[E_theta r_lambda - beta KL(pi_theta || pi_ref)].
+    grad : ndarray of float64, shape (d,)
+        grad_theta L.
+    hess : ndarray of float64, shape (d, d), or None
+        hess_theta L = E_x[E_theta s s^T (h - hbar)] - beta E_x Cov_theta(phi) (module docstring), None
+        unless ``hessian``.
+    """
     theta = check_array("theta", theta, ndim=1, shape=(env.d,))
     r_lam = np.ascontiguousarray(env.lagrangian_reward(lam))
     grad = np.empty(env.d)
@@ -163,7 +375,24 @@ def lagrangian_theta(env: GapEnv, theta, lam, hessian: bool = True):
 
 
 def constraint_theta(env: GapEnv, theta) -> tuple[np.ndarray, np.ndarray]:
-    """(C(theta) = E_x E_theta c, shape (m,); Jacobian dC/dtheta = E_x Cov_theta(c, phi), shape (m, d))."""
+    """(C(theta) = E_x E_theta c, shape (m,); Jacobian dC/dtheta = E_x Cov_theta(c, phi), shape (m, d)).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta on ``env.phi``.
+
+    Returns
+    -------
+    C : ndarray of float64, shape (m,)
+        C(theta) = E_x E_theta c, a subgradient of D_p at lambda when theta maximises L(., lambda)
+        (Danskin, docs/theory/constrained.md §6.1).
+    jac : ndarray of float64, shape (m, d)
+        dC/dtheta = E_x Cov_theta(c, phi) (J in the curvature of D_p, docs/theory/constrained.md §6.3).
+    """
     theta = check_array("theta", theta, ndim=1, shape=(env.d,))
     lp = log_policy(theta, env.phi)
     pi = np.exp(lp)
@@ -175,7 +404,23 @@ def constraint_theta(env: GapEnv, theta) -> tuple[np.ndarray, np.ndarray]:
 
 
 def duality_constant(env: GapEnv, lam) -> float:
-    """C(lambda) = M + beta + M ||lambda||_1   (docs/theory/constrained.md §6.3)."""
+    """C(lambda) = M + beta + M ||lambda||_1   (docs/theory/constrained.md §6.3).
+
+    The constant of the duality-gap bounds (Theorems 1-2, Lemmas 3-5): gap <= C(lambda) nu.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (E6): reference log-policy ``log_ref`` (n_x, n_y), reward
+        (n_x, n_y), constraint functions c (n_x, n_y, m), context law p_x (n_x,), temperature beta.
+    lam : float or array_like of float, shape (m,)
+        Lagrange multipliers lambda >= 0 (``ValueError`` otherwise, via ``env.check_multipliers``).
+
+    Returns
+    -------
+    float
+        C(lambda) = M + beta + M ||lambda||_1 with M = ``env.bound_M`` (docs/theory/constrained.md §6.2, A3).
+    """
     lam = env.check_multipliers(lam)
     return env.bound_M + env.beta + env.bound_M * float(np.sum(lam))
 

@@ -28,7 +28,25 @@ def _inputs(dphi, y, p):
 def chi2_dpo_collapse_radius(dphi, y, p, beta: float = 1.0) -> float:
     """eps_bar = 1/2 m^T S^-1 m, m = E_p c, S = Cov_p c, c_j = beta (1/2 - y_j) dphi_j (module doc).
 
-    Exact for chi^2-DPO while the worst case at theta_ref is unclipped; scale-free in beta."""
+    Exact for chi^2-DPO while the worst case at theta_ref is unclipped; scale-free in beta.
+
+    Parameters
+    ----------
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    y : array_like of float, shape (A,)
+        Labels of the atoms (binary for the exact threshold statements).
+    p : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum); normalised to the law p / sum p.
+    beta : float, default 1.0
+        KL temperature (> 0); m and S scale as beta and beta^2, so the radius does not depend on it.
+
+    Returns
+    -------
+    float
+        eps_bar = 1/2 m^T S^-1 m: theta_ref is the chi^2-DPO minimiser iff the radius eps >= eps_bar
+        (derivation in the module docstring, from the first-order expansion of docs/theory/dpo.md §3.2).
+    """
     dphi, y, p = _inputs(dphi, y, p)
     beta = check_float("beta", beta, 0.0, low_open=True)
     c = (beta * (0.5 - y))[:, None] * dphi
@@ -39,7 +57,24 @@ def chi2_dpo_collapse_radius(dphi, y, p, beta: float = 1.0) -> float:
 
 def wdpo_reference_threshold(dphi, y, p) -> float:
     """rho_bar = 2 ||E_p[(y - 1/2) dphi]||: theta_ref is the WDPO (surrogate or exact W2) minimiser iff the
-    radius rho0 >= rho_bar (binary labels)."""
+    radius rho0 >= rho_bar (binary labels).
+
+    Parameters
+    ----------
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    y : array_like of float, shape (A,)
+        Labels of the atoms (binary for the exact threshold statements).
+    p : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum); normalised to the law p / sum p.
+
+    Returns
+    -------
+    float
+        rho_bar = 2 ||E_p[(y - 1/2) dphi]||, the stationarity condition of theta_ref for the WDPO
+        surrogate derived in docs/theory/dpo.md §3.2 (the subdifferential of the penalty at theta_ref is
+        the ball of radius rho0 beta / 2).
+    """
     dphi, y, p = _inputs(dphi, y, p)
     return float(2.0 * np.linalg.norm(p @ ((y - 0.5)[:, None] * dphi)))
 

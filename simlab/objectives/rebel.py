@@ -87,7 +87,26 @@ def _rebel_vgh_kernel(u: np.ndarray, eta: float, dphi: np.ndarray, dr: np.ndarra
 
 
 def rebel_residuals(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
-    """Per-atom residuals e_j = (theta - theta_anc)^T dphi_j / eta - dr_j (docs/theory/rebel.md §4.1)."""
+    """Per-atom residuals e_j = (theta - theta_anc)^T dphi_j / eta - dr_j (docs/theory/rebel.md §4.1).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+
+    Returns
+    -------
+    ndarray of float64, shape (A,)
+        The residuals e_j.
+    """
     theta, theta_anc, eta, dphi, dr, _ = _validated(theta, theta_anc, eta, dphi, dr)
     out = np.empty(dphi.shape[0])
     _residuals_kernel((theta - theta_anc) / eta, dphi, dr, out)
@@ -95,12 +114,56 @@ def rebel_residuals(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
 
 
 def rebel_losses(theta, theta_anc, eta, dphi, dr) -> np.ndarray:
-    """Per-atom REBEL losses l_j = e_j^2."""
+    """Per-atom REBEL losses l_j = e_j^2.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+
+    Returns
+    -------
+    ndarray of float64, shape (A,)
+        l_j = e_j^2 with e_j of :func:`rebel_residuals` (docs/theory/rebel.md §4.1).
+    """
     return rebel_residuals(theta, theta_anc, eta, dphi, dr) ** 2
 
 
 def rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w):
-    """(sum w e^2, (2/eta) sum w e dphi, (2/eta^2) sum w dphi dphi^T) (docs/theory/rebel.md §4.1)."""
+    """(sum w e^2, (2/eta) sum w e dphi, (2/eta^2) sum w dphi dphi^T) (docs/theory/rebel.md §4.1).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0; p0 for the population, N/n for a sample).
+
+    Returns
+    -------
+    value : float
+        sum_j w_j e_j^2.
+    grad : ndarray of float64, shape (d,)
+        (2/eta) sum_j w_j e_j dphi_j.
+    hess : ndarray of float64, shape (d, d)
+        (2/eta^2) sum_j w_j dphi_j dphi_j^T (constant in theta).
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     d = dphi.shape[1]
     grad = np.empty(d)
@@ -113,6 +176,25 @@ def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
     """REBEL closed form (docs/theory/rebel.md §4.1): theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr~.
 
     Noiseless and realizable with a full-rank design this is theta_anc + eta w* exactly.
+
+    Parameters
+    ----------
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor.
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0; p0 for the population, N/n for a sample).
+
+    Returns
+    -------
+    ndarray of float64, shape (d,)
+        The minimiser of sum_j w_j e_j^2 (the minimum-norm one in u, by the pseudo-inverse, when the
+        weighted design is rank deficient).
     """
     _, theta_anc, eta, dphi, dr, w = _validated(np.zeros(np.shape(dphi)[1]), theta_anc, eta, dphi, dr, w)
     gram = (dphi * w[:, None]).T @ dphi
@@ -121,7 +203,22 @@ def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
 
 def rebel_fixed_point(theta_anc, eta, w_star) -> np.ndarray:
     """theta_anc + eta w*: the population REBEL minimiser for a realizable reward (docs/theory/rebel.md §4.1); with
-    anchor = ref it is the KL-regularised optimum at coefficient 1/eta (docs/theory/rebel.md §4.1, identity 4)."""
+    anchor = ref it is the KL-regularised optimum at coefficient 1/eta (docs/theory/rebel.md §4.1, identity 4).
+
+    Parameters
+    ----------
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor.
+    eta : float
+        Step size.
+    w_star : array_like of float, shape (d,)
+        Reward parameter w* of the realizable reward r = w*^T phi.
+
+    Returns
+    -------
+    ndarray of float64, shape (d,)
+        theta_anc + eta w*.
+    """
     return np.asarray(theta_anc, dtype=np.float64) + eta * np.asarray(w_star, dtype=np.float64)
 
 
@@ -134,6 +231,32 @@ def w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius):
     same minimiser. Gradient: sum w e dphi / (eta rms) + radius v/(eta ||v||), v = theta - theta_anc;
     Hessian: (sum w dphi dphi^T / eta^2 - g_r g_r^T)/rms + radius (I - v v^T/||v||^2)/(eta ||v||).
     Not differentiable at v = 0 (the norm term) or at rms = 0; the smooth parts are returned there.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0; p0 for the population, N/n for a sample).
+    radius : float
+        Wasserstein radius eps (>= 0).
+
+    Returns
+    -------
+    value : float
+        rms_w(e) + radius ||theta - theta_anc|| / eta, rms_w(e) = sqrt(sum_j w_j e_j^2 / sum_j w_j).
+    grad : ndarray of float64, shape (d,)
+        Its gradient in theta (above).
+    hess : ndarray of float64, shape (d, d)
+        Its Hessian in theta (above).
     """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     radius = check_float("radius", radius, 0.0)
@@ -160,7 +283,22 @@ def w2_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, radius):
 
 def w2_rebel_threshold(dphi, dr, w) -> float:
     """||E_w[dr dphi]|| / rms_w(dr): theta_anc is the exact W2-REBEL minimiser iff radius >= this
-    (docs/theory/rebel.md §4.3; the subgradient condition at u = 0)."""
+    (docs/theory/rebel.md §4.3; the subgradient condition at u = 0).
+
+    Parameters
+    ----------
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum).
+
+    Returns
+    -------
+    float
+        ||sum_j w_j dr_j dphi_j|| / sum_j w_j / rms_w(dr), rms_w(dr) = sqrt(sum_j w_j dr_j^2 / sum_j w_j).
+    """
     dphi = check_array("dphi", dphi, ndim=2)
     dr = check_array("dr", dr, shape=(dphi.shape[0],))
     w = check_weights("w", w, dphi.shape[0])
@@ -172,7 +310,34 @@ def w2_rebel_threshold(dphi, dr, w) -> float:
 def w2_rebel_surrogate_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, rho0):
     """The code's gradient-norm surrogate F_W = E e^2 + 2 rho0 ||u|| rms(e) (docs/theory/rebel.md §4.3, switch
     ``w.objective``) with gradient and Hessian in theta: the toolbox's margin surrogate in g = u,
-    chained through u = (theta - theta_anc)/eta. Not differentiable at u = 0."""
+    chained through u = (theta - theta_anc)/eta. Not differentiable at u = 0.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0; p0 for the population, N/n for a sample).
+    rho0 : float
+        Surrogate radius (>= 0).
+
+    Returns
+    -------
+    value : float
+        (sum_j w_j) F_W with F_W = E e^2 + 2 rho0 ||u|| rms(e) under the law w / sum w.
+    grad : ndarray of float64, shape (d,)
+        Its gradient in theta (1/eta times the gradient in u).
+    hess : ndarray of float64, shape (d, d)
+        Its Hessian in theta (1/eta^2 times the Hessian in u).
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     rho0 = check_float("rho0", rho0, 0.0)
     mass = w.sum()
@@ -205,7 +370,38 @@ def _normalized(w):
 def f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, divergence: str, radius):
     """sup_{D(q||w) <= radius} sum q e^2 for divergence "kl" (constrained) or "chi2" (exact dual,
     c = sqrt(1 + 2 radius)), its Danskin gradient and exact Hessian (docs/theory/rebel.md §4.4, §4.5; toolbox docs/theory/dro.md §2).
-    ``w`` is normalised to a law. Returns (value, grad, hess, q)."""
+    ``w`` is normalised to a law. Returns (value, grad, hess, q).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum), normalised to a law.
+    divergence : {"kl", "chi2"}
+        The ball's divergence.
+    radius : float
+        The ball's radius eps (>= 0).
+
+    Returns
+    -------
+    value : float
+        The robust value.
+    grad : ndarray of float64, shape (d,)
+        Its Danskin gradient sum_j q_j (2/eta) e_j dphi_j.
+    hess : ndarray of float64, shape (d, d)
+        Its exact Hessian in theta (docs/theory/dro.md §2.4).
+    q : ndarray of float64, shape (A,)
+        The worst-case weights.
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return worst_case_value_grad_hess(losses, grads, hess_sum, _normalized(w), divergence, radius)
@@ -213,7 +409,36 @@ def f_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, divergence: str,
 
 def kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, tau):
     """tau log E_w e^{e^2/tau} with gradient sum_j softmax_j (2/eta) e_j dphi_j (detached weights) and
-    exact Hessian (docs/theory/rebel.md §4.4, fixed tau as in ``KLREBELOptimizer``). Returns (value, grad, hess, q)."""
+    exact Hessian (docs/theory/rebel.md §4.4, fixed tau as in ``KLREBELOptimizer``). Returns (value, grad, hess, q).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum), normalised to a law.
+    tau : float
+        Temperature (> 0).
+
+    Returns
+    -------
+    value : float
+        tau log sum_j w_j e^{e_j^2/tau}.
+    grad : ndarray of float64, shape (d,)
+        sum_j q_j (2/eta) e_j dphi_j, q = softmax_w(e^2/tau).
+    hess : ndarray of float64, shape (d, d)
+        sum_j q_j (2/eta^2) dphi_j dphi_j^T + Cov_q(grad l)/tau.
+    q : ndarray of float64, shape (A,)
+        The softmax weights q.
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, hess_sum = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return kl_penalized_value_grad_hess(losses, grads, hess_sum, _normalized(w), tau)
@@ -221,14 +446,65 @@ def kl_rebel_penalized_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, tau):
 
 def kl_rebel_non_detached_gradient(theta, theta_anc, eta, dphi, dr, w, tau) -> np.ndarray:
     """The reference code's KL-REBEL gradient: autograd of sum_j P_j l_j with P = softmax_w(l/tau) not
-    detached, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau) (docs/theory/dro.md §2.4, switch ``dro.weights``)."""
+    detached, sum_j P_j grad l_j (1 + (l_j - <P, l>)/tau) (docs/theory/dro.md §2.4, switch ``dro.weights``).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum), normalised to a law.
+    tau : float
+        Temperature (> 0).
+
+    Returns
+    -------
+    ndarray of float64, shape (d,)
+        sum_j P_j (2/eta) e_j dphi_j (1 + (l_j - <P, l>)/tau), P = softmax_w(l/tau), l_j = e_j^2.
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return non_detached_softmax_gradient(losses, grads, _normalized(w), tau)
 
 
 def chi2_rebel_code_loss_gradient(theta, theta_anc, eta, dphi, dr, w, rho_chi):
-    """``Chi2REBELOptimizer`` on REBEL losses: (sum_j w_j e_j^2 with the code's weights, its gradient)."""
+    """``Chi2REBELOptimizer`` on REBEL losses: (sum_j w_j e_j^2 with the code's weights, its gradient).
+
+    Formulas in the module docstring and docs/theory/rebel.md §4.5 (via
+    :func:`simlab.dro.chi2_code.chi2_code_loss_gradient`).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum), normalised to a law.
+    rho_chi : float
+        The code's chi^2 radius (>= 0).
+
+    Returns
+    -------
+    L : float
+        sum_j w'_j e_j^2 with the code's weights w'_j = w_j (l_j - zeta*)_+ / lambda*.
+    grad : ndarray of float64, shape (d,)
+        Its autograd gradient with w' and lambda* not detached.
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     losses, grads, _ = _loss_parts(theta, theta_anc, eta, dphi, dr)
     return chi2_code_loss_gradient(losses, grads, _normalized(w), rho_chi)
@@ -251,7 +527,18 @@ class CollapsedAtoms:
         return self.dr.size
 
     def weights(self, w) -> np.ndarray:
-        """Row weights: the sum of the weights ``w`` (A,) of the atoms that map to each row."""
+        """Row weights: the sum of the weights ``w`` (A,) of the atoms that map to each row.
+
+        Parameters
+        ----------
+        w : array_like of float, shape (A,)
+            Weights of the original atoms (>= 0).
+
+        Returns
+        -------
+        ndarray of float64, shape (R,)
+            sum of w_j over the atoms j with ``index[j] == r``, for each row r.
+        """
         w = check_weights("w", w, self.index.size)
         return np.bincount(self.index, weights=w, minlength=self.size)
 
@@ -261,7 +548,20 @@ def collapse_atoms(dphi, dr) -> CollapsedAtoms:
     reformulation of every weighted REBEL / DRO-REBEL objective over the atoms (module docstring), so a
     fit costs O(R) instead of O(A) (the online sampler's A = 4608 atoms at n_x = 32, 6 responses,
     Rademacher noise collapse to R = 1442: unordered pairs times the 3 values of xi_a - xi_b, plus the
-    a = b rows)."""
+    a = b rows).
+
+    Parameters
+    ----------
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+
+    Returns
+    -------
+    simlab.objectives.rebel.CollapsedAtoms
+        The R distinct rows in canonical orientation and the map ``index`` (A,) from atoms to rows.
+    """
     dphi = check_array("dphi", dphi, ndim=2)
     dr = check_array("dr", dr, shape=(dphi.shape[0],))
     rows = np.column_stack([dphi, dr])
@@ -296,7 +596,39 @@ def robust_rebel_vgh_kernel(code: int, u: np.ndarray, eta: float, dphi: np.ndarr
       sum q grad l and the exact Hessian of docs/theory/dro.md §2.4 (the formulas of
       :func:`simlab.dro.worst_case_value_grad_hess`): KL sum q H + Cov_q(grad l)/tau -
       c c^T/(tau Var_q l), c = Cov_q(l, grad l); chi^2 F_tt - F_tz F_zt / F_zz on the active set
-      {l > zeta*} (with the value of the max when the worst case saturates)."""
+      {l > zeta*} (with the value of the max when the worst case saturates).
+
+    Parameters
+    ----------
+    code : int
+        Index into ``ROBUST_OBJECTIVES``: 0 = w2, 1 = kl, 2 = chi2.
+    u : ndarray of float64, shape (d,)
+        Scaled update (theta - theta_anc)/eta.
+    eta : float
+        Step size (> 0).
+    dphi : ndarray of float64, shape (R, d)
+        Feature differences of the rows.
+    dr : ndarray of float64, shape (R,)
+        Regression targets of the rows.
+    w : ndarray of float64, shape (R,)
+        Row weights summing to 1.
+    radius : float
+        Wasserstein radius (w2) or ball radius eps (kl, chi2), >= 0.
+    e : ndarray of float64, shape (R,)
+        Work array; overwritten with the residuals (kl, chi2).
+    q : ndarray of float64, shape (R,)
+        Work array; overwritten with the worst-case weights (kl, chi2).
+    grad : ndarray of float64, shape (d,)
+        Output: the gradient in theta.
+    hess : ndarray of float64, shape (d, d)
+        Output: the Hessian in theta.
+
+    Returns
+    -------
+    float
+        The objective's value: rms_w(e) + radius ||u|| (w2) or sup_{D(q||w) <= radius} sum_j q_j e_j^2
+        (kl, chi2).
+    """
     n, d = dphi.shape
     if code == 0:
         sq, mass = _rebel_vgh_kernel(u, eta, dphi, dr, w, grad, hess)
@@ -425,7 +757,37 @@ def robust_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, objective: 
     """(value, gradient, Hessian) of the W2 (square-root form), KL or chi^2 DRO-REBEL objective over atoms
     with weights ``w`` (normalised to a law) by :func:`robust_rebel_vgh_kernel`: the values of
     :func:`w2_rebel_value_grad_hess` and :func:`f_rebel_value_grad_hess` (docs/theory/rebel.md §4.3-§4.5)
-    in one numba pass."""
+    in one numba pass.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_anc : array_like of float, shape (d,)
+        Regression anchor (theta_t for ``prev``, theta_ref for ``ref``).
+    eta : float
+        Step size (> 0); the scaled update is u = (theta - theta_anc)/eta.
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    dr : array_like of float, shape (A,)
+        Regression targets dr~ (reward differences, possibly noisy).
+    w : array_like of float, shape (A,)
+        Atom weights (>= 0, positive sum), normalised to a law.
+    objective : {"w2", "kl", "chi2"}
+        The DRO-REBEL objective (``ROBUST_OBJECTIVES``).
+    radius : float
+        Wasserstein radius (w2) or ball radius eps (kl, chi2), >= 0.
+
+    Returns
+    -------
+    value : float
+        rms_w(e) + radius ||theta - theta_anc|| / eta (w2) or sup_{D(q||w) <= radius} sum_j q_j e_j^2
+        (kl, chi2).
+    grad : ndarray of float64, shape (d,)
+        Its gradient in theta.
+    hess : ndarray of float64, shape (d, d)
+        Its exact Hessian in theta.
+    """
     theta, theta_anc, eta, dphi, dr, w = _validated(theta, theta_anc, eta, dphi, dr, w)
     check_choice("objective", objective, ROBUST_OBJECTIVES)
     radius = check_float("radius", radius, 0.0)
@@ -437,5 +799,16 @@ def robust_rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w, objective: 
 
 
 def check_anchor(anchor: str) -> str:
-    """Validate the regression anchor switch ``rebel.anchor`` (prev | ref)."""
+    """Validate the regression anchor switch ``rebel.anchor`` (prev | ref).
+
+    Parameters
+    ----------
+    anchor : {"prev", "ref"}
+        The anchor switch value.
+
+    Returns
+    -------
+    str
+        ``anchor`` unchanged (``ValueError`` naming ``anchor`` if it is not in ``ANCHORS``).
+    """
     return check_choice("anchor", anchor, ANCHORS)

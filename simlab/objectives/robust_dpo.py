@@ -62,6 +62,38 @@ def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, 
 
     ``radius`` is the ball radius eps (W_2, KL or chi^2), rho0 for ``wdpo_surrogate``/``wdpo_code``,
     tau for ``kldpo_penalized``; it is ignored for ``dpo``.  ``w`` must sum to 1.
+
+    Parameters
+    ----------
+    objective : str
+        One of ``OBJECTIVES``: "dpo", "wdpo_exact", "wdpo_surrogate", "wdpo_code", "kldpo_penalized",
+        "kldpo_constrained", "chi2dpo" (formulas in the module docstring, derived in docs/theory/dpo.md §3.2
+        from the duals of docs/theory/dro.md §2.1-§2.3).
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    y : array_like of float, shape (A,)
+        Labels in [0, 1].
+    w : array_like of float, shape (A,)
+        Atom weights (p0 for the population, the empirical law for a sample).
+        Must sum to 1.
+    radius : float
+        eps for ``wdpo_exact``, ``kldpo_constrained`` and ``chi2dpo``; rho0 for ``wdpo_surrogate`` and
+        ``wdpo_code``; tau for ``kldpo_penalized``; ignored for ``dpo``.
+
+    Returns
+    -------
+    value : float
+        R(theta), the robust objective's value.
+    grad : ndarray of float64, shape (d,)
+        Its gradient in theta (the Danskin gradient for the ball objectives, docs/theory/dro.md §2.4).
+    hess : ndarray of float64, shape (d, d)
+        Its exact Hessian in theta (that of the smooth parts where the objective has a kink).
     """
     check_choice("objective", objective, OBJECTIVES)
     theta, theta_ref, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
@@ -112,6 +144,30 @@ def kldpo_code_direction(theta, theta_ref, beta, dphi, y, w, tau, clip: float = 
 
     Without clipping its zeros are the penalised-KL minimiser (the weights are proportional to the
     softmax); with clipping the zero moves.  ``clip = inf`` disables clipping.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        KL temperature (> 0).
+    dphi : array_like of float, shape (A, d)
+        Feature differences of the atoms.
+    y : array_like of float, shape (A,)
+        Labels in [0, 1].
+    w : array_like of float, shape (A,)
+        Atom weights (p0 for the population, the empirical law for a sample).
+    tau : float
+        Temperature (> 0).
+    clip : float, default 10.0
+        Upper clip of the weights c_j (the code's 10); ``inf`` disables it.
+
+    Returns
+    -------
+    ndarray of float64, shape (d,)
+        sum_j w_j min(e^{(l_j - l_bar)/tau}, clip) beta (sigma(h_j) - y_j) dphi_j.
     """
     theta, theta_ref, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     tau = check_float("tau", tau, 0.0, low_open=True)

@@ -51,7 +51,20 @@ LOG2 = math.log(2.0)
 # scalar pieces
 # --------------------------------------------------------------------------------------------------
 def soft_label_loss(h, P):
-    """l(h; P) = softplus(h) - P h = -log sigma(-h) - P h (docs/theory/sail.md §5.1, identity 7), elementwise."""
+    """l(h; P) = softplus(h) - P h = -log sigma(-h) - P h (docs/theory/sail.md §5.1, identity 7), elementwise.
+
+    Parameters
+    ----------
+    h : array_like of float
+        Margins.
+    P : array_like of float
+        Soft labels in [0, 1], broadcast against ``h``.
+
+    Returns
+    -------
+    ndarray of float64
+        softplus(h) - P h, the broadcast shape of ``h`` and ``P``.
+    """
     h = np.asarray(h, dtype=np.float64)
     return np.logaddexp(0.0, h) - np.asarray(P, dtype=np.float64) * h
 
@@ -73,6 +86,34 @@ def robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_s
     with pen'(h) = c+ (h > 0), -c- (h < 0), 0 at h = 0 (a Clarke subgradient). kink_slope = 1 gives a
     subgradient of F; kink_slope = 0 gives g_i of the prox-linear model (docs/theory/sail.md §5.4). rho = 0 gives SAIL.
     Cost O(n_x n_y (n_y + d)): margins are beta (theta - theta_ref)^T phi(x, .), differenced.
+
+    Parameters
+    ----------
+    theta : ndarray of float64, shape (d,)
+        Policy parameter.
+    phi : ndarray of float64, shape (n_x, n_y, d)
+        Features.
+    p_x : ndarray of float64, shape (n_x,)
+        Context law.
+    theta_ref : ndarray of float64, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0).
+    P : ndarray of float64, shape (n_x, n_y, n_y)
+        Oracle table (P_obs for the robust objective).
+    rho : float
+        Box radius in [0, 1]; 0 gives SAIL.
+    c_score : float
+        Multiplier of the sampling-score term (1: SAIL, 0: on-policy DPO).
+    kink_slope : float
+        Multiplier of pen'(h) in the gradient (1: Clarke subgradient, 0: smooth part only).
+    grad : ndarray of float64, shape (d,)
+        Output: overwritten with the gradient above.
+
+    Returns
+    -------
+    float
+        F(theta).
     """
     n_x, n_y, d = phi.shape
     for k in range(d):
@@ -140,7 +181,28 @@ def robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P, rho, c_score, kink_s
 def check_sail_problem(theta, phi, p_x, theta_ref, beta, P):
     """Validate one (robust) SAIL problem and return it as float64 arrays:
     (theta (d,), phi (n_x, n_y, d), p_x (n_x,) a law, theta_ref (d,), beta > 0, P an oracle table
-    (:func:`check_oracle`)). Raises ``ValueError`` naming the offending argument."""
+    (:func:`check_oracle`)). Raises ``ValueError`` naming the offending argument.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0); margins are h = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)).
+    P : array_like of float, shape (n_x, n_y, n_y)
+        Oracle table.
+
+    Returns
+    -------
+    tuple
+        (theta, phi, p_x, theta_ref, beta, P): float64 arrays of the shapes above and ``beta`` as a float.
+    """
     phi = check_array("phi", phi, ndim=3)
     n_x, n_y, d = phi.shape
     theta = check_array("theta", theta, shape=(d,))
@@ -154,7 +216,24 @@ def check_sail_problem(theta, phi, p_x, theta_ref, beta, P):
 
 
 def check_oracle(name: str, P, n_x: int, n_y: int) -> np.ndarray:
-    """Validate an oracle table: shape (n_x, n_y, n_y), entries in [0, 1], P[x,a,b] + P[x,b,a] = 1."""
+    """Validate an oracle table: shape (n_x, n_y, n_y), entries in [0, 1], P[x,a,b] + P[x,b,a] = 1.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in the error messages.
+    P : array_like of float, shape (n_x, n_y, n_y)
+        Candidate table; ``P[x, a, b]`` = probability that a beats b in context x.
+    n_x : int
+        Number of contexts.
+    n_y : int
+        Number of responses.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_x, n_y, n_y)
+        ``P`` as a float64 array (``ValueError`` naming ``name`` otherwise).
+    """
     P = check_array(name, P, shape=(n_x, n_y, n_y))
     if np.any(P < 0.0) or np.any(P > 1.0):
         raise ValueError(f"{name} entries must lie in [0, 1]")
@@ -168,6 +247,30 @@ def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -
 
     ``c_score`` multiplies the sampling-score term of the gradient (docs/theory/variants.md §9 switch ``sail.c_score``): 1 is
     SAIL, 0 is on-policy DPO (then the "gradient" ignores the theta-dependence of the sampling).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0); margins are h = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)).
+    P : array_like of float, shape (n_x, n_y, n_y)
+        Oracle table (:func:`check_oracle`).
+    c_score : float, default 1.0
+        Multiplier of the sampling-score term.
+
+    Returns
+    -------
+    value : float
+        L_SAIL(theta; P) = E_x sum_{a,b} pi_theta(a|x) pi_theta(b|x) l(h_theta(x,a,b); P(x,a,b)).
+    grad : ndarray of float64, shape (d,)
+        E_{x; a,b ~ pi_theta}[(sigma(h) - P) beta dphi + c_score l(h; P)(s_theta(x,a) + s_theta(x,b))].
     """
     theta, phi, p_x, theta_ref, beta, P = check_sail_problem(theta, phi, p_x, theta_ref, beta, P)
     c_score = check_float("c_score", c_score)
@@ -177,7 +280,33 @@ def sail_value_grad(theta, phi, p_x, theta_ref, beta, P, c_score: float = 1.0) -
 
 
 def robust_sail_value_grad(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> tuple[float, np.ndarray]:
-    """Exact L^W_rho(theta) (clipped decomposition, docs/theory/sail.md §5.2) and a Clarke subgradient (pen'(0) := 0)."""
+    """Exact L^W_rho(theta) (clipped decomposition, docs/theory/sail.md §5.2) and a Clarke subgradient (pen'(0) := 0).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0); margins are h = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)).
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table (:func:`check_oracle`).
+    rho : float
+        Box radius in [0, 1].
+
+    Returns
+    -------
+    value : float
+        L^W_rho(theta) = L_SAIL(theta; P_obs) + E_{x; a,b ~ pi_theta}[c+ [h]_+ + c- [-h]_+],
+        c+ = min(rho, P_obs), c- = min(rho, 1 - P_obs).
+    grad : ndarray of float64, shape (d,)
+        A Clarke subgradient (:func:`robust_sail_kernel` with kink_slope = 1).
+    """
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     grad = np.empty(phi.shape[2])
@@ -189,7 +318,18 @@ def robust_sail_value_grad(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> tupl
 # the decomposition, its regime, and the brute-force sup over the box
 # --------------------------------------------------------------------------------------------------
 def interior_radius(P_obs) -> float:
-    """min over pairs a != b of min(P_obs, 1 - P_obs): the interior form is exact iff rho <= this."""
+    """min over pairs a != b of min(P_obs, 1 - P_obs): the interior form is exact iff rho <= this.
+
+    Parameters
+    ----------
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table.
+
+    Returns
+    -------
+    float
+        min over x and a != b of min(P_obs[x,a,b], 1 - P_obs[x,a,b]) (docs/theory/sail.md §5.2).
+    """
     P_obs = np.asarray(P_obs, dtype=np.float64)
     off = ~np.eye(P_obs.shape[1], dtype=bool)
     q = P_obs[:, off]
@@ -197,13 +337,37 @@ def interior_radius(P_obs) -> float:
 
 
 def shrinkage_threshold(P_obs) -> float:
-    """rho_bar = max over pairs of |P_obs - 1/2| (docs/theory/sail.md §5.2): rho >= rho_bar makes theta_ref stationary."""
+    """rho_bar = max over pairs of |P_obs - 1/2| (docs/theory/sail.md §5.2): rho >= rho_bar makes theta_ref stationary.
+
+    Parameters
+    ----------
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table.
+
+    Returns
+    -------
+    float
+        rho_bar = max over (x, a, b) of abs(P_obs[x,a,b] - 1/2).
+    """
     return float(np.max(np.abs(np.asarray(P_obs, dtype=np.float64) - 0.5)))
 
 
 def robust_regime(P_obs, rho: float) -> str:
     """``"interior"`` if rho <= min(P_obs, 1 - P_obs) on every pair (then L^W = L_SAIL + rho R), else
-    ``"clipped"`` (the box meets 0 or 1 somewhere and only the clipped form is exact)."""
+    ``"clipped"`` (the box meets 0 or 1 somewhere and only the clipped form is exact).
+
+    Parameters
+    ----------
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table.
+    rho : float
+        Box radius.
+
+    Returns
+    -------
+    {"interior", "clipped"}
+        ``"interior"`` iff rho <= :func:`interior_radius` (P_obs) (docs/theory/sail.md §5.2).
+    """
     return "interior" if rho <= interior_radius(P_obs) else "clipped"
 
 
@@ -237,7 +401,24 @@ def _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta):
 
 def pair_margins(theta, phi, theta_ref, beta) -> np.ndarray:
     """H[x,a,b] = h_theta(x,a,b) = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)), shape (n_x, n_y, n_y)
-    (antisymmetric in (a, b); docs/theory/sail.md §5.1)."""
+    (antisymmetric in (a, b); docs/theory/sail.md §5.1).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter.
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_x, n_y, n_y)
+        H[x,a,b] = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)).
+    """
     phi = check_array("phi", phi, ndim=3)
     d = phi.shape[2]
     theta = check_array("theta", theta, shape=(d,))
@@ -254,7 +435,22 @@ def shifted_oracle(P, H, rho) -> np.ndarray:
     The box worst case of theta is ``shifted_oracle(P_obs, -H_theta, rho)`` (docs/theory/sail.md §5.2);
     ``shifted_oracle(P_true, H_theta, rho_true)`` is an observed oracle adversarial to theta: the true
     oracle is then theta's worst case in the box of radius rho_true around the observation, wherever
-    the clip is inactive (P_true + rho_true <= 1 on the pairs with H > 0)."""
+    the clip is inactive (P_true + rho_true <= 1 on the pairs with H > 0).
+
+    Parameters
+    ----------
+    P : array_like of float, shape (n_x, n_y, n_y)
+        Oracle table (:func:`check_oracle`).
+    H : array_like of float, shape (n_x, n_y, n_y)
+        Antisymmetric table of margins (``ValueError`` otherwise), e.g. :func:`pair_margins`.
+    rho : float
+        Shift in [0, 1].
+
+    Returns
+    -------
+    ndarray of float64, shape (n_x, n_y, n_y)
+        clip(P + rho sign(H), 0, 1).
+    """
     P = np.asarray(P, dtype=np.float64)
     H = check_array("H", H, shape=P.shape)
     rho = check_float("rho", rho, low=0.0, high=1.0)
@@ -265,7 +461,31 @@ def shifted_oracle(P, H, rho) -> np.ndarray:
 
 
 def robust_sail_decomposition(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> RobustSailDecomposition:
-    """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (docs/theory/sail.md §5.2)."""
+    """L^W_rho(theta) split as L_SAIL(theta; P_obs) + penalty, with R = E|h| and the regime (docs/theory/sail.md §5.2).
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0); margins are h = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)).
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table (:func:`check_oracle`).
+    rho : float
+        Box radius in [0, 1].
+
+    Returns
+    -------
+    simlab.objectives.sail.RobustSailDecomposition
+        value = sail_value + penalty, the penalty E[min(rho, P_obs)[h]_+ + min(rho, 1 - P_obs)[-h]_+],
+        the sensitivity R = E abs(h), the interior form sail_value + rho R and the regime.
+    """
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     W, H = _pair_weights_and_margins(theta, phi, p_x, theta_ref, beta)
@@ -284,6 +504,29 @@ def robust_sail_brute_force(theta, phi, p_x, theta_ref, beta, P_obs, rho) -> flo
     in the free value P = P(x,a,b) in [max(P_obs - rho, 0), min(P_obs + rho, 1)] (P(x,b,a) = 1 - P is
     forced), so its max is at one of the two endpoints; both are evaluated and the larger kept.
     Diagonal pairs have h = 0 and contribute pi_a^2 log 2.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0); margins are h = beta (theta - theta_ref)^T (phi(x,a) - phi(x,b)).
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table (:func:`check_oracle`).
+    rho : float
+        Box radius in [0, 1].
+
+    Returns
+    -------
+    float
+        sup over P in W_rho(P_obs) of L_SAIL(theta; P) (equal to :func:`robust_sail_value_grad`'s value,
+        docs/theory/sail.md §5.2).
     """
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
@@ -320,7 +563,27 @@ class PenaltyPairs:
 
 
 def penalty_pairs(phi, theta_ref, beta, P_obs, rho) -> PenaltyPairs:
-    """Enumerate the unordered pairs of :class:`PenaltyPairs` for the box radius ``rho``."""
+    """Enumerate the unordered pairs of :class:`PenaltyPairs` for the box radius ``rho``.
+
+    Parameters
+    ----------
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0).
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table (:func:`check_oracle`).
+    rho : float
+        Box radius in [0, 1].
+
+    Returns
+    -------
+    simlab.objectives.sail.PenaltyPairs
+        The K = n_x n_y (n_y - 1) / 2 pairs (x, a < b) in lexicographic order, with rows beta dphi_k,
+        offsets rows_k^T theta_ref, c+_k = min(rho, P_obs[x,a,b]) and c-_k = min(rho, 1 - P_obs[x,a,b]).
+    """
     phi = check_array("phi", phi, ndim=3)
     n_x, n_y, d = phi.shape
     theta_ref = check_array("theta_ref", theta_ref, shape=(d,))
@@ -341,7 +604,21 @@ def penalty_pairs(phi, theta_ref, beta, P_obs, rho) -> PenaltyPairs:
 @kernel(ordered=True)
 def pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
     """w_k(theta) = 2 p_x(x_k) pi_theta(a_k|x_k) pi_theta(b_k|x_k) into ``out`` (K,), for the pairs of
-    :class:`PenaltyPairs` (docs/theory/sail.md §5.4); jitted entry point, inputs unchecked."""
+    :class:`PenaltyPairs` (docs/theory/sail.md §5.4); jitted entry point, inputs unchecked.
+
+    Parameters
+    ----------
+    theta : ndarray of float64, shape (d,)
+        Policy parameter.
+    phi : ndarray of float64, shape (n_x, n_y, d)
+        Features.
+    p_x : ndarray of float64, shape (n_x,)
+        Context law.
+    pair_x, pair_a, pair_b : ndarray of int64, shape (K,)
+        Context and responses of each pair (``PenaltyPairs.x``, ``.a``, ``.b``).
+    out : ndarray of float64, shape (K,)
+        Output: overwritten with w_k(theta).
+    """
     logpi = np.empty((phi.shape[0], phi.shape[1]))
     log_policy_kernel(theta, phi, logpi)
     for k in range(pair_x.size):
@@ -369,7 +646,25 @@ class WeakConvexityConstants:
 
 
 def weak_convexity_bound(beta: float, B_phi: float, radius: float, rho: float) -> WeakConvexityConstants:
-    """The docs/theory/sail.md §5.3 constants for feature bound B_phi = max ||phi||, ball radius B and box radius rho."""
+    """The docs/theory/sail.md §5.3 constants for feature bound B_phi = max ||phi||, ball radius B and box radius rho.
+
+    Parameters
+    ----------
+    beta : float
+        Temperature (> 0).
+    B_phi : float
+        Feature bound max ||phi(x, a)|| (> 0), e.g. :func:`feature_bound`.
+    radius : float
+        Ball radius B (> 0).
+    rho : float
+        Box radius in [0, 1].
+
+    Returns
+    -------
+    simlab.objectives.sail.WeakConvexityConstants
+        h_max, L_sm, omega_R, omega = L_sm + rho omega_R and L_G (formulas in
+        :class:`simlab.objectives.sail.WeakConvexityConstants`).
+    """
     beta = check_float("beta", beta, low=0.0, low_open=True)
     B_phi = check_float("B_phi", B_phi, low=0.0, low_open=True)
     radius = check_float("radius", radius, low=0.0, low_open=True)
@@ -382,12 +677,40 @@ def weak_convexity_bound(beta: float, B_phi: float, radius: float, rho: float) -
 
 
 def feature_bound(phi) -> float:
-    """B_phi = max over (x, a) of ||phi(x, a)||."""
+    """B_phi = max over (x, a) of ||phi(x, a)||.
+
+    Parameters
+    ----------
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+
+    Returns
+    -------
+    float
+        B_phi, the constant of docs/theory/sail.md §5.3.
+    """
     return float(np.max(np.linalg.norm(np.asarray(phi, dtype=np.float64), axis=-1)))
 
 
 def sample_ball(center, radius: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n points uniform in the ball ||theta - center|| <= radius, shape (n, d)."""
+    """n points uniform in the ball ||theta - center|| <= radius, shape (n, d).
+
+    Parameters
+    ----------
+    center : array_like of float, shape (d,)
+        Centre of the ball.
+    radius : float
+        Radius of the ball.
+    n : int
+        Number of points.
+    rng : numpy.random.Generator
+        Source of randomness (direction: normalised Gaussian; radius: radius U^(1/d)).
+
+    Returns
+    -------
+    ndarray of float64, shape (n, d)
+        The points.
+    """
     center = np.asarray(center, dtype=np.float64)
     d = center.size
     v = rng.standard_normal((n, d))
@@ -446,7 +769,32 @@ def project_ball(theta, center, radius: float) -> np.ndarray:
 
 def weak_convexity_gaps(theta, theta2, phi, p_x, theta_ref, beta, P_obs, rho) -> np.ndarray:
     """Per pair i: 2 [F(theta_i) + <g_i, theta2_i - theta_i> - F(theta2_i)] / ||theta2_i - theta_i||^2
-    (not clipped at 0), g_i the Clarke subgradient at theta_i. F is omega-weakly convex iff all <= omega."""
+    (not clipped at 0), g_i the Clarke subgradient at theta_i. F is omega-weakly convex iff all <= omega.
+
+    Parameters
+    ----------
+    theta : array_like of float, shape (N, d) or (d,)
+        First points theta_i.
+    theta2 : array_like of float, shape (N, d) or (d,)
+        Second points theta2_i (distinct from theta_i).
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0).
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table (:func:`check_oracle`).
+    rho : float
+        Box radius in [0, 1].
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        The gaps, F = L^W_rho and g_i from :func:`robust_sail_value_grad` (docs/theory/sail.md §5.3).
+    """
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     theta2 = np.atleast_2d(np.asarray(theta2, dtype=np.float64))
     out = np.empty(theta.shape[0])
@@ -464,6 +812,33 @@ def weak_convexity_estimate(phi, p_x, theta_ref, beta, P_obs, rho, radius: float
 
     Half the pairs are global (both ends uniform in the ball), half local (theta2 = theta + r v with
     r log-uniform in [1e-3 B, 0.3 B], projected), since the sup is approached at short distances.
+
+    Parameters
+    ----------
+    phi : array_like of float, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like of float, shape (n_x,)
+        Context law.
+    theta_ref : array_like of float, shape (d,)
+        Reference policy parameter, the centre of the ball.
+    beta : float
+        Temperature (> 0).
+    P_obs : array_like of float, shape (n_x, n_y, n_y)
+        Observed oracle table (:func:`check_oracle`).
+    rho : float
+        Box radius in [0, 1].
+    radius : float
+        Ball radius B (> 0).
+    n_pairs : int
+        Number of sampled pairs (>= 2).
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    float
+        max(0, max_i gap_i) over the sampled pairs (:func:`weak_convexity_gaps`), a lower estimate of the
+        weak-convexity modulus omega.
     """
     n_pairs = check_int("n_pairs", n_pairs, low=2)
     radius = check_float("radius", radius, low=0.0, low_open=True)
