@@ -69,7 +69,29 @@ def _dual_newton(fgh, lam0, tol: float) -> DualSolution:
 
 def solve_dual(env: GapEnv, lam0=None, linear_offset: float = 0.0, tol: float = 1e-11) -> DualSolution:
     """lambda* = argmin_{lambda >= 0} D(lambda) - linear_offset * ||lambda||_1 by projected Newton.
-    linear_offset = 0 gives lambda*; linear_offset = M nu gives lambda*_nu of Theorem 1 (docs/theory/constrained.md §6.3)."""
+    linear_offset = 0 gives lambda*; linear_offset = M nu gives lambda*_nu of Theorem 1 (docs/theory/constrained.md §6.3).
+
+    D(lambda) = beta E_x log Z(x; lambda) is convex and smooth with the exact gradient E_x E_{pi*(lambda)} c
+    and Hessian E_x Cov_{pi*(lambda)}(g)/beta (docs/theory/constrained.md §6.1), so projected Newton
+    (:func:`simlab.solvers.exact.projected_newton`) converges quadratically.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    lam0 : array_like, shape (m,), optional
+        Start (>= 0; default 0).
+    linear_offset : float, default 0.0
+        The slope M nu >= 0 subtracted along ||lambda||_1.
+    tol : float, default 1e-11
+        Projected-gradient tolerance.
+
+    Returns
+    -------
+    DualSolution
+        lambda, the objective value, gradient and Hessian there, the projected-gradient norm, the
+        iterations and whether ``tol`` was met (theta is None).
+    """
     linear_offset = check_float("linear_offset", linear_offset, 0.0)
     lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0)
 
@@ -99,7 +121,32 @@ def maximize_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: in
     """Multistart saddle-free Newton ascent of L(theta, lambda) over theta (``simlab.solvers.exact.newton_ascent``).
     Starts: the given ``starts``, theta_ref, the projected optimal logits (``env.realizable_theta``) and
     ``n_random`` Gaussian perturbations of it. Returns (the result of the best start, the spread max - min
-    of the local maximum values found)."""
+    of the local maximum values found).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    lam : array_like, shape (m,)
+        Multipliers (>= 0).
+    starts : sequence of array_like, shape (d,)
+        Extra starts.
+    n_random : int, default 3
+        Number of random starts (>= 0).
+    seed : int, default 0
+        Seed of the random starts.
+    gtol : float, default 1e-11
+        Gradient-norm tolerance of each ascent.
+    max_iter : int, default 200
+        Newton-step budget of each ascent.
+
+    Returns
+    -------
+    best : simlab.solvers.exact.NewtonResult
+        The ascent with the largest L (x = theta*(lambda), fun = D_p(lambda), hess = Hessian of L).
+    spread : float
+        max - min of the local maximum values over the starts (0 when all agree).
+    """
     lam = env.check_multipliers(lam)
     n_random = check_int("n_random", n_random, 0)
     r_lam = np.ascontiguousarray(env.lagrangian_reward(lam))
@@ -119,7 +166,31 @@ def maximize_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: in
 
 
 def parametrized_dual(env: GapEnv, lam, starts=(), n_random: int = 3, seed: int = 0) -> ParametrizedDual:
-    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (docs/theory/constrained.md §6.1)."""
+    """D_p(lambda) = max_theta L(pi_theta, lambda) with a Danskin subgradient (docs/theory/constrained.md §6.1).
+
+    The maximizer theta* comes from :func:`maximize_lagrangian`; the subgradient is E_x E_{theta*} c and the
+    curvature -J H^-1 J^T, with J the Jacobian of theta -> E_x E_theta c and H the Hessian of L at theta*
+    (implicit differentiation of grad_theta L = 0).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    lam : array_like, shape (m,)
+        Multipliers (>= 0).
+    starts : sequence of array_like, shape (d,)
+        Extra starts of the inner maximization.
+    n_random : int, default 3
+        Number of random starts.
+    seed : int, default 0
+        Seed of the random starts.
+
+    Returns
+    -------
+    ParametrizedDual
+        Value, maximizer, subgradient, final gradient norm, spread of the local maxima and curvature
+        (NaN where H is singular).
+    """
     lam = env.check_multipliers(lam)
     best, spread = maximize_lagrangian(env, lam, starts, n_random, seed)
     sub, jac = constraint_theta(env, best.x)
@@ -135,7 +206,24 @@ def gap_proxy(env: GapEnv, lam_grid, n_random: int = 3, starts=()) -> dict[str, 
     """nu-hat = max over the lambda grid of max{max_x ||pi_theta*(lambda) - pi*(lambda)||_1,
     max_x |KL(pi*(lambda) || pi_ref) - KL(pi_theta*(lambda) || pi_ref)|}   (docs/theory/constrained.md §6.4).
     Returns nu_hat and its two parts nu_1, nu_kl (each maximized over the grid). ``starts`` are extra
-    starts of every inner maximization."""
+    starts of every inner maximization.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    lam_grid : array_like, shape (n, m) or (m,)
+        The multipliers lambda at which the errors are measured.
+    n_random : int, default 3
+        Random starts of each inner maximization.
+    starts : sequence of array_like, shape (d,)
+        Extra starts of each inner maximization.
+
+    Returns
+    -------
+    dict of str to float
+        ``nu_hat`` = max(nu_1, nu_kl), ``nu_1`` (the L1 part) and ``nu_kl`` (the KL part).
+    """
     lam_grid = check_array("lam_grid", np.atleast_2d(lam_grid), ndim=2)
     if lam_grid.shape[1] != env.m:
         raise ValueError(f"lam_grid must have shape (n, m={env.m}), got {lam_grid.shape}")
@@ -153,7 +241,25 @@ def global_gap_proxy(env: GapEnv, n_policies: int = 32, concentration: float = 1
     """A global companion of nu-hat (docs/theory/constrained.md §6.4): the A3 errors of the I-projection pi_theta of random
     policies pi(.|x) ~ Dirichlet(concentration) (iid over x), maximized over ``n_policies`` draws.
     The I-projection argmin_theta E_x KL(pi_theta || pi) is the Lagrangian maximizer for the reward
-    r = beta (log pi - log pi_ref) (then pi*(lambda) = pi), so it reuses the multistart Newton ascent."""
+    r = beta (log pi - log pi_ref) (then pi*(lambda) = pi), so it reuses the multistart Newton ascent.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    n_policies : int, default 32
+        Number of random target policies (>= 1).
+    concentration : float, default 1.0
+        Symmetric Dirichlet concentration of each pi(.|x).
+    seed : int, default 0
+        Seed of the draws.
+
+    Returns
+    -------
+    dict of str to float
+        ``nu_global`` = max(nu_1, nu_kl), ``nu_1`` = max_x ||pi_theta - pi||_1 and
+        ``nu_kl`` = max_x |KL(pi || pi_ref) - KL(pi_theta || pi_ref)|, each maximized over the draws.
+    """
     n_policies = check_int("n_policies", n_policies, 1)
     rng = np.random.default_rng(seed)
     nu_1 = nu_kl = 0.0
@@ -183,20 +289,53 @@ class MaximizerPool:
         self.thetas: list[np.ndarray] = []
 
     def add(self, theta) -> None:
-        """Keep theta unless a pooled start lies within min_distance (the same branch, nearby lambda)."""
+        """Keep theta unless a pooled start lies within min_distance (the same branch, nearby lambda).
+
+        The oldest entries are dropped beyond ``capacity``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (d,)
+            A local maximizer of L(., lambda).
+        """
         theta = np.asarray(theta, dtype=np.float64)
         if all(np.linalg.norm(theta - t) > self.min_distance for t in self.thetas):
             self.thetas.append(theta.copy())
             del self.thetas[: max(0, len(self.thetas) - self.capacity)]
 
     def evaluate(self, env: GapEnv, lam, n_random: int = 3):
-        """parametrized_dual at lam with the pool as extra starts; the maximizer joins the pool."""
+        """parametrized_dual at lam with the pool as extra starts; the maximizer joins the pool.
+
+        Parameters
+        ----------
+        env : simlab.env.gap.GapEnv
+            The instance.
+        lam : array_like, shape (m,)
+            Multipliers (>= 0).
+        n_random : int, default 3
+            Random starts besides the pool.
+
+        Returns
+        -------
+        ParametrizedDual
+            As :func:`parametrized_dual`.
+        """
         res = parametrized_dual(env, lam, starts=self.thetas, n_random=n_random)
         self.add(res.theta)
         return res
 
     def sweep(self, env: GapEnv, lam_grid, n_random: int = 3) -> None:
-        """Seed the pool along a lambda grid, forward then backward (each pass continues every branch)."""
+        """Seed the pool along a lambda grid, forward then backward (each pass continues every branch).
+
+        Parameters
+        ----------
+        env : simlab.env.gap.GapEnv
+            The instance.
+        lam_grid : array_like, shape (n, m) or (m,)
+            The multipliers, in order along the path.
+        n_random : int, default 3
+            Random starts of each evaluation.
+        """
         grid = np.atleast_2d(np.asarray(lam_grid, dtype=np.float64))
         for lam in list(grid) + list(grid[::-1]):
             self.evaluate(env, lam, n_random)
@@ -207,7 +346,30 @@ def minimize_parametrized_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_ran
     """D*_p = min_{lambda >= 0} D_p(lambda). ``method="bisection"`` (default for m = 1; robust to the kinks
     of D_p): bisection on the Danskin derivative. ``method="newton"`` (default for m >= 2): projected
     Newton with the Danskin gradient E_x E_{theta*} c and the implicit curvature -J H^-1 J^T, valid where
-    the inner maximizer is unique (docs/theory/constrained.md §6.1). Every inner maximization also starts from ``pool``."""
+    the inner maximizer is unique (docs/theory/constrained.md §6.1). Every inner maximization also starts from ``pool``.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    lam0 : array_like, shape (m,), optional
+        Start (default lambda* of :func:`solve_dual`); bisection searches [0, max(2 lam0, 1)], doubled
+        as needed.
+    tol : float, default 1e-10
+        Projected-gradient tolerance of the Newton method.
+    n_random : int, default 3
+        Random starts of each inner maximization.
+    method : {"bisection", "newton"} or None, default None
+        The outer method (None: bisection for m = 1, Newton otherwise).
+    pool : MaximizerPool, optional
+        Pool of starts shared with the caller (a fresh one by default).
+
+    Returns
+    -------
+    DualSolution
+        lambda*_p, D*_p, the Danskin subgradient, the curvature, the projected-gradient norm,
+        iterations (0 for bisection), converged and theta*(lambda*_p).
+    """
     method = check_choice("method", method or ("bisection" if env.m == 1 else "newton"), ("bisection", "newton"))
     lam0 = solve_dual(env).lam if lam0 is None else env.check_multipliers(lam0)
     pool = MaximizerPool() if pool is None else pool
@@ -229,7 +391,30 @@ def minimize_parametrized_dual(env: GapEnv, lam0=None, tol: float = 1e-10, n_ran
 
 def bisect_parametrized_dual(env: GapEnv, hi: float, tol: float = 1e-12, n_random: int = 3,
                              pool: MaximizerPool | None = None) -> float:
-    """m = 1: the root of the Danskin derivative of D_p on [0, hi] by bisection (0 if D_p'(0) >= 0)."""
+    """m = 1: the root of the Danskin derivative of D_p on [0, hi] by bisection (0 if D_p'(0) >= 0).
+
+    ``hi`` is doubled until the derivative is >= 0 there; the bracket is halved until its width is
+    <= tol max(1, hi).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+        It must have m = 1.
+    hi : float
+        Initial upper end of the bracket (> 0).
+    tol : float, default 1e-12
+        Relative bracket width at which bisection stops.
+    n_random : int, default 3
+        Random starts of each inner maximization.
+    pool : MaximizerPool, optional
+        Pool of starts (a fresh one by default).
+
+    Returns
+    -------
+    float
+        lambda*_p, the midpoint of the final bracket (0 if D_p'(0) >= 0).
+    """
     if env.m != 1:
         raise ValueError(f"bisect_parametrized_dual needs m = 1, got m = {env.m}")
     hi = check_float("hi", hi, 0.0, low_open=True)
@@ -305,7 +490,30 @@ class PrimalSolution:
 def solve_primal_theta(env: GapEnv, n_random: int = 4, seed: int = 0, starts=()) -> PrimalSolution:
     """V*_p = max_theta J_beta(pi_theta) s.t. E_x E_theta c >= 0: multistart SLSQP (theta_ref, the projected
     optimal logits at lambda*, random starts, extra ``starts``) then Newton on the KKT system
-    (docs/theory/claims.md §7.3 duality_gap)."""
+    (docs/theory/claims.md §7.3 duality_gap).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    n_random : int, default 4
+        Number of Gaussian perturbations of the projected optimal logits used as starts.
+    seed : int, default 0
+        Seed of the random starts.
+    starts : sequence of array_like, shape (d,)
+        Extra starts.
+
+    Returns
+    -------
+    PrimalSolution
+        The best feasible point (constraints >= -1e-10): value J_beta(pi_theta), solution = theta,
+        constraint values, KKT multipliers (NaN where the polish failed) and whether it converged.
+
+    Raises
+    ------
+    RuntimeError
+        No start reached a feasible point.
+    """
     lam_star = solve_dual(env).lam
     rng = np.random.default_rng(seed)
     guess = env.realizable_theta(lam_star)
@@ -344,7 +552,23 @@ def solve_primal_distribution(env: GapEnv, max_iter: int = 3000) -> PrimalSoluti
     """V* = max over all policies of J_beta(pi) s.t. E_x E_pi c >= 0, solved directly by SLSQP over the
     probability table (n_x n_y variables in [0, 1], one simplex equality per context, analytic gradients).
     Independent of the dual machinery; slow for small beta (optimal probabilities near 0), use for checks.
-    (Softmax logits are not used: SLSQP stops early there when beta is small.)"""
+    (Softmax logits are not used: SLSQP stops early there when beta is small.)
+
+    J_beta(pi) = E_x[E_pi r - beta KL(pi || pi_ref)] (docs/theory/constrained.md §6.1).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    max_iter : int, default 3000
+        SLSQP iteration budget (>= 1).
+
+    Returns
+    -------
+    PrimalSolution
+        value = V*, solution = the log-policy table (n_x, n_y), the constraint values E_x E_pi c (m,),
+        multipliers NaN (not computed) and converged = SLSQP's success flag.
+    """
     n_x, n_y = env.log_ref.shape
     sums = np.kron(np.eye(n_x), np.ones(n_y))
     cons_jac = (env.p_x[:, None, None] * env.constraint).reshape(n_x * n_y, env.m).T
@@ -385,7 +609,27 @@ def _constraint_kernel(theta, phi, p_x, c, out):
 def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
     """out = (1/(N K)) sum_n sum_k c(x_n, a_nk) with x_n ~ p_x and a_nk ~ pi(.|x_n), drawn through its
     sufficient counts: N_x ~ Multinomial(N, p_x), then counts ~ Multinomial(N_x K, pi(.|x)) per context
-    (the same law as N K individual draws, at O(n_x n_y) binomial draws per call)."""
+    (the same law as N K individual draws, at O(n_x n_y) binomial draws per call).
+
+    An unbiased estimate of the CAID dual gradient u = E_x E_pi c (docs/theory/constrained.md §6.4).
+
+    Parameters
+    ----------
+    p_x : numpy.ndarray, shape (n_x,)
+        Prompt law.
+    pi : numpy.ndarray, shape (n_x, n_y)
+        Policy table pi(a|x).
+    c : numpy.ndarray, shape (n_x, n_y, m)
+        Constraint functions c(x, a).
+    n_prompts : int
+        N >= 1.
+    n_responses : int
+        K >= 1.
+    rng : numpy.random.Generator
+        Source of the draws.
+    out : numpy.ndarray, shape (m,)
+        Output: the sample mean.
+    """
     n_x, n_y = pi.shape
     m = c.shape[2]
     prompts = np.empty(n_x, dtype=np.int64)
@@ -520,7 +764,43 @@ def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int
     """CAID (docs/theory/constrained.md §6.4): projected dual descent with exact (n_prompts = 0) or sampled (N prompts x K
     responses from pi_theta(t)) dual gradients and exact (eps_app = 0) or eps_app-optimal (truncated
     gradient ascent, step ``inner_step``, default 1/(beta + 2)) Lagrangian maximization. D_p(lambda_t)
-    is evaluated exactly at every iteration. theta0 defaults to theta*(lam0), so u_0 is in dD_p(lam0)."""
+    is evaluated exactly at every iteration. theta0 defaults to theta*(lam0), so u_0 is in dD_p(lam0).
+
+    One iteration: lambda <- [lambda - eta u]_+, u = E_x E_theta c (or its sample mean), then
+    theta <- argmax_theta L(theta, lambda) (or an eps_app-optimal point).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    eta : float
+        Dual step eta_lambda (> 0).
+    T : int
+        Number of iterations (>= 1).
+    lam0 : array_like, shape (m,), optional
+        Start (>= 0; default 0).
+    theta0 : array_like, shape (d,), optional
+        Start of theta (default theta*(lam0)).
+    n_prompts : int, default 0
+        N prompts per sampled dual gradient (0: exact gradients).
+    n_responses : int, default 1
+        K responses per prompt (>= 1).
+    eps_app : float, default 0.0
+        Inner optimality gap (>= 0; 0: exact maximization).
+    inner_step : float or None, default None
+        Step of the truncated inner ascent (> 0; default 1/(beta + 2)).
+    max_inner : int, default 100000
+        Inner-step budget per iteration (>= 1).
+    rng : numpy.random.Generator, optional
+        Source of the sampled gradients (default ``numpy.random.default_rng(0)``).
+    n_checkpoints : int, default 64
+        Maximum number of log-spaced checkpoints.
+
+    Returns
+    -------
+    DualRun
+        The history at the start and the checkpoints, the final theta, lam_best and theta_best.
+    """
     eta = check_float("eta", eta, 0.0, low_open=True)
     T = check_int("T", T, 1)
     n_prompts = check_int("n_prompts", n_prompts, 0)
@@ -605,7 +885,33 @@ class GdaRun:
 def gradient_descent_ascent(env: GapEnv, alpha_theta: float, alpha_lam: float, T: int, theta0=None, lam0=None,
                             n_checkpoints: int = 64) -> GdaRun:
     """The plain primal-dual baseline (docs/theory/constrained.md §6.4): simultaneous exact gradient ascent in theta and
-    projected descent in lambda, from (theta_ref, 0) by default."""
+    projected descent in lambda, from (theta_ref, 0) by default.
+
+    theta <- theta + alpha_theta grad_theta L(theta, lambda), lambda <- [lambda - alpha_lam E_x E_theta c]_+,
+    both from the same (theta, lambda), with exact expectations.
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    alpha_theta : float
+        Primal step (> 0).
+    alpha_lam : float
+        Dual step (> 0).
+    T : int
+        Number of steps (>= 1).
+    theta0 : array_like, shape (d,), optional
+        Start (default theta_ref).
+    lam0 : array_like, shape (m,), optional
+        Start (>= 0; default 0).
+    n_checkpoints : int, default 64
+        Maximum number of log-spaced checkpoints.
+
+    Returns
+    -------
+    GdaRun
+        lambda, constraint values and theta at the start and the checkpoints.
+    """
     alpha_theta = check_float("alpha_theta", alpha_theta, 0.0, low_open=True)
     alpha_lam = check_float("alpha_lam", alpha_lam, 0.0, low_open=True)
     T = check_int("T", T, 1)
@@ -624,7 +930,18 @@ def gradient_descent_ascent(env: GapEnv, alpha_theta: float, alpha_lam: float, T
 
 def lagrangian_curvature_at_solution(env: GapEnv) -> float:
     """L-hat_theta: the largest |eigenvalue| of hess_theta L at (theta*(lambda*), lambda*), the scale of the
-    GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (docs/theory/claims.md §7.3 gda_oscillates)."""
+    GDA primal steps alpha_theta = {0.1, 0.3, 1}/L-hat_theta (docs/theory/claims.md §7.3 gda_oscillates).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+
+    Returns
+    -------
+    float
+        max |eigenvalue| of the Hessian of theta -> L(theta, lambda*) at theta*(lambda*).
+    """
     lam = solve_dual(env).lam
     res = parametrized_dual(env, lam)
     _, _, H = lagrangian_theta(env, res.theta, lam)
@@ -635,7 +952,26 @@ def lagrangian_curvature_at_solution(env: GapEnv) -> float:
 
 def sample_reference(env: GapEnv, n_prompts: int, n_responses: int, rng: np.random.Generator):
     """N prompts x K responses from p_x x pi_ref: rewards (N, K) and utilities (N, K, m). Prompts and
-    responses are alias-table draws (``simlab.env.sampling``)."""
+    responses are alias-table draws (``simlab.env.sampling``).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    n_prompts : int
+        N >= 1.
+    n_responses : int
+        K >= 1.
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    rewards : numpy.ndarray, shape (N, K)
+        r(x_n, a_nk).
+    utilities : numpy.ndarray, shape (N, K, m)
+        g(x_n, a_nk).
+    """
     n_prompts = check_int("n_prompts", n_prompts, 1)
     n_responses = check_int("n_responses", n_responses, 1)
     prompts = sample_atoms(AliasTable(env.p_x), n_prompts, rng)
@@ -649,7 +985,33 @@ def sample_reference(env: GapEnv, n_prompts: int, n_responses: int, rng: np.rand
 
 def plugin_dual(lam, r_s, g_s, b_bar, beta) -> tuple[float, np.ndarray, np.ndarray]:
     """CAN's plug-in dual D-hat(lam) = beta (1/N) sum_n log((1/K) sum_k e^{z_nk}),
-    z = (r + lam^T (g - b_bar))/beta, with its gradient and Hessian (docs/theory/constrained.md §6.4)."""
+    z = (r + lam^T (g - b_bar))/beta, with its gradient and Hessian (docs/theory/constrained.md §6.4).
+
+    The gradient is the mean over n of the softmax(z_n)-weighted c = g - b_bar, the Hessian the mean of
+    their weighted covariances divided by beta.
+
+    Parameters
+    ----------
+    lam : numpy.ndarray, shape (m,)
+        Multipliers.
+    r_s : numpy.ndarray, shape (N, K)
+        Sampled rewards.
+    g_s : numpy.ndarray, shape (N, K, m)
+        Sampled utilities.
+    b_bar : numpy.ndarray, shape (m,)
+        Centring E-hat_ref g + b.
+    beta : float
+        KL temperature.
+
+    Returns
+    -------
+    value : float
+        D-hat(lam).
+    grad : numpy.ndarray, shape (m,)
+        Its gradient.
+    hess : numpy.ndarray, shape (m, m)
+        Its Hessian.
+    """
     c = g_s - b_bar
     z = (r_s + c @ lam) / beta
     zm = z.max(axis=1, keepdims=True)
@@ -676,7 +1038,40 @@ class OneShotResult:
 
 def can_projected_gd(r_s, g_s, b_bar, beta, lr=1.0, max_iter=200, window=5, move_tol=1e-5, max_restarts=30):
     """CAN's solver (``model_based.py``): projected GD from lambda = 1; converged when the last ``window``
-    iterates move < move_tol, else halve lr and restart. Returns (lam, iterations, converged)."""
+    iterates move < move_tol, else halve lr and restart. Returns (lam, iterations, converged).
+
+    One step: lambda <- max(lambda - lr grad D-hat(lambda), 0) (:func:`plugin_dual`).
+
+    Parameters
+    ----------
+    r_s : numpy.ndarray, shape (N, K)
+        Sampled rewards.
+    g_s : numpy.ndarray, shape (N, K, m)
+        Sampled utilities.
+    b_bar : numpy.ndarray, shape (m,)
+        Centring E-hat_ref g + b.
+    beta : float
+        KL temperature.
+    lr : float, default 1.0
+        Initial step.
+    max_iter : int, default 200
+        Steps per attempt.
+    window : int, default 5
+        Number of last moves tested.
+    move_tol : float, default 1e-5
+        Largest coordinate move counted as converged.
+    max_restarts : int, default 30
+        Number of attempts (lr halved each time).
+
+    Returns
+    -------
+    lam : numpy.ndarray, shape (m,)
+        The last iterate.
+    iterations : int
+        Steps over all attempts.
+    converged : bool
+        Whether the move test was met.
+    """
     m = g_s.shape[2]
     total = 0
     for _ in range(max_restarts):
@@ -696,7 +1091,28 @@ def can_projected_gd(r_s, g_s, b_bar, beta, lr=1.0, max_iter=200, window=5, move
 def one_shot_can(env: GapEnv, n_prompts: int, n_responses: int, rng: np.random.Generator,
                  lr: float = 1.0) -> OneShotResult:
     """One-shot CAN: plug-in dual from N prompts x K pi_ref responses with global centring
-    b_bar = E-hat_ref g + b, projected GD, then one Lagrangian maximization at lambda-hat."""
+    b_bar = E-hat_ref g + b, projected GD, then one Lagrangian maximization at lambda-hat.
+
+    See docs/theory/constrained.md §6.4 (one-shot CAN).
+
+    Parameters
+    ----------
+    env : simlab.env.gap.GapEnv
+        The constrained-alignment instance (preset E6, docs/theory/constrained.md §6.4).
+    n_prompts : int
+        N prompts drawn from p_x.
+    n_responses : int
+        K responses per prompt drawn from pi_ref.
+    rng : numpy.random.Generator
+        Source of the draws.
+    lr : float, default 1.0
+        Initial step of :func:`can_projected_gd`.
+
+    Returns
+    -------
+    OneShotResult
+        lambda-hat, the GD iterations, whether GD converged and theta = argmax_theta L(theta, lambda-hat).
+    """
     r_s, g_s = sample_reference(env, n_prompts, n_responses, rng)
     b_bar = g_s.reshape(-1, env.m).mean(axis=0) + env.b
     lam, iters, ok = can_projected_gd(r_s, g_s, b_bar, env.beta, lr=lr)

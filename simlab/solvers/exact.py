@@ -59,6 +59,34 @@ def newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], x0
 
     A Hessian that is not positive definite is shifted by a multiple of the identity until a
     Cholesky factorisation succeeds (Levenberg-style), so the step is always a descent direction.
+
+    Parameters
+    ----------
+    fgh : callable
+        ``fgh(x) -> (f, g, H)``: the objective value (float), its gradient (d,) and Hessian (d, d) at
+        a point x of shape (d,).
+    x0 : array_like, shape (d,)
+        Starting point (copied).
+    gtol : float, default 1e-10
+        Stop at ||grad f(x)|| <= gtol (> 0).
+    max_iter : int, default 200
+        Newton-step budget (>= 1).
+    max_norm : float, default 1e6
+        Largest admissible iterate norm ||x|| (> 0).
+
+    Returns
+    -------
+    NewtonResult
+        x = the minimiser, fun = f(x), grad_norm = ||grad f(x)||, iterations = Newton steps taken,
+        converged = True, hess = the H that ``fgh`` returned at x.
+
+    Raises
+    ------
+    NormLimitError
+        An iterate left the ball ||x|| <= max_norm.
+    NoMinimizerError
+        f or its gradient is not finite, the line search failed, or ``max_iter`` steps did not reach
+        ``gtol``.
     """
     x = check_array("x0", x0, ndim=1).copy()
     gtol = check_float("gtol", gtol, 0.0, low_open=True)
@@ -121,6 +149,28 @@ def newton_root(residual: Callable[[np.ndarray], np.ndarray], jacobian: Callable
 
     Stops at ||F|| <= gtol; returns ``NewtonResult`` with grad_norm = ||F||, hess = J at x and fun =
     ``value(x)`` (NaN without ``value``). Raises :class:`NoMinimizerError` after ``max_iter`` steps.
+
+    Parameters
+    ----------
+    residual : callable
+        ``residual(x) -> F(x)``, shape (d,) for x of shape (d,).
+    jacobian : callable
+        ``jacobian(x) -> J(x)``, the (d, d) Jacobian of F (any nonsingular square matrix).
+    x0 : array_like, shape (d,)
+        Starting point.
+    gtol : float, default 1e-10
+        Stop at ||F(x)|| <= gtol (> 0).
+    max_iter : int, default 100
+        Newton-step budget (>= 1).
+    value : callable or None, default None
+        Optional ``value(x) -> float`` stored as ``fun`` of the result (e.g. the objective whose
+        stationarity F expresses).
+
+    Returns
+    -------
+    NewtonResult
+        x = the zero, fun = ``value(x)`` or NaN, grad_norm = ||F(x)||, iterations = steps taken,
+        converged = True, hess = J(x).
     """
     x = check_array("x0", x0, ndim=1)
     gtol = check_float("gtol", gtol, 0.0, low_open=True)
@@ -155,7 +205,22 @@ BOUND_TOL = 1e-13  # a coordinate of the orthant at or below this counts as at i
 
 def projected_gradient(x: np.ndarray, g: np.ndarray, bound_tol: float = BOUND_TOL) -> np.ndarray:
     """The projected gradient of f on the orthant x >= 0: g_i where x_i > bound_tol, min(g_i, 0) at the
-    bound (it vanishes iff x satisfies the KKT conditions of min_{x >= 0} f)."""
+    bound (it vanishes iff x satisfies the KKT conditions of min_{x >= 0} f).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (d,)
+        A point of the orthant x >= 0.
+    g : numpy.ndarray, shape (d,)
+        The gradient of f at x.
+    bound_tol : float, default ``BOUND_TOL`` (1e-13)
+        A coordinate x_i <= bound_tol counts as at its bound 0.
+
+    Returns
+    -------
+    numpy.ndarray, shape (d,)
+        The projected gradient.
+    """
     return np.where(x > bound_tol, g, np.minimum(g, 0.0))
 
 
@@ -173,6 +238,23 @@ def projected_newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.nda
     Returns :class:`NewtonResult` with grad_norm = ||projected gradient|| at x, converged = grad_norm <=
     gtol and hess = the H that ``fgh`` returned at x (the same object: a caller that needs more of that
     evaluation finds it by identity).
+
+    Parameters
+    ----------
+    fgh : callable
+        ``fgh(x) -> (f, g, H)``: value, gradient (d,) and Hessian (d, d) at x of shape (d,).
+    x0 : array_like, shape (d,)
+        Starting point; projected onto the orthant by max(x0, 0).
+    gtol : float, default 1e-11
+        Stop at ||projected gradient|| <= gtol (> 0).
+    max_iter : int, default 100
+        Newton-step budget (>= 1).
+
+    Returns
+    -------
+    NewtonResult
+        As described above; ``converged`` is False when ``max_iter`` ran out or the search stalled
+        (no exception is raised).
     """
     x = np.maximum(check_array("x0", x0, ndim=1), 0.0)
     gtol = check_float("gtol", gtol, 0.0, low_open=True)
@@ -219,7 +301,40 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
     of the largest), so a non-concave region still gives an ascent direction; Armijo backtracking
     (constant 1e-4, 60 halvings). Near the maximizer, where the increase falls below the rounding of L (at
     large |theta| L is a sum of O(|theta|) terms), a full step that keeps L within ``F_NOISE_RTOL`` of it
-    and reduces the gradient is accepted. Returns (theta, value, grad_norm, iterations)."""
+    and reduces the gradient is accepted. Returns (theta, value, grad_norm, iterations).
+
+    The jitted core of :func:`newton_ascent` (inputs unchecked).
+
+    Parameters
+    ----------
+    theta0 : numpy.ndarray, shape (d,)
+        Starting point (copied).
+    phi : numpy.ndarray, shape (n_x, n_y, d)
+        Features of every (prompt, response).
+    p_x : numpy.ndarray, shape (n_x,)
+        Prompt law.
+    r_lam : numpy.ndarray, shape (n_x, n_y)
+        The Lagrangian reward table r_lambda (docs/theory/constrained.md §6.1).
+    theta_ref : numpy.ndarray, shape (d,)
+        Reference-policy parameter.
+    beta : float
+        KL strength (> 0).
+    gtol : float
+        Stop at ||grad L|| <= gtol.
+    max_iter : int
+        Newton-step budget.
+
+    Returns
+    -------
+    theta : numpy.ndarray, shape (d,)
+        The last iterate.
+    value : float
+        L(theta, lambda).
+    grad_norm : float
+        ||grad L(theta, lambda)||.
+    iterations : int
+        Newton steps taken.
+    """
     d = theta0.shape[0]
     theta = theta0.copy()
     grad = np.empty(d)
@@ -267,7 +382,33 @@ def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float =
     """max_theta L(theta, lambda) from theta0 by saddle-free Newton ascent (:func:`newton_ascent_kernel`;
     L = E_x E_theta[r_lambda - beta (log pi_theta - log pi_ref)] over the table ``r_lam`` = r_lambda,
     docs/theory/constrained.md §6.1). Returns :class:`NewtonResult` with fun = the maximized L, the final
-    gradient norm, converged = grad_norm <= gtol and hess = the Hessian of L at x."""
+    gradient norm, converged = grad_norm <= gtol and hess = the Hessian of L at x.
+
+    Parameters
+    ----------
+    theta0 : array_like, shape (d,)
+        Starting point.
+    phi : array_like, shape (n_x, n_y, d)
+        Features of every (prompt, response).
+    p_x : array_like, shape (n_x,)
+        Prompt law.
+    r_lam : array_like, shape (n_x, n_y)
+        The Lagrangian reward table r_lambda = r + lambda^T c (docs/theory/constrained.md §6.1).
+    theta_ref : array_like, shape (d,)
+        Reference-policy parameter.
+    beta : float
+        KL strength (> 0).
+    gtol : float, default 1e-11
+        Stop at ||grad L|| <= gtol (> 0).
+    max_iter : int, default 200
+        Newton-step budget (>= 1).
+
+    Returns
+    -------
+    NewtonResult
+        x = the maximizer theta, fun = L(theta, lambda), grad_norm, iterations, converged and hess as
+        described above (no exception when the budget runs out: check ``converged``).
+    """
     theta0 = check_array("theta0", theta0, ndim=1)
     phi = check_array("phi", phi, ndim=3, shape=(None, None, theta0.shape[0]))
     p_x = check_array("p_x", p_x, shape=(phi.shape[0],))

@@ -130,6 +130,49 @@ def ball_box_qp_kernel(g, A, b, u_minus, u_plus, kappa, zbar, center, radius, a_
     checked form is :func:`box_qp_dual`).
 
     Returns (gap, total inner iterations, mu); mu = 0 when the ball is not active.
+
+    With the ball active, kappa -> kappa + mu and zbar -> (kappa zbar + mu center)/(kappa + mu), and mu is
+    bisected (200 steps) on ||z(mu) - center|| = radius (docs/theory/sail.md §5.4).
+
+    Parameters
+    ----------
+    g : numpy.ndarray, shape (d,)
+        Linear term of the model.
+    A : numpy.ndarray, shape (K, d)
+        Kink rows a_k (= beta dphi_k for SAIL).
+    b : numpy.ndarray, shape (K,)
+        Kink offsets: kink k sits at A_k z = b_k.
+    u_minus, u_plus : numpy.ndarray, shape (K,)
+        Slopes (>= 0) of the kinks below and above b_k; the dual box is s_k in [-u_minus_k, u_plus_k].
+    kappa : float
+        Curvature of the quadratic (kappa/2)||z - zbar||^2 (> 0).
+    zbar : numpy.ndarray, shape (d,)
+        Centre of the quadratic.
+    center : numpy.ndarray, shape (d,)
+        Centre of the ball constraint.
+    radius : float
+        Radius of the ball constraint (> 0).
+    a_norm2 : float
+        ||A||_2^2 (the dual step is kappa / a_norm2).
+    gap_tol : float
+        Duality-gap target (0: to the rounding level of the gap).
+    max_iter : int
+        Iteration budget of each dual solve.
+    s : numpy.ndarray, shape (K,)
+        Dual warm start, overwritten with the final dual point.
+    z : numpy.ndarray, shape (d,)
+        Output: the primal solution z(s).
+    t : numpy.ndarray, shape (K,)
+        Output: A z - b.
+
+    Returns
+    -------
+    gap : float
+        Duality gap at the returned s.
+    iterations : int
+        Dual-ascent iterations summed over the bisection.
+    mu : float
+        Ball multiplier (0 when the ball is inactive).
     """
     K, d = A.shape
     gap, iters = _box_qp_dual_kernel(g, A, b, u_minus, u_plus, kappa, zbar, a_norm2, gap_tol, max_iter,
@@ -194,7 +237,40 @@ class BoxQPResult:
 def box_qp_dual(g, A, b, u_minus, u_plus, kappa: float, zbar, gap_tol: float = 1e-14,
                 max_iter: int = 100_000, center=None, radius: float | None = None) -> BoxQPResult:
     """Solve min_z g^T z + sum_k (u+_k [A_k z - b_k]_+ + u-_k [b_k - A_k z]_+) + (kappa/2)||z - zbar||^2
-    (optionally over ||z - center|| <= radius) by projected dual ascent from s = 0 (module docstring)."""
+    (optionally over ||z - center|| <= radius) by projected dual ascent from s = 0 (module docstring).
+
+    The dual is max_s (g + A^T s)^T zbar - b^T s - ||g + A^T s||^2/(2 kappa) over the box
+    s_k in [-u-_k, u+_k], with z(s) = zbar - (g + A^T s)/kappa (docs/theory/sail.md §5.4).
+
+    Parameters
+    ----------
+    g : array_like, shape (d,)
+        Linear term.
+    A : array_like, shape (K, d)
+        Kink rows.
+    b : array_like, shape (K,)
+        Kink offsets.
+    u_minus, u_plus : array_like, shape (K,)
+        Kink slopes, both >= 0.
+    kappa : float
+        Curvature of the quadratic (> 0).
+    zbar : array_like, shape (d,)
+        Centre of the quadratic.
+    gap_tol : float, default 1e-14
+        Duality-gap target (>= 0; 0 means to the rounding level of the gap).
+    max_iter : int, default 100000
+        Iteration budget of each dual solve (>= 1).
+    center : array_like, shape (d,), optional
+        Centre of the ball constraint (required with ``radius``).
+    radius : float or None, default None
+        Radius of the ball constraint (> 0); None solves without the ball.
+
+    Returns
+    -------
+    BoxQPResult
+        z, s, gap, iterations, ball_multiplier (0 without the ball or when it is inactive) and
+        converged = gap <= max(gap_tol, rounding level of the gap).
+    """
     A = check_array("A", A, ndim=2)
     K, d = A.shape
     g = check_array("g", g, shape=(d,))
@@ -225,7 +301,36 @@ def box_qp_dual(g, A, b, u_minus, u_plus, kappa: float, zbar, gap_tol: float = 1
 def prox_linear_model(z, phi, p_x, theta_ref, beta, P_obs, rho, pairs) -> tuple[np.ndarray, np.ndarray,
                                                                              np.ndarray]:
     """The prox-linear model of F at z_i = z (module docstring): (g_i, u-, u+) with
-    g_i = grad S(z) + sum_k pen_k(z) grad w_k(z) and u+/-_k = w_k(z) c+/-_k for ``pairs`` (:func:`penalty_pairs`)."""
+    g_i = grad S(z) + sum_k pen_k(z) grad w_k(z) and u+/-_k = w_k(z) c+/-_k for ``pairs`` (:func:`penalty_pairs`).
+
+    Parameters
+    ----------
+    z : array_like, shape (d,)
+        The linearisation point z_i.
+    phi : array_like, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like, shape (n_x,)
+        Prompt law.
+    theta_ref : array_like, shape (d,)
+        Reference-policy parameter.
+    beta : float
+        DPO temperature (> 0).
+    P_obs : array_like, shape (n_x, n_y, n_y)
+        Observed oracle table P_obs[x, a, b] (docs/theory/sail.md §5.2).
+    rho : float
+        Box radius of the oracle uncertainty, in [0, 1].
+    pairs : simlab.objectives.sail.PenaltyPairs
+        The K unordered pairs of the same problem and ``rho``.
+
+    Returns
+    -------
+    g : numpy.ndarray, shape (d,)
+        The linear term g_i.
+    u_minus : numpy.ndarray, shape (K,)
+        w_k(z) c-_k.
+    u_plus : numpy.ndarray, shape (K,)
+        w_k(z) c+_k.
+    """
     z, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(z, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     g = np.empty(phi.shape[2])
@@ -329,13 +434,38 @@ class RobustSailProx:
         self.a_norm2 = float(np.linalg.norm(self.pairs.rows, 2) ** 2)
 
     def objective(self, z) -> float:
-        """F(z) = L^W_rho(z) (exact, clipped form)."""
+        """F(z) = L^W_rho(z) (exact, clipped form).
+
+        Parameters
+        ----------
+        z : array_like, shape (d,)
+            The point.
+
+        Returns
+        -------
+        float
+            The oracle-robust SAIL objective at z (docs/theory/sail.md §5.2).
+        """
         grad = np.empty(self.phi.shape[2])
         return float(robust_sail_kernel(np.ascontiguousarray(z, dtype=np.float64), self.phi, self.p_x,
                                          self.theta_ref, self.beta, self.P_obs, self.rho, 1.0, 1.0, grad))
 
     def prox(self, theta) -> ProxResult:
-        """prox_gamma(theta), envelope value and gradient (theta - prox)/gamma."""
+        """prox_gamma(theta), envelope value and gradient (theta - prox)/gamma.
+
+        The prox-linear outer loop starts from the projection of theta onto the ball Theta
+        (docs/theory/sail.md §5.4).
+
+        Parameters
+        ----------
+        theta : array_like, shape (d,)
+            The point at which the envelope is evaluated.
+
+        Returns
+        -------
+        ProxResult
+            prox, envelope, gradient and the solver's work and convergence flags.
+        """
         theta = check_array("theta", theta, shape=self.theta_ref.shape)
         delta = theta - self.theta_ref
         norm = float(np.linalg.norm(delta))
@@ -351,7 +481,23 @@ class RobustSailProx:
                           bool(step < self.tol))
 
     def envelope_grad_norms2(self, thetas) -> np.ndarray:
-        """||grad env_gamma(theta_i)||^2 for each row of ``thetas`` (raises if a prox did not converge)."""
+        """||grad env_gamma(theta_i)||^2 for each row of ``thetas`` (raises if a prox did not converge).
+
+        Parameters
+        ----------
+        thetas : array_like, shape (n, d) or (d,)
+            The points theta_i (a single point is treated as one row).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            ||(theta_i - prox_gamma(theta_i))/gamma||^2 (docs/theory/sail.md §5.4).
+
+        Raises
+        ------
+        RuntimeError
+            A prox did not converge (last outer step >= ``tol``).
+        """
         out = np.empty(len(thetas))
         for i, th in enumerate(np.atleast_2d(thetas)):
             res = self.prox(th)

@@ -44,7 +44,7 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
     """argmin_theta of one REBEL/DRO-REBEL iteration's objective over atoms with weights ``w``.
 
     ``radius`` is eps for w2/kl/chi2, rho0 for w2_surrogate and tau for kl_tau (docs/theory/rebel.md
-    docs/theory/rebel.md §4.3-4.5). Returns a :class:`NewtonResult` (iterations 0 and fun NaN for the OLS closed form, whose
+    §4.3-4.5). Returns a :class:`NewtonResult` (iterations 0 and fun NaN for the OLS closed form, whose
     ``hess`` is the REBEL Hessian 2 E_w[dphi dphi^T]/eta^2; iterations 0 at a W2 collapse, whose
     ``hess`` is the smooth part at theta_anc).
 
@@ -59,6 +59,40 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
     Raises :class:`NoMinimizerError` on a rank-deficient weighted design or when Newton does not reach
     gtol in ``max_iter`` steps (observed for KL/chi^2 at large radii, eps ~ 1, where the empirical robust
     objective is pinned at the theta-independent loss (xi_a - xi_b)^2 of a = a' pairs and is not smooth).
+
+    Parameters
+    ----------
+    dphi : array_like, shape (A, d)
+        Feature differences phi(x, a) - phi(x, b) of the atoms.
+    dr : array_like, shape (A,)
+        Observed reward differences of the atoms.
+    w : array_like, shape (A,)
+        Atom weights (>= 0, positive sum; normalised here, zero-weight atoms dropped).
+    theta_anc : array_like, shape (d,)
+        The regression anchor (theta_t or theta_ref, docs/theory/rebel.md §4.1).
+    eta : float
+        REBEL step size (> 0); the residual is e = dphi^T (theta - theta_anc)/eta - dr.
+    objective : str, default "rebel"
+        One of ``OBJECTIVES``: "rebel", "w2", "w2_surrogate", "kl", "kl_tau", "chi2".
+    radius : float, default 0.0
+        Robustness radius (>= 0; > 0 for "kl_tau"); 0 gives the REBEL closed form for every other
+        objective.
+    gtol : float, default 1e-10
+        Gradient-norm tolerance of Newton.
+    max_iter : int, default 30
+        Newton-step budget.
+
+    Returns
+    -------
+    NewtonResult
+        The minimiser ``x`` with value, gradient norm, Hessian and iteration count (see above).
+
+    Raises
+    ------
+    NoMinimizerError
+        Rank-deficient weighted design, or Newton did not converge.
+    ValueError
+        An argument out of range (e.g. radius 0 with "kl_tau").
     """
     check_choice("objective", objective, OBJECTIVES)
     dphi = check_array("dphi", dphi, ndim=2)
@@ -163,7 +197,32 @@ def _w2_ridge_path_update(dphi, dr, w, radius: float, surrogate: bool = False) -
 
 
 def population_hessian(dphi, dr, w, theta, theta_anc, eta, objective: str, radius: float) -> np.ndarray:
-    """Exact Hessian of the population objective at ``theta`` (the H of the H-norm, docs/theory/claims.md §7.1)."""
+    """Exact Hessian of the population objective at ``theta`` (the H of the H-norm, docs/theory/claims.md §7.1).
+
+    Parameters
+    ----------
+    dphi : numpy.ndarray, shape (A, d)
+        Feature differences of the atoms.
+    dr : numpy.ndarray, shape (A,)
+        Observed reward differences.
+    w : array_like, shape (A,)
+        Atom weights (a law: not renormalised here).
+    theta : numpy.ndarray, shape (d,)
+        The point (typically the population minimiser).
+    theta_anc : numpy.ndarray, shape (d,)
+        The regression anchor.
+    eta : float
+        REBEL step size.
+    objective : str
+        One of ``OBJECTIVES``.
+    radius : float
+        Robustness radius (0 gives the REBEL Hessian).
+
+    Returns
+    -------
+    numpy.ndarray, shape (d, d)
+        The Hessian; 2 E_w[dphi dphi^T]/eta^2 for "rebel" or radius 0.
+    """
     check_choice("objective", objective, OBJECTIVES)
     w = np.asarray(w, dtype=np.float64)
     if objective == "rebel" or radius == 0.0:
@@ -210,7 +269,26 @@ class OnlineLog:
 
 
 def policy_metrics(env: Env, theta: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float]:
-    """(J(theta; w(alpha)) for each alpha (linear reward, docs/theory/environment.md §1.7), E_x KL(pi_theta || pi_ref))."""
+    """(J(theta; w(alpha)) for each alpha (linear reward, docs/theory/environment.md §1.7), E_x KL(pi_theta || pi_ref)).
+
+    J(theta; w) = w^T E_x E_{a ~ pi_theta} phi(x, a) with w(alpha) = alpha w_a + (1 - alpha) w_b.
+
+    Parameters
+    ----------
+    env : simlab.env.environment.Env
+        The environment (features, prompt law, reference policy, reward mixture).
+    theta : numpy.ndarray, shape (d,)
+        Policy parameter.
+    alphas : numpy.ndarray, shape (n_alpha,)
+        Mixture weights in [0, 1].
+
+    Returns
+    -------
+    reward : numpy.ndarray, shape (n_alpha,)
+        J(theta; w(alpha)) for each alpha.
+    kl_ref : float
+        E_x KL(pi_theta(.|x) || pi_ref(.|x)).
+    """
     pi = policy(theta, env.phi)
     mean_phi = np.einsum("x,xa,xad->d", env.p_x, pi, env.phi)
     ws = np.array([env.mixture_reward(float(a)) for a in alphas])
@@ -227,6 +305,38 @@ def online_rebel_exact(env: Env, T: int, n: int, eta: float, rng: np.random.Gene
     "online_mixed") and sets theta_{t+1} = argmin of the empirical objective with anchor theta_t (prev) or
     theta_ref (ref). A failed update (rank-deficient batch or Newton failure) keeps theta_{t+1} = theta_t
     and is counted in ``failures``.
+
+    Parameters
+    ----------
+    env : simlab.env.environment.Env
+        The environment.
+    T : int
+        Number of iterations, in [1, 2**24].
+    n : int
+        Pairs per iteration (>= 1).
+    eta : float
+        REBEL step size (> 0).
+    rng : numpy.random.Generator
+        Source of the multinomial batch counts.
+    objective : str, default "rebel"
+        One of ``OBJECTIVES`` (as :func:`fit_rebel`).
+    radius : float, default 0.0
+        Robustness radius (>= 0).
+    anchor : str, default "prev"
+        "prev" (anchor theta_t) or "ref" (anchor theta_ref).
+    sampler : str, default "online"
+        "online" (a, b ~ pi_theta) or "online_mixed" (b from the mixture with uniform).
+    mix : float, default 0.5
+        Uniform share of the second response under "online_mixed", in [0, 1].
+    alphas : array_like, default (0.0, 0.5, 1.0)
+        Reward-mixture weights in [0, 1] at which J is logged.
+    theta0 : numpy.ndarray, shape (d,), optional
+        Start (default theta_ref).
+
+    Returns
+    -------
+    OnlineLog
+        Iterates, per-iteration coverage lambda_min, logged rewards and KL, and the failure count.
     """
     _check_env(env)
     T = check_int("T", T, 1, MAX_ITERATIONS)
@@ -333,7 +443,37 @@ def batch_gradient_kernel(theta: np.ndarray, anc: np.ndarray, eta: float, dphi: 
                            dr: np.ndarray, code: int, radius: float, non_detached: bool, e: np.ndarray,
                            l: np.ndarray, coef: np.ndarray, unif: np.ndarray, grad: np.ndarray) -> None:
     """Gradient of one batch objective (uniform weights) at theta into ``grad``; ``code`` indexes
-    SGD_OBJECTIVES. e, l, coef are work arrays (residuals, losses, per-pair gradient weights)."""
+    SGD_OBJECTIVES. e, l, coef are work arrays (residuals, losses, per-pair gradient weights).
+
+    With e_i = dphi_i^T (theta - anc)/eta - dr_i the gradient is sum_i c_i (2/eta) e_i dphi_i with c_i the
+    uniform weights (rebel, w2, w2_surrogate) or the worst-case weights of the losses e_i^2 (kl_tau,
+    kl, chi2, chi2_code), plus the update-size terms of the W2 objectives (docs/theory/rebel.md §4.3-4.5).
+
+    Parameters
+    ----------
+    theta : numpy.ndarray, shape (d,)
+        The point.
+    anc : numpy.ndarray, shape (d,)
+        The regression anchor.
+    eta : float
+        REBEL step size.
+    dphi : numpy.ndarray, shape (n, d)
+        Feature differences of the batch.
+    dr : numpy.ndarray, shape (n,)
+        Observed reward differences of the batch.
+    code : int
+        Index of the objective in ``SGD_OBJECTIVES``.
+    radius : float
+        eps, rho0, tau or rho_chi as in :func:`online_rebel_sgd`.
+    non_detached : bool
+        Differentiate the kl_tau weights (switch ``dro.weights``).
+    e, l, coef : numpy.ndarray, shape (n,)
+        Work arrays: residuals, losses, per-pair weights.
+    unif : numpy.ndarray, shape (n,)
+        The uniform law 1/n.
+    grad : numpy.ndarray, shape (d,)
+        Output: the batch gradient.
+    """
     n, d = dphi.shape
     # residuals, losses and the mean gradient pieces
     sq = 0.0
@@ -495,6 +635,54 @@ def online_rebel_sgd(env: Env, T: int, n: int, eta: float, rng: np.random.Genera
     per-iteration lambda_min (a d x d second moment over the atoms and its smallest eigenvalue, about a
     third of an iteration at d = 16; NaN logged). Pairs are drawn by inverse CDF: x from p_x (guide
     table), a from pi_theta(.|x), b from the sampler's mixture, one noise index per response.
+
+    Parameters
+    ----------
+    env : simlab.env.environment.Env
+        The environment.
+    T : int
+        Number of iterations (fresh batches), in [1, 2**24].
+    n : int
+        Pairs per batch, in [2, 2**24].
+    eta : float
+        REBEL step size (> 0).
+    rng : numpy.random.Generator
+        Source of the pair and noise draws.
+    objective : str, default "rebel"
+        One of ``SGD_OBJECTIVES``.
+    radius : float, default 0.0
+        Robustness radius (>= 0; > 0 for kl_tau and chi2_code).
+    anchor : str, default "prev"
+        "prev" or "ref".
+    sampler : str, default "online"
+        "online" or "online_mixed".
+    mix : float, default 0.5
+        Uniform share of the second response under "online_mixed", in [0, 1] (ignored for "online").
+    inner_steps : int, default 1
+        Optimizer steps per batch (>= 1).
+    optimizer : str, default "adam"
+        "sgd" or "adam".
+    lr : float, default 1e-2
+        Learning rate (> 0).
+    weights : str, default "detached"
+        "detached" or "non_detached" kl_tau weights.
+    weight_decay : float, default 0.0
+        Decoupled (Adam) or L2 (SGD) weight decay (>= 0).
+    betas : tuple of float, default (0.9, 0.999)
+        Adam's (beta1, beta2), each in [0, 1).
+    adam_eps : float, default 1e-8
+        Adam's denominator epsilon (> 0 for Adam).
+    alphas : array_like, default (0.0, 0.5, 1.0)
+        Reward-mixture weights in [0, 1] at which J is logged.
+    theta0 : numpy.ndarray, shape (d,), optional
+        Start (default theta_ref).
+    log_coverage : bool, default True
+        Log lambda_min of the pair second moment each iteration.
+
+    Returns
+    -------
+    OnlineLog
+        Iterates, coverage (NaN when not logged), logged rewards and KL; ``failures`` = 0.
     """
     check_choice("objective", objective, SGD_OBJECTIVES)
     check_choice("optimizer", optimizer, OPTIMIZERS)

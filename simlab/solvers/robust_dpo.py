@@ -49,6 +49,39 @@ def fit_robust_dpo_exact(objective: str, atoms: PairAtoms, weights: np.ndarray, 
     (``reference_optimality_margin``): margin >= 0 certifies theta_ref as the minimiser (returned with
     grad_norm 0 and iterations -1), otherwise Newton restarts from the best point on the ray
     theta_ref + t v*.  Raises :class:`NoMinimizerError` if that fails too.
+
+    Parameters
+    ----------
+    objective : str
+        One of ``simlab.objectives.robust_dpo.OBJECTIVES``: "dpo", "wdpo_exact", "wdpo_surrogate",
+        "wdpo_code", "kldpo_penalized", "kldpo_constrained", "chi2dpo" (docs/theory/dpo.md §3.2).
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms.
+    weights : numpy.ndarray, shape (A,)
+        Nominal law on the atoms (>= 0, positive sum; normalised here): ``atoms.p0`` for the
+        population minimiser, counts N/n for the empirical one.
+    theta_ref : numpy.ndarray, shape (d,)
+        Reference-policy parameter.
+    beta : float
+        DPO temperature (> 0).
+    radius : float
+        Radius of the ambiguity set (rho0 for W_2, the KL/chi^2 ball radius, tau for
+        "kldpo_penalized"); > 0, or >= 0 except for "kldpo_penalized".
+    theta0 : numpy.ndarray, shape (d,), optional
+        Newton's start (default: the nominal DPO minimiser, see above).
+    gtol : float, default 1e-10
+        Gradient-norm tolerance of Newton.
+
+    Returns
+    -------
+    NewtonResult
+        The robust minimiser ``x`` with its value, gradient norm, Hessian and iteration count;
+        iterations = -1 when theta_ref is certified by the kink test.
+
+    Raises
+    ------
+    NoMinimizerError
+        Newton failed and the kink test does not certify theta_ref (or the objective is smooth).
     """
     from scipy.optimize import minimize_scalar
 
@@ -114,6 +147,28 @@ def reference_optimality_margin(objective: str, atoms: PairAtoms, weights: np.nd
     theta_ref is the robust minimiser (the objective has a kink there and Newton cannot reach it): the
     minimiser collapses to theta_ref beyond a threshold radius.  Smooth objectives return -inf
     unless the nominal gradient vanishes.
+
+    Parameters
+    ----------
+    objective : str
+        A robust DPO objective name (as :func:`fit_robust_dpo_exact`).
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms.
+    weights : numpy.ndarray, shape (A,)
+        Nominal law on the atoms (normalised here).
+    theta_ref : numpy.ndarray, shape (d,)
+        Reference-policy parameter (the margin does not depend on its value: every margin vanishes
+        there).
+    beta : float
+        DPO temperature.
+    radius : float
+        Radius of the ambiguity set.
+
+    Returns
+    -------
+    float
+        min_{||v|| = 1} R'(theta_ref; v): >= 0 iff theta_ref is the robust minimiser; 0 or -inf for a
+        smooth objective (0 only when the nominal gradient vanishes).
     """
     dphi, y, _, w = atoms.support(np.asarray(weights, dtype=np.float64))
     return _reference_descent(objective, dphi, y, w / w.sum(), beta, radius)[0]
@@ -163,6 +218,38 @@ def fit_kldpo_code(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray,
     sum_j w_j c_j H_j + sum_j w_j grad l_j dc_j^T, dc_j = c_j (grad l_j - sum_k w_k grad l_k)/tau
     (0 where clipped), halving the step until ||F|| decreases.  ``fun`` is the nominal loss there;
     ``grad_norm`` is ||F|| and ``hess`` the Jacobian of F (not symmetric).
+
+    Parameters
+    ----------
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms.
+    weights : numpy.ndarray, shape (A,)
+        Nominal law on the atoms (normalised here).
+    theta_ref : numpy.ndarray, shape (d,)
+        Reference-policy parameter.
+    beta : float
+        DPO temperature (> 0).
+    tau : float
+        KL temperature of the weights e^{(l_j - l_bar)/tau} (> 0).
+    clip : float, default 10.0
+        Upper clip of the weights (> 0, or ``numpy.inf`` for none).
+    theta0 : numpy.ndarray, shape (d,), optional
+        Start (default: the nominal DPO minimiser).
+    gtol : float, default 1e-10
+        Stop at ||F|| <= gtol.
+    max_iter : int, default 100
+        Newton-step budget.
+
+    Returns
+    -------
+    NewtonResult
+        x = the zero of F, fun = the nominal DPO loss sum_j w_j l_j(x), grad_norm = ||F(x)||,
+        hess = the Jacobian of F at x.
+
+    Raises
+    ------
+    NoMinimizerError
+        The zero was not reached within ``max_iter`` steps.
     """
     check_pair_atoms("atoms", atoms, labels=True)
     weights = check_weights("weights", weights, atoms.size)
@@ -281,6 +368,45 @@ def sgd_robust_dpo(algorithm: str, atoms: PairAtoms, theta_ref: np.ndarray, beta
     ``algorithm``: "wdpo" (radius = rho0), "kldpo" (radius = tau), "chi2dpo" (radius = eps).
     Step a_t = step (constant) or step/sqrt(t+1) (inv_sqrt).  The whole loop is one numba call.
     Returns (checkpoints, history) with history[i] the iterate after checkpoints[i] steps.
+
+    Per step, ``batch`` atoms are drawn iid from ``atoms.p0`` and theta <- theta - a_t G_B with G_B the
+    gradient of the batch objective (module docstring; docs/theory/dpo.md §3.2): for "wdpo" the gradient
+    of E_B l + rho0 beta ||theta - theta_ref|| sqrt(E_B l'^2), for "kldpo" and "chi2dpo" the detached
+    worst-case weights of the batch losses times the per-pair DPO gradients.
+
+    Parameters
+    ----------
+    algorithm : str
+        "wdpo", "kldpo" or "chi2dpo".
+    atoms : simlab.env.atoms.PairAtoms
+        Labelled pair atoms; pairs are drawn from ``atoms.p0``.
+    theta_ref : numpy.ndarray, shape (d,)
+        Reference-policy parameter.
+    beta : float
+        DPO temperature (> 0).
+    radius : float
+        rho0 (wdpo, >= 0), tau (kldpo, > 0) or eps (chi2dpo, >= 0).
+    T : int
+        Number of SGD steps, in [1, 2**40].
+    step : float
+        Base step size (> 0).
+    rng : numpy.random.Generator
+        Source of the pair draws.
+    batch : int, default 64
+        Minibatch size, in [1, 2**24].
+    schedule : str, default "inv_sqrt"
+        "constant" or "inv_sqrt".
+    theta0 : numpy.ndarray, shape (d,), optional
+        Start (default theta_ref + 1e-3).
+    n_checkpoints : int, default 20
+        Maximum number of log-spaced checkpoints (:func:`simlab.solvers.checkpoints.log_checkpoints`).
+
+    Returns
+    -------
+    checkpoints : numpy.ndarray, shape (k,), int
+        Iteration counts in [1, T], always including 1 and T.
+    history : numpy.ndarray, shape (k, d)
+        history[i] = the iterate after checkpoints[i] steps.
     """
     check_choice("algorithm", algorithm, SGD_ALGORITHMS)
     check_choice("schedule", schedule, STEP_SCHEDULES)

@@ -123,6 +123,34 @@ def stochastic_gradients(theta, phi, p_x, theta_ref, beta, P_obs, rho, n: int,
     ``kinks`` it is unbiased for grad L_SAIL(theta; P_obs), with rho > 0 for the Clarke subgradient of
     L^W_rho returned by :func:`robust_sail_value_grad`; ``kinks=False`` drops the pen'(h) beta dphi term
     (the part Algorithm A linearises; its kinks are kept exact in the prox-linear model).
+
+    Parameters
+    ----------
+    theta : array_like, shape (d,)
+        The point.
+    phi : array_like, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like, shape (n_x,)
+        Prompt law.
+    theta_ref : array_like, shape (d,)
+        Reference-policy parameter (centre of Theta).
+    beta : float
+        DPO temperature (> 0).
+    P_obs : array_like, shape (n_x, n_y, n_y)
+        Observed oracle table, P_obs[x, a, b] + P_obs[x, b, a] = 1 (docs/theory/sail.md §5.2).
+    rho : float
+        Box radius of the oracle uncertainty, in [0, 1].
+    n : int
+        Number of estimates (>= 1).
+    rng : numpy.random.Generator
+        Source of the draws.
+    kinks : bool, default True
+        Include the kink term pen'(h) beta dphi.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, d)
+        Row i is the i-th single-sample estimate G (module docstring).
     """
     theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
@@ -270,7 +298,24 @@ class AlgorithmRun:
 
 def random_iterate_indices(T: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """k iid uniform draws t* from {0, ..., T-1} (the output rule, docs/theory/sail.md §5.5/§5.6) as (unique sorted indices,
-    inverse) so that ``values[inverse]`` are the k draws."""
+    inverse) so that ``values[inverse]`` are the k draws.
+
+    Parameters
+    ----------
+    T : int
+        Number of iterations (>= 1).
+    k : int
+        Number of draws (>= 1).
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    indices : numpy.ndarray, shape (m,), int
+        The distinct drawn indices, sorted (m <= k).
+    inverse : numpy.ndarray, shape (k,), int
+        Position of each draw in ``indices``.
+    """
     T = check_int("T", T, low=1)
     k = check_int("k", k, low=1)
     return np.unique(rng.integers(0, T, size=k), return_inverse=True)
@@ -285,6 +330,24 @@ def stratified_iterate_indices(T: int, per_stratum: int,
     unbiased estimate of (1/T) sum_t values_t = E_t* values. Unlike iid draws it always samples the
     early transient (weight ~ 1/T each, large values), whose hit-or-miss sampling dominates the variance
     of the iid estimator on long runs.
+
+    Parameters
+    ----------
+    T : int
+        Number of iterations (>= 1).
+    per_stratum : int
+        Draws per dyadic stratum (>= 1).
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    indices : numpy.ndarray, shape (m,), int
+        The distinct drawn indices, sorted.
+    inverse : numpy.ndarray, shape (n_strata * per_stratum,), int
+        Position of each draw in ``indices``.
+    weights : numpy.ndarray, shape (n_strata * per_stratum,)
+        Weight of each draw, |stratum|/(T per_stratum); they sum to 1.
     """
     T = check_int("T", T, low=1)
     per_stratum = check_int("per_stratum", per_stratum, low=1)
@@ -314,6 +377,55 @@ def run_algorithm(algorithm: str, theta0, phi, p_x, theta_ref, beta, P_obs, rho,
     N_b-sample prox-linear model, argmin_Theta <G_t, z> + (1/N_b) sum_i pen_i(z) + ||z - theta_t||^2/(2 gamma),
     by the dual box-QP from s = 0 to duality gap <= ``gap_tol`` (the inner tolerance delta), then
     theta_{t+1} = theta_t - alpha (theta_t - z_t)/gamma. C: ``batch`` samples per subgradient.
+
+    Parameters
+    ----------
+    algorithm : str
+        "A", "B" or "C".
+    theta0 : array_like, shape (d,)
+        Start theta_0 (in Theta).
+    phi : array_like, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like, shape (n_x,)
+        Prompt law.
+    theta_ref : array_like, shape (d,)
+        Reference-policy parameter (centre of Theta).
+    beta : float
+        DPO temperature (> 0).
+    P_obs : array_like, shape (n_x, n_y, n_y)
+        Observed oracle table, P_obs[x, a, b] + P_obs[x, b, a] = 1 (docs/theory/sail.md §5.2).
+    rho : float
+        Box radius of the oracle uncertainty, in [0, 1].
+    radius : float
+        Radius B of Theta = {||theta - theta_ref|| <= B} (> 0).
+    T : int
+        Number of steps (>= 1).
+    step : float
+        Constant step alpha (> 0; <= gamma for B).
+    rng : numpy.random.Generator
+        Source of the samples.
+    record_at : array_like of int, shape (m,)
+        Sorted indices in [0, T] of the iterates to record.
+    batch : int, default 1
+        Samples N_b per step (A, C, and B with ``inner="model"``).
+    gap_tol : float, default 1e-10
+        Duality-gap tolerance delta of the inner box-QP (A, B-model).
+    inner_max_iter : int, default 10000
+        Iteration budget of the inner box-QP (A, B-model).
+    gamma : float, default 0.1
+        Moreau parameter of B (> 0).
+    inner_steps : int, default 16
+        K_in inner subgradient steps of B-sgd (>= 1).
+    mu_in : float or None, default None
+        Inner step constant of B-sgd (> 0; default 1/(2 gamma)).
+    inner : str, default "sgd"
+        Inner solver of B: "sgd" or "model".
+
+    Returns
+    -------
+    AlgorithmRun
+        The iterates at ``record_at`` (shape (m, d)), the samples drawn and the inner dual iterations
+        (0 for B-sgd and C).
     """
     check_choice("algorithm", algorithm, ALGORITHMS)
     theta0, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
@@ -393,7 +505,43 @@ def _deterministic_prox_linear_kernel(theta0, phi, p_x, theta_ref, beta, P, rho,
 def deterministic_prox_linear(theta0, phi, p_x, theta_ref, beta, P_obs, rho, radius, T: int, step: float,
                               gap_tol: float = 1e-20, inner_max_iter: int = 200_000) -> np.ndarray:
     """Algorithm A with exact expectations: theta_{t+1} = argmin_{Theta} M_t(theta) + ||theta - theta_t||^2/(2 alpha),
-    M_t the prox-linear model of F at theta_t (docs/theory/sail.md §5.4). Returns the iterates theta_0..theta_T, shape (T+1, d)."""
+    M_t the prox-linear model of F at theta_t (docs/theory/sail.md §5.4). Returns the iterates theta_0..theta_T, shape (T+1, d).
+
+    With a constant alpha <= 1/(2 omega) the mean squared envelope gradient decays like 1/T
+    (docs/theory/sail.md §5.6).
+
+    Parameters
+    ----------
+    theta0 : array_like, shape (d,)
+        Start theta_0 (in Theta).
+    phi : array_like, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like, shape (n_x,)
+        Prompt law.
+    theta_ref : array_like, shape (d,)
+        Reference-policy parameter (centre of Theta).
+    beta : float
+        DPO temperature (> 0).
+    P_obs : array_like, shape (n_x, n_y, n_y)
+        Observed oracle table, P_obs[x, a, b] + P_obs[x, b, a] = 1 (docs/theory/sail.md §5.2).
+    rho : float
+        Box radius of the oracle uncertainty, in [0, 1].
+    radius : float
+        Radius B of Theta (> 0).
+    T : int
+        Number of steps (>= 1).
+    step : float
+        Constant step alpha (> 0).
+    gap_tol : float, default 1e-20
+        Duality-gap tolerance of the inner box-QP.
+    inner_max_iter : int, default 200000
+        Iteration budget of the inner box-QP.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T + 1, d)
+        The iterates theta_0, ..., theta_T.
+    """
     theta0, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta0, phi, p_x, theta_ref, beta, P_obs)
     rho = check_float("rho", rho, low=0.0, high=1.0)
     radius = check_float("radius", radius, low=0.0, low_open=True)
