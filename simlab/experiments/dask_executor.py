@@ -76,10 +76,44 @@ class DaskExecutor:
         return self._slots
 
     def warm(self, scenario: Scenario, fingerprint: str, todo, master: int) -> None:
-        """Nothing to do on the client: each worker warms its own host's cache (see :func:`compute_chunk`)."""
+        """Nothing to do on the client: each worker warms its own host's cache (see :func:`compute_chunk`).
+
+        Parameters
+        ----------
+        scenario : simlab.experiments.scenario.Scenario
+            The scenario (unused).
+        fingerprint : str
+            Its code fingerprint (unused).
+        todo : iterable of tuple of (dict, int)
+            The sweep's cells (unused).
+        master : int
+            The master seed (unused).
+        """
         return None
 
     def submit(self, scenario: Scenario, fingerprint: str, cells, master: int, warm_cells):
+        """Send a chunk of cells to the cluster as one :func:`compute_chunk` task.
+
+        Parameters
+        ----------
+        scenario : simlab.experiments.scenario.Scenario
+            The scenario; its source files travel with the task (:func:`scenario_payload`, built once per
+            scenario).
+        fingerprint : str
+            The client's code fingerprint of the scenario; the worker refuses to run under another.
+        cells : iterable of tuple of (dict, int)
+            The chunk's ``(params, replicate)`` cells.
+        master : int
+            The master seed.
+        warm_cells : iterable of tuple of (dict, int)
+            The sweep's warm-up cells, which the worker runs in a subprocess first if its host's
+            cache misses them.
+
+        Returns
+        -------
+        distributed.Future
+            Resolves to one ``(metrics, seconds)`` per cell (``pure=False``: never deduplicated).
+        """
         return self.client.submit(compute_chunk, self._payload(scenario), fingerprint, list(cells), master,
                                   list(warm_cells), pure=False)
 
@@ -90,6 +124,20 @@ class DaskExecutor:
 
     @staticmethod
     def wait_first(pending, timeout: float | None = None) -> set:
+        """Wait until at least one of ``pending`` is done, or ``timeout`` has passed.
+
+        Parameters
+        ----------
+        pending : iterable of distributed.Future
+            Chunk futures.
+        timeout : float, optional
+            Seconds to wait at most (default: no limit).
+
+        Returns
+        -------
+        set of distributed.Future
+            The futures of ``pending`` that are done (empty after a timeout).
+        """
         from distributed import wait
 
         try:
@@ -99,6 +147,14 @@ class DaskExecutor:
         return set(done)
 
     def close(self, cancel: bool = False) -> None:
+        """Close the client, and the LocalCluster if this executor started one.
+
+        Parameters
+        ----------
+        cancel : bool, default False
+            Accepted for the executor interface (:meth:`simlab.experiments.sweep.LocalExecutor.close`);
+            closing the client releases its pending tasks either way.
+        """
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -106,7 +162,28 @@ class DaskExecutor:
 
 def scenario_payload(scenario: Scenario) -> tuple:
     """(name, digest, files): the scenario file and the private helper modules beside it (``_*.py``),
-    the files its code fingerprint hashes, as (file name, bytes)."""
+    the files its code fingerprint hashes, as (file name, bytes).
+
+    Parameters
+    ----------
+    scenario : simlab.experiments.scenario.Scenario
+        A scenario loaded from a file (``scenario_source`` finds it).
+
+    Returns
+    -------
+    name : str
+        The scenario's name.
+    digest : str
+        The first 20 hex digits of the SHA-256 of the name and the files (names and contents): the
+        folder name the workers write them to.
+    files : tuple of tuple of (str, bytes)
+        ``(file name, content)`` of the scenario file, then of its ``_*.py`` neighbours in name order.
+
+    Raises
+    ------
+    ValueError
+        If the scenario has no source file.
+    """
     src = scenario_source(scenario)
     if src is None or not src.is_file():
         raise ValueError(f"scenario {scenario.name!r} has no source file to send to Dask workers")
@@ -124,7 +201,33 @@ _WARMED: set = set()
 
 def compute_chunk(payload: tuple, fingerprint: str, cells, master: int, warm_cells) -> list:
     """Worker task: check the worker (threads, fingerprint), warm its host's numba cache for the sweep
-    once per worker process, run the cells; one (metrics, seconds) per cell."""
+    once per worker process, run the cells; one (metrics, seconds) per cell.
+
+    Parameters
+    ----------
+    payload : tuple of (str, str, tuple)
+        :func:`scenario_payload`'s (name, digest, files).
+    fingerprint : str
+        The client's code fingerprint of the scenario.
+    cells : iterable of tuple of (dict, int)
+        The chunk's ``(params, replicate)`` cells.
+    master : int
+        The master seed.
+    warm_cells : iterable of tuple of (dict, int)
+        The sweep's warm-up cells; those this host's cache misses
+        (:func:`simlab.experiments.sweep.missing_warm_up`) run in a subprocess first.
+
+    Returns
+    -------
+    list of tuple of (dict, float)
+        :func:`simlab.experiments.sweep.run_cells`' ``(metrics, seconds)`` per cell.
+
+    Raises
+    ------
+    RuntimeError
+        If the worker is not pinned to one BLAS thread, computes another fingerprint than the
+        client's, or its warm-up subprocess fails.
+    """
     bad = {v: os.environ.get(v) for v in BLAS_THREAD_VARS if os.environ.get(v) != "1"}
     if bad:
         raise RuntimeError(f"Dask worker on {_host()} is not pinned to one BLAS thread ({bad}); start workers "

@@ -48,12 +48,25 @@ class StoreError(ValueError):
 
 
 def default_store_path() -> Path:
-    """$SIMLAB_STORE, else results/simlab.sqlite under the current directory."""
+    """$SIMLAB_STORE, else results/simlab.sqlite under the current directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The store file used when no path is given (it need not exist yet).
+    """
     return Path(os.environ.get("SIMLAB_STORE", Path.cwd() / "results" / "simlab.sqlite"))
 
 
 def git_hash() -> str | None:
-    """The git commit of the source tree simlab is imported from, if it is a git checkout."""
+    """The git commit of the source tree simlab is imported from, if it is a git checkout.
+
+    Returns
+    -------
+    str or None
+        The full hash of ``HEAD`` (``git rev-parse HEAD`` in the folder above the package), or None when
+        that folder is not a git checkout or git is unavailable.
+    """
     import simlab
 
     try:
@@ -65,7 +78,14 @@ def git_hash() -> str | None:
 
 
 def provenance() -> dict:
-    """Package version, git hash (if any), code fingerprint, library versions and the platform."""
+    """Package version, git hash (if any), code fingerprint, library versions and the platform.
+
+    Returns
+    -------
+    dict
+        ``{"simlab": version, <library>: version, ..., "platform": str, "package_fingerprint": str}``,
+        plus ``"git": hash`` when :func:`git_hash` finds one; stored as JSON with every run and check.
+    """
     import simlab
     from simlab.experiments.fingerprint import library_versions, package_fingerprint
 
@@ -170,10 +190,31 @@ class Store:
             self.conn.commit()
 
     def close(self) -> None:
+        """Close the SQLite connection (every write of this class has committed already)."""
         self.conn.close()
 
     # ---------------------------------------------------------------- runs and cells
     def start_run(self, scenario: str, fingerprint: str, mode: str, master: int, config: dict) -> int:
+        """Record the start of a sweep (table ``runs``) with this process's :func:`provenance`.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        mode : str
+            The sweep mode (``"quick"`` or ``"full"``).
+        master : int
+            The master seed.
+        config : dict
+            The scenario's configuration, stored as JSON (numbers JSON cannot hold as floats).
+
+        Returns
+        -------
+        int
+            The new run's ``run_id``, which the cells it computes carry.
+        """
         cur = self._execute(
             "INSERT INTO runs (scenario, fingerprint, mode, master, config, provenance, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -182,17 +223,75 @@ class Store:
         return int(cur.lastrowid)
 
     def done_keys(self, scenario: str, fingerprint: str, master: int) -> set[tuple[str, int]]:
+        """The cells already stored for one (scenario, fingerprint, master).
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        master : int
+            The master seed.
+
+        Returns
+        -------
+        set of tuple of (str, int)
+            The stored cells' (cell key, replicate) pairs (:func:`simlab.experiments.scenario.cell_key`).
+        """
         rows = self._execute("SELECT key, replicate FROM cells WHERE scenario=? AND fingerprint=? AND master=?",
                              (scenario, fingerprint, master))
         return {(k, int(r)) for k, r in rows}
 
     def is_done(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int) -> bool:
+        """Whether one cell is stored.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        master : int
+            The master seed.
+        key : str
+            The cell key of its parameters (:func:`simlab.experiments.scenario.cell_key`).
+        replicate : int
+            The replicate index.
+
+        Returns
+        -------
+        bool
+            True iff the ``cells`` table holds this (scenario, fingerprint, master, key, replicate).
+        """
         return self._execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
                              "AND replicate=?", (scenario, fingerprint, master, key, replicate)).fetchone() is not None
 
     def add_cell(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int,
                  params: dict, metrics: dict, seconds: float, run_id: int) -> None:
-        """Insert one finished cell, release its lease, commit (atomic); a duplicate key is ignored."""
+        """Insert one finished cell, release its lease, commit (atomic); a duplicate key is ignored.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        master : int
+            The master seed.
+        key : str
+            The cell key of ``params`` (:func:`simlab.experiments.scenario.cell_key`).
+        replicate : int
+            The replicate index.
+        params : dict
+            The cell's parameters (stored as JSON).
+        metrics : dict of str to float
+            What the cell returned (stored as JSON; NaN is read back as NaN).
+        seconds : float
+            The cell's compute time.
+        run_id : int
+            The run that computed it (:meth:`start_run`).
+        """
         self.add_cells(scenario, fingerprint, master, run_id, [(key, replicate, params, metrics, seconds)])
 
     def add_cells(self, scenario: str, fingerprint: str, master: int, run_id: int, cells) -> None:
@@ -200,7 +299,27 @@ class Store:
         leases in one write transaction (all or none; a duplicate key is ignored).
 
         A failed statement rolls the transaction back at once (never keeping the write lock other
-        processes wait for); a busy store is retried until the store's timeout has passed."""
+        processes wait for); a busy store is retried until the store's timeout has passed.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        master : int
+            The master seed.
+        run_id : int
+            The run that computed them (:meth:`start_run`).
+        cells : iterable of tuple of (str, int, dict, dict, float)
+            ``(key, replicate, params, metrics, seconds)`` per cell, as in :meth:`add_cell`; nothing is
+            written when it is empty.
+
+        Raises
+        ------
+        simlab.experiments.store.StoreError
+            When the store stays locked beyond its timeout or the write fails.
+        """
         cells = list(cells)
         if not cells:
             return
@@ -229,7 +348,27 @@ class Store:
     LEASED, DONE, BUSY = "leased", "done", "busy"  # outcomes of :meth:`lease_many` per cell
 
     def lease(self, scenario: str, fingerprint: str, master: int, key: str, replicate: int) -> bool:
-        """Take the lease on one cell for this process (see :meth:`lease_many`); True iff taken."""
+        """Take the lease on one cell for this process (see :meth:`lease_many`); True iff taken.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        master : int
+            The master seed.
+        key : str
+            The cell key (:func:`simlab.experiments.scenario.cell_key`).
+        replicate : int
+            The replicate index.
+
+        Returns
+        -------
+        bool
+            True iff the cell is now leased by this process (False: finished, or leased by another
+            live process).
+        """
         return self.lease_many(scenario, fingerprint, master, [(key, replicate)])[0] == self.LEASED
 
     def lease_many(self, scenario: str, fingerprint: str, master: int, cells) -> list[str]:
@@ -240,7 +379,25 @@ class Store:
         One short write transaction (BEGIN IMMEDIATE: the write lock before the reads, so no two
         owners). If any statement of it fails, it is rolled back before anything else happens, so a
         failed lease never leaves this connection holding the lock that other processes wait for; a
-        busy store is retried until the store's timeout has passed."""
+        busy store is retried until the store's timeout has passed.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str
+            The scenario's code fingerprint (:func:`simlab.experiments.fingerprint.scenario_fingerprint`).
+        master : int
+            The master seed.
+        cells : iterable of tuple of (str, int)
+            ``(key, replicate)`` per cell.
+
+        Returns
+        -------
+        list of str
+            One outcome per cell, in order: ``"leased"``, ``"done"`` or ``"busy"`` (the class constants
+            ``LEASED``, ``DONE``, ``BUSY``); an empty list for no cells.
+        """
         cells = [(key, int(replicate)) for key, replicate in cells]
         head = (scenario, fingerprint, master)
 
@@ -288,7 +445,23 @@ class Store:
 
     # ---------------------------------------------------------------- reading
     def rows(self, scenario: str, fingerprint: str | None = None, master: int | None = None) -> list[dict]:
-        """Stored cells of a scenario as flat dicts (params, metrics, replicate, seconds, ...)."""
+        """Stored cells of a scenario as flat dicts (params, metrics, replicate, seconds, ...).
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+        fingerprint : str, optional
+            Only cells of this code fingerprint (default: all).
+        master : int, optional
+            Only cells of this master seed (default: all).
+
+        Returns
+        -------
+        list of dict
+            One dict per cell in insertion order: ``fingerprint``, ``master``, ``cell_key``, ``replicate``,
+            ``seconds``, then the cell's parameters and its metrics (a stored null metric as NaN).
+        """
         q = "SELECT fingerprint, master, key, replicate, params, metrics, seconds FROM cells WHERE scenario=?"
         args: list = [scenario]
         if fingerprint is not None:
@@ -307,17 +480,52 @@ class Store:
 
     def past_seconds(self, scenario: str) -> dict[str, float]:
         """Mean compute seconds of each cell key of ``scenario`` over every stored run (any code
-        fingerprint, any master seed): what a sweep expects a cell to cost, for ordering only."""
+        fingerprint, any master seed): what a sweep expects a cell to cost, for ordering only.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+
+        Returns
+        -------
+        dict of str to float
+            Cell key to mean stored seconds (keys never stored are absent).
+        """
         cur = self._execute("SELECT key, AVG(seconds) FROM cells WHERE scenario=? GROUP BY key", (scenario,))
         return {k: float(v) for k, v in cur}
 
     def fingerprints(self, scenario: str) -> list[str]:
-        """Fingerprints with stored cells for ``scenario``, most recent first."""
+        """Fingerprints with stored cells for ``scenario``, most recent first.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+
+        Returns
+        -------
+        list of str
+            Distinct code fingerprints, ordered by their most recently inserted cell, newest first.
+        """
         cur = self._execute("SELECT fingerprint, MAX(rowid) FROM cells WHERE scenario=? GROUP BY fingerprint "
                             "ORDER BY MAX(rowid) DESC", (scenario,))
         return [r[0] for r in cur]
 
     def runs(self, scenario: str) -> list[dict]:
+        """The recorded runs (sweeps) of a scenario, oldest first.
+
+        Parameters
+        ----------
+        scenario : str
+            The scenario's name.
+
+        Returns
+        -------
+        list of dict
+            One dict per run: ``run_id``, ``fingerprint``, ``mode``, ``master``, ``config`` and
+            ``provenance`` (both decoded from JSON) and ``started`` (local time, ISO 8601).
+        """
         cur = self._execute("SELECT run_id, fingerprint, mode, master, config, provenance, started "
                             "FROM runs WHERE scenario=? ORDER BY run_id", (scenario,))
         return [{"run_id": r[0], "fingerprint": r[1], "mode": r[2], "master": r[3],
@@ -325,7 +533,17 @@ class Store:
                 for r in cur]
 
     def record_check(self, mode: str, master: int, rows: list[dict]) -> None:
-        """Keep a check's verdict rows with their timings (timings stay out of tracked files)."""
+        """Keep a check's verdict rows with their timings (timings stay out of tracked files).
+
+        Parameters
+        ----------
+        mode : str
+            The check's mode (``"quick"`` or ``"full"``).
+        master : int
+            The master seed.
+        rows : list of dict
+            The verdict rows (stored as JSON with this process's :func:`provenance`).
+        """
         self._execute("INSERT INTO checks (started, mode, master, rows, provenance) VALUES (?, ?, ?, ?, ?)",
                       (time.strftime("%Y-%m-%dT%H:%M:%S"), mode, master, json.dumps(rows),
                        json.dumps(provenance())), commit=True)

@@ -60,7 +60,31 @@ class CellError(ValueError):
 
 
 def run_cell(scenario: Scenario, params: dict, replicate: int, master: int) -> tuple[dict, float]:
-    """Run one cell; returns (metrics as plain floats, seconds). Non-finite values are kept (NaN)."""
+    """Run one cell; returns (metrics as plain floats, seconds). Non-finite values are kept (NaN).
+
+    Parameters
+    ----------
+    scenario : simlab.experiments.scenario.Scenario
+        The scenario whose ``cell`` function runs.
+    params : dict
+        The cell's parameters (a copy is passed to the cell).
+    replicate : int
+        The replicate index.
+    master : int
+        The master seed; the cell's seeds are ``scenario.seeds_for(params, replicate, master)``.
+
+    Returns
+    -------
+    metrics : dict of str to float
+        The cell's metrics, keys as strings, values converted by ``float``.
+    seconds : float
+        Wall-clock compute time of the cell (``time.perf_counter``).
+
+    Raises
+    ------
+    simlab.experiments.sweep.CellError
+        When the cell raises, returns something other than a dict, or a metric that is not a number.
+    """
     seeds = scenario.seeds_for(params, replicate, master)
     t0 = time.perf_counter()
     try:
@@ -82,7 +106,22 @@ def run_cell(scenario: Scenario, params: dict, replicate: int, master: int) -> t
 
 
 def run_cells(scenario: Scenario, cells, master: int) -> list[tuple[dict, float]]:
-    """Run a chunk of (params, replicate) cells in order; one (metrics, seconds) per cell."""
+    """Run a chunk of (params, replicate) cells in order; one (metrics, seconds) per cell.
+
+    Parameters
+    ----------
+    scenario : simlab.experiments.scenario.Scenario
+        The scenario.
+    cells : iterable of tuple of (dict, int)
+        ``(params, replicate)`` per cell.
+    master : int
+        The master seed.
+
+    Returns
+    -------
+    list of tuple of (dict, float)
+        :func:`run_cell`'s ``(metrics, seconds)`` per cell, in the order of ``cells``.
+    """
     return [run_cell(scenario, params, replicate, master) for params, replicate in cells]
 
 
@@ -121,7 +160,13 @@ def _warm_kernels(scenario: Scenario, todo, master: int, in_subprocess: bool, po
 
 def warm_markers_dir() -> Path | None:
     """Where completed warm-ups are recorded: inside the numba cache directory (so a fresh cache has
-    none), or None when numba has no cache directory of its own."""
+    none), or None when numba has no cache directory of its own.
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``<numba cache dir>/simlab-warm`` (not created here), or None without a numba cache directory.
+    """
     from numba import config
 
     import simlab._jit  # noqa: F401  (sets numba's cache directory)
@@ -153,7 +198,23 @@ def _warm_marker(root: Path, scenario: Scenario, fingerprint: str, stamp: str, p
 
 def missing_warm_up(scenario: Scenario, fingerprint: str, todo) -> list:
     """The warm-up cells of ``todo`` (one per combination of string parameters) whose warm-up has not
-    yet run against this numba cache, this CPU and these source files (all of them if unknown)."""
+    yet run against this numba cache, this CPU and these source files (all of them if unknown).
+
+    Parameters
+    ----------
+    scenario : simlab.experiments.scenario.Scenario
+        The scenario.
+    fingerprint : str
+        Its code fingerprint (part of the warm-up marker's name).
+    todo : iterable of tuple of (dict, int)
+        The sweep's ``(params, replicate)`` cells.
+
+    Returns
+    -------
+    list of tuple of (dict, int)
+        The first cell of each combination of string parameters, in sweep order, whose marker under
+        :func:`warm_markers_dir` is missing (all of them when there is no marker directory).
+    """
     cells = _warm_up_cells(todo)
     root = warm_markers_dir()
     if root is None or not cells:
@@ -183,7 +244,24 @@ def _warm_lock():
 
 def warm_here(scenario: Scenario, fingerprint: str, todo, master: int) -> int:
     """Run the missing warm-up cells of ``todo`` in this process (which must not compute stored cells
-    of this scenario) under the warm-up lock, then record them; returns how many ran."""
+    of this scenario) under the warm-up lock, then record them; returns how many ran.
+
+    Parameters
+    ----------
+    scenario : simlab.experiments.scenario.Scenario
+        The scenario.
+    fingerprint : str
+        Its code fingerprint.
+    todo : iterable of tuple of (dict, int)
+        The sweep's ``(params, replicate)`` cells (:func:`missing_warm_up` picks the warm-up cells).
+    master : int
+        The master seed (the warm-up cells' results are discarded).
+
+    Returns
+    -------
+    int
+        The number of warm-up cells run (0 when the cache was already warm for them).
+    """
     with _warm_lock():
         cells = missing_warm_up(scenario, fingerprint, todo)
         _warm_kernels(scenario, cells, master, in_subprocess=False)
@@ -291,6 +369,13 @@ def _start_pinned_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def default_workers() -> int:
+    """The worker count when none is given: every core.
+
+    Returns
+    -------
+    int
+        ``os.cpu_count()``, at least 1.
+    """
     return max(1, os.cpu_count() or 1)
 
 
@@ -317,7 +402,25 @@ class LocalExecutor:
         return self.workers
 
     def warm(self, scenario: Scenario, fingerprint: str, todo, master: int) -> Future | None:
-        """Start the missing warm-up of ``todo``; None when the cache is already warm for it."""
+        """Start the missing warm-up of ``todo``; None when the cache is already warm for it.
+
+        Parameters
+        ----------
+        scenario : simlab.experiments.scenario.Scenario
+            The scenario.
+        fingerprint : str
+            Its code fingerprint.
+        todo : iterable of tuple of (dict, int)
+            The sweep's ``(params, replicate)`` cells.
+        master : int
+            The master seed.
+
+        Returns
+        -------
+        concurrent.futures.Future or None
+            The warm-up's future in the one-process warm-up pool (its result: :func:`warm_here`'s count),
+            or None when no warm-up is missing.
+        """
         if not missing_warm_up(scenario, fingerprint, todo):
             return None
         if self._warm_pool is None:
@@ -328,7 +431,27 @@ class LocalExecutor:
 
     def submit(self, scenario: Scenario, fingerprint: str, cells, master: int, warm_cells) -> Future:
         """Run a chunk of cells; the future's result is one (metrics, seconds) per cell. ``warm_cells``
-        are for executors whose workers warm themselves (see :meth:`warm` for this one)."""
+        are for executors whose workers warm themselves (see :meth:`warm` for this one).
+
+        Parameters
+        ----------
+        scenario : simlab.experiments.scenario.Scenario
+            The scenario.
+        fingerprint : str
+            Its code fingerprint (unused here: this executor's warm-up is :meth:`warm`).
+        cells : iterable of tuple of (dict, int)
+            The chunk's ``(params, replicate)`` cells.
+        master : int
+            The master seed.
+        warm_cells : list of tuple of (dict, int)
+            The sweep's warm-up cells (unused here).
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Resolves to :func:`run_cells`' list of ``(metrics, seconds)``; computed already (or holding
+            the exception) when the executor runs in process.
+        """
         if self.in_process:
             fut: Future = Future()
             try:
@@ -342,10 +465,32 @@ class LocalExecutor:
 
     @staticmethod
     def wait_first(pending, timeout: float | None = None) -> set:
+        """Wait until at least one of ``pending`` is done, or ``timeout`` has passed.
+
+        Parameters
+        ----------
+        pending : iterable of concurrent.futures.Future
+            Chunk and warm-up futures.
+        timeout : float, optional
+            Seconds to wait at most (default: no limit).
+
+        Returns
+        -------
+        set of concurrent.futures.Future
+            The futures of ``pending`` that are done (empty after a timeout).
+        """
         done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
         return set(done)
 
     def close(self, cancel: bool = False) -> None:
+        """Shut the worker and warm-up pools down (the executor can be used again: pools restart).
+
+        Parameters
+        ----------
+        cancel : bool, default False
+            Cancel queued tasks and return without waiting (after an error or Ctrl-C); otherwise wait
+            for the running ones.
+        """
         for pool in (self._pool, self._warm_pool):
             if pool is not None:
                 pool.shutdown(wait=not cancel, cancel_futures=cancel)
@@ -356,7 +501,28 @@ class LocalExecutor:
 def open_executor(executor="local", workers: int | None = None, scheduler: str | None = None):
     """The executor of one command: ``"local"`` (:class:`LocalExecutor`), ``"dask"`` (a Dask client on
     ``scheduler``, or on a new LocalCluster of ``workers`` processes without one), or an executor
-    object that is already open (used as is and left open)."""
+    object that is already open (used as is and left open).
+
+    Parameters
+    ----------
+    executor : {"local", "dask"} or executor object, default "local"
+        Which executor to open, or an open one.
+    workers : int, optional
+        Worker processes (default: :func:`default_workers`; for Dask, of the new LocalCluster).
+    scheduler : str, optional
+        Address ``tcp://HOST:PORT`` of a Dask scheduler; only with ``executor="dask"``.
+
+    Yields
+    ------
+    simlab.experiments.sweep.LocalExecutor or simlab.experiments.dask_executor.DaskExecutor
+        The open executor; one this function opened is closed on exit (cancelling queued work on
+        an exception).
+
+    Raises
+    ------
+    ValueError
+        For an unknown executor name, or ``scheduler`` without ``executor="dask"``.
+    """
     if not isinstance(executor, str):
         yield executor
         return
@@ -393,6 +559,32 @@ def run_scenario(scenario: Scenario, mode: str = "quick", workers: int | None = 
     other's); cells leased by a live process are waited for at the end, cells leased by a dead one are
     taken over. ``executor``/``scheduler``:
     see :func:`open_executor`.
+
+    Parameters
+    ----------
+    scenario : simlab.experiments.scenario.Scenario
+        The scenario to sweep.
+    mode : str, default "quick"
+        ``"quick"`` or ``"full"``: which cells (``scenario.cells(mode)``).
+    workers : int, optional
+        Worker processes (default: every core).
+    store : simlab.experiments.store.Store, optional
+        The results store (default: a :class:`simlab.experiments.store.Store` at the default path,
+        closed afterwards).
+    master : int, optional
+        The master seed (default ``DEFAULT_MASTER_SEED``).
+    progress : bool, default True
+        Show a progress bar.
+    executor : {"local", "dask"} or executor object, default "local"
+        See :func:`open_executor`.
+    scheduler : str, optional
+        Dask scheduler address (see :func:`open_executor`).
+
+    Returns
+    -------
+    simlab.experiments.sweep.SweepStats
+        Cells in the mode (``total``), already stored or finished by another process (``skipped``), run
+        here (``ran``), and the seconds from the sweep's start to its last committed chunk.
     """
     return run_sweeps([SweepJob(scenario, mode, master)], workers, store, progress, executor, scheduler)[0]
 
@@ -417,7 +609,35 @@ def run_sweeps(jobs, workers: int | None = None, store: Store | None = None, pro
 
     Jobs stream one after another through the executor in chunks (sized to about the executor's
     ``chunk_seconds`` of compute from the cell times measured so far, and small enough near the end
-    to keep every worker busy); a job's cells are sent only once its warm-up has finished."""
+    to keep every worker busy); a job's cells are sent only once its warm-up has finished.
+
+    Parameters
+    ----------
+    jobs : iterable of simlab.experiments.sweep.SweepJob
+        The sweeps (scenario, mode, master seed, optionally a subset of cells).
+    workers : int, optional
+        Worker processes (default: every core).
+    store : simlab.experiments.store.Store, optional
+        The results store (default: one at the default path, closed afterwards).
+    progress : bool, default True
+        Show a progress bar.
+    executor : {"local", "dask"} or executor object, default "local"
+        See :func:`open_executor`.
+    scheduler : str, optional
+        Dask scheduler address (see :func:`open_executor`).
+    desc : str, optional
+        Fixed progress-bar label (default: the name of the scenario being sent).
+
+    Returns
+    -------
+    list of simlab.experiments.sweep.SweepStats
+        One per job, in the order of ``jobs``.
+
+    Raises
+    ------
+    ValueError
+        If ``workers`` is not an integer >= 1.
+    """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     own_store = store is None

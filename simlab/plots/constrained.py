@@ -40,7 +40,26 @@ def _save(fig, path: Path) -> Path:
 
 def duality_gap_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """log-log: G2 = V* - D*_p (and G1 = D*_p - V*_p where positive) and ||lambda*_p - lambda*|| against
-    nu-hat, one line per (m, beta) configuration."""
+    nu-hat, one line per (m, beta) configuration.
+
+    Dotted guides of slope 1 (the papers' O(nu) bounds, Theorems 1 and 2) and 1/2 (Lemma 4) are drawn
+    through the largest measured value; the measured gaps scale like nu-hat^2
+    (docs/theory/constrained.md §6.3).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_gap`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_duality_gaps.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``nu_hat`` column.
+    """
     if df is None or df.empty or "nu_hat" not in df:
         return []
     keys = ["m", "beta"] if {"m", "beta"} <= set(df.columns) else []
@@ -82,7 +101,25 @@ def dual_trajectory_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Phase plot (lambda_t, E_x E_{pi_t} c) of CAID (50 steps) and GDA (2000 steps, alpha_lam/alpha_theta = 10,
     alpha_theta in {1, 0.3}/L-hat_theta) from (theta_ref, 0), from the trajectories the ``constrained_dynamics``
     GDA cells of the figure draw store; and the D_p gap of exact CAID at the stored checkpoints beside the
-    derived geometric contraction (1 - eta mu_p)^(2t)."""
+    derived geometric contraction (1 - eta mu_p)^(2t).
+
+    The dotted rate line is gap_t0 exp(t log_factor_predicted), the contraction CAID's linear recursion
+    predicts (docs/theory/constrained.md §6.4).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_dynamics`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_dual_trajectories.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``experiment`` column.
+    """
     if df is None or df.empty or "experiment" not in df:
         return []
     fig, ax = _figure(3)
@@ -132,7 +169,24 @@ def dual_trajectory_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def optimality_gap_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """log-log: U-OPT and R-OPT of the one-shot pi*_p(lambda*) and the multi-shot pi*_p(lambda*_p) against
     nu-hat (``constrained_gap`` rows), beside slope-1/2 (the papers' bound for nu < 1) and slope-2 (derived)
-    guides; multi-shot U-OPT is 0 up to the solver accuracy where D_p is smooth."""
+    guides; multi-shot U-OPT is 0 up to the solver accuracy where D_p is smooth.
+
+    The slope-2 derivation and the U-OPT / R-OPT definitions are in docs/theory/constrained.md §6.3.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_gap`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_optimality_gaps.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``one_u_opt`` column.
+    """
     if df is None or df.empty or "one_u_opt" not in df:
         return []
     fig, ax = _figure(2)
@@ -158,7 +212,25 @@ def optimality_gap_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def near_optimal_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """log-log: U-OPT and the R-OPT excess of pi*_p(lambda*_p + delta u) against delta, mean over draws per
     direction (``constrained_near_optimal`` rows), with the derived linear terms mu_p delta and lambda*_p mu_p
-    delta (means over draws)."""
+    delta (means over draws).
+
+    U-OPT = mu_p delta + O(delta^2) and the R-OPT excess = lambda*_p mu_p delta + O(delta^2) at
+    lambda = lambda*_p + delta u are derived in docs/theory/constrained.md §6.3 ("Near-optimal duals").
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_near_optimal`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_near_optimal_duals.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``u_opt`` column.
+    """
     if df is None or df.empty or "u_opt" not in df:
         return []
     fig, ax = _figure(2)
@@ -181,7 +253,26 @@ def near_optimal_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def best_iterate_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """log-log against eta (``constrained_floor`` rows): the best-iterate floor min_s D_p(lambda_s) - D*_p and the
     U-OPT of pi*_p(lambda_best) for eps_app in {0, 1e-3, 1e-2} (means over replicates), with the derived
-    eps_app = 0 predictions and Lemma 8's eta S^2/2."""
+    eps_app = 0 predictions and Lemma 8's eta S^2/2.
+
+    The derived floor is E min_s D_p(lambda_s) - D*_p = pi eta sigma^2 / (2 T_eff^2 (2 - eta mu)), the
+    ``floor_derived`` column (docs/theory/constrained.md §6.3, "Best-iterate floor"); the right panel's
+    guide is the derived best-iterate dual error times the measured ratio U-OPT / dual error at eps_app = 0.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_floor`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_best_iterate.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``best_u_opt_e0`` column.
+    """
     if df is None or df.empty or "best_u_opt_e0" not in df:
         return []
     fig, ax = _figure(2)
@@ -205,7 +296,25 @@ def best_iterate_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def slack_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Signed constraint slack E_x E_pi c vs threshold fraction q_b: one-shot pi*_p(lambda*) vs multi-shot
     pi*_p(lambda*_p) (mean and quartiles over environment draws; the CAID paper's Figure 1 analogue).
-    Negative slack is a violated constraint."""
+    Negative slack is a violated constraint.
+
+    The multi-shot policy is exactly feasible on an active constraint, the one-shot one violates it by
+    beta KL_min'(lambda*) (docs/theory/constrained.md §6.3).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_multishot`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_slack_vs_threshold.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``slack_one`` column.
+    """
     if df is None or df.empty or "slack_one" not in df:
         return []
     fig, ax = _figure(1, width=5.2)
@@ -224,7 +333,25 @@ def slack_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 
 def violation_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Signed violation -E_x E_pi c on active constraints vs threshold fraction q_b, one-shot vs multi-shot,
-    every draw a point (``constrained_multishot`` rows): > 0 is infeasible."""
+    every draw a point (``constrained_multishot`` rows): > 0 is infeasible.
+
+    Only rows with an active constraint (``active == 1``) are drawn; the two policies are offset by
+    +-0.005 in q_b so that their points do not overlap (docs/theory/constrained.md §6.3).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``constrained_multishot`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); may be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "constrained_signed_violation.png"]``, or an empty list when
+        ``df`` is None or empty or has no ``violation_one`` column.
+    """
     if df is None or df.empty or "violation_one" not in df:
         return []
     fig, ax = _figure(1, width=5.2)

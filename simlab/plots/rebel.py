@@ -18,7 +18,26 @@ def shift_advantage_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Rows: REBEL and DPO family; columns: regimes. Mean over seeds of robust minus nominal min_alpha J of the
     empirical fits, with a 95% normal CI (1.96 standard errors), against the radius index k (radius = 4^-k
     times the largest radius of the method); the exact population difference dashed. Columns ``dminJ_<m>_<k>``
-    and ``pop_dminJ_<m>_<k>`` of the shift scenario's ``map`` rows. Returns the written paths (none if empty)."""
+    and ``pop_dminJ_<m>_<k>`` of the shift scenario's ``map`` rows. Returns the written paths (none if empty).
+
+    The regimes (mixed, labelers at alpha0 in {0.1, 0.25, 0.5}, misspecified), the methods and the radius
+    rules are those of docs/theory/rebel.md §4.9 ("Preference shift").
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``shift`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); only rows with
+        ``experiment == "map"`` are drawn. May be None or empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "shift_advantage_vs_radius.png"]`` as written by
+        :func:`simlab.plots.style.save_figure`, or an empty list when there are no ``map`` rows.
+    """
     if df is None or df.empty or "experiment" not in df.columns:
         return []
     rows = df[df["experiment"] == "map"]

@@ -18,7 +18,30 @@ RADIUS_OBJECTIVES = (("wdpo_exact", "WDPO exact $W_2$ ($\\varepsilon$)"),
 def plot_radius_shift(rows: list[dict], outdir: Path, name: str = "robust_dpo_radius_shift") -> list[Path]:
     """Log-log plot of the minimiser shift vs radius with reference slopes 1/2 and 1, from stored rows
     (objective, radius, shift = ||theta*_radius - theta*_DPO||, collapsed) of exact population solves;
-    ``kldpo_penalized`` is plotted against 1/tau."""
+    ``kldpo_penalized`` is plotted against 1/tau.
+
+    Collapsed solves (the minimiser is theta_ref, certified) are drawn as open circles. The slope-1/2
+    guide goes through the largest shift at the smallest radius, the slope-1 guide through the
+    smallest; f-divergence balls move the minimiser by Theta(sqrt eps), W_2 by Theta(eps)
+    (docs/theory/rebel.md §4.8).
+
+    Parameters
+    ----------
+    rows : list of dict
+        One dict per exact population solve with keys ``objective`` (a name of ``RADIUS_OBJECTIVES`` or
+        ``"kldpo_penalized"``), ``radius`` (float > 0; 1/tau for ``kldpo_penalized``), ``shift``
+        (float, ||theta*_radius - theta*_DPO||) and ``collapsed`` (bool).
+    outdir : pathlib.Path
+        Folder of the figure.
+    name : str, default "robust_dpo_radius_shift"
+        File name without extension.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The path :func:`simlab.plots.style.save_figure` returns for ``outdir / (name + ".png")``, or an
+        empty list when ``rows`` is empty.
+    """
     import matplotlib.pyplot as plt
 
     apply_style()

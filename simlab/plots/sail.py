@@ -43,7 +43,27 @@ def _mean_se(sub: pd.DataFrame, x: str, metric: str) -> tuple[np.ndarray, np.nda
 def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """P(T) = E||grad env_gamma(theta_t*)||^2 sqrt(T) vs T, one line per (algorithm, E5 instance), mean
     over seeds with standard errors, from the stored rows only (no fit: the verdict table holds the
-    slopes, fitted with the claim's own cut). Bounded, flattening lines are the O(T^-1/2) rate."""
+    slopes, fitted with the claim's own cut). Bounded, flattening lines are the O(T^-1/2) rate.
+
+    The envelope gradient is grad env_gamma(theta) = (theta - prox_gamma(theta)) / gamma
+    (docs/theory/sail.md §5.4); the rate and the protocol (alpha = 2/sqrt(T)) are in
+    docs/theory/sail.md §5.6.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``robust_sail`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); only rows with
+        ``experiment == "stationarity"`` are drawn. May be empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "robust_sail_stationarity.png"]``, or an empty list when there are no such rows
+        or they lack a column of ``algorithm``, ``T``, ``env_grad2_sqrtT``.
+    """
     rows = _rows(df, "stationarity", ("algorithm", "T", "env_grad2_sqrtT"))
     if rows.empty:
         return []
@@ -69,7 +89,25 @@ def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def inexact_inner_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Algorithm B with the inner prox solved to duality gap delta in {alpha^2, alpha, rho}: left,
     E||grad env||^2 vs T (mean over seeds, standard errors) with a T^-1/2 guide through the alpha^2
-    line's first point; right, inner dual iterations per outer step. Stored rows only."""
+    line's first point; right, inner dual iterations per outer step. Stored rows only.
+
+    Algorithm B is defined in docs/theory/sail.md §5.5.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``robust_sail`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); only rows with
+        ``experiment == "inexact_inner"`` are drawn. May be empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "robust_sail_inexact_inner.png"]``, or an empty list when there are no such rows
+        or they lack a column of ``delta_rule``, ``T``, ``env_grad2``, ``inner_per_step``.
+    """
     rows = _rows(df, "inexact_inner", ("delta_rule", "T", "env_grad2", "inner_per_step"))
     if rows.empty:
         return []
@@ -98,7 +136,26 @@ def inexact_inner_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def adversarial_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Per E5 instance, L_SAIL(theta_rho; P_true) - L_SAIL(theta_nom; P_true) (below 0: robustness pays)
     for the oracle adversarial to the nominal solution, the benign opposite sign and E5's random box,
-    at each rho / rho_true; means as bars. Stored rows only."""
+    at each rho / rho_true; means as bars. Stored rows only.
+
+    Individual draws are scattered over each bar with a fixed-seed horizontal jitter (the figure is
+    reproducible); the findings are discussed in docs/theory/sail.md §5.6.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``robust_sail`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); only rows with
+        ``experiment == "adversarial"`` are drawn. May be empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "robust_sail_adversarial.png"]``, or an empty list when there are no such rows
+        or they lack a column of ``oracle_model``, ``rho_factor``, ``true_gain``.
+    """
     rows = _rows(df, "adversarial", ("oracle_model", "rho_factor", "true_gain"))
     if rows.empty:
         return []
@@ -128,7 +185,27 @@ def adversarial_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 def rho_sweep_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Robust solution theta_rho vs the non-robust (rho = 0) one as rho varies, for the adversarial box
     oracle and the style confounder: top, the true-oracle SAIL loss L_SAIL(theta; P_true); bottom, the
-    KL-regularised true reward J(theta; r*) - beta KL(pi_theta || pi_ref) with its maximum."""
+    KL-regularised true reward J(theta; r*) - beta KL(pi_theta || pi_ref) with its maximum.
+
+    Values are means over the rows of each (oracle, rho); rho_true is marked when stored
+    (docs/theory/sail.md §5.2, findings in §5.6).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The stored rows of the ``robust_sail`` scenario (one row per cell, as
+        :meth:`simlab.experiments.store.Store.rows` returns them); only rows with
+        ``experiment == "rho_sweep"`` are drawn. May be empty.
+    outdir : pathlib.Path
+        Folder of the figure (created when needed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[outdir / "robust_sail_rho_sweep.png"]``, or an empty list when there are no such rows
+        or they lack a column of ``oracle``, ``rho``, ``true_loss_robust``, ``true_loss_nonrobust``,
+        ``reg_reward_robust``, ``reg_reward_nonrobust``.
+    """
     rows = _rows(df, "rho_sweep", ("oracle", "rho", "true_loss_robust", "true_loss_nonrobust",
                                    "reg_reward_robust", "reg_reward_nonrobust"))
     if rows.empty:
