@@ -17,8 +17,7 @@ it is a small ``inspect`` + ``ast`` rule rather than numpydoc's validator):
   section. It returns a value when its return annotation is not ``None``, or, without an annotation,
   when its own body (not a nested function) has a ``return <expr>`` other than ``return None``.
 
-Modules in ``NOT_YET_AUDITED`` are skipped while their docstrings are being rewritten; the set only
-ever shrinks, and a module listed there that already passes fails the test, so the list stays honest.
+Every module of the package is audited (no exemptions).
 """
 from __future__ import annotations
 
@@ -32,18 +31,6 @@ import textwrap
 import pytest
 
 import simlab
-
-NOT_YET_AUDITED: frozenset[str] = frozenset({
-    "simlab.dro._inputs",
-    "simlab.experiments.dask_executor",
-    "simlab.experiments.store",
-    "simlab.experiments.sweep",
-    "simlab.plots.constrained",
-    "simlab.plots.rebel",
-    "simlab.plots.robust_dpo",
-    "simlab.plots.sail",
-    "simlab.special",
-})
 
 SECTION = r"^\s*{name}\s*\n\s*-{{3,}}\s*$"
 
@@ -142,19 +129,10 @@ def audit(module_name: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("module_name", [m for m in _modules() if m not in NOT_YET_AUDITED])
+@pytest.mark.parametrize("module_name", _modules())
 def test_public_functions_have_numpydoc_sections(module_name):
     problems = audit(module_name)
     assert not problems, "numpydoc sections missing (see tests/test_docstrings.py for the rule):\n" + "\n".join(problems)
-
-
-def test_not_yet_audited_lists_only_modules_that_still_fail():
-    """Empty the set as modules are fixed: a listed module that exists and passes fails this test."""
-    modules = set(_modules())
-    unknown = sorted(NOT_YET_AUDITED - modules)
-    assert not unknown, f"NOT_YET_AUDITED names modules that do not exist: {unknown}"
-    clean = sorted(m for m in NOT_YET_AUDITED if not audit(m))
-    assert not clean, f"these modules pass the audit: remove them from NOT_YET_AUDITED: {clean}"
 
 
 def test_the_rule_catches_missing_sections():
