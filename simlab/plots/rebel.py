@@ -70,7 +70,8 @@ def shift_advantage_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
                 ax.set_xlabel("radius / largest radius (4^-k)")
             if j == 0:
                 ax.set_ylabel("robust - nominal min_alpha J")
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:  # a panel without rows of its regime has nothing to name
+                ax.legend(fontsize=6)
     fig.tight_layout()
     path = Path(outdir) / "shift_advantage_vs_radius.png"
     path.parent.mkdir(parents=True, exist_ok=True)
