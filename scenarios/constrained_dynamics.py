@@ -21,6 +21,7 @@ from simlab.experiments.rates import FAIL, PASS, fit_rate, mean_with_ci, verdict
 from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.objectives.constrained import constraint_theta, dual_smoothness_bound
 from simlab.plots.constrained import dual_trajectory_figure
+from simlab.solvers.checkpoints import log_checkpoints
 from simlab.solvers.constrained import (
     caid, gradient_descent_ascent, lagrangian_curvature_at_solution, minimize_parametrized_dual, solve_dual)
 
@@ -242,6 +243,41 @@ SCENARIO = Scenario(
         Experiment("gda", quick=GDA_GRID, full=GDA_GRID),
     ),
     seeds={"quick": 1, "full": 1}, claims=CLAIMS, figures=(dual_trajectory_figure,),
+    metrics={
+        **{f"gap_t{t}": f"caid: dual gap D_p(lambda_t) - D*_p of exact CAID after t = {t} steps (D*_p = min D_p, "
+                        "exact target)" for t in CHECK_T},
+        "gap_t0": "caid: dual gap D_p(lambda_0) - D*_p at the start",
+        "min_gap": "caid: smallest dual gap D_p(lambda_t) - D*_p over the 1000 steps' checkpoints",
+        "t_hit": f"caid: first checkpoint step at which the dual gap is <= {GEOMETRIC_FLOOR:g} (NaN if never)",
+        "log_factor_measured": "caid: OLS slope of log(D_p(lambda_t) - D*_p) on t over the checkpoints with the gap "
+                               f"in [{GEOMETRIC_LOW:g}, {GEOMETRIC_HIGH:g}]: measured log contraction factor per step "
+                               "(NaN with fewer than 3 such checkpoints)",
+        "log_factor_predicted": "caid: the same slope for the gaps of the derived linear recursion e_{t+1} = "
+                                "(I - eta H_p) e_t on the active coordinates (docs/theory/constrained.md §6.4)",
+        "contraction_error": "caid: |log_factor_measured / log_factor_predicted - 1|",
+        "eta": "caid: dual step size 1 / max(L_D bound, largest curvature of D_p at lambda*_p)",
+        "lam_error": "caid: ||lambda_T - lambda*_p||_2 after T = 1000 steps",
+        "lam_star_p": "caid: ||lambda*_p||_2 of the exact parametrized dual optimum; gda (figure cells only): "
+                      "lambda*_p itself (m = 1)",
+        "dist_gda": "gda: last-iterate distance sqrt(||theta - theta*(lambda*_p)||^2 + ||lambda - lambda*_p||^2) of "
+                    "GDA after 2000 steps (1e300 when it diverged)",
+        "dist_caid": "gda: the same distance for CAID after 50 dual steps from (theta_ref, 0)",
+        "dist_diff": "gda: dist_gda - dist_caid (> 0 when GDA ends farther from the saddle point)",
+        "gda_far": "gda: 1.0 when GDA is more than 1e-3 from the saddle point after 2000 steps, else 0.0",
+        "viol_gda": "gda: constraint violation max(-E_x E_theta c, 0) of GDA's last theta",
+        "viol_caid": "gda: constraint violation max(-E_x E_theta c, 0) of CAID's last theta",
+        "gda_tail_spread": "gda: max - min of GDA's lambda over the checkpoints at t >= 1500 (oscillation)",
+        "alpha_theta": "gda: primal step alpha_scale / L-hat_theta (L-hat_theta the Lagrangian curvature at the "
+                       "solution)",
+        "alpha_lam": "gda: dual step ratio * alpha_theta",
+        **{f"{alg}_{name}_{j}": f"gda, figure cells only (env_draw {FIGURE_DRAW}, ratio 10): {what} of {label} at "
+                                f"its checkpoint {j} (row 0 = the start)"
+           for alg, label, T in (("gda", "GDA", 2000), ("caid", "CAID", 50))
+           for j in range(len(log_checkpoints(T, 64)) + 1)
+           for name, what in (("t", "step count"), ("lam", "dual variable lambda"),
+                              ("u", "constraint value E_x E_theta c"))},
+        "failed": "1.0 when the exact parametrized dual target lambda*_p did not converge, else 0.0",
+    },
 )
 
 if __name__ == "__main__":

@@ -282,6 +282,37 @@ SCENARIO = Scenario(
                     {"eta_scale": [0.25], "seeds": 96}, {"eta_scale": [0.125, 0.0625], "seeds": 64}]},
     seeds={"quick": 12, "full": 64}, shared_seed_axes=("eta_scale",), claims=CLAIMS,
     figures=(best_iterate_figure,),
+    metrics={
+        "eta": "dual step eta_lam = eta_scale / L_D (L_D the dual smoothness bound of the instance)",
+        "T": "number of stochastic CAID steps, ceil(20 / (eta mu_p)) (a fixed dual time)",
+        "S2": "S^2 = E||u-dagger||^2 of the N x K = 8 x 4 dual-gradient estimate at theta*(lambda*_p) (exact, per "
+              "instance): the noise term of Lemma 8's bound eta S^2/2 + eps_app",
+        **{k.format(tag=tag): v.format(eps=f"{eps:g}") for tag, eps in EPS_APP.items() for k, v in {
+            "floor_{tag}": "best-iterate floor min_{{s <= T}} D_p(lambda_s) - D*_p of stochastic CAID with eps_app = "
+                           "{eps} (D_p exact at every step; docs/theory/constrained.md §6.3)",
+            "floor_minus_eps_{tag}": "floor minus eps_app = {eps}",
+            "ratio_lemma8_{tag}": "floor / (eta S^2/2 + eps_app), eps_app = {eps}: the floor against Lemma 8's bound "
+                                  "(<= 1 when the bound holds)",
+            "final_gap_{tag}": "last-iterate dual gap D_p(lambda_T) - D*_p, eps_app = {eps}",
+            "best_lam_error_{tag}": "max |lambda_best - lambda*_p| of the best iterate, eps_app = {eps}",
+            "best_u_opt_{tag}": "U-OPT ||E_x[E_{{pi*}} c - E_pi c]||_2 of pi*_p(lambda_best) against the exact "
+                                "constrained optimum pi*(lambda*), eps_app = {eps}",
+            "best_u_opt_linf_{tag}": "U-OPT in the l_inf norm of pi*_p(lambda_best), eps_app = {eps}",
+            "best_r_opt_{tag}": "R-OPT |J_beta(pi*) - J_beta(pi*_p(lambda_best))| against pi*(lambda*) (tends to "
+                                "G2 = V* - D*_p > 0), eps_app = {eps}",
+            "best_r_opt_multi_{tag}": "R-OPT |J_beta(pi*_p(lambda*_p)) - J_beta(pi*_p(lambda_best))| against the "
+                                      "multi-shot policy (the part that vanishes with eta), eps_app = {eps}",
+            "best_violation_{tag}": "signed violation -E_x E_pi c of pi*_p(lambda_best) (> 0 infeasible), "
+                                    "eps_app = {eps}",
+        }.items()},
+        "floor_derived": "derived mean floor pi eta sigma^2 / (2 T_eff^2 (2 - eta mu_p)) of the AR(1) dual error "
+                         "(derived_floor, eps_app = 0)",
+        "best_lam_error_derived": "derived E min_s |lambda_s - lambda*_p| = 1 / (2 T_eff p0) (derived_floor)",
+        "ratio_floor_derived_e0": "floor_e0 / floor_derived: measured against derived floor (eps_app = 0)",
+        "diff_e1": "floor_e1 - floor_e0: floor increase from eps_app = 1e-3 (paired: common random numbers)",
+        "diff_e2": "floor_e2 - floor_e0: floor increase from eps_app = 1e-2 (paired: common random numbers)",
+        "failed": "1.0 when the exact parametrized dual target lambda*_p did not converge, else 0.0",
+    },
 )
 
 if __name__ == "__main__":

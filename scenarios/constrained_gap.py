@@ -408,6 +408,50 @@ SCENARIO = Scenario(
     grids={"quick": [{"t": T_QUICK}, {"t": [1.0], "beta": [0.1]}],
            "full": [{"t": T_FULL}, {"t": T_QUICK, "m": [2]}, {"t": T_QUICK, "beta": [0.1]}]},
     seeds={"quick": 1, "full": 1}, claims=CLAIMS, figures=(duality_gap_figure, optimality_gap_figure),
+    metrics={
+        "nu_hat": "parametrization-gap proxy nu-hat = max(nu_1, nu_kl) over lambda in [0, ||lambda*|| + 1] "
+                  "(docs/theory/constrained.md §6.4); the x axis of every rate fit",
+        "nu_1": "L1 part of nu-hat: max over the lambda grid and contexts of ||pi_theta*(lambda) - pi*(lambda)||_1",
+        "nu_kl": "KL part of nu-hat: max over the lambda grid and contexts of |KL(pi*(lambda) || pi_ref) - "
+                 "KL(pi_theta*(lambda) || pi_ref)|",
+        "nu_global": "global gap proxy: the same max(L1, KL) errors over 16 random Dirichlet policies (reported)",
+        "V_star": "V* = D* = D(lambda*): exact optimal value of the constrained problem over all policies "
+                  "(projected Newton on the distribution-space dual)",
+        "D_star_p": "D*_p = min_lambda D_p(lambda): exact parametrized dual optimum",
+        "V_star_p": "V*_p: optimal value of the constrained problem over the log-linear class (multistart SLSQP "
+                    "polished by KKT Newton)",
+        "G1": "duality gap G1 = D*_p - V*_p of the parametrized problem (Theorem 1)",
+        "G2": "G2 = V* - D*_p: the parametrized dual against the unparametrized optimum (Theorem 2; derived "
+              "Theta(nu^2))",
+        "min_gap": "min(G1, G2)",
+        "strong_duality_err": "|V* (direct SLSQP over the probability table) - D(lambda*)|: strong duality of the "
+                              "distribution-space problem (NaN at beta < 0.5, where the direct solve is not run)",
+        "lam_star": "||lambda*||_2 of the distribution-space dual optimum",
+        "lam_star_p": "||lambda*_p||_2 of the parametrized dual optimum",
+        "dual_distance": "||lambda*_p - lambda*||_2 (Lemma 4; derived Theta(nu^2))",
+        "ratio_G1": "G1 / (C(lambda*_nu) nu-hat), C(lambda) = M + beta + M ||lambda||_1, lambda*_nu = argmin D(lambda) "
+                    "- M nu-hat ||lambda||_1: G1 against Theorem 1's bound (<= 1 when it holds; 0 when the bound is "
+                    "infinite, see theorem1_vacuous; NaN when lambda*_nu did not converge)",
+        "ratio_G1_global": "G1 / (C(lambda*_nu) nu_global): ratio_G1 with the global proxy",
+        "ratio_G2": "G2 / (C(lambda*_p) nu-hat): G2 against Theorem 2's bound (<= 1 when it holds)",
+        "ratio_dual_distance": "||lambda*_p - lambda*|| / sqrt(2 C(lambda*_p) nu-hat / mu_D): the dual distance "
+                               "against Lemma 4's bound",
+        "mu_D": "smallest eigenvalue of the Hessian of D at lambda* (strong convexity of the dual)",
+        "theorem1_vacuous": "1.0 when M nu-hat >= the recession slope of D, so lambda*_nu is infinite and Theorem "
+                            "1's bound is vacuous, else 0.0",
+        "multi_r_opt": "R-OPT |J_beta(pi*(lambda*)) - J_beta(pi)| of the multi-shot policy pi*_p(lambda*_p) "
+                       "(derived = G2)",
+        "multi_u_opt": "U-OPT ||E_x[E_{pi*} c - E_pi c]||_2 of the multi-shot policy pi*_p(lambda*_p) (derived 0 "
+                       "on an active constraint)",
+        "multi_u_opt_linf": "U-OPT in the l_inf norm of the multi-shot policy",
+        "multi_violation": "signed violation max_i -E_x E_pi c_i of the multi-shot policy (> 0 infeasible)",
+        "one_r_opt": "R-OPT |J_beta(pi*(lambda*)) - J_beta(pi)| of the one-shot policy pi*_p(lambda*)",
+        "one_u_opt": "U-OPT ||E_x[E_{pi*} c - E_pi c]||_2 of the one-shot policy pi*_p(lambda*) (derived "
+                     "beta KL_min'(lambda*))",
+        "one_u_opt_linf": "U-OPT in the l_inf norm of the one-shot policy",
+        "one_violation": "signed violation max_i -E_x E_pi c_i of the one-shot policy (> 0 infeasible)",
+        "failed": "1.0 when the dual, parametrized-dual or parametrized-primal solve did not converge, else 0.0",
+    },
 )
 
 if __name__ == "__main__":

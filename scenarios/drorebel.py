@@ -502,6 +502,58 @@ SCENARIO = Scenario(
     shared_seed_axes=("n",),
     claims=CLAIMS,
     crn_note="nested prefixes: each replicate's samples for all n are prefixes of one iid stream",
+    metrics={
+        "err2": "rate_n, rate_d: squared Euclidean error ||theta_n - theta*||^2 of the empirical DRO-REBEL fit (W2, "
+                "KL or chi^2 around Q_n) against the exact population robust minimiser theta* (same objective and "
+                "radius around p0; docs/theory/rebel.md §4.2)",
+        "err2_H": "rate_n, rate_d: the same error in the H-norm (theta_n - theta*)' H (theta_n - theta*), H the exact "
+                  "Hessian of the population robust objective at theta*",
+        "err2_over_sandwich": "rate_n, rate_d: n err2 / tr(H^-1 V H^-1): the error against the exact asymptotic "
+                              "constant (mean -> 1)",
+        "err2_H_over_sandwich": "rate_n, rate_d: n err2_H / tr(H^-1 V): the H-norm error against its exact "
+                                "asymptotic constant (mean -> 1; its d-slope is judged)",
+        "sandwich": "rate_n, rate_d: exact asymptotic constant tr(H^-1 V H^-1) = lim n E||theta_n - theta*||^2 of "
+                    "the instance (per instance)",
+        "sandwich_H": "rate_n, rate_d: exact asymptotic constant C_H = tr(H^-1 V) in the H-norm (per instance)",
+        "log10_ratio_slow": "rate_n, rate_d: log10 of err2 / ((C_D/kappa) sqrt(d/n)), the error against the "
+                            "reconstructed slow-rate bound (report only; docs/theory/rebel.md §4.7)",
+        "ratio_fast": "rate_n, rate_d: err2 / ((L^2/kappa^2) d/n), the error against the reconstructed fast-rate "
+                      "bound (report only)",
+        "target_identity_gap": "rate_n, rate_d: max |theta* - (theta_t + eta w*)| for KL/chi^2 without "
+                               "misspecification (round-off size on E2 by the symmetry identity, docs/theory/rebel.md "
+                               "§4.6); NaN for W2 and misspecified worlds",
+        "lambda_min": "rate_n, rate_d, coverage: smallest eigenvalue of the online feature covariance Sigma under "
+                      "p0 (coverage of the instance)",
+        "radius": "the robust radius of the cell: rate_n/rate_d W2 half the population threshold "
+                  "||E[dr dphi]||/rms(dr), KL/chi^2 0.05; tradeoff the scheduled eps_n; benign the grid eps; coverage "
+                  "as rate_n (0 for rebel)",
+        "eps0": "tradeoff: eps0, the smallest radius whose exact squared bias ||theta*_eps - theta_0||^2 reaches 10 x "
+                "the variance tr(H^-1 V H^-1)/n0 of the eps = 0 problem (per instance)",
+        "bias2_over_var_n0": "tradeoff: exact squared bias at eps0 over the variance at n0 (10 unless the radius hit "
+                             "its upper limit)",
+        "covered": "tradeoff: 1.0 when D(Q_0 || Q_n) <= eps_n (KL or chi^2 coverage of the population law by the "
+                   "ball), else 0.0; NaN for W2 (not computed)",
+        "err2_nominal": "tradeoff: ||theta_n(eps_n) - theta_0||^2, squared error of the empirical robust fit at the "
+                        "scheduled radius against the nominal (eps = 0) population minimiser theta_0",
+        "bias2": "benign: exact squared bias ||theta*_eps - theta_0||^2 of the population robust minimiser against "
+                 "the nominal one",
+        "const_ratio": "benign: C(eps)/C(0), exact sandwich constant tr(H^-1 V H^-1) at radius eps over the nominal "
+                       "one (-> 1 as eps -> 0)",
+        "const_dev": "benign: |C(eps)/C(0) - 1| (derived O(sqrt eps) for KL/chi^2, O(eps) for W2)",
+        "inv_lambda": "coverage: 1/lambda = 4^k, the inverse of the scaled eigenvalue Sigma_11 of the fixed-coverage "
+                      "design",
+        "C_E": "coverage: exact asymptotic constant tr(H^-1 V H^-1) (Euclidean norm) of the population minimiser",
+        "C_H": "coverage: exact asymptotic constant tr(H^-1 V) (H-norm)",
+        "collapse_radius": "coverage, KL/chi^2 at k = 2: the radius at which the worst-case law reaches the a = b "
+                           "atoms (coverage_collapse_radius)",
+        **{f"worst_coverage_{name}": f"coverage, KL/chi^2 at k = 2: worst-case coverage min_v min_Q E_Q (v' dphi)^2 "
+                                     f"(||v|| = 1, Q in the ball) at radius {f:g} x collapse_radius"
+           for name, f in COVERAGE_FRACTIONS.items()},
+        **{f"worst_coverage_{name}_rel": f"coverage: worst_coverage_{name} / lambda_min"
+           for name in COVERAGE_FRACTIONS},
+        "failed": "1.0 when an empirical or population fit of the cell has no minimiser (its error metrics are NaN), "
+                  "else 0.0",
+    },
 )
 
 if __name__ == "__main__":

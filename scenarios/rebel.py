@@ -72,6 +72,18 @@ SCENARIO = Scenario(
     # the only experiment: its name takes no part in the sample streams, which the other parameters select
     shared_seed_axes=("experiment",),
     claims=CLAIMS,
+    metrics={
+        "err2": "squared Euclidean error ||theta_n - theta°||^2 of the empirical REBEL least-squares fit against "
+                "the exact population minimiser theta° = theta_t + eta w* (docs/theory/rebel.md §4.1); NaN when "
+                "failed",
+        "ols_ratio": "n err2 / constant: the normalised OLS noise, mean 1 + O(d/n) (rebel.ols_constant)",
+        "constant": "the predicted noise constant 2 sigma_xi^2 eta^2 tr Sigma^-1, with Sigma the exact online "
+                    "feature covariance at theta_t (the same for every cell of an instance)",
+        "target_identity_gap": "max |fit_rebel on the exact population law - (theta_t + eta w*)|: the solver "
+                               "against the closed-form minimiser (round-off size when both are right; per instance)",
+        "failed": "1.0 when the empirical REBEL regression has no minimiser (singular sample design: err2 and "
+                  "ols_ratio are NaN), else 0.0",
+    },
 )
 
 if __name__ == "__main__":

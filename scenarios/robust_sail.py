@@ -647,6 +647,82 @@ SCENARIO = Scenario(
     figures=(stationarity_figure, inexact_inner_figure, adversarial_figure, rho_sweep_figure),
     crn_note=("common random numbers: each replicate uses one sample stream for every T of an algorithm and "
               "for every inner tolerance of Algorithm B"),
+    metrics={
+        # decomposition
+        "clipped_err": "decomposition: max over 200 random theta of |L^W_rho (clipped form, and the numba kernel) - "
+                       "brute-force sup over the box|; round-off size when the decomposition of docs/theory/sail.md "
+                       "§5 is right",
+        "interior": "decomposition: 1.0 when rho <= min(P_obs, 1 - P_obs) everywhere (interior regime), else 0.0",
+        "interior_err": "decomposition: max |L_SAIL + rho E|h| - brute force| over the 200 theta in the interior "
+                        "regime (NaN outside it)",
+        "interior_overestimate": "decomposition: max (L_SAIL + rho E|h| - brute force) over the 200 theta (> 0 "
+                                 "outside the interior regime: the unclipped form overestimates)",
+        # certificate
+        "cert_gap": "certificate: max over theta_ref and 1000 uniform theta in the ball of L_SAIL(theta; P_true) - "
+                    "L^W_rho(theta) (<= 0 up to round-off when the box of radius rho certifies the true loss)",
+        "cert_gap_sampled": "certificate: the same maximum over the 1000 random theta only",
+        "cert_gap_at_ref": "certificate: the gap at theta_ref, where both losses equal log 2 (round-off size)",
+        "rho": "box radius rho of the robust loss L^W_rho: the grid value (decomposition, rho_sweep) or "
+               "rho_factor x rho_true (certificate; adversarial, capped at 1)",
+        "rho_true": "misspecification max |P_obs - P_true| of the observed oracle: measured on the instance (certificate, "
+                    "rho_sweep, adversarial random) or the design value 0.08 of the constructed oracle (adversarial "
+                    "adversarial/benign)",
+        # stationarity, inexact_inner, deterministic
+        "env_grad2": "stationarity, inexact_inner: E||grad env_gamma(theta_t*)||^2, t* uniform on {0..T-1}: squared "
+                     "Moreau-envelope gradient (gamma = 0.1, exact) estimated without bias from stratified iterates",
+        "env_grad": "stationarity, inexact_inner: E||grad env_gamma(theta_t*)|| (same stratified estimate)",
+        "env_grad2_sqrtT": "stationarity, inexact_inner: env_grad2 sqrt(T) (settles to a constant at the T^-1/2 rate)",
+        "bound_ratio": "stationarity: env_grad2 / (4 L_G sqrt(omega Delta_F / T)), against the reconstructed rate "
+                       "bound (report only)",
+        "step": "stationarity, inexact_inner: step alpha of the run (c/sqrt(T) rule; Algorithm B capped at gamma); "
+                "deterministic: 1/(2 omega_hat)",
+        "samples": "stationarity, inexact_inner: oracle samples drawn by the run",
+        "omega_hat": "stationarity, deterministic: weak-convexity estimate omega_hat of L^W_rho from 2000 sampled "
+                     "pairs (per instance)",
+        "inner_per_step": "stationarity (Algorithm A), inexact_inner: inner dual box-QP iterations per step (NaN for "
+                          "Algorithms B, C in stationarity)",
+        "inner_tol": "inexact_inner: the inner duality-gap tolerance delta of the delta_rule (alpha = c/sqrt(T))",
+        "avg_env_grad2": "deterministic: (1/T) sum_{t < T} ||grad env_gamma(theta_t)||^2 of exact-expectation "
+                         "Algorithm A",
+        # inner_cost
+        "inner_iterations": "inner_cost: dual box-QP iterations to duality gap <= delta on a prox subproblem",
+        "gap_evaluations": "inner_cost: duality-gap evaluations (iterations + 1)",
+        "gap": "inner_cost: duality gap reached by the box-QP",
+        "log_inv_delta": "inner_cost: log(1/delta)",
+        "kink_active": "inner_cost: 1.0 when some kink is active (t_k = 0) at the prox, else 0.0",
+        "active_kinks": "inner_cost: number of active kinks at the prox",
+        "failed": "inner_cost: 1.0 when the box-QP did not reach the gap within 10^6 iterations, else 0.0",
+        # adversarial
+        "true_gain": "adversarial: L_SAIL(theta_rho; P_true) - L_SAIL(theta_nom; P_true), true-oracle SAIL loss of "
+                     "the robust minimiser minus the nominal one (< 0 when robustness pays)",
+        "true_loss_robust": "adversarial, rho_sweep: true-oracle SAIL loss L_SAIL(theta_rho; P_true) of the robust "
+                            "minimiser on P_obs",
+        "true_loss_nominal": "adversarial: true-oracle SAIL loss of the nominal (rho = 0) minimiser on P_obs",
+        "regret_robust": "adversarial: true_loss_robust - min_theta L_SAIL(theta; P_true)",
+        "regret_nominal": "adversarial: true_loss_nominal - min_theta L_SAIL(theta; P_true)",
+        "worst_case_excess_at_nominal": "adversarial: L^W_rho_true(theta_nom; P_obs) - L_SAIL(theta_nom; P_true): "
+                                        "how far the box's worst case exceeds the true loss at the nominal solution "
+                                        "(0 when P_true is its worst case)",
+        "sign_mismatches": "adversarial: pairs whose margin sign at theta_nom differs from the signs that built P_obs "
+                           "(0 at a fixed point)",
+        "fixed_point_rounds": "adversarial: fixed-point rounds used to build the adversarial oracle (<= 4)",
+        "clipped_share": "adversarial: share of pairs where |P_obs - P_true| < rho_true (the clip at [0, 1] is "
+                         "active)",
+        "shift_robust_vs_nominal": "adversarial: ||theta_rho - theta_nom||_2",
+        # rho_sweep
+        "true_loss_nonrobust": "rho_sweep: true-oracle SAIL loss of the non-robust (rho = 0) minimiser on P_obs",
+        "true_loss_regret_robust": "rho_sweep: true_loss_robust - min_theta L_SAIL(theta; P_true)",
+        "true_loss_regret_nonrobust": "rho_sweep: true_loss_nonrobust - min_theta L_SAIL(theta; P_true)",
+        "true_loss_gain": "rho_sweep: true_loss_nonrobust - true_loss_robust (> 0 when robustness pays)",
+        "robust_value": "rho_sweep: min L^W_rho on P_obs (best of 8 prox-linear starts)",
+        "reg_reward_robust": "rho_sweep: KL-regularised true reward J(theta; r*) - beta KL(pi_theta || pi_ref) of the "
+                             "robust minimiser",
+        "reg_reward_nonrobust": "rho_sweep: the same for the non-robust minimiser",
+        "reg_reward_optimum": "rho_sweep: its maximum, at theta_ref + w*/beta",
+        "stationarity": "rho_sweep: ||grad env_gamma(theta_rho)||, Moreau-envelope stationarity of the returned "
+                        "robust minimiser",
+        "shift_from_ref": "rho_sweep: ||theta_rho - theta_ref||_2",
+    },
 )
 
 if __name__ == "__main__":

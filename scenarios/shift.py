@@ -446,6 +446,42 @@ SCENARIO = Scenario(
     figures=(shift_advantage_figure,),
     crn_note="common random numbers: every method and radius of a replicate is fitted on the same sample; "
              "rate cells use nested prefixes",
+    metrics={
+        **{f"{kind}{q}_{m}_{k}": f"map: {what} ({m} at radius index k = {k}, radius_{m}_{k}){where}"
+           for m in (*ROBUST["rebel"], *ROBUST["dpo"]) for k in KS
+           for q, quantity, where in (
+               ("minJ", "min_alpha J(theta; alpha), J = E_x E_pi r_alpha over the 21 test mixtures alpha in [0, 1]", ""),
+               ("regret", "max_alpha regret to the KL-regularised optimum, beta E_x log E_ref e^{r_alpha/beta} - "
+                          "(J - beta KL(pi || pi_ref))", ""),
+               ("risk", "max_alpha test risk E_{Q_alpha} l(theta) of the method's own loss", "; labelers only"))
+           for kind, what in (
+               ("d", f"robust minus nominal {quantity}, both at the empirical minimisers on the same n = 2^12 sample"),
+               ("pop_d", f"robust minus nominal {quantity}, both at the exact population minimisers"))},
+        **{f"radius_{m}_{k}": f"map: radius of {m} at k = {k} by the rule of the module docstring (4^-k scaling; "
+                              "NaN when skipped at half the saturation radius)"
+           for m in (*ROBUST["rebel"], *ROBUST["dpo"]) for k in KS},
+        **{f"nominal_{q}": f"map: {quantity} of the nominal (non-robust) empirical minimiser{where}"
+           for q, quantity, where in (("minJ", "min_alpha J(theta; alpha) = E_x E_pi r_alpha", ""),
+                                      ("regret", "max_alpha regret to the KL-regularised optimum", ""),
+                                      ("risk", "max_alpha test risk E_{Q_alpha} l(theta)", "; labelers only"))},
+        **{f"d{q}": (f"map, claim-level name (no stored column): the held-out advantage d{q}_{{method}}_{{k}} at the "
+                     "(method, k) with the best mean on the even replicates, judged on the odd ones "
+                     "(held_out_advantage)") for q in ("minJ", "regret")},
+        "pop_identity_gap": "map: max |theta*_robust - theta*_nominal| (l_inf) over the KL/chi^2 methods and radii "
+                            "at the exact population minimisers (round-off size where the symmetry identity of "
+                            "docs/theory/rebel.md §4.6 holds; per instance)",
+        "pop_certificate": "map: max over covered test mixtures (D(Q_alpha || Q_alpha0) <= eps) and KL/chi^2 radii of "
+                           "E_{Q_alpha} l(theta*_eps) - R_eps(theta*_eps) at the population minimisers (<= 0 when the "
+                           "robust risk certifies the shift; -inf outside the labelers regime)",
+        "cover_over_collapse": "map, dpo family: covering chi^2 radius max_alpha D_chi(Q_alpha || Q_alpha0) over the "
+                               "collapse radius eps_bar beyond which theta_ref is the robust minimiser (> 1: a ball "
+                               "that contains the shift returns pi_ref)",
+        "err2": "rate: squared Euclidean error ||theta_n - theta*||^2 of the empirical fit (rebel: KL-REBEL, dpo: "
+                "chi^2-DPO, both at k = 2) against the exact population robust minimiser at the same radius",
+        "radius": "rate: the radius of that fit (k = 2 by the map's rule)",
+        "failed": "1.0 when some empirical or population fit of the cell has no minimiser (its metrics are NaN), "
+                  "else 0.0",
+    },
 )
 
 if __name__ == "__main__":
