@@ -7,6 +7,7 @@ of the tracked report (they go to the store and the JSON).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -210,7 +211,8 @@ def _study_figure(scenario_name: str, scenario_dir: str, index: int, frame: pd.D
     return list(load_scenario(scenario_name).figures[index](frame, outdir))
 
 
-def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], outdir: Path) -> dict[str, list[Path]]:
+def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame],
+                  outdir: Path) -> dict[str, list[tuple[Path, str]]]:
     """Each scenario's own figures (its ``figures=`` hook), drawn from its stored rows.
 
     A hook whose inputs (the scenario's rows without their timings, the scenario's code fingerprint)
@@ -228,8 +230,9 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], ou
 
     Returns
     -------
-    dict of str to list of pathlib.Path
-        Scenario name -> the files its hooks wrote (scenarios without figures left out).
+    dict of str to list of (pathlib.Path, str)
+        Scenario name -> the files its hooks wrote, each with its caption (:func:`figure_caption`);
+        scenarios without figures left out.
     """
     from simlab.experiments.fingerprint import scenario_fingerprint
 
@@ -258,10 +261,27 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame], ou
     record.save()
     out = {}
     for sc in scenarios:
-        paths = [p for i in range(len(sc.figures)) for p in found.get((sc.name, i), [])]
-        if paths:
-            out[sc.name] = paths
+        figs = [(p, figure_caption(fn)) for i, fn in enumerate(sc.figures) for p in found.get((sc.name, i), [])]
+        if figs:
+            out[sc.name] = figs
     return out
+
+
+def figure_caption(hook) -> str:
+    """The caption of a study figure: the first paragraph of its hook's docstring, on one line.
+
+    Parameters
+    ----------
+    hook : callable
+        A scenario's figure hook.
+
+    Returns
+    -------
+    str
+        The caption ('' for a hook without a docstring).
+    """
+    doc = inspect.getdoc(hook) or ""
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def _fmt(v) -> str:
@@ -416,7 +436,7 @@ def _same_but_date(old: str, new: str) -> bool:
     return strip(old) == strip(new)
 
 
-def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str, list[Path]],
+def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str, list[tuple[Path, str]]],
                  path: Path, mode: str, master: int) -> Path:
     """Markdown report: provenance, the verdict table, then per claim its statement, notes, table and figure.
 
@@ -428,8 +448,8 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
         Verdict rows.
     figures : dict of str to pathlib.Path
         Convergence plots (:func:`claim_figures`).
-    extra : dict of str to list of pathlib.Path
-        Study figures (:func:`study_figures`).
+    extra : dict of str to list of (pathlib.Path, str)
+        Study figures with their captions (:func:`study_figures`).
     path : pathlib.Path
         The report file; figure links are relative to its folder.
     mode : {"quick", "full"}
@@ -466,16 +486,19 @@ def write_report(rows: list[CheckRow], figures: dict[str, Path], extra: dict[str
         table = convergence_table_text(r)
         if table:
             md += ["```", table, "```", ""]
-        if figure_name(r) in figures:
+        if r.fit is not None and figure_name(r) in figures:  # a row without a rate fit has no convergence plot
             rel = figures[figure_name(r)].relative_to(base)
             md += [f"![{figure_name(r)}]({rel.as_posix()})", "",
                    f"*Figure: mean of `{r.metric}` over seeds against `{r.x}` (log-log) with its 95% CI band and the "
                    f"seeds' inter-quartile range; the fitted slope {_fmt(r.measured)} (95% CI {ci_text(r)}) over the "
                    f"points past the cut, and the predicted slope {_fmt(r.predicted)}. "
                    f"Vector version: [{rel.with_suffix('.pdf').name}]({rel.with_suffix('.pdf').as_posix()}).*", ""]
-    for name, paths in extra.items():
+    for name, figs in extra.items():
         md += [f"## Study figures: `{name}`", ""]
-        md += [f"![{p.stem}]({p.relative_to(base).as_posix()})" for p in paths] + [""]
+        for p, caption in figs:
+            md += [f"![{p.stem}]({p.relative_to(base).as_posix()})", ""]
+            if caption:
+                md += [f"*Figure: {caption}*", ""]
     text = "\n".join(md) + "\n"
     if not (path.is_file() and _same_but_date(path.read_text(), text)):
         atomic_write_text(path, text)

@@ -385,3 +385,30 @@ def test_a_failed_batch_commit_rolls_back_and_keeps_no_lock(tmp_path, monkeypatc
     assert other.lease_many("sc", "fp", 0, [("k", 0)]) == ["leased"]  # the lock was released
     a.close()
     other.close()
+
+
+def test_report_captions_study_figures_and_draws_no_plot_for_a_row_without_a_fit(tmp_path):
+    """A study figure carries its hook's docstring summary as caption; a row of a shared id whose
+    evaluation has no rate fit (here an ordering) gets no convergence plot or slope caption."""
+    from simlab.experiments.claims import CheckRow
+    from simlab.report import figure_caption, write_report
+
+    def hook(df, outdir):
+        """Robust minus nominal J against the radius.
+
+        Longer description that is not part of the caption."""
+
+    assert figure_caption(hook) == "Robust minus nominal J against the radius."
+    common = dict(id="toy.claim", label="", predicted=0.0, ci=[0.1, 0.2], verdict="pass", seconds=0.0, tol=0.0,
+                  scenario="toy", metric="diff", statement="s", paper="p", quantity="q", notes="", extra={},
+                  fingerprint="f")
+    rate = CheckRow(kind="tight", measured=0.15, x="n", fit=object(), **common)
+    order = CheckRow(kind="ordering", measured=0.15, x=None, **common)
+    png = tmp_path / "toy.claim.png"
+    study = tmp_path / "study.png"
+    for f in (png, study):
+        f.write_bytes(b"")
+    report = write_report([rate, order], {"toy.claim": png}, {"toy": [(study, figure_caption(hook))]},
+                          tmp_path / "REPORT.md", "quick", 0).read_text()
+    assert report.count("![toy.claim]") == 1 and "against `None`" not in report
+    assert "*Figure: Robust minus nominal J against the radius.*" in report
