@@ -8,8 +8,9 @@ import os
 import statistics
 import time
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-for _var in THREAD_VARS:
+from simlab.threads import THREAD_VARS
+
+for _var in THREAD_VARS:  # a caller's own setting wins here (benchmarks may compare thread counts)
     os.environ.setdefault(_var, "1")
 
 

@@ -6,10 +6,9 @@ worker count (OpenBLAS with several threads rounds some solves differently).
 """
 from __future__ import annotations
 
-import os
+from simlab.threads import pin_threads
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"
+pin_threads()
 
 import argparse  # noqa: E402  (after the thread pinning above)
 import json  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "simlab"
 SCENARIOS = PKG.parent / "scenarios"
 LAYERS = [
-    ("simlab._jit", "simlab.validation", "simlab.special", "simlab.linalg"),
+    ("simlab._jit", "simlab.threads", "simlab.validation", "simlab.special", "simlab.linalg"),
     ("simlab.env", "simlab.policy"),
     ("simlab.dro", "simlab.objectives"),
     ("simlab.solvers",),

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from simlab.experiments.fingerprint import scenario_fingerprint, scenario_source
 from simlab.experiments.scenario import Scenario, cell_key, load_scenario
-from simlab.experiments.sweep import THREAD_VARS, default_workers, missing_warm_up, run_cells, warm_here
+from simlab.experiments.sweep import default_workers, missing_warm_up, run_cells, warm_here
+from simlab.threads import BLAS_THREAD_VARS, THREAD_VARS
 
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 CONNECT_SECONDS = 60.0
 SLOTS_REFRESH_SECONDS = 5.0
 

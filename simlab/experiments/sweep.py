@@ -29,8 +29,8 @@ from pathlib import Path
 from simlab.experiments.fingerprint import PACKAGE_ROOT, scenario_fingerprint, scenario_source
 from simlab.experiments.scenario import DEFAULT_MASTER_SEED, Scenario, cell_key, load_scenario
 from simlab.experiments.store import Store
+from simlab.threads import THREAD_VARS, pin_threads, threads_pinned
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 EXECUTORS = ("local", "dask")
 MAX_CHUNK = 256  # cells per task at most
 
@@ -275,31 +275,13 @@ def warm_here(scenario: Scenario, fingerprint: str, todo, master: int) -> int:
 
 # ---------------------------------------------------------------- the local executor
 
-def threads_pinned() -> bool:
-    """Whether this process runs BLAS and numba on one thread, as pool workers do.
-
-    Returns
-    -------
-    bool
-        True when every variable of ``THREAD_VARS`` is ``"1"`` (the command line and the test suite
-        set them before numpy loads); otherwise a one-worker sweep runs its cells in a pinned
-        one-process pool, so that the worker count never changes a stored number.
-    """
-    return all(os.environ.get(var) == "1" for var in THREAD_VARS)
-
-
-def _pin_threads() -> None:
-    for var in THREAD_VARS:
-        os.environ[var] = "1"
-
-
 def _worker_init(parent: int) -> None:
     """Pool worker set-up: one BLAS/numba thread; Ctrl-C is the main process's to handle (a worker
     interrupted mid-cell would print its own traceback); exit when the parent is gone."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _pin_threads()
+    pin_threads()
     _exit_with_parent(parent)
 
 
@@ -356,7 +338,7 @@ def _pinned_pool(workers: int):
 
 def _start_pinned_pool(workers: int) -> ProcessPoolExecutor:
     saved = {v: os.environ.get(v) for v in THREAD_VARS}
-    _pin_threads()  # children inherit the pinned thread counts at start-up
+    pin_threads()  # children inherit the pinned thread counts at start-up
     try:
         return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
                                    initargs=(os.getpid(),))

@@ -12,6 +12,7 @@ from simlab.experiments.claims import calibrate, claim_cells
 from simlab.experiments.fingerprint import scenario_fingerprint
 from simlab.experiments.scenario import cell_key, load_scenario
 from simlab.experiments.store import Store
+from simlab.threads import THREAD_VARS
 
 SCENARIO = '''
 import numpy as np
@@ -133,7 +134,7 @@ def test_one_worker_computes_in_process_only_with_pinned_threads(monkeypatch):
     """With one worker, cells run in this process only when its BLAS/numba threads are pinned like a
     pool worker's; otherwise in a pinned one-process pool (an unpinned OpenBLAS stored different last
     bits for constrained_gap and drorebel cells than two workers did)."""
-    for var in sweep.THREAD_VARS:
+    for var in THREAD_VARS:
         monkeypatch.setenv(var, "1")
     assert sweep.LocalExecutor(1).in_process
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
