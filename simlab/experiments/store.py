@@ -171,6 +171,25 @@ class Store:
                     raise
                 time.sleep(0.05)
 
+    def _write_transaction(self, body):
+        """``body()`` inside one write transaction: BEGIN IMMEDIATE (the write lock before any read),
+        commit, or roll back if any statement fails (a failed write never keeps the lock that other
+        processes wait for); retried while the store is busy, then a :class:`StoreError`."""
+        def attempt():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = body()
+                self.conn.commit()
+                return out
+            except BaseException:
+                self.conn.rollback()
+                raise
+
+        try:
+            return self._retry_busy(attempt)
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
+
     def _execute(self, sql: str, args=(), commit: bool = False):
         try:
             cur = self.conn.execute(sql, args)
@@ -328,21 +347,12 @@ class Store:
                  json.dumps(metrics), seconds, run_id, finished) for key, replicate, params, metrics, seconds in cells]
         keys = [(scenario, fingerprint, master, key, replicate) for key, replicate, *_ in cells]
 
-        def attempt() -> None:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                self.conn.executemany("DELETE FROM leases WHERE scenario=? AND fingerprint=? AND master=? "
-                                      "AND key=? AND replicate=?", keys)
-                self.conn.commit()
-            except BaseException:
-                self.conn.rollback()  # never keep a half-done write transaction (and its lock) open
-                raise
+        def body() -> None:
+            self.conn.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.conn.executemany("DELETE FROM leases WHERE scenario=? AND fingerprint=? AND master=? "
+                                  "AND key=? AND replicate=?", keys)
 
-        try:
-            self._retry_busy(attempt)
-        except sqlite3.OperationalError as exc:
-            raise self._error(exc) from None
+        self._write_transaction(body)
 
     # ---------------------------------------------------------------- leases
     LEASED, DONE, BUSY = "leased", "done", "busy"  # outcomes of :meth:`lease_many` per cell
@@ -401,39 +411,28 @@ class Store:
         cells = [(key, int(replicate)) for key, replicate in cells]
         head = (scenario, fingerprint, master)
 
-        def attempt() -> list[str]:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = []
-                now = time.time()
-                for key, replicate in cells:
-                    args = (*head, key, replicate)
-                    done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
-                                             "AND key=? AND replicate=?", args).fetchone()
-                    if done:
-                        out.append(self.DONE)
-                        continue
-                    row = self.conn.execute(
-                        "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
-                        "AND replicate=?", args).fetchone()
-                    if row is not None and row[0] != self.owner and _owner_alive(row[0]):
-                        out.append(self.BUSY)
-                        continue
-                    self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                      (*args, self.owner, now))
-                    out.append(self.LEASED)
-                self.conn.commit()
-                return out
-            except BaseException:
-                self.conn.rollback()
-                raise
+        def body() -> list[str]:
+            out = []
+            now = time.time()
+            for key, replicate in cells:
+                args = (*head, key, replicate)
+                done = self.conn.execute("SELECT 1 FROM cells WHERE scenario=? AND fingerprint=? AND master=? "
+                                         "AND key=? AND replicate=?", args).fetchone()
+                if done:
+                    out.append(self.DONE)
+                    continue
+                row = self.conn.execute(
+                    "SELECT owner FROM leases WHERE scenario=? AND fingerprint=? AND master=? AND key=? "
+                    "AND replicate=?", args).fetchone()
+                if row is not None and row[0] != self.owner and _owner_alive(row[0]):
+                    out.append(self.BUSY)
+                    continue
+                self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  (*args, self.owner, now))
+                out.append(self.LEASED)
+            return out
 
-        if not cells:
-            return []
-        try:
-            return self._retry_busy(attempt)
-        except sqlite3.OperationalError as exc:
-            raise self._error(exc) from None
+        return self._write_transaction(body) if cells else []
 
     def release_leases(self) -> None:
         """Drop every lease this process holds (its unfinished cells become free again)."""
