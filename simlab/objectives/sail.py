@@ -795,14 +795,22 @@ def weak_convexity_gaps(theta, theta2, phi, p_x, theta_ref, beta, P_obs, rho) ->
     ndarray of float64, shape (N,)
         The gaps, F = L^W_rho and g_i from :func:`robust_sail_value_grad` (docs/theory/sail.md §5.3).
     """
-    theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
-    theta2 = np.atleast_2d(np.asarray(theta2, dtype=np.float64))
+    theta = np.atleast_2d(check_array("theta", theta))
+    theta2 = np.atleast_2d(check_array("theta2", theta2))
+    # the problem is validated once (not once per point: the sampled estimate evaluates thousands)
+    _, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta[0], phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    if theta.ndim != 2 or theta.shape[1] != phi.shape[2]:
+        raise ValueError(f"theta must have shape (N, {phi.shape[2]}) or ({phi.shape[2]},), got {theta.shape}")
+    if theta2.shape != theta.shape:
+        raise ValueError(f"theta2 must have the shape of theta {theta.shape}, got {theta2.shape}")
+    grad = np.empty(phi.shape[2])
     out = np.empty(theta.shape[0])
-    f2 = [robust_sail_value_grad(t2, phi, p_x, theta_ref, beta, P_obs, rho)[0] for t2 in theta2]
     for i, (t1, t2) in enumerate(zip(theta, theta2)):
-        f1, g1 = robust_sail_value_grad(t1, phi, p_x, theta_ref, beta, P_obs, rho)
+        f2 = float(robust_sail_kernel(t2, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 1.0, grad))
+        f1 = float(robust_sail_kernel(t1, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 1.0, grad))
         diff = t2 - t1
-        out[i] = 2.0 * (f1 + g1 @ diff - f2[i]) / float(diff @ diff)
+        out[i] = 2.0 * (f1 + grad @ diff - f2) / float(diff @ diff)
     return out
 
 

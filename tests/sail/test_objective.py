@@ -164,6 +164,25 @@ def test_weak_convexity_with_derived_constant(seed, rho):
     assert 0.0 < omega_hat <= omega
 
 
+def test_weak_convexity_gaps_are_the_subgradient_gaps_of_the_public_value_grad():
+    """The batched gaps (problem validated once, kernel per point) equal, bit for bit, the definition
+    2 [F(t1) + <g(t1), t2 - t1> - F(t2)] / ||t2 - t1||^2 evaluated with the checked public function."""
+    args = problem(random_instance(3))
+    rng = np.random.default_rng(7)
+    t1 = S.sample_ball(args[2], 2.0, 40, rng)
+    t2 = S.sample_ball(args[2], 2.0, 40, rng)
+    gaps = S.weak_convexity_gaps(t1, t2, *args, 0.2)
+    for i, (a, b) in enumerate(zip(t1, t2)):
+        fa, ga = S.robust_sail_value_grad(a, *args, 0.2)
+        fb = S.robust_sail_value_grad(b, *args, 0.2)[0]
+        assert gaps[i] == 2.0 * (fa + ga @ (b - a) - fb) / float((b - a) @ (b - a))
+    assert S.weak_convexity_gaps(t1[0], t2[0], *args, 0.2)[0] == gaps[0]
+    with pytest.raises(ValueError, match="theta2"):
+        S.weak_convexity_gaps(t1, t2[:3], *args, 0.2)
+    with pytest.raises(ValueError, match="rho"):
+        S.weak_convexity_gaps(t1, t2, *args, -0.1)
+
+
 def test_bad_input_names_the_field():
     phi, p_x, tr, beta, P = problem(random_instance(0))
     with pytest.raises(ValueError, match="rho"):
