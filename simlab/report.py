@@ -98,13 +98,15 @@ def _inputs_digest(*parts) -> str:
 
 
 def _plot_code_digest() -> str:
-    """What else decides a convergence plot: the plotting code and the matplotlib version."""
+    """What else decides a figure besides its data: the plotting code (``simlab/plots``, and the rate
+    fit a convergence plot draws from, ``simlab/experiments/rates.py``) and the matplotlib version."""
     import hashlib
 
     import matplotlib
 
     h = hashlib.sha256(matplotlib.__version__.encode())
-    for path in sorted(Path(__file__).resolve().parent.joinpath("plots").glob("*.py")):
+    package = Path(__file__).resolve().parent
+    for path in [*sorted(package.joinpath("plots").glob("*.py")), package / "experiments" / "rates.py"]:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:24]
 
@@ -215,8 +217,9 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame],
                   outdir: Path) -> dict[str, list[tuple[Path, str]]]:
     """Each scenario's own figures (its ``figures=`` hook), drawn from its stored rows.
 
-    A hook whose inputs (the scenario's rows without their timings, the scenario's code fingerprint)
-    are those it last drew from (recorded in ``outdir/.figure-inputs.json``) and whose files exist
+    A hook whose inputs (the scenario's rows without their timings and fingerprints, the scenario's
+    own source (:func:`~simlab.experiments.fingerprint.scenario_source_fingerprint`), the plotting
+    code) are those it last drew from (recorded in ``outdir/.figure-inputs.json``) and whose files exist
     is not called again; the hooks to call run in a process pool when there are several.
 
     Parameters
@@ -234,15 +237,16 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame],
         Scenario name -> the files its hooks wrote, each with its caption (:func:`figure_caption`);
         scenarios without figures left out.
     """
-    from simlab.experiments.fingerprint import scenario_fingerprint
+    from simlab.experiments.fingerprint import scenario_source_fingerprint
 
     record = _FigureInputs(outdir)
+    code = _plot_code_digest()
     found: dict[tuple[str, int], list[Path]] = {}
     todo = []
     for sc in scenarios:
         frame = frames.get(sc.name, pd.DataFrame())
         rows = frame.drop(columns=[c for c in ("seconds", "fingerprint") if c in frame.columns])
-        digest = _inputs_digest(scenario_fingerprint(sc), rows, str(outdir))
+        digest = _inputs_digest(code, scenario_source_fingerprint(sc), rows, str(outdir))
         for i, fn in enumerate(sc.figures):
             key = f"study:{sc.name}:{i}:{getattr(fn, '__name__', '')}"
             kept = record.current(key, digest)

@@ -121,10 +121,38 @@ def scenario_fingerprint(scenario) -> str:
         The key under which its cells are stored.
     """
     h = hashlib.sha256(package_fingerprint().encode())
+    _hash_scenario_files(h, scenario)
+    return h.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def scenario_source_fingerprint(scenario) -> str:
+    """Fingerprint of the scenario's own code only: its file, the private helper modules beside it
+    (``_*.py``) and its declared version, without the package.
+
+    A study figure is a function of the scenario's stored rows and of this code (its ``figures=``
+    hooks live in the scenario file and draw through ``simlab.plots``), so an edit elsewhere in the
+    package that leaves the rows unchanged does not redraw it (:func:`simlab.report.study_figures`).
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A scenario.
+
+    Returns
+    -------
+    str
+        A hex digest.
+    """
+    h = hashlib.sha256()
+    _hash_scenario_files(h, scenario)
+    return h.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def _hash_scenario_files(h, scenario) -> None:
+    """Feed the scenario's version and source files (or its cell's code object) into ``h``."""
     h.update(str(getattr(scenario, "version", "")).encode() + b"\0")
     src = scenario_source(scenario)
     if src is not None and src.is_file():
         _hash_files(h, src.parent, [src, *(p for p in src.parent.glob("_*.py") if p != src)])
     else:  # no source file (e.g. defined in an interactive session): only its code object identifies it
         h.update(scenario.cell.__code__.co_code)
-    return h.hexdigest()[:FINGERPRINT_LENGTH]

@@ -412,3 +412,33 @@ def test_report_captions_study_figures_and_draws_no_plot_for_a_row_without_a_fit
                           tmp_path / "REPORT.md", "quick", 0).read_text()
     assert report.count("![toy.claim]") == 1 and "against `None`" not in report
     assert "*Figure: Robust minus nominal J against the radius.*" in report
+
+
+def test_study_figures_redraw_only_when_their_rows_or_their_code_change(tmp_path, monkeypatch):
+    """A study figure depends on the scenario's rows, its own source and the plotting code: an edit
+    elsewhere in the package (a new package fingerprint, same rows) keeps it; new rows redraw it."""
+    import pandas as pd
+
+    from simlab.experiments import fingerprint
+    from simlab.experiments.scenario import Scenario
+    from simlab.report import study_figures
+
+    drawn = []
+
+    def hook(df, outdir):
+        """Toy figure."""
+        drawn.append(len(df))
+        path = outdir / "toy_study.png"
+        path.write_bytes(b"png")
+        return [path]
+
+    sc = Scenario("toy_fig", "1", "s", "d", lambda params, seeds: {"y": 1.0},
+                  grids={"quick": {"n": [1]}, "full": {"n": [1]}}, seeds={"quick": 1, "full": 1}, figures=(hook,))
+    frame = pd.DataFrame({"cell_key": ["a"], "replicate": [0], "y": [1.0], "seconds": [0.5], "fingerprint": ["f1"]})
+    study_figures([sc], {"toy_fig": frame}, tmp_path)
+    assert drawn == [1]
+    monkeypatch.setattr(fingerprint, "package_fingerprint", lambda: "another package")
+    study_figures([sc], {"toy_fig": frame.assign(seconds=0.7, fingerprint="f2")}, tmp_path)
+    assert drawn == [1]  # same rows, same scenario and plotting code: kept
+    study_figures([sc], {"toy_fig": frame.assign(y=2.0)}, tmp_path)
+    assert drawn == [1, 1]  # the rows changed: redrawn
