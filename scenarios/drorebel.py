@@ -41,7 +41,8 @@ Precision (calibration over 30 master seeds, docs/theory/claims.md §7.1): the d
 Cost: an empirical fit runs on the online atoms merged up to the sign flip (dphi, dr) -> (-dphi, -dr)
 (4608 atoms -> 1442 rows; exact, simlab.objectives.rebel.collapse_atoms), Newton on the numba objective
 kernel; each replicate's nested-prefix ladder is drawn once per process and continued by the cells of
-larger n (same draws as a fresh ladder). ``python benchmarks/bench_rebel.py --drorebel`` times the sample
+larger n (same draws as a fresh ladder). rate_d has one n per replicate, so its sample is the single draw
+Multinomial(n, p0) (ladder_start): one multinomial over the atoms, O(#atoms), instead of a ladder from 2^9. ``python benchmarks/bench_rebel.py --drorebel`` times the sample
 cells against their former form.
 """
 from __future__ import annotations
@@ -55,6 +56,7 @@ from simlab.dro import chi2_divergence, kl_divergence, kl_worst_case
 from simlab.env import make_env, preset
 from simlab.env.sampling import nested_counts, prefix_ladder
 from simlab.experiments.claims import Measurement, evaluate_claim
+from simlab.experiments.rates import fit_rate
 from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
 from simlab.env.atoms import build_pair_atoms
 from simlab.objectives.asymptotics import rebel_sandwich
@@ -73,6 +75,7 @@ SCHEDULE_POWER = {("kl", "slow"): 0.5, ("kl", "fast"): 1.0, ("chi2", "slow"): 0.
 TRADEOFF_SLOPE = {("kl", "slow"): -0.5, ("kl", "fast"): -1.0, ("chi2", "slow"): -0.5,
                   ("chi2", "fast"): -1.0, ("w", "slow"): -0.5, ("w", "fast"): -1.0}
 BIAS_OVER_VARIANCE = 10.0
+FIXED_D = 8  # the dimension of every experiment but rate_d
 
 
 def _env_spec(env: str, d: int):
@@ -123,10 +126,44 @@ def _prefix_counts(instance: np.random.SeedSequence, env_name: str, d: int, samp
     return total
 
 
+RATE_N_LADDER_START = 2**9
+
+
+def ladder_start(params: dict) -> int:
+    """First rung of a sample cell's nested-prefix ladder (prefix_ladder(n, start)).
+
+    rate_n: 2^9, so every n of the grid is a prefix of one stream (common random numbers, whatever the grid);
+    tradeoff: n0; rate_d: n itself, since its grid has one n per replicate: the ladder is then the single draw
+    Multinomial(n, p0), the law of the n-prefix, at the cost of one multinomial instead of log2(n/2^9) + 1.
+
+    Parameters
+    ----------
+    params : dict
+        The cell's parameters (``experiment``, ``n``; ``n0`` for tradeoff).
+
+    Returns
+    -------
+    int
+        The ladder's first rung, in [1, n].
+    """
+    n = int(params["n"])
+    if params["experiment"] == "rate_d":
+        return n
+    if params["experiment"] == "tradeoff":
+        return min(n, int(params["n0"]))
+    return min(n, RATE_N_LADDER_START)
+
+
 def _radius(div: str, atoms) -> float:
     if div == "w":
         return 0.5 * w2_rebel_threshold(atoms.dphi, atoms.dr, atoms.p0)
     return FIXED_RADIUS[div]
+
+
+@cached_per_instance(maxsize=256)
+def _instance_radius(instance: np.random.SeedSequence, env_name: str, d: int, div: str) -> float:
+    """The rate cells' radius of the instance (W2: half its population threshold; computed once)."""
+    return _radius(div, _instance(instance, env_name, d)[2])
 
 
 @cached_per_instance(maxsize=256)
@@ -219,6 +256,56 @@ def benign_cell(instance: np.random.SeedSequence, env_name: str, div: str, d: in
 COVERAGE_K = [0, 1, 2, 3, 4, 5]
 COVERAGE_WORST_K = 2
 COVERAGE_FRACTIONS = {"025": 0.25, "05": 0.5, "101": 1.01}
+COVERAGE_CUT = 4.0**3  # the Euclidean slope is fitted on 1/lambda in {4^3, 4^4, 4^5}
+# Newton stops at ||grad|| <= 1e-12; with lambda_min(H) >= 2e-3 on the grid the minimiser is off by <= 5e-10,
+# which moves log C_E by O(1e-9) and the 3-point slope by <= 0.72 x that: the slope check's tolerance.
+COVERAGE_SLOPE_TOL = 1e-8
+
+
+def coverage_trace_inverse(inv_lambda, d: int):
+    """tr Sigma^-1 = 1/lambda + 2 (d - 1) of the fixed-coverage design Sigma = diag(lambda, 1/2, ..., 1/2).
+
+    Exact: E4 with uniform pairs has Sigma = I/2 and the design scales the first feature coordinate by
+    sqrt(2 lambda) (docs/theory/claims.md §7.3, drorebel.coverage_constant).
+
+    Parameters
+    ----------
+    inv_lambda : float or ndarray
+        1/lambda (> 0).
+    d : int
+        Feature dimension (>= 1).
+
+    Returns
+    -------
+    float or ndarray
+        tr Sigma^-1.
+    """
+    return np.asarray(inv_lambda, dtype=float) + 2.0 * (d - 1)
+
+
+def coverage_euclidean_slope(d: int, inv_lambdas) -> float:
+    """Exact finite-d slope of the Euclidean constant C_E = tr(H^-1 V H^-1) against 1/lambda on a grid.
+
+    Under symmetric noise H = alpha Sigma and V = beta Sigma with alpha, beta free of lambda (the residuals
+    at theta* are the noise differences, independent of the features), so C_E = (beta/alpha^2) tr Sigma^-1
+    = (beta/alpha^2) (1/lambda + 2 (d - 1)) exactly, and the rate fit of log C_E on log(1/lambda) is the
+    OLS slope of log(1/lambda + 2 (d - 1)) on log(1/lambda) whatever alpha and beta (docs/theory/claims.md
+    §7.3). It tends to 1 as lambda -> 0 (the asymptotic prediction) and is below 1 on any finite grid.
+
+    Parameters
+    ----------
+    d : int
+        Feature dimension (>= 1).
+    inv_lambdas : array_like
+        The grid of 1/lambda (>= 2 distinct values > 0).
+
+    Returns
+    -------
+    float
+        The slope :func:`simlab.experiments.rates.fit_rate` measures on ``C_E`` of every instance.
+    """
+    x = np.asarray(inv_lambdas, dtype=float)
+    return fit_rate(x, coverage_trace_inverse(x, d), np.zeros(x.size), resamples=1).slope
 
 
 def coverage_cell(instance: np.random.SeedSequence, div: str, d: int, k: int) -> dict:
@@ -238,7 +325,8 @@ def coverage_cell(instance: np.random.SeedSequence, div: str, d: int, k: int) ->
     radius = {"rebel": 0.0, "kl": 0.05, "chi2": 0.05}.get(div)
     if div == "w":
         radius = 0.5 * w2_rebel_threshold(atoms.dphi, atoms.dr, atoms.p0)
-    out = {"inv_lambda": 4.0**k, "lambda_min": atoms.coverage()[0], "radius": radius, "failed": 0.0}
+    out = {"inv_lambda": 4.0**k, "lambda_min": atoms.coverage()[0], "radius": radius, "failed": 0.0,
+           "trace_sigma_inv": float(np.trace(np.linalg.inv(atoms.sigma())))}
     try:
         theta = fit_rebel(atoms.dphi, atoms.dr, atoms.p0, anchor, ETA, obj, radius, gtol=1e-12).x
     except NoMinimizerError:
@@ -262,7 +350,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
         return coverage_cell(instance, div, int(params["d"]), int(params["k"]))
     n, d = int(params["n"]), int(params["d"])
     env, theta_t, atoms, rows = _instance(instance, env_name, d)
-    w = _prefix_counts(instance, env_name, d, seeds.sample, n, min(n, int(params.get("n0", 2**9)))) / n
+    w = _prefix_counts(instance, env_name, d, seeds.sample, n, ladder_start(params)) / n
     obj = OBJECTIVE[div]
     if experiment == "tradeoff":
         n0 = int(params["n0"])
@@ -279,7 +367,7 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
         if theta is None:
             return out | {"failed": 1.0, "err2_nominal": np.nan}
         return out | {"err2_nominal": float(np.sum((theta - theta0) ** 2))}
-    radius = _radius(div, atoms)
+    radius = _instance_radius(instance, env_name, d, div)
     theta_star, H, lam_min, log10_slow_const, fast_const, gap, sandwich, sandwich_H = _target(
         instance, env_name, d, div, radius)
     out = {"radius": radius, "lambda_min": lam_min, "target_identity_gap": gap, "failed": 0.0,
@@ -427,6 +515,9 @@ def _benign_claims() -> list[Claim]:
     return out
 
 
+COVERAGE_SLOPE = coverage_euclidean_slope(FIXED_D, [4.0**k for k in COVERAGE_K if 4.0**k >= COVERAGE_CUT])
+
+
 def _coverage_claims() -> list[Claim]:
     out = []
     for div in ("rebel", "kl", "chi2", "w"):
@@ -444,11 +535,18 @@ def _coverage_claims() -> list[Claim]:
                       "1/lambda is predicted"))
             continue
         out.append(Claim(
-            id="drorebel.coverage_constant", kind="tight", metric="C_E", x="inv_lambda", predicted=1.0, tol=0.15,
-            cut=4.0**3, label=f"{div} Euclidean", paper=PAPER, experiment="coverage", where=where,
-            statement=f"{name}: the Euclidean constant grows like 1/lambda as coverage vanishes (derived: H and V are "
-                      "both multiples of Sigma under symmetric noise, so C = c tr Sigma^-1 = c (1/lambda + 2(d - 1))).",
-            quantity="C_E = tr(H^-1 V H^-1) vs 1/lambda over lambda in {4^-3, 4^-4, 4^-5} (exact)"))
+            id="drorebel.coverage_constant", kind="tight", metric="C_E", x="inv_lambda",
+            predicted=COVERAGE_SLOPE, tol=COVERAGE_SLOPE_TOL, cut=COVERAGE_CUT, label=f"{div} Euclidean",
+            paper=PAPER, experiment="coverage", where=where, also=("trace_sigma_inv",),
+            statement=f"{name}: the Euclidean constant grows like 1/lambda as coverage vanishes, exactly as "
+                      "tr Sigma^-1 (derived: H and V are both multiples of Sigma under symmetric noise, so "
+                      "C_E = c tr Sigma^-1 = c (1/lambda + 2(d - 1))); on the grid its slope is the exact finite-d "
+                      f"value {COVERAGE_SLOPE:.6f} (d = {FIXED_D}; asymptotic slope 1 as lambda -> 0).",
+            quantity="C_E = tr(H^-1 V H^-1) vs 1/lambda over lambda in {4^-3, 4^-4, 4^-5} (exact); the slope of the "
+                     "instance's own tr Sigma^-1 (enumerated) is reported beside it",
+            notes=f"predicted = coverage_euclidean_slope(d = {FIXED_D}, 1/lambda = 64, 256, 1024), the OLS slope "
+                  "of log(1/lambda + 2(d - 1)) on log(1/lambda); the asymptotic 1.0 would be off by 0.066. "
+                  f"tol {COVERAGE_SLOPE_TOL:g}: Newton's precision (gtol 1e-12) bounds the slope error by ~1e-9"))
         out.append(Claim(
             id="drorebel.coverage_constant", kind="tight", metric="C_H", x="inv_lambda", predicted=0.0, tol=0.15,
             label=f"{div} H-norm", paper=PAPER, experiment="coverage", where=where,
@@ -484,7 +582,7 @@ SCENARIO = Scenario(
     study="DRO-REBEL",
     description="Exact empirical DRO-REBEL iterations (W2, KL, chi^2) against exact population robust minimisers.",
     cell=cell,
-    fixed={"d": 8},
+    fixed={"d": FIXED_D},
     experiments=(
         Experiment("rate_n", quick=RATE_N | {"n": N_QUICK}, full=RATE_N | {"n": [2**k for k in range(9, 19)]}),
         Experiment("rate_d",
@@ -544,6 +642,8 @@ SCENARIO = Scenario(
                       "design",
         "C_E": "coverage: exact asymptotic constant tr(H^-1 V H^-1) (Euclidean norm) of the population minimiser",
         "C_H": "coverage: exact asymptotic constant tr(H^-1 V) (H-norm)",
+        "trace_sigma_inv": "coverage: tr Sigma^-1 of the design, by enumeration over the atoms (exactly 1/lambda + "
+                           "2(d - 1), coverage_trace_inverse)",
         "collapse_radius": "coverage, KL/chi^2 at k = 2: the radius at which the worst-case law reaches the a = b "
                            "atoms (coverage_collapse_radius)",
         **{f"worst_coverage_{name}": f"coverage, KL/chi^2 at k = 2: worst-case coverage min_v min_Q E_Q (v' dphi)^2 "
