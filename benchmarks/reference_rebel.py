@@ -154,7 +154,7 @@ def drorebel_sample_cell_reference(study, params, seeds) -> dict:
     env_name, div, n, d = params["env"], params["div"], int(params["n"]), int(params["d"])
     _, theta_t, atoms, _ = study._instance(seeds.instance, env_name, d)
     rng = np.random.default_rng(seeds.sample)
-    ladder = prefix_ladder(n, start=min(n, int(params.get("n0", 2**9))))
+    ladder = prefix_ladder(n, start=study.ladder_start(params))  # the study's draws, so the fits compare
     w = nested_counts(atoms.p0, ladder, rng)[n] / n
     obj = study.OBJECTIVE[div]
     if params["experiment"] == "tradeoff":
