@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from simlab.dro import worst_case
-from simlab.validation import check_array, check_choice, check_float
+from simlab.validation import check_array, check_choice, check_float, check_int
 
 DIVERGENCES = ("kl", "chi2")
 
@@ -48,8 +48,14 @@ def directional_worst_coverage(v, dphi, p, divergence: str, radius: float) -> tu
     dphi = check_array("dphi", dphi, ndim=2)
     p = check_array("p", p, shape=(dphi.shape[0],))
     radius = check_float("radius", radius, 0.0)
-    t = dphi @ np.asarray(v, dtype=np.float64)
-    value, q = worst_case(-(t * t), p / p.sum(), divergence, radius)
+    return _directional_worst_coverage(check_array("v", v, shape=(dphi.shape[1],)), dphi, p / p.sum(),
+                                       divergence, radius)
+
+
+def _directional_worst_coverage(v, dphi, p, divergence, radius):
+    """:func:`directional_worst_coverage` on validated inputs (``p`` normalised)."""
+    t = dphi @ v
+    value, q = worst_case(-(t * t), p, divergence, radius)
     return -float(value), 2.0 * (q * t) @ dphi
 
 
@@ -57,7 +63,9 @@ def worst_case_coverage(dphi, p, divergence: str, radius: float, starts: int = 6
                         seed: int = 0) -> tuple[float, np.ndarray]:
     """Min over unit v of the directional worst-case coverage, and the minimising v (see the module docstring).
 
-    SLSQP on the unit sphere from the smallest eigenvector of Sigma and ``starts - 1`` random starts.
+    SLSQP on the unit sphere from the smallest eigenvector of Sigma and ``starts - 1`` random starts,
+    with the objective c(v / ||v||) and its gradient (I - u u^T) grad c(u) / ||v||, u = v / ||v||, from
+    the Danskin gradient of :func:`directional_worst_coverage`.
 
     Parameters
     ----------
@@ -83,20 +91,30 @@ def worst_case_coverage(dphi, p, divergence: str, radius: float, starts: int = 6
     """
     from scipy.optimize import minimize
 
+    check_choice("divergence", divergence, DIVERGENCES)
     dphi = check_array("dphi", dphi, ndim=2)
     d = dphi.shape[1]
     p = check_array("p", p, shape=(dphi.shape[0],))
-    sigma = (dphi.T * (p / p.sum())) @ dphi
+    p = p / p.sum()
+    radius = check_float("radius", radius, 0.0)
+    starts = check_int("starts", starts, 1)
+    sigma = (dphi.T * p) @ dphi
+
+    def objective(v):
+        norm = np.linalg.norm(v)
+        u = v / norm
+        value, grad = _directional_worst_coverage(u, dphi, p, divergence, radius)
+        return value, (grad - (grad @ u) * u) / norm
+
     v0s = [np.linalg.eigh(sigma)[1][:, 0]] + list(np.random.default_rng(seed).standard_normal((starts - 1, d)))
     best, best_v = np.inf, v0s[0]
     for v0 in v0s:
         v0 = v0 / np.linalg.norm(v0)
-        res = minimize(lambda v: directional_worst_coverage(v / np.linalg.norm(v), dphi, p, divergence, radius)[0],
-                       v0, method="SLSQP",
+        res = minimize(objective, v0, jac=True, method="SLSQP",
                        constraints=[{"type": "eq", "fun": lambda v: v @ v - 1.0, "jac": lambda v: 2 * v}],
                        options={"ftol": 1e-13, "maxiter": 300})
         v = res.x / np.linalg.norm(res.x)
-        val = directional_worst_coverage(v, dphi, p, divergence, radius)[0]
+        val = _directional_worst_coverage(v, dphi, p, divergence, radius)[0]
         if val < best:
             best, best_v = val, v
     return float(max(best, 0.0)), best_v
