@@ -39,7 +39,8 @@ Wasserstein balls:
 Gradients:
 
 ``worst_case_value_grad_hess``, ``kl_penalized_value_grad_hess``, ``danskin_gradient``
-    Danskin (envelope) gradients with exact Hessians.
+    Danskin (envelope) gradients with exact Hessians (``worst_case_value_grad_hess_kernel``: the in-numba
+    form for whole-loop kernels).
 
 ``non_detached_softmax_gradient``
     The reference codes' gradient through the softmax weights (not the envelope gradient).
@@ -51,6 +52,7 @@ from simlab.dro.danskin import (
     non_detached_softmax_gradient,
     worst_case,
     worst_case_value_grad_hess,
+    worst_case_value_grad_hess_kernel,
 )
 from simlab.dro.kl import (KLWorstCase, kl_divergence, kl_penalized, kl_penalized_kernel, kl_radius_of_tau,
                            kl_worst_case, kl_worst_case_kernel)
@@ -69,5 +71,5 @@ __all__ = [
     "kl_penalized_kernel", "kl_penalized_value_grad_hess", "kl_radius_of_tau", "kl_worst_case", "kl_worst_case_kernel",
     "non_detached_softmax_gradient", "w2_margin_surrogate", "w2_margin_value_grad_hess",
     "w2_margin_worst_case", "w2_surrogate_value_grad_hess", "w_linear_worst_case", "worst_case",
-    "worst_case_value_grad_hess",
+    "worst_case_value_grad_hess", "worst_case_value_grad_hess_kernel",
 ]

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab._jit import kernel
-from simlab.dro import (chi2_worst_case_kernel, kl_penalized_value_grad_hess, kl_worst_case_kernel,
-                        non_detached_softmax_gradient, w2_surrogate_value_grad_hess, worst_case_value_grad_hess)
+from simlab.dro import (kl_penalized_value_grad_hess, non_detached_softmax_gradient, w2_surrogate_value_grad_hess,
+                        worst_case_value_grad_hess, worst_case_value_grad_hess_kernel)
 from simlab.dro.chi2_code import chi2_code_loss_gradient
 from simlab.validation import check_array, check_choice, check_float, check_linear_atoms, check_weights
 
@@ -590,13 +590,11 @@ def robust_rebel_vgh_kernel(code: int, u: np.ndarray, eta: float, dphi: np.ndarr
     weights); writes grad (d,) and hess (d, d), returns the value.
 
     * w2 (code 0): :func:`w2_rebel_value_grad_hess` (the same sums, ``_rebel_vgh_kernel``).
-    * kl / chi2 (codes 1, 2): :func:`f_rebel_value_grad_hess` specialised to the REBEL losses l = e^2
-      (grad l = (2/eta) e dphi, Hess l = (2/eta^2) dphi dphi^T): q from the toolbox kernels
-      :func:`simlab.dro.kl_worst_case_kernel` / :func:`simlab.dro.chi2_worst_case_kernel`, gradient
-      sum q grad l and the exact Hessian of docs/theory/dro.md §2.4 (the formulas of
-      :func:`simlab.dro.worst_case_value_grad_hess`): KL sum q H + Cov_q(grad l)/tau -
-      c c^T/(tau Var_q l), c = Cov_q(l, grad l); chi^2 F_tt - F_tz F_zt / F_zz on the active set
-      {l > zeta*} (with the value of the max when the worst case saturates).
+    * kl / chi2 (codes 1, 2): :func:`f_rebel_value_grad_hess` on the REBEL losses l = e^2
+      (grad l = (2/eta) e dphi, Hess l = (2/eta^2) dphi dphi^T): the value, Danskin gradient and exact
+      Hessian of docs/theory/dro.md §2.4 from the toolbox kernel
+      :func:`simlab.dro.worst_case_value_grad_hess_kernel` (the one home of those formulas), plus
+      sum_j omega_j Hess l_j with the per-atom-Hessian weights omega it returns.
 
     Parameters
     ----------
@@ -659,94 +657,22 @@ def robust_rebel_vgh_kernel(code: int, u: np.ndarray, eta: float, dphi: np.ndarr
             h += dphi[j, k] * u[k]
         e[j] = h - dr[j]
     l = e * e
-    if code == 1:
-        value, dual, _ = kl_worst_case_kernel(l, w, radius, q)
-    else:
-        value, dual, _ = chi2_worst_case_kernel(l, w, radius, q)
-    # gradient and sum q Hess l
-    grad[:] = 0.0
-    hess[:, :] = 0.0
+    grads = np.empty((n, d))  # grad l_j = (2/eta) e_j dphi_j
     for j in range(n):
-        if q[j] == 0.0:
-            continue
-        c = q[j] * 2.0 * e[j] / eta
-        s = q[j] * 2.0 / eta**2
+        g = 2.0 * e[j] / eta
         for k in range(d):
-            grad[k] += c * dphi[j, k]
+            grads[j, k] = g * dphi[j, k]
+    omega = np.empty(n)
+    # code - 1 indexes simlab.dro.DIVERGENCES ("kl", "chi2"); w is a law (mass 1.0)
+    value = worst_case_value_grad_hess_kernel(l, grads, w, 1.0, code - 1, radius, q, grad, hess, omega)
+    hs = 2.0 / eta**2  # Hess l_j = (2/eta^2) dphi_j dphi_j^T: add sum_j omega_j Hess l_j
+    for j in range(n):
+        if omega[j] == 0.0:
+            continue
+        s = omega[j] * hs
+        for k in range(d):
             for m in range(k + 1):
                 hess[k, m] += s * dphi[j, k] * dphi[j, m]
-    if code == 1:
-        tau = dual
-        if 0.0 < tau < np.inf:
-            ql = 0.0
-            for j in range(n):
-                ql += q[j] * l[j]
-            cvec = np.zeros(d)
-            var_l = 0.0
-            for j in range(n):
-                if q[j] == 0.0:
-                    continue
-                dl = l[j] - ql
-                var_l += q[j] * dl * dl
-                g = 2.0 * e[j] / eta
-                for k in range(d):
-                    ck = g * dphi[j, k] - grad[k]
-                    cvec[k] += q[j] * dl * ck
-                    for m in range(k + 1):
-                        hess[k, m] += q[j] * ck * (g * dphi[j, m] - grad[m]) / tau
-            if var_l > 0.0:
-                for k in range(d):
-                    for m in range(k + 1):
-                        hess[k, m] -= cvec[k] * cvec[m] / (tau * var_l)
-        for k in range(d):
-            for m in range(k):
-                hess[m, k] = hess[k, m]
-        return value
-    zeta = dual
-    lmax = -np.inf
-    for j in range(n):
-        if w[j] > 0.0 and l[j] > lmax:
-            lmax = l[j]
-    if not (np.isfinite(zeta) and zeta < lmax):
-        for k in range(d):
-            for m in range(k):
-                hess[m, k] = hess[k, m]
-        return value
-    c_eps = np.sqrt(1.0 + 2.0 * radius)
-    r2 = 0.0
-    s1 = 0.0
-    s0 = 0.0
-    mvec = np.zeros(d)
-    g_act = np.zeros(d)
-    hess[:, :] = 0.0  # F_tt numerator: sum_S p grad l grad l^T + sum_S p (l - zeta) Hess l
-    for j in range(n):
-        if not (l[j] > zeta and w[j] > 0.0):
-            continue
-        ex = l[j] - zeta
-        pj = w[j]
-        r2 += pj * ex * ex
-        s1 += pj * ex
-        s0 += pj
-        g = 2.0 * e[j] / eta
-        hs = 2.0 / eta**2
-        for k in range(d):
-            gk = g * dphi[j, k]
-            mvec[k] += pj * ex * gk
-            g_act[k] += pj * gk
-            for m in range(k + 1):
-                hess[k, m] += pj * gk * g * dphi[j, m] + pj * ex * hs * dphi[j, k] * dphi[j, m]
-    r = np.sqrt(r2)
-    r3 = r**3
-    f_zz = c_eps * (s0 / r - s1 * s1 / r3)
-    for k in range(d):
-        for m in range(k + 1):
-            hess[k, m] = c_eps * (hess[k, m] / r - mvec[k] * mvec[m] / r3)
-    if f_zz > 0.0:
-        for k in range(d):
-            f_k = c_eps * (-g_act[k] / r + mvec[k] * s1 / r3)
-            for m in range(k + 1):
-                f_m = c_eps * (-g_act[m] / r + mvec[m] * s1 / r3)
-                hess[k, m] -= f_k * f_m / f_zz
     for k in range(d):
         for m in range(k):
             hess[m, k] = hess[k, m]
