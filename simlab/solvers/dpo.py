@@ -8,18 +8,18 @@ from simlab.env.atoms import PairAtoms, check_pair_atoms
 from simlab.env.sampling import AliasTable, alias_draw
 from simlab.objectives.dpo import dpo_vgh_unchecked
 from simlab.solvers.checkpoints import log_checkpoints
-from simlab.solvers.exact import F_NOISE_RTOL, NewtonResult, NoMinimizerError, NormLimitError, newton
+from simlab.solvers.exact import (ARMIJO_C, F_NOISE_RTOL, NEWTON_GTOL, NEWTON_MAX_ITER, STEP_MIN, NewtonResult,
+                                  NoMinimizerError, NormLimitError, newton, newton_direction_kernel)
 from simlab.special import sigmoid, softplus
 from simlab.validation import check_array, check_choice, check_float, check_generator, check_int, check_weights
 
 STEP_SCHEDULES = ("constant", "inv_sqrt")
 MAX_STEPS = 2**40  # iterations (nothing is allocated per step)
 MAX_SGD_BATCH = 2**24
-NEWTON_MAX_ITER = 200  # as simlab.solvers.exact.newton
 
 
 def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, beta: float,
-                  theta0: np.ndarray | None = None, gtol: float = 1e-10, max_norm: float = 1e6) -> NewtonResult:
+                  theta0: np.ndarray | None = None, gtol: float = NEWTON_GTOL, max_norm: float = 1e6) -> NewtonResult:
     """argmin_theta sum_j w_j l_DPO,j(theta) by Newton to ||grad|| <= gtol (docs/theory/dpo.md §3.1).
 
     With ``weights = atoms.p0`` this is the exact population minimiser; with N/n it is the empirical one
@@ -66,7 +66,7 @@ def fit_dpo_exact(atoms: PairAtoms, weights: np.ndarray, theta_ref: np.ndarray, 
     gtol = check_float("gtol", gtol, 0.0, low_open=True)
     x, hess = x0.copy(), np.empty((atoms.dim, atoms.dim))
     converged, value, gnorm, iterations = _dpo_newton_kernel(dphi, y, w, theta_ref, beta, const, x, gtol,
-                                                             NEWTON_MAX_ITER, max_norm, F_NOISE_RTOL, hess)
+                                                             NEWTON_MAX_ITER, max_norm, hess)
     if converged:
         result = NewtonResult(x, float(value), float(gnorm), int(iterations), True, hess)
     else:  # the same iteration through simlab.solvers.exact.newton says why it stopped
@@ -134,55 +134,16 @@ def _dpo_rows_vgh(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref: np.
 
 
 @kernel(ordered=True)  # small arrays, loops that store and sum: no reassociation
-def _cholesky_newton_step(H: np.ndarray, g: np.ndarray, L: np.ndarray, step: np.ndarray) -> None:
-    """step = -(H + shift I)^{-1} g with the smallest shift in 0, 1e-12 scale, 2e-12 scale, ... whose
-    Cholesky factorisation succeeds (as simlab.solvers.exact.newton); -g after 60 failures."""
-    d = g.size
-    scale = 1e-300
-    for i in range(d):
-        scale = max(scale, abs(H[i, i]))
-    shift = 0.0
-    for _ in range(60):
-        ok = True
-        for i in range(d):
-            for j in range(i + 1):
-                acc = H[i, j] + (shift if i == j else 0.0)
-                for k in range(j):
-                    acc -= L[i, k] * L[j, k]
-                if i == j:
-                    if not acc > 0.0:
-                        ok = False
-                        break
-                    L[i, i] = np.sqrt(acc)
-                else:
-                    L[i, j] = acc / L[j, j]
-            if not ok:
-                break
-        if ok:
-            for i in range(d):  # L z = -g
-                acc = -g[i]
-                for k in range(i):
-                    acc -= L[i, k] * step[k]
-                step[i] = acc / L[i, i]
-            for i in range(d - 1, -1, -1):  # L^T step = z
-                acc = step[i]
-                for k in range(i + 1, d):
-                    acc -= L[k, i] * step[k]
-                step[i] = acc / L[i, i]
-            return
-        shift = max(2.0 * shift, 1e-12 * scale)
-    for i in range(d):
-        step[i] = -g[i]
-
-
-@kernel(ordered=True)  # small arrays, loops that store and sum: no reassociation
 def _dpo_newton_kernel(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref: np.ndarray, beta: float,
                        const: float, x: np.ndarray, gtol: float, max_iter: int, max_norm: float,
-                       noise_rtol: float, hess: np.ndarray):
-    """The iteration of :func:`simlab.solvers.exact.newton` (Newton steps, Armijo backtracking with
-    constant 1e-4, the round-off acceptance rule, the max_norm ball) on the DPO rows, in one call.
+                       hess: np.ndarray):
+    """The iteration of :func:`simlab.solvers.exact.newton` on the DPO rows, in one call: its Newton step
+    (:func:`simlab.solvers.exact.newton_direction_kernel`), its Armijo backtracking, round-off acceptance
+    rule and stopping rule (the constants of :mod:`simlab.solvers.exact`) and the max_norm ball.
     Updates ``x`` and ``hess`` in place; returns (converged, f, ||grad||, iterations). When it does not
-    converge the caller reruns exact.newton, which says why."""
+    converge the caller reruns exact.newton, which says why. (A generic numba Newton loop taking the
+    objective as a jitted function cost 3-12% of this fit and defeats numba's disk cache: see
+    :mod:`simlab.solvers.exact`.)"""
     d = x.size
     g = np.empty(d)
     x_new = np.empty(d)
@@ -203,7 +164,7 @@ def _dpo_newton_kernel(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref
             return True, f, gnorm, it
         if it == max_iter:
             break
-        _cholesky_newton_step(hess, g, chol, step)
+        newton_direction_kernel(hess, g, chol, step)
         slope = 0.0
         for k in range(d):
             slope += g[k] * step[k]
@@ -212,15 +173,15 @@ def _dpo_newton_kernel(dphi: np.ndarray, y: np.ndarray, w: np.ndarray, theta_ref
             for k in range(d):
                 x_new[k] = x[k] + t * step[k]
             f_new = _dpo_rows_vgh(dphi, y, w, theta_ref, beta, const, x_new, g_new, h_new)
-            if f_new <= f + 1e-4 * t * slope:
+            if f_new <= f + ARMIJO_C * t * slope:
                 break
-            if f_new <= f + noise_rtol * max(abs(f), 1.0):
+            if f_new <= f + F_NOISE_RTOL * max(abs(f), 1.0):
                 acc = 0.0
                 for k in range(d):
                     acc += g_new[k] * g_new[k]
                 if np.sqrt(acc) < gnorm:
                     break
-            if t < 1e-12:
+            if t < STEP_MIN:
                 return False, f, gnorm, it
             t *= 0.5
         x[:] = x_new

@@ -7,6 +7,15 @@ huge iterate: if the iterate leaves the ball ||x|| <= max_norm it raises :class:
 (e.g. a separable DPO sample at tiny n has no minimiser, or the minimiser lies beyond max_norm), and
 if the iteration budget runs out :class:`NoMinimizerError`.
 
+The constants below are the one definition of its stopping rule, Armijo line search, round-off
+acceptance rule and Levenberg shifts; the whole-fit numba loops that specialise ``newton`` to one
+objective (the DPO fit, :func:`simlab.solvers.dpo.fit_dpo_exact`) use them and take their Newton step
+from ``newton_direction_kernel`` (Cholesky in a numba loop where ``newton`` calls LAPACK, so the two may
+differ in the last bits). A generic numba loop taking the objective as a jitted function was measured
+and not kept: numba types a function argument on every call from Python (~4-6 us, 3-12% of a DPO fit)
+and keys its disk cache on a per-process identity of the function, so every process would compile it
+again.
+
 ``newton_root`` is Newton's method for equations F(x) = 0 with an analytic Jacobian (not necessarily
 symmetric: F need not be a gradient), halving the step until ||F|| decreases.
 """
@@ -18,10 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simlab._jit import kernel
 from simlab.validation import check_array, check_float, check_int
 
 
 F_NOISE_RTOL = 1e-12  # relative round-off allowed in f when the step reduces ||grad|| (near a minimiser)
+NEWTON_GTOL = 1e-10  # default stopping rule ||grad|| <= gtol
+NEWTON_MAX_ITER = 200  # default Newton-step budget
+ARMIJO_C = 1e-4  # sufficient decrease f(x + t s) <= f(x) + ARMIJO_C t g^T s
+STEP_MIN = 1e-12  # the line search halves t from 1 and gives up once t < STEP_MIN
+SHIFT_START = 1e-12  # first Levenberg shift of a Hessian that is not positive definite, times max |H_ii|
+SHIFT_TRIES = 60  # Cholesky attempts (the shift doubles each time) before the step falls back to -g
 
 
 class NoMinimizerError(RuntimeError):
@@ -54,11 +70,13 @@ class NewtonResult:
 
 
 def newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], x0,
-           gtol: float = 1e-10, max_iter: int = 200, max_norm: float = 1e6) -> NewtonResult:
-    """Minimise f from x0 by Newton steps -H^{-1} g with backtracking (Armijo constant 1e-4).
+           gtol: float = NEWTON_GTOL, max_iter: int = NEWTON_MAX_ITER, max_norm: float = 1e6) -> NewtonResult:
+    """Minimise f from x0 by Newton steps -H^{-1} g with backtracking (Armijo constant ``ARMIJO_C`` =
+    1e-4, step halved from 1 until it is accepted or below ``STEP_MIN``).
 
     A Hessian that is not positive definite is shifted by a multiple of the identity until a
-    Cholesky factorisation succeeds (Levenberg-style), so the step is always a descent direction.
+    Cholesky factorisation succeeds (Levenberg-style: ``SHIFT_START`` max |H_ii|, doubled, at most
+    ``SHIFT_TRIES`` attempts), so the step is always a descent direction.
 
     Parameters
     ----------
@@ -106,14 +124,14 @@ def newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], x0
         while True:
             x_new = x + t * step
             f_new, g_new, H_new = fgh(x_new)
-            if f_new <= f + 1e-4 * t * slope:
+            if f_new <= f + ARMIJO_C * t * slope:
                 break
             # Near the minimiser the decrease falls below the rounding of f (dual values, e.g. KL or
             # chi^2 worst cases, carry ~1e-14 relative noise): accept a step that keeps f within
             # F_NOISE_RTOL of rounding and reduces the gradient (the Newton step does, quadratically).
             if f_new <= f + F_NOISE_RTOL * max(abs(f), 1.0) and math.sqrt(g_new @ g_new) < gnorm:
                 break
-            if t < 1e-12:
+            if t < STEP_MIN:
                 raise NoMinimizerError(f"line search failed at |grad| = {gnorm:.3e}")
             t *= 0.5
         x, f, g, H = x_new, f_new, g_new, H_new
@@ -131,14 +149,69 @@ def _newton_direction(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     from scipy.linalg.lapack import dpotrf, dpotrs
 
     shift = 0.0
-    for _ in range(60):
+    for _ in range(SHIFT_TRIES):
         # LAPACK directly: Cholesky H + shift I = L L^T, then the two triangular solves
         L, info = dpotrf(H if shift == 0.0 else H + shift * np.eye(H.shape[0]), lower=1, clean=0)
         if info == 0:
             step, _ = dpotrs(L, g, lower=1)
             return -step
-        shift = max(2.0 * shift, 1e-12 * max(float(np.max(np.abs(np.diag(H)))), 1e-300))
+        shift = max(2.0 * shift, SHIFT_START * max(float(np.max(np.abs(np.diag(H)))), 1e-300))
     return -g
+
+
+@kernel(ordered=True)  # small arrays, loops that store and sum: no reassociation
+def newton_direction_kernel(H: np.ndarray, g: np.ndarray, L: np.ndarray, step: np.ndarray) -> None:
+    """The Newton step of the numba Newton loops: step = -(H + shift I)^{-1} g with the smallest shift in
+    0, SHIFT_START s, 2 SHIFT_START s, ... (s = max |H_ii|) whose Cholesky factorisation succeeds (the
+    rule of :func:`newton`); -g after SHIFT_TRIES failures.
+
+    Parameters
+    ----------
+    H : ndarray of float64, shape (d, d)
+        Symmetric Hessian (its lower triangle is read).
+    g : ndarray of float64, shape (d,)
+        Gradient.
+    L : ndarray of float64, shape (d, d)
+        Work array: the Cholesky factor.
+    step : ndarray of float64, shape (d,)
+        Output: the step.
+    """
+    d = g.size
+    scale = 1e-300
+    for i in range(d):
+        scale = max(scale, abs(H[i, i]))
+    shift = 0.0
+    for _ in range(SHIFT_TRIES):
+        ok = True
+        for i in range(d):
+            for j in range(i + 1):
+                acc = H[i, j] + (shift if i == j else 0.0)
+                for k in range(j):
+                    acc -= L[i, k] * L[j, k]
+                if i == j:
+                    if not acc > 0.0:
+                        ok = False
+                        break
+                    L[i, i] = np.sqrt(acc)
+                else:
+                    L[i, j] = acc / L[j, j]
+            if not ok:
+                break
+        if ok:
+            for i in range(d):  # L z = -g
+                acc = -g[i]
+                for k in range(i):
+                    acc -= L[i, k] * step[k]
+                step[i] = acc / L[i, i]
+            for i in range(d - 1, -1, -1):  # L^T step = z
+                acc = step[i]
+                for k in range(i + 1, d):
+                    acc -= L[k, i] * step[k]
+                step[i] = acc / L[i, i]
+            return
+        shift = max(2.0 * shift, SHIFT_START * scale)
+    for i in range(d):
+        step[i] = -g[i]
 
 
 def newton_root(residual: Callable[[np.ndarray], np.ndarray], jacobian: Callable[[np.ndarray], np.ndarray],
