@@ -177,10 +177,8 @@ def worst_case_value_grad_hess_kernel(l: np.ndarray, grads: np.ndarray, p: np.nd
 
     Parameters
     ----------
-    l : ndarray of float64, shape (A,)
-        Finite losses l_j(theta).
-    grads : ndarray of float64, shape (A, d)
-        Per-atom gradients grad l_j.
+    l, grads : ndarray of float64, shapes (A,) and (A, d)
+        The finite losses l_j(theta) and their gradients grad l_j (C-contiguous).
     p : ndarray of float64, shape (A,)
         Atom weights >= 0; the ball is around p / ``mass``.
     mass : float
