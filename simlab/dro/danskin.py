@@ -297,7 +297,7 @@ def worst_case_value_grad_hess(losses, grads, hess_sum, probs, divergence: str, 
     Returns (value, grad, hess, q).  ``divergence`` in {"kl", "chi2"}.  At radius 0 this is the
     nominal objective; in the saturated case (value = max l) the Hessian is that of the max.
     Checks the inputs, then :func:`worst_case_value_grad_hess_kernel` (the formulas) and
-    hess + ``hess_sum``(omega) for the per-atom Hessians.
+    hess plus the per-atom Hessians weighted by omega (through ``hess_sum``).
 
     Parameters
     ----------
