@@ -171,19 +171,9 @@ def _tilt_moments_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: float
                          w: np.ndarray) -> tuple:
     """Unnormalised tilted weights w = p e^{alpha (l - lmax)} (written to w; one exponential pass)
     and, for q = w/Z, (Z, E_q[l - lmax], Var_q l, third central moment of l under q)."""
-    z = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
     for j in range(l.size):
-        c = l[j] - lmax
-        wj = p[j] * exp_nonpositive(alpha * c)
-        w[j] = wj
-        z += wj
-        s1 += wj * c
-        s2 += wj * c * c
-        s3 += wj * c * c * c
-    return _tilt_summary(z, s1, s2, s3)
+        w[j] = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
+    return _tilt_sums_kernel(l, lmax, w)
 
 
 # A move alpha -> alpha + delta multiplies each tilted weight by e^{delta c}.  While |delta| |c| <= h on
@@ -203,18 +193,31 @@ def _tilt_update_kernel(l: np.ndarray, lmax: float, delta: float, taylor: tuple,
     with e^x by the Taylor polynomial whose coefficients (Horner order) are ``taylor`` (requires
     |delta| |l - lmax| within that degree's bound over the support; atoms off it have w = 0 and stay
     0), and return what :func:`_tilt_moments_kernel` returns."""
+    for j in range(l.size):
+        x = delta * (l[j] - lmax)
+        e = taylor[0]
+        for coef in taylor[1:]:
+            e = e * x + coef
+        w[j] *= e
+    return _tilt_sums_kernel(l, lmax, w)
+
+
+@kernel
+def _tilt_sums_kernel(l: np.ndarray, lmax: float, w: np.ndarray) -> tuple:
+    """:func:`_tilt_summary` of the weights w: Z = sum w and s_k = sum w (l - lmax)^k, k = 1..3.
+
+    A loop that only sums (the weights are written by a separate loop): LLVM vectorises a loop
+    that both stores and sums behind a runtime check on the arrays' addresses and falls back to a
+    scalar loop, which with reassociation rounds differently, so such a loop's result depends on
+    where the arrays lie in memory; a loop without stores has one version, whose rounding depends
+    only on the length (tests/dro/test_address_independence.py)."""
     z = 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     for j in range(l.size):
         c = l[j] - lmax
-        x = delta * c
-        e = taylor[0]
-        for coef in taylor[1:]:
-            e = e * x + coef
-        wj = w[j] * e
-        w[j] = wj
+        wj = w[j]
         z += wj
         s1 += wj * c
         s2 += wj * c * c
@@ -259,16 +262,16 @@ def _softmax_weights_kernel(l: np.ndarray, p: np.ndarray, lmax: float, alpha: fl
     Z = E_p e^{alpha (l - lmax)} for the normalised law p / sum p.  The one computation of softmax_p
     weights: :func:`kl_penalized`, the dual's small-radius branch and :func:`kl_penalized_kernel` call it.
 
-    The loop that stores q also sums p (``mass``); measured, its rounding does not depend on where the
-    arrays lie in memory, while a copy of it summing only Z did (82 of 3000 random calls changed bits
-    with the arrays' addresses: LLVM picks a vector or a scalar version of such a loop from the
-    addresses, and with reassociation the two round differently)."""
+    The loop that writes q does not sum, and the sums run in a loop without stores: a loop that both
+    stores and sums is vectorised behind a runtime check on the arrays' addresses, and its scalar
+    fallback rounds differently (a copy that summed Z while storing changed bits with the arrays'
+    addresses in 82 of 3000 random calls; :func:`_tilt_sums_kernel`)."""
+    for j in range(l.size):
+        q[j] = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
     z = 0.0
     mass = 0.0
     for j in range(l.size):
-        w = p[j] * exp_nonpositive(alpha * (l[j] - lmax))
-        q[j] = w
-        z += w
+        z += q[j]
         mass += p[j]
     for j in range(l.size):
         q[j] /= z
