@@ -455,6 +455,12 @@ def scenario_names(note=None) -> list[str]:
 _LOADED: dict[str, Scenario] = {}
 
 
+def forget_loaded_scenarios() -> None:
+    """Drop the cache of :func:`load_scenario`, so the next load imports the scenario files again
+    (after ``SIMLAB_SCENARIOS`` changed, or a file was rewritten within one process, as tests do)."""
+    _LOADED.clear()
+
+
 def load_scenario(name: str) -> Scenario:
     """Import ``<scenario folder>/<name>.py`` and return its ``SCENARIO`` (cached per folder and name).
 

@@ -20,13 +20,7 @@ from simlab.experiments.sweep import missing_warm_up, open_executor, run_scenari
 FIXTURES = Path(__file__).parent / "fixture_scenarios"
 
 
-@pytest.fixture(autouse=True)
-def _scenarios(monkeypatch):
-    monkeypatch.setenv("SIMLAB_SCENARIOS", str(FIXTURES))
-    from simlab.experiments import scenario as mod
-    mod._LOADED.clear()
-    yield
-    mod._LOADED.clear()
+pytestmark = pytest.mark.usefixtures("fixture_scenarios")  # tests/experiments/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from simlab.experiments import sweep
 from simlab.experiments.claims import calibrate, claim_cells
 from simlab.experiments.fingerprint import scenario_fingerprint
-from simlab.experiments.scenario import cell_key, load_scenario
+from simlab.experiments.scenario import cell_key, forget_loaded_scenarios, load_scenario
 from simlab.experiments.store import Store
 from simlab.threads import THREAD_VARS
 
@@ -51,10 +51,9 @@ def scenarios(tmp_path, monkeypatch):
     cache = tmp_path / "numba"
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))  # for the warm-up processes, which key it by fingerprint
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(cache / "simlab-numba" / source_fingerprint()))  # this one
-    from simlab.experiments import scenario as mod
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
     yield folder
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
 
 
 def test_claim_cells_follow_the_where_filters(scenarios):
@@ -105,8 +104,7 @@ def test_jobs_run_longest_first_by_their_stored_cell_times(scenarios, tmp_path):
     """A job whose cells took longest in earlier runs (any fingerprint) starts first; a store without
     history keeps the given order; the numbers do not depend on the order."""
     (scenarios / "other.py").write_text(textwrap.dedent(SCENARIO).replace('name="sub"', 'name="other"'))
-    from simlab.experiments import scenario as mod
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
     sub, other = load_scenario("sub"), load_scenario("other")
 
     def starts(path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from simlab.experiments.claims import calibration_margin, check
-from simlab.experiments.scenario import Claim
+from simlab.experiments.scenario import Claim, forget_loaded_scenarios
 from simlab.experiments.store import Store
 
 HERE = Path(__file__).parent
@@ -21,10 +21,9 @@ GATE = HERE / "fixture_gate"
 
 @pytest.fixture(autouse=True)
 def _fresh_registry():
-    from simlab.experiments import scenario as mod
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
     yield
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
 
 
 def _cli(args, scenarios, cwd, timeout=180, **env):
@@ -46,8 +45,7 @@ def test_stale_cell_edited_between_checks_changes_the_verdict(tmp_path, monkeypa
     text = src.read_text()
     assert "err = rng.chisquare(4) / (4 * n)" in text
     src.write_text(text.replace("err = rng.chisquare(4) / (4 * n)", "err = rng.chisquare(4) / (4 * n**0.5)"))
-    from simlab.experiments import scenario as mod
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
     after = {r.key: r for r in check(["toy.rate"], workers=1, store_path=store, progress=False)}
     assert after["toy.rate|tight"].verdict == "fail"
     assert abs(after["toy.rate|tight"].measured + 0.5) < 0.1

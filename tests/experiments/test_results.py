@@ -8,21 +8,14 @@ import pytest
 
 from simlab.cli import main
 from simlab.experiments.results import ID_COLUMNS, describe, results, tidy_frame
-from simlab.experiments.scenario import Scenario, load_scenario
+from simlab.experiments.scenario import Scenario, forget_loaded_scenarios, load_scenario
 from simlab.experiments.store import Store
 from simlab.experiments.sweep import run_scenario
 
 FIXTURES = Path(__file__).parent / "fixture_scenarios"
 REPO_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
-
-@pytest.fixture(autouse=True)
-def _scenarios(monkeypatch):
-    monkeypatch.setenv("SIMLAB_SCENARIOS", str(FIXTURES))
-    from simlab.experiments import scenario as mod
-    mod._LOADED.clear()
-    yield
-    mod._LOADED.clear()
+pytestmark = pytest.mark.usefixtures("fixture_scenarios")  # tests/experiments/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +23,17 @@ def toy_store(tmp_path_factory):
     """The toy scenario's 160 quick cells (4 values of n x 40 replicates), stored once for this module."""
     import os
 
-    from simlab.experiments import scenario as mod
 
     old = os.environ.get("SIMLAB_SCENARIOS")
     os.environ["SIMLAB_SCENARIOS"] = str(FIXTURES)
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
     path = tmp_path_factory.mktemp("results") / "toy.sqlite"
     store = Store(path)
     try:
         run_scenario(load_scenario("toy"), "quick", workers=1, store=store, progress=False)
     finally:
         store.close()
-        mod._LOADED.clear()
+        forget_loaded_scenarios()
         if old is None:
             del os.environ["SIMLAB_SCENARIOS"]
         else:
@@ -122,10 +114,9 @@ def test_scenario_metrics_must_be_descriptions():
 
 def test_the_dpo_scenario_documents_every_metric_it_declares(monkeypatch):
     """scenarios/dpo.py is the example of `metrics=`: every metric its claims use is described."""
-    from simlab.experiments import scenario as mod
 
     monkeypatch.setenv("SIMLAB_SCENARIOS", str(REPO_SCENARIOS))
-    mod._LOADED.clear()
+    forget_loaded_scenarios()
     cols = {c.name: c for c in describe("dpo")}
     assert cols["err2"].meaning.startswith("squared Euclidean error")
     assert "dpo.rate_n (metric)" in cols["err2"].used_by and "dpo.rate_n (also)" in cols["err2_I"].used_by
