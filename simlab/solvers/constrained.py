@@ -29,7 +29,7 @@ from simlab.objectives.constrained import (
 from simlab.policy import log_policy, log_policy_kernel
 from simlab.solvers.checkpoints import log_checkpoints
 from simlab.solvers.exact import (
-    NewtonResult, newton_ascent, newton_ascent_kernel, projected_gradient, projected_newton)
+    DECREMENT_RTOL, NewtonResult, newton_ascent, newton_ascent_kernel, projected_gradient, projected_newton)
 from simlab.validation import check_array, check_choice, check_float, check_int
 
 
@@ -653,8 +653,8 @@ def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
 @kernel
 def _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta):
     """Best of two Newton ascents (warm start, projected optimal logits): the exact inner maximizer."""
-    t1, v1, g1, _ = newton_ascent_kernel(theta_warm, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
-    t2, v2, g2, _ = newton_ascent_kernel(guess, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200)
+    t1, v1, _, _, _ = newton_ascent_kernel(theta_warm, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200, DECREMENT_RTOL)
+    t2, v2, _, _, _ = newton_ascent_kernel(guess, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200, DECREMENT_RTOL)
     if v2 > v1:
         return t2, v2
     return t1, v1

@@ -367,14 +367,32 @@ def projected_newton(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.nda
     return NewtonResult(x=x, fun=float(f), grad_norm=pgn, iterations=it, converged=pgn <= gtol, hess=H)
 
 
+CURVATURE_FLOOR_RTOL = 1e-13  # |eigenvalues| of the Hessian below this fraction of the largest are floored there
+DECREMENT_RTOL = 1e-12  # Newton ascent stops when the predicted remaining increase is <= this times max(1, |L|)
+
+
 @kernel
-def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter):
+def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter, decrement_rtol):
     """Maximise the Lagrangian L(., lambda) of ``lagrangian_theta_kernel`` from theta0 by saddle-free
-    Newton: the step -|H|^{-1} g uses the eigenvalues of the Hessian in absolute value (floored at 1e-10
-    of the largest), so a non-concave region still gives an ascent direction; Armijo backtracking
-    (constant 1e-4, 60 halvings). Near the maximizer, where the increase falls below the rounding of L (at
-    large |theta| L is a sum of O(|theta|) terms), a full step that keeps L within ``F_NOISE_RTOL`` of it
-    and reduces the gradient is accepted. Returns (theta, value, grad_norm, iterations).
+    Newton: the step s = |H|^{-1} g uses the eigenvalues of the Hessian H in absolute value (floored at
+    ``CURVATURE_FLOOR_RTOL`` times the largest, about the resolution of the eigendecomposition, so the floor
+    scales with H and the step and decrement do not depend on the units of theta; H = 0 gives a gradient
+    step), so a non-concave region still gives an ascent direction;
+    Armijo backtracking (constant 1e-4, 60 halvings). Near the maximizer, where the increase falls below the
+    rounding of L (at large |theta| L is a sum of O(|theta|) terms), a full step that keeps L within
+    ``F_NOISE_RTOL`` of it and reduces the gradient is accepted. Returns (theta, value, grad_norm,
+    decrement2, iterations).
+
+    Stopping rule: ||g|| <= gtol **and** lambda^2 / 2 <= decrement_rtol max(1, |L|), with the Newton decrement
+    lambda(theta)^2 = g^T |H|^{-1} g = g^T s (the slope of L along the step). Where -H > 0 (near a
+    maximizer) the quadratic model L(theta) + g^T u + u^T H u / 2 rises by at most max_u = g^T (-H)^{-1} g / 2
+    = lambda^2 / 2, the increase the Newton step predicts; for a self-concordant objective the remaining
+    increase is <= lambda^2 once lambda <= 0.68 (the standard rule of convex optimisation; the maximisation
+    is docs/theory/constrained.md §6.1). A gradient test alone is not scale-free: along a flat direction of
+    curvature h a gradient component g_h leaves g_h^2 / (2 h) to gain, which a tiny h makes large while
+    ||g|| <= gtol (E6 at beta = 0.1: ||g|| = 9.6e-12 with h = 5.9e-14 left 1.5e-9 of D_p unclaimed). A
+    curvature below the floor cannot be resolved by the eigendecomposition; there the decrement is that
+    of the floor. The search also ends, unconverged, when no step is accepted.
 
     The jitted core of :func:`newton_ascent` (inputs unchecked).
 
@@ -393,9 +411,11 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
     beta : float
         KL strength (> 0).
     gtol : float
-        Stop at ||grad L|| <= gtol.
+        Gradient part of the stopping rule: ||grad L|| <= gtol.
     max_iter : int
         Newton-step budget.
+    decrement_rtol : float
+        Decrement part of the stopping rule: lambda^2 / 2 <= decrement_rtol max(1, |L|).
 
     Returns
     -------
@@ -405,6 +425,8 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
         L(theta, lambda).
     grad_norm : float
         ||grad L(theta, lambda)||.
+    decrement2 : float
+        The squared Newton decrement lambda(theta)^2 = g^T |H|^{-1} g at theta.
     iterations : int
         Newton steps taken.
     """
@@ -418,44 +440,54 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
     value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
     it = 0
     gnorm = np.sqrt(np.sum(grad * grad))
-    while it < max_iter and gnorm > gtol:
+    while True:
         evals, evecs = np.linalg.eigh(-hess)
-        floor = 1e-10 * max(1.0, np.max(np.abs(evals)))
+        floor = CURVATURE_FLOOR_RTOL * np.max(np.abs(evals))
+        if floor == 0.0:  # H = 0: a gradient step
+            floor = 1.0
         coords = evecs.T @ grad
         for k in range(d):
             coords[k] /= max(abs(evals[k]), floor)
         step = evecs @ coords
-        slope = np.sum(grad * step)
+        slope = np.sum(grad * step)  # the squared Newton decrement lambda^2
+        if gnorm <= gtol and 0.5 * slope <= decrement_rtol * max(1.0, abs(value)):
+            break
+        if it >= max_iter:
+            break
         alpha = 1.0
         accepted = False
         for _ in range(60):
             for k in range(d):
                 trial[k] = theta[k] + alpha * step[k]
             v = lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
-            if v >= value + 1e-4 * alpha * slope or (alpha * np.sqrt(np.sum(step * step)) < 1e-15):
+            if v >= value + 1e-4 * alpha * slope:
                 accepted = True
                 break
             if alpha == 1.0 and v >= value - F_NOISE_RTOL * max(1.0, abs(value)) \
                     and np.sqrt(np.sum(g2 * g2)) < gnorm:
                 accepted = True
                 break
+            if alpha * np.sqrt(np.sum(step * step)) < 1e-15:
+                break
             alpha *= 0.5
-        it += 1
         if not accepted:
             break
+        it += 1
         for k in range(d):
             theta[k] = trial[k]
         value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
         gnorm = np.sqrt(np.sum(grad * grad))
-    return theta, value, gnorm, it
+    return theta, value, gnorm, slope, it
 
 
 def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float = 1e-11,
-                  max_iter: int = 200) -> NewtonResult:
+                  max_iter: int = 200, decrement_rtol: float = DECREMENT_RTOL) -> NewtonResult:
     """max_theta L(theta, lambda) from theta0 by saddle-free Newton ascent (:func:`newton_ascent_kernel`;
     L = E_x E_theta[r_lambda - beta (log pi_theta - log pi_ref)] over the table ``r_lam`` = r_lambda,
-    docs/theory/constrained.md §6.1). Returns :class:`NewtonResult` with fun = the maximized L, the final
-    gradient norm, converged = grad_norm <= gtol and hess = the Hessian of L at x.
+    docs/theory/constrained.md §6.1). Stops when ||grad L|| <= gtol and the Newton decrement lambda^2 =
+    g^T |H|^{-1} g predicts a remaining increase lambda^2 / 2 <= decrement_rtol max(1, |L|) (the rule and
+    its derivation: :func:`newton_ascent_kernel`). Returns :class:`NewtonResult` with fun = the maximized L,
+    the final gradient norm, converged = both parts of the rule met and hess = the Hessian of L at x.
 
     Parameters
     ----------
@@ -472,9 +504,11 @@ def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float =
     beta : float
         KL strength (> 0).
     gtol : float, default 1e-11
-        Stop at ||grad L|| <= gtol (> 0).
+        Gradient part of the stopping rule: ||grad L|| <= gtol (> 0).
     max_iter : int, default 200
         Newton-step budget (>= 1).
+    decrement_rtol : float, default ``DECREMENT_RTOL`` (1e-12)
+        Decrement part of the stopping rule: lambda^2 / 2 <= decrement_rtol max(1, |L|) (> 0).
 
     Returns
     -------
@@ -490,11 +524,14 @@ def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float =
     beta = check_float("beta", beta, 0.0, low_open=True)
     gtol = check_float("gtol", gtol, 0.0, low_open=True)
     max_iter = check_int("max_iter", max_iter, 1)
-    theta, value, gnorm, it = newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_iter)
+    decrement_rtol = check_float("decrement_rtol", decrement_rtol, 0.0, low_open=True)
+    theta, value, gnorm, decrement2, it = newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol,
+                                                               max_iter, decrement_rtol)
     # the Hessian at the result by a call of its own (the one inside the loop is compiled inline with the
     # ascent and may round differently in the last bits)
     grad = np.empty(theta.shape[0])
     hess = np.empty((theta.shape[0], theta.shape[0]))
     lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+    converged = gnorm <= gtol and 0.5 * decrement2 <= decrement_rtol * max(1.0, abs(value))
     return NewtonResult(x=theta, fun=float(value), grad_norm=float(gnorm), iterations=int(it),
-                        converged=bool(gnorm <= gtol), hess=hess)
+                        converged=bool(converged), hess=hess)

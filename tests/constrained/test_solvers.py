@@ -1,7 +1,8 @@
 """Identities 33, 35, 37 of docs/theory/identities.md §8 and the dual algorithms (CAID, one-shot CAN, GDA)."""
 import numpy as np
 import pytest
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import logsumexp
 
 from simlab.env.gap import gap_preset, make_gap_env
 from simlab.objectives import constrained as C
@@ -190,6 +191,40 @@ def test_newton_ascent_converges_where_the_armijo_test_sees_only_rounding():
     assert res.fun >= start_value - 1e-12 * max(1.0, abs(start_value))
     shift = abs(C.constraint_theta(env, res.x)[0][0] - C.constraint_theta(env, theta0)[0][0])
     assert 1e-10 < shift < 1e-7  # the constraint error the residual gradient carried (1.2e-8 here)
+
+
+def _two_action_lagrangian(theta):
+    """L(theta) = E_theta r - KL(pi_theta || uniform) for two actions of logits (0, 0.01 theta), r = (0, 25)."""
+    z = np.array([0.0, 0.01 * theta])
+    log_pi = z - logsumexp(z)
+    return float(np.exp(log_pi) @ (np.array([0.0, 25.0]) - log_pi + np.log(0.5)))
+
+
+def test_newton_ascent_stops_on_the_decrement_not_on_a_small_gradient():
+    """A flat direction: two actions, logit difference 0.01 theta, reward gap 25, beta = 1, so the maximiser
+    is theta* = 2500 and max L = log((1 + e^25) / 2). At theta = 2200 the gradient is 8.4e-12 (below gtol =
+    1e-11: a gradient test stops there) but the curvature is 1.1e-13, so the Newton decrement predicts
+    g^2 / (2 h) = 3.1e-10 still to gain (5.7e-10 really). The decrement rule continues to within its tolerance
+    1e-12 max(1, |L|); the value matches the closed form and scipy's bounded scalar search. From theta = 2000
+    a curvature floor that is absolute (1e-10, as before) made the steps ~100x too short: 200 steps without
+    converging."""
+    phi, p_x, r, ref = np.array([[[0.0], [0.01]]]), np.array([1.0]), np.array([[0.0, 25.0]]), np.zeros(1)
+    best = float(logsumexp(r[0]) - np.log(2.0))
+    scipy_best = -minimize_scalar(lambda t: -_two_action_lagrangian(t), bounds=(0.0, 5000.0), method="bounded",
+                                  options={"xatol": 1e-9}).fun
+    assert scipy_best == pytest.approx(best, abs=1e-13)
+    grad, hess = np.empty(1), np.empty((1, 1))
+    value = C.lagrangian_theta_kernel(np.array([2200.0]), phi, p_x, r, ref, 1.0, grad, hess, True)
+    assert value == pytest.approx(_two_action_lagrangian(2200.0), abs=1e-13)
+    assert abs(grad[0]) < 1e-11 and 0.0 < -hess[0, 0] < 1e-12  # a gradient test stops here ...
+    assert best - value > 5e-10  # ... 5.7e-10 below the maximum
+    tol = 1e-12 * best  # the decrement rule's remaining-increase tolerance at |L| = 24.3
+    for theta0 in (2200.0, 2000.0):
+        res = newton_ascent(np.array([theta0]), phi, p_x, r, ref, 1.0, 1e-11, 200)
+        assert res.converged and 1 <= res.iterations <= 10 and res.grad_norm <= 1e-11
+        assert best - res.fun <= tol and scipy_best - res.fun <= tol
+    with pytest.raises(ValueError, match="decrement_rtol"):
+        newton_ascent(np.array([2200.0]), phi, p_x, r, ref, 1.0, decrement_rtol=0.0)
 
 
 def test_projected_newton_matches_scipy_on_a_box_constrained_quadratic():
