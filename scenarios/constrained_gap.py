@@ -74,8 +74,12 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     # lambda (forward and backward sweeps) and start every inner and primal solve from it
     pool = MaximizerPool()
     pool.sweep(env, lambda_grid(env.m, 2.0 * (lam_norm + 1.0), points=25))
-    dual_p = minimize_parametrized_dual(env, pool=pool)
     primal_p = solve_primal_theta(env, starts=pool.thetas)
+    # the primal solution is a start of every inner maximization (D_p(lambda) >= L(theta_p, lambda)): at beta =
+    # 0.1 the primal's SLSQP can reach a branch of L (|theta| ~ 1500) that the pool misses, and D*_p was then
+    # 6e-4 low (master 20262125)
+    pool.add(primal_p.solution)
+    dual_p = minimize_parametrized_dual(env, pool=pool)
     nu = gap_proxy(env, lambda_grid(env.m, lam_norm + 1.0, points=9 if env.m == 1 else 25), starts=pool.thetas)
     nu_global = global_gap_proxy(env, n_policies=16)["nu_global"]
     # lambda*_nu = argmin D(lam) - M nu ||lam||_1 is infinite (Theorem 1 vacuous) iff M nu >= the smallest
