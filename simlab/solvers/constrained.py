@@ -149,16 +149,22 @@ def maximize_lagrangian(env: GapEnv, lam, starts=(), n_random: int = 3, seed: in
     """
     lam = env.check_multipliers(lam)
     n_random = check_int("n_random", n_random, 0)
-    r_lam = np.ascontiguousarray(env.lagrangian_reward(lam))
+    gtol = check_float("gtol", gtol, 0.0, low_open=True)
+    max_iter = check_int("max_iter", max_iter, 1)
+    r_lam = np.ascontiguousarray(env.lagrangian_reward(lam), dtype=np.float64)
     guess = env.realizable_theta(lam)
     rng = np.random.default_rng(seed)
-    cand = [np.asarray(s, dtype=np.float64) for s in starts] + [env.theta_ref, guess]
+    cand = [check_array("starts", s, shape=(env.d,)) for s in starts] + [env.theta_ref, guess]
     scale = 1.0 + np.linalg.norm(guess - env.theta_ref)
     cand += [guess + scale * rng.standard_normal(env.d) for _ in range(n_random)]
+    # the problem (the environment's arrays, checked when it was built, and r_lam) is the same for every
+    # start: validated once here, not once per ascent (the check cost a third of a multishot cell)
+    phi, p_x, theta_ref = (np.ascontiguousarray(a, dtype=np.float64) for a in (env.phi, env.p_x, env.theta_ref))
     best = None
     values = []
     for c in cand:
-        res = newton_ascent(c, env.phi, env.p_x, r_lam, env.theta_ref, env.beta, gtol, max_iter)
+        res = newton_ascent(np.ascontiguousarray(c, dtype=np.float64), phi, p_x, r_lam, theta_ref, env.beta, gtol,
+                            max_iter, check_input=False)
         values.append(res.fun)
         if best is None or res.fun > best.fun:
             best = res

@@ -481,7 +481,7 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
 
 
 def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float = 1e-11,
-                  max_iter: int = 200, decrement_rtol: float = DECREMENT_RTOL) -> NewtonResult:
+                  max_iter: int = 200, decrement_rtol: float = DECREMENT_RTOL, check_input: bool = True) -> NewtonResult:
     """max_theta L(theta, lambda) from theta0 by saddle-free Newton ascent (:func:`newton_ascent_kernel`;
     L = E_x E_theta[r_lambda - beta (log pi_theta - log pi_ref)] over the table ``r_lam`` = r_lambda,
     docs/theory/constrained.md §6.1). Stops when ||grad L|| <= gtol and the Newton decrement lambda^2 =
@@ -509,6 +509,10 @@ def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float =
         Newton-step budget (>= 1).
     decrement_rtol : float, default ``DECREMENT_RTOL`` (1e-12)
         Decrement part of the stopping rule: lambda^2 / 2 <= decrement_rtol max(1, |L|) (> 0).
+    check_input : bool, default True
+        Validate the arguments. A caller that has validated them once and runs many ascents on the
+        same problem (multistart searches: thousands of calls per cell) passes False and must then
+        pass C-contiguous float64 arrays of the shapes above and valid scalars.
 
     Returns
     -------
@@ -516,15 +520,16 @@ def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float =
         x = the maximizer theta, fun = L(theta, lambda), grad_norm, iterations, converged and hess as
         described above (no exception when the budget runs out: check ``converged``).
     """
-    theta0 = check_array("theta0", theta0, ndim=1)
-    phi = check_array("phi", phi, ndim=3, shape=(None, None, theta0.shape[0]))
-    p_x = check_array("p_x", p_x, shape=(phi.shape[0],))
-    r_lam = check_array("r_lam", r_lam, shape=phi.shape[:2])
-    theta_ref = check_array("theta_ref", theta_ref, shape=theta0.shape)
-    beta = check_float("beta", beta, 0.0, low_open=True)
-    gtol = check_float("gtol", gtol, 0.0, low_open=True)
-    max_iter = check_int("max_iter", max_iter, 1)
-    decrement_rtol = check_float("decrement_rtol", decrement_rtol, 0.0, low_open=True)
+    if check_input:
+        theta0 = check_array("theta0", theta0, ndim=1)
+        phi = check_array("phi", phi, ndim=3, shape=(None, None, theta0.shape[0]))
+        p_x = check_array("p_x", p_x, shape=(phi.shape[0],))
+        r_lam = check_array("r_lam", r_lam, shape=phi.shape[:2])
+        theta_ref = check_array("theta_ref", theta_ref, shape=theta0.shape)
+        beta = check_float("beta", beta, 0.0, low_open=True)
+        gtol = check_float("gtol", gtol, 0.0, low_open=True)
+        max_iter = check_int("max_iter", max_iter, 1)
+        decrement_rtol = check_float("decrement_rtol", decrement_rtol, 0.0, low_open=True)
     theta, value, gnorm, decrement2, it = newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol,
                                                                max_iter, decrement_rtol)
     # the Hessian at the result by a call of its own (the one inside the loop is compiled inline with the

@@ -225,6 +225,11 @@ def test_newton_ascent_stops_on_the_decrement_not_on_a_small_gradient():
         assert best - res.fun <= tol and scipy_best - res.fun <= tol
     with pytest.raises(ValueError, match="decrement_rtol"):
         newton_ascent(np.array([2200.0]), phi, p_x, r, ref, 1.0, decrement_rtol=0.0)
+    # check_input=False (validated once by a multistart caller) runs the same ascent bit for bit
+    checked = newton_ascent(np.array([2000.0]), phi, p_x, r, ref, 1.0, 1e-11, 200)
+    unchecked = newton_ascent(np.array([2000.0]), phi, p_x, r, ref, 1.0, 1e-11, 200, check_input=False)
+    assert np.array_equal(checked.x, unchecked.x) and checked.fun == unchecked.fun
+    assert checked.iterations == unchecked.iterations and np.array_equal(checked.hess, unchecked.hess)
 
 
 def test_projected_newton_matches_scipy_on_a_box_constrained_quadratic():
