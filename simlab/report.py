@@ -192,7 +192,8 @@ def claim_figures(rows: list[CheckRow], outdir: Path) -> dict[str, Path]:
             continue
         title = f"{name}: {row.quantity}"
         args = (row.fit, outdir / f"{name}.png", title, row.x, row.metric, row.predicted, row.cut)
-        digest = _inputs_digest(code, args[:1] + tuple(str(a) if isinstance(a, Path) else a for a in args[1:]))
+        # the output file by its name only: a clone elsewhere must find the same digests (no redraw)
+        digest = _inputs_digest(code, args[:1] + tuple(a.name if isinstance(a, Path) else a for a in args[1:]))
         kept = record.current(f"claim:{name}", digest)
         out[name] = kept[0] if kept else args[1]
         if not kept:
@@ -246,7 +247,7 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame],
     for sc in scenarios:
         frame = frames.get(sc.name, pd.DataFrame())
         rows = frame.drop(columns=[c for c in ("seconds", "fingerprint") if c in frame.columns])
-        digest = _inputs_digest(code, scenario_source_fingerprint(sc), rows, str(outdir))
+        digest = _inputs_digest(code, scenario_source_fingerprint(sc), rows)  # not the folder: clones share digests
         for i, fn in enumerate(sc.figures):
             key = f"study:{sc.name}:{i}:{getattr(fn, '__name__', '')}"
             kept = record.current(key, digest)

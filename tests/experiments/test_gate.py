@@ -440,3 +440,9 @@ def test_study_figures_redraw_only_when_their_rows_or_their_code_change(tmp_path
     assert drawn == [1]  # same rows, same scenario and plotting code: kept
     study_figures([sc], {"toy_fig": frame.assign(y=2.0)}, tmp_path)
     assert drawn == [1, 1]  # the rows changed: redrawn
+    import shutil
+
+    clone = tmp_path.parent / (tmp_path.name + "-clone")  # the same figures folder in another checkout
+    shutil.copytree(tmp_path, clone)
+    study_figures([sc], {"toy_fig": frame.assign(y=2.0)}, clone)
+    assert drawn == [1, 1]  # digests do not depend on where the folder is
