@@ -247,6 +247,7 @@ def study_figures(scenarios: list[Scenario], frames: dict[str, pd.DataFrame],
     for sc in scenarios:
         frame = frames.get(sc.name, pd.DataFrame())
         rows = frame.drop(columns=[c for c in ("seconds", "fingerprint") if c in frame.columns])
+        rows = rows[sorted(rows.columns)]  # the column order follows the order cells finished in: not an input
         digest = _inputs_digest(code, scenario_source_fingerprint(sc), rows)  # not the folder: clones share digests
         for i, fn in enumerate(sc.figures):
             key = f"study:{sc.name}:{i}:{getattr(fn, '__name__', '')}"

@@ -438,6 +438,8 @@ def test_study_figures_redraw_only_when_their_rows_or_their_code_change(tmp_path
     monkeypatch.setattr(fingerprint, "package_fingerprint", lambda: "another package")
     study_figures([sc], {"toy_fig": frame.assign(seconds=0.7, fingerprint="f2")}, tmp_path)
     assert drawn == [1]  # same rows, same scenario and plotting code: kept
+    study_figures([sc], {"toy_fig": frame[frame.columns[::-1]]}, tmp_path)
+    assert drawn == [1]  # columns in another order (cells finished in another order): kept
     study_figures([sc], {"toy_fig": frame.assign(y=2.0)}, tmp_path)
     assert drawn == [1, 1]  # the rows changed: redrawn
     import shutil
