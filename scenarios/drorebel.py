@@ -321,10 +321,8 @@ def coverage_cell(instance: np.random.SeedSequence, div: str, d: int, k: int) ->
     P = 0.5 * (1.0 + np.tanh(0.5 * (r[:, :, None] - r[:, None, :])))
     atoms = build_pair_atoms(env.pair_probs("uniform"), phi, r, P, P, "rewards", env.noise_values, env.noise_probs)
     anchor = np.zeros(d)
-    obj = {"rebel": "rebel", "w": "w2", "kl": "kl", "chi2": "chi2"}[div]
-    radius = {"rebel": 0.0, "kl": 0.05, "chi2": 0.05}.get(div)
-    if div == "w":
-        radius = 0.5 * w2_rebel_threshold(atoms.dphi, atoms.dr, atoms.p0)
+    obj = OBJECTIVE.get(div, "rebel")
+    radius = 0.0 if div == "rebel" else _radius(div, atoms)
     out = {"inv_lambda": 4.0**k, "lambda_min": atoms.coverage()[0], "radius": radius, "failed": 0.0,
            "trace_sigma_inv": float(np.trace(np.linalg.inv(atoms.sigma())))}
     try:

@@ -378,7 +378,7 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
     ``CURVATURE_FLOOR_RTOL`` times the largest, about the resolution of the eigendecomposition, so the floor
     scales with H and the step and decrement do not depend on the units of theta; H = 0 gives a gradient
     step), so a non-concave region still gives an ascent direction;
-    Armijo backtracking (constant 1e-4, 60 halvings). Near the maximizer, where the increase falls below the
+    Armijo backtracking (constant ``ARMIJO_C`` = 1e-4, 60 halvings). Near the maximizer, where the increase falls below the
     rounding of L (at large |theta| L is a sum of O(|theta|) terms), a full step that keeps L within
     ``F_NOISE_RTOL`` of it and reduces the gradient is accepted. Returns (theta, value, grad_norm,
     decrement2, iterations).
@@ -460,7 +460,7 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
             for k in range(d):
                 trial[k] = theta[k] + alpha * step[k]
             v = lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
-            if v >= value + 1e-4 * alpha * slope:
+            if v >= value + ARMIJO_C * alpha * slope:
                 accepted = True
                 break
             if alpha == 1.0 and v >= value - F_NOISE_RTOL * max(1.0, abs(value)) \
@@ -481,7 +481,7 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
 
 
 def newton_ascent(theta0, phi, p_x, r_lam, theta_ref, beta: float, gtol: float = 1e-11,
-                  max_iter: int = 200, decrement_rtol: float = DECREMENT_RTOL, check_input: bool = True) -> NewtonResult:
+                  max_iter: int = NEWTON_MAX_ITER, decrement_rtol: float = DECREMENT_RTOL, check_input: bool = True) -> NewtonResult:
     """max_theta L(theta, lambda) from theta0 by saddle-free Newton ascent (:func:`newton_ascent_kernel`;
     L = E_x E_theta[r_lambda - beta (log pi_theta - log pi_ref)] over the table ``r_lam`` = r_lambda,
     docs/theory/constrained.md §6.1). Stops when ||grad L|| <= gtol and the Newton decrement lambda^2 =
