@@ -410,9 +410,12 @@ def _w2_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarray, p: 
         if p[j] <= 0.0:
             continue
         delta = t[j] / s
-        h = 0.0
         for k in range(d):
             w[k] = z[j, k] + delta * u[k]
+        # summed in a loop of its own: a loop that both stores and sums is vectorised behind a runtime
+        # check on the arrays' addresses, and its scalar fallback rounds differently under reassociation
+        h = 0.0
+        for k in range(d):
             h += g[k] * w[k]
         _, l1, l2, _ = _ell(kind, h, tgt[j])
         a = l2 * s * s - 2.0 * lam
