@@ -298,14 +298,50 @@ def lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess,
     float
         L(theta, lambda) = sum_x p_x E_theta[h] (docs/theory/constrained.md §6.1).
     """
+    n_x, n_y, _ = phi.shape
+    log_ref = np.empty((n_x, n_y))
+    log_policy_kernel(theta_ref, phi, log_ref)
+    return lagrangian_theta_logref_kernel(theta, phi, p_x, r_lam, log_ref, beta, grad, hess, want_hess)
+
+
+@kernel
+def lagrangian_theta_logref_kernel(theta, phi, p_x, r_lam, log_ref, beta, grad, hess, want_hess):
+    """:func:`lagrangian_theta_kernel` with the reference log-policy table given: the form for loops that
+    evaluate L at many theta for one pi_ref (Newton ascent, the CAID inner ascent), which compute
+    log pi_ref once instead of at every evaluation (the same numbers, so the same value, grad and hess).
+
+    Parameters
+    ----------
+    theta : ndarray of float64, shape (d,)
+        Policy parameter of the log-linear pi_theta.
+    phi : ndarray of float64, shape (n_x, n_y, d)
+        Policy features.
+    p_x : ndarray of float64, shape (n_x,)
+        Context law.
+    r_lam : ndarray of float64, shape (n_x, n_y)
+        Lagrangian reward r_lambda = r + lambda^T c (C-contiguous).
+    log_ref : ndarray of float64, shape (n_x, n_y)
+        log pi_ref(a|x) = ``log_policy_kernel(theta_ref, phi)``.
+    beta : float
+        KL temperature (> 0).
+    grad : ndarray of float64, shape (d,)
+        Output: overwritten with grad_theta L.
+    hess : ndarray of float64, shape (d, d)
+        Output: overwritten with hess_theta L (zeros when ``want_hess`` is false).
+    want_hess : bool
+        Whether to accumulate the Hessian.
+
+    Returns
+    -------
+    float
+        L(theta, lambda) (docs/theory/constrained.md §6.1).
+    """
     n_x, n_y, d = phi.shape
     value = 0.0
     grad[:] = 0.0
     hess[:, :] = 0.0
     log_pi = np.empty((n_x, n_y))
-    log_ref = np.empty((n_x, n_y))
     log_policy_kernel(theta, phi, log_pi)
-    log_policy_kernel(theta_ref, phi, log_ref)
     pi = np.empty(n_y)
     h = np.empty(n_y)
     mean = np.empty(d)

@@ -23,6 +23,7 @@ from simlab.objectives.constrained import (
     kl_per_context,
     lagrangian_theta,
     lagrangian_theta_kernel,
+    lagrangian_theta_logref_kernel,
     optimal_log_policy,
     regularized_reward,
 )
@@ -656,25 +657,34 @@ def sampled_constraint_kernel(p_x, pi, c, n_prompts, n_responses, rng, out):
         out[i] *= scale
 
 
+GUESS_GAIN_RTOL = 1e-10  # the guess start beating the warm start by more than this (relative) is another maximizer
+
+
 @kernel
-def _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta):
-    """Best of two Newton ascents (warm start, projected optimal logits): the exact inner maximizer."""
+def _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta, use_guess):
+    """Newton ascent from the warm start and (if ``use_guess``) from the projected optimal logits, the better of the
+    two: the exact inner maximizer. Returns (theta, value, gain), gain = L(guess ascent) - L(warm ascent) (0.0 when
+    the guess start is not run)."""
     t1, v1, _, _, _ = newton_ascent_kernel(theta_warm, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200, DECREMENT_RTOL)
+    if not use_guess:
+        return t1, v1, 0.0
     t2, v2, _, _, _ = newton_ascent_kernel(guess, phi, p_x, r_lam, theta_ref, beta, 1e-11, 200, DECREMENT_RTOL)
     if v2 > v1:
-        return t2, v2
-    return t1, v1
+        return t2, v2, v2 - v1
+    return t1, v1, v2 - v1
 
 
 @kernel
 def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, theta0, eta, T,
-                 n_prompts, n_responses, eps_app, inner_step, max_inner, checkpoints, rng,
+                 n_prompts, n_responses, eps_app, inner_step, max_inner, guess_every, checkpoints, rng,
                  lam_hist, dp_hist, best_hist, u_hist, inner_hist, lam_best, theta_best):
     """Projected dual descent lambda <- [lambda - eta u]_+ with u = E_x E_theta c (n_prompts = 0) or its
     N x K sample mean, then theta <- exact argmax (eps_app = 0) or gradient ascent from the previous theta
     until L(theta*(lambda)) - L(theta) <= eps_app. Checkpoint row j records the state after
     checkpoints[j] iterations (row 0 = the start). lam_best and theta_best receive the first iterate
-    attaining min_s D_p(lambda_s) and its exact Lagrangian maximizer theta*(lambda_best)."""
+    attaining min_s D_p(lambda_s) and its exact Lagrangian maximizer theta*(lambda_best). The projected-logits
+    start of the inner maximization runs at t = 0 and every ``guess_every`` iterations; returns (final theta,
+    the number of those iterations at which it found a larger maximum than the warm start)."""
     n_x, n_y, d = phi.shape
     m = c.shape[2]
     lam = lam0.copy()
@@ -685,8 +695,10 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
     hess = np.empty((d, d))
     u = np.empty(m)
     log_pi = np.empty((n_x, n_y))
+    log_ref = np.empty((n_x, n_y))
+    log_policy_kernel(theta_ref, phi, log_ref)
 
-    def dp_at(lam_v, theta_warm):
+    def dp_at(lam_v, theta_warm, use_guess):
         for x in range(n_x):
             for a in range(n_y):
                 s = reward[x, a]
@@ -698,9 +710,10 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
             for i in range(m):
                 s += guess_lam[k, i] * lam_v[i]
             guess[k] = s
-        return _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta)
+        return _exact_inner(theta_warm, guess, phi, p_x, r_lam, theta_ref, beta, use_guess)
 
-    theta_star, dp = dp_at(lam, theta)
+    theta_star, dp, gain = dp_at(lam, theta, True)
+    guess_gains = 1 if gain > GUESS_GAIN_RTOL * max(1.0, abs(dp)) else 0
     best = dp
     lam_best[:] = lam
     theta_best[:] = theta_star
@@ -720,16 +733,18 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
             sampled_constraint_kernel(p_x, np.exp(log_pi), c, n_prompts, n_responses, rng, u)
         for i in range(m):
             lam[i] = max(lam[i] - eta * u[i], 0.0)
-        theta_star, dp = dp_at(lam, theta_star)
+        theta_star, dp, gain = dp_at(lam, theta_star, t % guess_every == 0)
+        if gain > GUESS_GAIN_RTOL * max(1.0, abs(dp)):
+            guess_gains += 1
         n_inner = 0
         if eps_app <= 0.0:
             theta[:] = theta_star
         else:
-            val = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, False)
+            val = lagrangian_theta_logref_kernel(theta, phi, p_x, r_lam, log_ref, beta, grad, hess, False)
             while dp - val > eps_app and n_inner < max_inner:
                 for k in range(d):
                     theta[k] += inner_step * grad[k]
-                val = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, False)
+                val = lagrangian_theta_logref_kernel(theta, phi, p_x, r_lam, log_ref, beta, grad, hess, False)
                 n_inner += 1
         if dp < best:
             best = dp
@@ -743,7 +758,7 @@ def _caid_kernel(phi, p_x, reward, c, theta_ref, beta, guess0, guess_lam, lam0, 
             u_hist[row, :] = u
             inner_hist[row] = n_inner
             row += 1
-    return theta
+    return theta, guess_gains
 
 
 @dataclass(frozen=True)
@@ -751,7 +766,9 @@ class DualRun:
     """History of a dual algorithm at iterations ``t`` (0 = start): lam (k, m), dual_p = D_p(lam_t)
     (exact), best_dual_p = min_{s <= t} D_p(lam_s), constraint = E_x E_{theta_t} c, inner = inner ascent
     steps of that iteration; final theta; lam_best = the first iterate attaining min_s D_p(lambda_s) over
-    the whole run and theta_best = theta*(lam_best), its exact Lagrangian maximizer."""
+    the whole run and theta_best = theta*(lam_best), its exact Lagrangian maximizer; guess_gains = the number of
+    iterations at which the projected-logits start of the inner maximization found a larger maximum than the
+    warm start (CAID only; 0 when the warm start always found the maximizer)."""
 
     t: np.ndarray
     lam: np.ndarray
@@ -762,11 +779,12 @@ class DualRun:
     theta: np.ndarray
     lam_best: np.ndarray
     theta_best: np.ndarray
+    guess_gains: int = 0
 
 
 def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int = 0, n_responses: int = 1,
          eps_app: float = 0.0, inner_step: float | None = None, max_inner: int = 100_000,
-         rng: np.random.Generator | None = None, n_checkpoints: int = 64) -> DualRun:
+         rng: np.random.Generator | None = None, n_checkpoints: int = 64, guess_every: int = 1) -> DualRun:
     """CAID (docs/theory/constrained.md §6.4): projected dual descent with exact (n_prompts = 0) or sampled (N prompts x K
     responses from pi_theta(t)) dual gradients and exact (eps_app = 0) or eps_app-optimal (truncated
     gradient ascent, step ``inner_step``, default 1/(beta + 2)) Lagrangian maximization. D_p(lambda_t)
@@ -801,6 +819,13 @@ def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int
         Source of the sampled gradients (default ``numpy.random.default_rng(0)``).
     n_checkpoints : int, default 64
         Maximum number of log-spaced checkpoints.
+    guess_every : int, default 1
+        The exact inner maximization (the D_p evaluation) runs Newton ascent from the previous maximizer (warm
+        start) at every iteration and, at t = 0 and every ``guess_every`` iterations, also from the projected
+        optimal logits, keeping the better (>= 1; 1: both starts at every iteration). Along a stochastic run the
+        warm start tracks the maximizer and the second start only re-rounds it (it costs more Newton steps than
+        the warm one); ``DualRun.guess_gains`` counts the iterations where it found a larger maximum (by more than
+        ``GUESS_GAIN_RTOL`` relative), so a run that skipped a jump of the maximizer shows it.
 
     Returns
     -------
@@ -813,6 +838,7 @@ def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int
     n_responses = check_int("n_responses", n_responses, 1)
     eps_app = check_float("eps_app", eps_app, 0.0)
     max_inner = check_int("max_inner", max_inner, 1)
+    guess_every = check_int("guess_every", guess_every, 1)
     inner_step = 1.0 / (env.beta + 2.0) if inner_step is None else check_float("inner_step", inner_step, 0.0,
                                                                                  low_open=True)
     lam0 = np.zeros(env.m) if lam0 is None else env.check_multipliers(lam0).copy()
@@ -831,12 +857,13 @@ def caid(env: GapEnv, eta: float, T: int, lam0=None, theta0=None, n_prompts: int
     theta_best = np.empty(env.d)
     guess0 = env.U.T @ (env.v_ref + env.w_r / env.beta)
     guess_lam = np.ascontiguousarray(env.U.T @ env.W_g.T / env.beta)
-    theta = _caid_kernel(env.phi, env.p_x, env.reward, env.constraint, env.theta_ref, env.beta, guess0,
-                         guess_lam, lam0, theta0, eta, T, n_prompts, n_responses, eps_app, inner_step,
-                         max_inner, cps, rng, lam_hist, dp_hist, best_hist, u_hist, inner_hist, lam_best,
-                         theta_best)
+    theta, guess_gains = _caid_kernel(env.phi, env.p_x, env.reward, env.constraint, env.theta_ref, env.beta,
+                                      guess0, guess_lam, lam0, theta0, eta, T, n_prompts, n_responses, eps_app,
+                                      inner_step, max_inner, guess_every, cps, rng, lam_hist, dp_hist, best_hist,
+                                      u_hist, inner_hist, lam_best, theta_best)
     return DualRun(t=np.concatenate([[0], cps]), lam=lam_hist, dual_p=dp_hist, best_dual_p=best_hist,
-                   constraint=u_hist, inner=inner_hist, theta=theta, lam_best=lam_best, theta_best=theta_best)
+                   constraint=u_hist, inner=inner_hist, theta=theta, lam_best=lam_best, theta_best=theta_best,
+                   guess_gains=int(guess_gains))
 
 
 @kernel

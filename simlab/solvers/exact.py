@@ -271,7 +271,8 @@ def newton_root(residual: Callable[[np.ndarray], np.ndarray], jacobian: Callable
 # The constrained study's Newton variants (docs/theory/constrained.md §6.1, §6.4), in the one home of Newton.
 
 from simlab._jit import kernel  # noqa: E402  (appended section: the imports of the variants below)
-from simlab.objectives.constrained import lagrangian_theta_kernel  # noqa: E402
+from simlab.objectives.constrained import lagrangian_theta_kernel, lagrangian_theta_logref_kernel  # noqa: E402
+from simlab.policy import log_policy_kernel  # noqa: E402
 
 BOUND_TOL = 1e-13  # a coordinate of the orthant at or below this counts as at its bound 0
 
@@ -437,7 +438,9 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
     trial = np.empty(d)
     g2 = np.empty(d)
     h2 = np.empty((d, d))
-    value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+    log_ref = np.empty((phi.shape[0], phi.shape[1]))
+    log_policy_kernel(theta_ref, phi, log_ref)  # once per ascent (the same table at every evaluation)
+    value = lagrangian_theta_logref_kernel(theta, phi, p_x, r_lam, log_ref, beta, grad, hess, True)
     it = 0
     gnorm = np.sqrt(np.sum(grad * grad))
     while True:
@@ -459,7 +462,8 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
         for _ in range(60):
             for k in range(d):
                 trial[k] = theta[k] + alpha * step[k]
-            v = lagrangian_theta_kernel(trial, phi, p_x, r_lam, theta_ref, beta, g2, h2, False)
+            # with the Hessian, so that an accepted trial needs no second evaluation at the same point
+            v = lagrangian_theta_logref_kernel(trial, phi, p_x, r_lam, log_ref, beta, g2, h2, True)
             if v >= value + ARMIJO_C * alpha * slope:
                 accepted = True
                 break
@@ -475,7 +479,10 @@ def newton_ascent_kernel(theta0, phi, p_x, r_lam, theta_ref, beta, gtol, max_ite
         it += 1
         for k in range(d):
             theta[k] = trial[k]
-        value = lagrangian_theta_kernel(theta, phi, p_x, r_lam, theta_ref, beta, grad, hess, True)
+            grad[k] = g2[k]
+            for j in range(d):
+                hess[k, j] = h2[k, j]
+        value = v
         gnorm = np.sqrt(np.sum(grad * grad))
     return theta, value, gnorm, slope, it
 

@@ -80,6 +80,23 @@ def test_lagrangian_theta_gradient_and_hessian(seed):
     assert np.allclose(fdJ, J, atol=1e-8)
 
 
+def test_lagrangian_theta_logref_kernel_matches_bitwise():
+    """The log-ref form (log pi_ref computed once by the caller, used by Newton ascent and the CAID inner
+    ascent) returns the very numbers of lagrangian_theta_kernel, with and without the Hessian."""
+    from simlab.policy import log_policy_kernel
+    env = _env(3, t=0.3)
+    rng = np.random.default_rng(3)
+    log_ref = np.empty(env.log_ref.shape)
+    log_policy_kernel(env.theta_ref, env.phi, log_ref)
+    for want_hess in (True, False):
+        theta = env.theta_ref + rng.standard_normal(env.d)
+        r_lam = np.ascontiguousarray(env.lagrangian_reward(rng.uniform(0, 2, env.m)))
+        g1, h1, g2, h2 = np.empty(env.d), np.empty((env.d, env.d)), np.empty(env.d), np.empty((env.d, env.d))
+        v1 = C.lagrangian_theta_kernel(theta, env.phi, env.p_x, r_lam, env.theta_ref, env.beta, g1, h1, want_hess)
+        v2 = C.lagrangian_theta_logref_kernel(theta, env.phi, env.p_x, r_lam, log_ref, env.beta, g2, h2, want_hess)
+        assert v1 == v2 and np.array_equal(g1, g2) and np.array_equal(h1, h2)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_multistart_newton_matches_scipy_bfgs(seed):
     env = _env(seed, t=0.6)
