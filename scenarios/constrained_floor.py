@@ -301,7 +301,8 @@ SCENARIO = Scenario(
                      {"eta_scale": [0.25], "seeds": 48}, {"eta_scale": [0.125], "seeds": 32},
                      {"eta_scale": [0.0625], "seeds": 128}],
            "full": [{"eta_scale": [1.0], "seeds": 256}, {"eta_scale": [0.5], "seeds": 128},
-                    {"eta_scale": [0.25], "seeds": 96}, {"eta_scale": [0.125, 0.0625], "seeds": 64}]},
+                    {"eta_scale": [0.25], "seeds": 96}, {"eta_scale": [0.125], "seeds": 64},
+                    {"eta_scale": [0.0625], "seeds": 128}]},
     seeds={"quick": 12, "full": 64}, shared_seed_axes=("eta_scale",), claims=CLAIMS,
     figures=(best_iterate_figure,),
     metrics={
