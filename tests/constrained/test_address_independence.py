@@ -10,13 +10,7 @@ import numpy as np
 from simlab.objectives.constrained import lagrangian_theta_logref_kernel
 from simlab.policy import log_policy_kernel
 from simlab.solvers.exact import DECREMENT_RTOL, newton_ascent_kernel
-
-
-def _placed(a: np.ndarray, offset: int) -> np.ndarray:
-    buf = np.zeros(a.size + 16)
-    view = buf[offset:offset + a.size]
-    view[:] = a.ravel()
-    return view.reshape(a.shape)
+from tests.placement import placed_copy
 
 
 def _problems(seed: int, count: int):
@@ -41,11 +35,11 @@ def test_lagrangian_theta_logref_kernel_bits_do_not_depend_on_array_addresses():
             args = [theta, phi, p_x, r_lam, log_ref]
             for i in range(len(args)):
                 placed = list(args)
-                placed[i] = _placed(args[i], offset)
-                g, h = _placed(np.empty(d), (offset + 2) % 8), _placed(np.empty((d, d)), (offset + 5) % 8)
+                placed[i] = placed_copy(args[i], offset)
+                g, h = placed_copy(np.empty(d), (offset + 2) % 8), placed_copy(np.empty((d, d)), (offset + 5) % 8)
                 v = lagrangian_theta_logref_kernel(*placed, beta, g, h, True)
                 assert v == v0 and np.array_equal(g, g0) and np.array_equal(h, h0), (phi.shape, offset, i)
-            t = newton_ascent_kernel(_placed(theta, offset), _placed(phi, (offset + 1) % 8), p_x,
-                                     _placed(r_lam, (offset + 3) % 8), _placed(theta_ref, offset), beta, 1e-11, 50,
+            t = newton_ascent_kernel(placed_copy(theta, offset), placed_copy(phi, (offset + 1) % 8), p_x,
+                                     placed_copy(r_lam, (offset + 3) % 8), placed_copy(theta_ref, offset), beta, 1e-11, 50,
                                      DECREMENT_RTOL)
             assert np.array_equal(t[0], t0[0]) and t[1] == t0[1], (phi.shape, offset)

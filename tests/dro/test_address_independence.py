@@ -10,13 +10,7 @@ import numpy as np
 import pytest
 
 import simlab.dro as D
-
-
-def _placed(a: np.ndarray, offset: int) -> np.ndarray:
-    buf = np.zeros(a.size + 16)
-    view = buf[offset:offset + a.size]
-    view[:] = a.ravel()
-    return view.reshape(a.shape)
+from tests.placement import placed_copy
 
 
 def _problems(seed: int, count: int):
@@ -44,8 +38,8 @@ def test_kernel_bits_do_not_depend_on_array_addresses(name):
         q0 = np.empty_like(l)
         v0 = run(l, p, r, q0)
         for offset in (1, 3, 4, 7):
-            for args in ((_placed(l, offset), p), (l, _placed(p, offset))):
-                q = _placed(np.empty_like(l), (offset + 2) % 8)
+            for args in ((placed_copy(l, offset), p), (l, placed_copy(p, offset))):
+                q = placed_copy(np.empty_like(l), (offset + 2) % 8)
                 v = run(*args, r, q)
                 assert np.array_equal(np.asarray(v0, dtype=float), np.asarray(v, dtype=float)), (name, l.size, offset)
                 assert np.array_equal(q0, q), (name, l.size, offset)
@@ -71,7 +65,7 @@ def test_w2_value_grad_hess_bits_do_not_depend_on_array_addresses(name):
         for offset in (1, 3, 5, 7):
             for i in range(4):
                 args = [g, z, y, p]
-                args[i] = _placed(args[i], offset)
+                args[i] = placed_copy(args[i], offset)
                 out = run(*args, r)[:3]
                 for a, b in zip(ref, out):
                     assert np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)), (name, i, offset)
