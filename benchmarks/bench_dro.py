@@ -9,7 +9,14 @@
    Newton with exact Danskin/implicit Hessians vs SciPy BFGS on the reference duals with Danskin
    gradients.
 
-Run: ``python benchmarks/bench_dro.py`` (``--worst-case-only`` skips part 2).
+3. the exact W_2 worst case of the logistic margin loss on a robust-DPO-sized problem (A atoms, mu >= 1/8 as in
+   the WDPO fits of the robust_dpo scenario): ``simlab.dro.w2_margin_worst_case`` (public, and with
+   ``check_input=False`` as the Newton loops call it; its inner root solve takes r and sigma from one
+   exponential where m + t < 0, ``logistic_residual_and_sigmoid``) against the NumPy/SciPy reference
+   ``w2_logistic_reference``, and one robust DPO (value, gradient, Hessian) evaluation with and without its
+   input checks (``robust_dpo_value_grad_hess``, WDPO exact and surrogate).
+
+Run: ``python benchmarks/bench_dro.py`` (``--worst-case-only`` skips parts 2 and 3, ``--w2-only`` runs part 3).
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from scipy.optimize import minimize  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
 from reference_dro import chi2_worst_case_reference, kl_worst_case_reference, w2_logistic_reference  # noqa: E402
-from simlab.dro import chi2_worst_case, kl_worst_case, worst_case  # noqa: E402
+from simlab.dro import chi2_worst_case, kl_worst_case, w2_margin_worst_case, worst_case  # noqa: E402
 from simlab.env import make_env, preset  # noqa: E402
 from simlab.env.atoms import PairAtoms  # noqa: E402
 from simlab.env.sampling import AliasTable, sample_atoms  # noqa: E402
@@ -133,6 +140,35 @@ def bench_robust_fit(n: int = 10_000, d: int = 16) -> None:
               f"{1e3 * t_ref:9.1f} {g_ref:9.1e} {t_ref / t_ours:8.1f} {np.linalg.norm(ours.x - r.x):9.1e}")
 
 
+def bench_w2_exact(n_atoms: int = 2304, d: int = 8, radius: float = 0.1, seed: int = 0) -> None:
+    """Part 3 (module docstring): medians of 21 runs, same process."""
+    rng = np.random.default_rng(seed)
+    dphi = rng.standard_normal((n_atoms, d)) / np.sqrt(d)
+    y = (rng.random(n_atoms) < 0.6).astype(float)
+    p = rng.random(n_atoms)
+    p /= p.sum()
+    theta_ref = np.zeros(d)
+    theta = 0.5 * rng.standard_normal(d)
+    g = theta - theta_ref
+    m, s = dphi @ g, float(np.linalg.norm(g))
+    public = w2_margin_worst_case(m, s, p, radius, "logistic", y)
+    unchecked = w2_margin_worst_case(m, s, p, radius, "logistic", y, check_input=False)
+    ref_value, _ = w2_logistic_reference(m, y, p, s, radius)
+    assert public.value == unchecked.value and np.array_equal(public.shift, unchecked.shift)
+    t_pub = median_time(lambda: w2_margin_worst_case(m, s, p, radius, "logistic", y), 21)
+    t_unc = median_time(lambda: w2_margin_worst_case(m, s, p, radius, "logistic", y, check_input=False), 21)
+    t_ref = median_time(lambda: w2_logistic_reference(m, y, p, s, radius), 5)
+    print(f"exact W2 worst case, A = {n_atoms}, d = {d}, radius {radius} (mu = {public.mu:.3f}, "
+          f"{public.iterations} dual steps): public {1e3 * t_pub:.2f} ms, unchecked {1e3 * t_unc:.2f} ms, "
+          f"reference {1e3 * t_ref:.1f} ms (x{t_ref / t_pub:.0f}), |value - ref| {abs(public.value - ref_value):.1e}")
+    for objective in ("wdpo_exact", "wdpo_surrogate"):
+        args = (objective, theta, theta_ref, 1.0, dphi, y, p, radius)
+        t_chk = median_time(lambda: robust_dpo_value_grad_hess(*args), 21)
+        t_fast = median_time(lambda: robust_dpo_value_grad_hess(*args, check_input=False), 21)
+        print(f"robust_dpo_value_grad_hess {objective:15s} checked {1e3 * t_chk:.3f} ms, "
+              f"check_input=False {1e3 * t_fast:.3f} ms")
+
+
 def _r(x) -> str:
     return f"{x[0]:.2f} [{x[1]:.2f}, {x[2]:.2f}]"
 
@@ -152,6 +188,9 @@ def bench_floor(n: int = 100_000, seed: int = 0) -> dict:
 
 
 def main() -> None:
+    if "--w2-only" in sys.argv:
+        bench_w2_exact()
+        return
     floor = bench_floor()
     rows = bench_worst_case()
     print(f"worst case at n = {rows[0]['n']}: medians over rounds [range]; x exp / x sum = time over one "
@@ -169,6 +208,8 @@ def main() -> None:
         return
     print()
     bench_robust_fit()
+    print()
+    bench_w2_exact()
 
 
 if __name__ == "__main__":

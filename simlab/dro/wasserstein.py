@@ -85,20 +85,52 @@ def _logistic_residual(m: float, mu: float, lo: float, hi: float, t: float) -> f
 
 
 @kernel(ordered=True)
+def logistic_residual_and_sigmoid(m: float, mu: float, lo: float, hi: float, t: float) -> tuple:
+    """(r(t), sigma(m + t)) with r the residual of :func:`_logistic_residual`: where m + t < 0 both from
+    one exponential e^(m + t) with the operations of ``_logistic_residual`` and
+    :func:`simlab.special.sigmoid`, so the same bits at half the exponentials (the inner root solve of
+    the W_2 dual evaluates both at every step).
+
+    Parameters
+    ----------
+    m : float
+        The atom's margin.
+    mu : float
+        The dual multiplier (> 0).
+    lo, hi : float
+        -y/(2 mu) and (1 - y)/(2 mu) for the atom's label y.
+    t : float
+        The margin shift.
+
+    Returns
+    -------
+    tuple of float
+        (r(t), sigma(m + t)).
+    """
+    h = m + t
+    if h < 0.0:
+        ex = np.exp(h)
+        s = ex / (1.0 + ex)
+        return s - 2.0 * mu * (t - lo), s
+    # m + t >= 0: the two calls (one exponential each); sharing e^-h here lets LLVM's reciprocal rule (arcp)
+    # rewrite e/(1 + e) as e * (1/(1 + e)), which rounds differently
+    return _logistic_residual(m, mu, lo, hi, t), sigmoid(h)
+
+
+@kernel(ordered=True)
 def _root_decreasing(m: float, mu: float, lo: float, hi: float, a: float, b: float, x0: float) -> float:
     """Root of r (:func:`_logistic_residual`) on [a, b], where r decreases from r(a) >= 0 to
     r(b) <= 0: Newton from x0 inside the shrinking bracket, bisection when a step leaves it."""
     x = min(max(x0, a), b)
     left, right = a, b
     for _ in range(200):
-        r = _logistic_residual(m, mu, lo, hi, x)
+        r, s = logistic_residual_and_sigmoid(m, mu, lo, hi, x)
         if r == 0.0:
             return x
         if r > 0.0:
             left = x
         else:
             right = x
-        s = sigmoid(m + x)
         dr = s * (1.0 - s) - 2.0 * mu
         xn = x - r / dr if dr < 0.0 else 0.5 * (left + right)
         if not (xn > left and xn < right):
@@ -263,7 +295,7 @@ def _loss_moments_kernel(kind: int, m: np.ndarray, tgt: np.ndarray, p: np.ndarra
 
 
 def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logistic", targets=None,
-                         max_iter: int = 200) -> W2WorstCase:
+                         max_iter: int = 200, check_input: bool = True) -> W2WorstCase:
     """Exact sup_{W_2(Q, p) <= radius} E_Q ell(g^T z) for margins m_j = g^T z_j and s = ||g||
     (docs/theory/dro.md §2.3).  ``targets`` (required) are the labels in [0, 1] (logistic) or the
     regression targets (squared).
@@ -290,6 +322,10 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
         Labels y in [0, 1] (logistic) or regression targets r (squared).
     max_iter : int
         Cap on the outer dual iterations, >= 1.
+    check_input : bool, default True
+        Validate the inputs. ``False`` is for callers that validated them (float64 C-contiguous margins,
+        targets and probs, floats slope_norm and radius, an int max_iter): the same arithmetic, the law
+        still normalised as p / sum p, so the result is the same to the bit.
 
     Returns
     -------
@@ -302,10 +338,13 @@ def w2_margin_worst_case(margins, slope_norm, probs, radius, loss: str = "logist
     ValueError
         Naming the argument on bad input, or when (slope_norm radius)^2 overflows.
     """
-    m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
-    radius = check_radius(radius)
-    s = _check_slope_norm(slope_norm)
-    max_iter = check_int("max_iter", max_iter, 1)
+    if check_input:
+        m, tgt, p, kind = _check_margin_inputs(margins, targets, probs, loss)
+        radius = check_radius(radius)
+        s = _check_slope_norm(slope_norm)
+        max_iter = check_int("max_iter", max_iter, 1)
+    else:
+        m, tgt, p, kind, s = margins, targets, probs / probs.sum(), LOSSES.index(loss), slope_norm
     budget = s * radius
     kappa = budget * budget
     if not np.isfinite(kappa):
@@ -437,7 +476,7 @@ def _w2_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarray, p: 
                 hess[k, c] -= v[k] * v[c] / S
 
 
-def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
+def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic", check_input: bool = True):
     """Exact W_2 robust value of sum_j p_j ell_j(g^T z_j) with its gradient and Hessian in g
     (docs/theory/dro.md §2.3, §2.4).  Returns (value, grad, hess, W2WorstCase).
 
@@ -458,6 +497,10 @@ def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logisti
         The W_2 radius, finite >= 0.
     loss : {"logistic", "squared"}
         The margin loss ell.
+    check_input : bool, default True
+        Validate the inputs. ``False`` is for Newton loops that validated them once (float64 C-contiguous
+        g, z, targets and probs of matching shapes, radius a float >= 0): the same arithmetic (the law
+        normalised as p / sum p), so the result is the same to the bit.
 
     Returns
     -------
@@ -470,10 +513,14 @@ def w2_margin_value_grad_hess(g, z, targets, probs, radius, loss: str = "logisti
     worst_case : W2WorstCase
         The solve of :func:`w2_margin_worst_case` at g.
     """
-    z, g = _check_design(z, g)
+    if check_input:
+        z, g = _check_design(z, g)
     s = float(np.linalg.norm(g))
-    _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
-    res = w2_margin_worst_case(z @ g, s, p, radius, loss, tgt)
+    if check_input:
+        _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
+    else:
+        tgt, p, kind = targets, probs / probs.sum(), LOSSES.index(loss)
+    res = w2_margin_worst_case(z @ g, s, p, radius, loss, tgt, check_input=check_input)
     d = z.shape[1]
     grad = np.empty(d)
     hess = np.empty((d, d))
@@ -529,14 +576,14 @@ def _surrogate_vgh_kernel(kind: int, g: np.ndarray, z: np.ndarray, tgt: np.ndarr
     return base + radius * s * R
 
 
-def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic"):
+def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logistic", check_input: bool = True):
     """The gradient-norm surrogate S(g) = E_p ell(g^T z) + radius ||g|| rms_p(ell') with gradient and
     Hessian in g (docs/theory/dro.md §2.3; the WDPO paper's objective with radius = rho0).  Not differentiable at
     g = 0 (the nominal derivatives are returned there).
 
     Parameters
     ----------
-    g, z, targets, probs, radius, loss
+    g, z, targets, probs, radius, loss, check_input
         As :func:`w2_margin_value_grad_hess`.
 
     Returns
@@ -548,9 +595,12 @@ def w2_surrogate_value_grad_hess(g, z, targets, probs, radius, loss: str = "logi
     hess : ndarray of float64, shape (d, d)
         Its Hessian in g.
     """
-    z, g = _check_design(z, g)
-    _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
-    radius = check_radius(radius)
+    if check_input:
+        z, g = _check_design(z, g)
+        _, tgt, p, kind = _check_margin_inputs(np.zeros(z.shape[0]), targets, probs, loss, "rows of z")
+        radius = check_radius(radius)
+    else:
+        tgt, p, kind = targets, probs / probs.sum(), LOSSES.index(loss)
     d = z.shape[1]
     grad = np.empty(d)
     hess = np.empty((d, d))

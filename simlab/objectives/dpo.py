@@ -120,7 +120,7 @@ def dpo_value_grad_hess(theta, theta_ref, beta, dphi, y, w):
     return dpo_vgh_unchecked(delta, beta, dphi, y, w)
 
 
-def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
+def dpo_losses(theta, theta_ref, beta, dphi, y, check_input: bool = True) -> np.ndarray:
     """Per-atom DPO losses l_j = softplus(h_j) - y_j h_j with h_j = beta (theta - theta_ref)^T dphi_j.
 
     Parameters
@@ -135,13 +135,20 @@ def dpo_losses(theta, theta_ref, beta, dphi, y) -> np.ndarray:
         Feature differences of the atoms.
     y : (A,) ndarray
         Labels in [0, 1].
+    check_input : bool, default True
+        Validate the inputs. ``False`` is for callers that validated them already (float64 C-contiguous
+        arrays of matching shapes, beta a float > 0): the Newton loops of the robust DPO objectives, which
+        evaluate the losses at every step; the values are the same to the bit.
 
     Returns
     -------
     (A,) ndarray
         The losses.
     """
-    delta, beta, dphi, y, _ = _validated(theta, theta_ref, beta, dphi, y)
+    if check_input:
+        delta, beta, dphi, y, _ = _validated(theta, theta_ref, beta, dphi, y)
+    else:
+        delta = theta - theta_ref
     out = np.empty(dphi.shape[0])
     _dpo_losses_kernel(delta, beta, dphi, y, out)
     return out

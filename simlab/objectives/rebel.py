@@ -172,7 +172,7 @@ def rebel_value_grad_hess(theta, theta_anc, eta, dphi, dr, w):
     return value, 2.0 * grad / eta, 2.0 * gram / eta**2
 
 
-def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
+def rebel_ols(theta_anc, eta, dphi, dr, w, check_input: bool = True) -> np.ndarray:
     """REBEL closed form (docs/theory/rebel.md §4.1): theta_anc + eta (sum w dphi dphi^T)^+ sum w dphi dr~.
 
     Noiseless and realizable with a full-rank design this is theta_anc + eta w* exactly.
@@ -189,6 +189,9 @@ def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
         Regression targets dr~ (reward differences, possibly noisy).
     w : array_like of float, shape (A,)
         Atom weights (>= 0; p0 for the population, N/n for a sample).
+    check_input : bool, default True
+        Validate the inputs. ``False`` is for callers that validated them (float64 C-contiguous arrays of
+        matching shapes, eta a float > 0; :func:`simlab.solvers.rebel.fit_rebel`): the same bits.
 
     Returns
     -------
@@ -196,7 +199,8 @@ def rebel_ols(theta_anc, eta, dphi, dr, w) -> np.ndarray:
         The minimiser of sum_j w_j e_j^2 (the minimum-norm one in u, by the pseudo-inverse, when the
         weighted design is rank deficient).
     """
-    _, theta_anc, eta, dphi, dr, w = _validated(np.zeros(np.shape(dphi)[1]), theta_anc, eta, dphi, dr, w)
+    if check_input:
+        _, theta_anc, eta, dphi, dr, w = _validated(np.zeros(np.shape(dphi)[1]), theta_anc, eta, dphi, dr, w)
     gram = (dphi * w[:, None]).T @ dphi
     return theta_anc + eta * (np.linalg.pinv(gram, hermitian=True) @ (dphi.T @ (w * dr)))
 

@@ -38,8 +38,9 @@ OBJECTIVES = ("dpo", "wdpo_exact", "wdpo_surrogate", "wdpo_code", "kldpo_penaliz
 
 
 def _dpo_atoms(theta, theta_ref, beta, dphi, y):
-    """Per-atom DPO losses, gradients beta (sigma - y) dphi and the Hessian sum w -> sum w_j H_j."""
-    l = dpo_losses(theta, theta_ref, beta, dphi, y)
+    """Per-atom DPO losses, gradients beta (sigma - y) dphi and the Hessian sum w -> sum w_j H_j (inputs
+    validated by the caller)."""
+    l = dpo_losses(theta, theta_ref, beta, dphi, y, check_input=False)
     h = beta * (dphi @ (np.asarray(theta, float) - np.asarray(theta_ref, float)))
     s = expit(h)
     grads = (beta * (s - y))[:, None] * dphi
@@ -57,7 +58,8 @@ def _validated(theta, theta_ref, beta, dphi, y, w):
     return theta, theta_ref, check_float("beta", beta, 0.0, low_open=True), dphi, y, w
 
 
-def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, w, radius):
+def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, w, radius,
+                               check_input: bool = True):
     """(value, grad, Hessian) in theta of the named robust DPO objective (see module doc).
 
     ``radius`` is the ball radius eps (W_2, KL or chi^2), rho0 for ``wdpo_surrogate``/``wdpo_code``,
@@ -85,6 +87,11 @@ def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, 
     radius : float
         eps for ``wdpo_exact``, ``kldpo_constrained`` and ``chi2dpo``; rho0 for ``wdpo_surrogate`` and
         ``wdpo_code``; tau for ``kldpo_penalized``; ignored for ``dpo``.
+    check_input : bool, default True
+        Validate the inputs. ``False`` is for a Newton loop that validated them once
+        (:func:`simlab.solvers.robust_dpo.fit_robust_dpo_exact`): ``objective`` one of ``OBJECTIVES``,
+        float64 C-contiguous arrays of matching shapes, labels in [0, 1], ``w`` >= 0 summing to 1, beta a
+        float > 0; the values are the same to the bit.
 
     Returns
     -------
@@ -95,12 +102,13 @@ def robust_dpo_value_grad_hess(objective: str, theta, theta_ref, beta, dphi, y, 
     hess : ndarray of float64, shape (d, d)
         Its exact Hessian in theta (that of the smooth parts where the objective has a kink).
     """
-    check_choice("objective", objective, OBJECTIVES)
-    theta, theta_ref, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
+    if check_input:
+        check_choice("objective", objective, OBJECTIVES)
+        theta, theta_ref, beta, dphi, y, w = _validated(theta, theta_ref, beta, dphi, y, w)
     if objective in ("wdpo_exact", "wdpo_surrogate"):
         g = beta * (theta - theta_ref)
         fn = w2_margin_value_grad_hess if objective == "wdpo_exact" else w2_surrogate_value_grad_hess
-        out = fn(g, dphi, y, w, radius, "logistic")
+        out = fn(g, dphi, y, w, radius, "logistic", check_input=check_input)
         return out[0], beta * out[1], beta * beta * out[2]
     if objective == "wdpo_code":
         return _wdpo_code_value_grad_hess(theta, theta_ref, beta, dphi, y, w, radius)
@@ -123,7 +131,7 @@ def _wdpo_code_value_grad_hess(theta, theta_ref, beta, dphi, y, w, rho0):
     g = beta * (theta - theta_ref)
     h = dphi @ g
     s = expit(h)
-    l0 = dpo_losses(theta, theta_ref, beta, dphi, y)
+    l0 = dpo_losses(theta, theta_ref, beta, dphi, y, check_input=False)
     l1 = s - y
     l2 = s * (1.0 - s)
     l3 = l2 * (1.0 - 2.0 * s)

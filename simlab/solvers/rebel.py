@@ -108,7 +108,7 @@ def fit_rebel(dphi, dr, w, theta_anc, eta, objective: str = "rebel", radius: flo
     ev = np.linalg.eigvalsh(gram)
     if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
         raise NoMinimizerError(f"the weighted pair design is rank deficient (lambda_min = {ev[0]:.2e})")
-    theta_ols = rebel_ols(theta_anc, eta, dphi, dr, w)
+    theta_ols = rebel_ols(theta_anc, eta, dphi, dr, w, check_input=False)  # validated above
     if objective == "rebel" or (radius == 0.0 and objective != "kl_tau"):
         return NewtonResult(theta_ols, float("nan"), 0.0, 0, True, 2.0 * gram / eta**2)
     if objective == "kl_tau":

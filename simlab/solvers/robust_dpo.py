@@ -97,7 +97,8 @@ def fit_robust_dpo_exact(objective: str, atoms: PairAtoms, weights: np.ndarray, 
     w = w / w.sum()
 
     def fgh(th):
-        return robust_dpo_value_grad_hess(objective, th, theta_ref, beta, dphi, y, w, radius)
+        # inputs validated above; Newton's iterates are float64 (d,) arrays
+        return robust_dpo_value_grad_hess(objective, th, theta_ref, beta, dphi, y, w, radius, check_input=False)
 
     def collapsed():
         f, _, H = fgh(theta_ref)

@@ -229,3 +229,18 @@ def test_w2_probs_are_normalised():
 def test_w2_targets_are_required():
     with pytest.raises(ValueError, match="targets is required"):
         w2_margin_worst_case([0.0], 1.0, [1.0], 0.1)
+
+
+def test_residual_and_sigmoid_from_one_exponential():
+    """``logistic_residual_and_sigmoid`` returns _logistic_residual and simlab.special.sigmoid to the bit
+    (the W_2 inner root solve takes both from it), on both sides of m + t = 0 and at it."""
+    from simlab.dro.wasserstein import logistic_residual_and_sigmoid
+    from simlab.special import sigmoid
+
+    rng = np.random.default_rng(3)
+    for _ in range(4000):
+        m, mu, y = 4.0 * rng.standard_normal(), float(np.exp(2.0 * rng.standard_normal())), rng.random()
+        lo, hi = -y / (2.0 * mu), (1.0 - y) / (2.0 * mu)
+        for t in (rng.uniform(lo, hi), -m, lo, hi):
+            r, s = logistic_residual_and_sigmoid(m, mu, lo, hi, t)
+            assert r == _logistic_residual(m, mu, lo, hi, t) and s == sigmoid(m + t), (m, mu, y, t)
