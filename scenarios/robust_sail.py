@@ -16,9 +16,13 @@ Experiments (the ``experiment`` axis):
 - certificate: max over 1000 theta in the ball of L_SAIL(theta; P_true) - L^W_rho(theta), rho = f rho_true.
 - stationarity: Algorithm A (B and C in full mode) with alpha = c/sqrt(T), gamma = 0.1 < 1/omega_hat.
   E||grad env_gamma(theta_t*)||^2 (t* uniform on {0..T-1}) is estimated without bias per run from exact
-  envelope gradients at stratified iterates (32 per dyadic stratum of [0, T)); judged per E5 instance
-  on long horizons (T = 2^16..2^20 quick, 2^12..2^22 full; slope over T >= 2^18), where
-  P(T) = E||grad env||^2 sqrt(T) has settled; the slope pooled over instances is reported.
+  envelope gradients at stratified iterates (at least 32 per dyadic stratum of [0, T), plus 2048 allocated
+  in proportion to the strata's lengths, which puts them in the long late strata); judged per E5 instance
+  on long horizons (T = 2^16..2^20 quick, 2^12..2^22 full; slope over T >= 2^18). The instances are chosen by
+  a rule fixed before any run (``instance_class``): the first env draw 0, 1, 2, ... of the master whose
+  robust minimiser theta_rho lies on no kink hyperplane ("smooth") or on at least one ("kink"); on kink
+  instances P(T) = E||grad env||^2 sqrt(T) still drifts at T <= 2^22 (docs/theory/sail.md §5.6). The slope
+  pooled over the two is reported.
 - inexact_inner: Algorithm B (inexact proximal point) whose inner prox of the N_b = 4 sample prox-linear
   model is solved by the dual box-QP to duality gap delta in {alpha^2, alpha, rho} (alpha = c/sqrt(T)).
 - deterministic: exact-expectation Algorithm A, alpha = 1/(2 omega_hat); (1/T) sum_t ||grad env(theta_t)||^2,
@@ -44,7 +48,7 @@ from simlab.env import make_env, preset
 from simlab.experiments.claims import Measurement
 from simlab.experiments.rates import fit_rate, mean_with_ci, verdict_ordering, verdict_tight
 from simlab.experiments.scenario import CellSeeds, Claim, Experiment, Scenario, cached_per_instance
-from simlab.objectives.sail import (feature_bound, pair_margins, penalty_pairs, robust_regime,
+from simlab.objectives.sail import (feature_bound, kink_structure, pair_margins, penalty_pairs, robust_regime,
                                     robust_sail_brute_force, robust_sail_decomposition, robust_sail_value_grad,
                                     sail_value_grad, sample_ball, shifted_oracle, weak_convexity_bound,
                                     weak_convexity_estimate)
@@ -60,9 +64,13 @@ GAMMA = 0.1          # Moreau parameter (E5, docs/theory/claims.md §7.2); check
 RHO = 0.1            # box radius of the rate experiments (< rho_bar)
 STEP_C = 2.0         # alpha = c / sqrt(T), c from the pilot reported in docs/theory/sail.md §5.6
 INNER_STEPS_B = 16   # K_in of Algorithm B
-PER_STRATUM = 32     # stratified output-index draws per dyadic stratum of [0, T)
+PER_STRATUM = 32     # stratified output-index draws per dyadic stratum of [0, T) (the floor)
+STAT_PROPORTIONAL = 2048   # stationarity: plus proportional allocation of 2048 draws over [0, T) (late strata)
+STAT_PROX_TOL = 1e-12      # stationarity: outer stop of the exact prox (see _stationarity)
 STAT_CUT = 2 ** 18   # the stationarity slope is judged on T >= STAT_CUT (the last octaves of the grid)
-STAT_INSTANCES = (0, 1)
+STAT_CLASSES = ("smooth", "kink")   # stationarity instances: by the kink structure at the robust minimiser
+STAT_CLASS_SCAN = 32       # env draws scanned for the first instance of a class
+KINK_ACTIVE_TOL = 1e-9     # a kink is active at theta_rho when its hyperplane is within this distance
 INEXACT_BATCH = 4    # N_b of Algorithm B's model-prox inner solve
 INEXACT_T = [2 ** 12, 2 ** 14, 2 ** 16]
 ADV_DRAWS = list(range(12))
@@ -164,10 +172,35 @@ def _step(params) -> float:
     return STEP_RULES[rule](int(params["T"]))
 
 
-def _stratified_envelope_grad2(prox, run_iterates, inverse, weights) -> tuple[float, float]:
-    """(E||grad env||^2, E||grad env||) at t* ~ uniform{0..T-1}, unbiased from stratified draws."""
+def _stratified_envelope_grad2(prox, indices, run_iterates, inverse, weights) -> tuple[float, float, float]:
+    """(E||grad env||^2, E||grad env||, estimated sd of the first given the trajectory) at
+    t* ~ uniform{0..T-1}, unbiased from stratified draws. The sd is that of the iterate draws alone:
+    sqrt(sum_j m_j Var_j(weight x value)) over the dyadic strata j ({0}, [1, 2), [2, 4), ...)."""
     g2 = prox.envelope_grad_norms2(run_iterates)[inverse]
-    return float(weights @ g2), float(weights @ np.sqrt(g2))
+    terms = weights * g2
+    draws = indices[inverse]
+    stratum = np.where(draws == 0, 0, np.floor(np.log2(np.maximum(draws, 1))).astype(np.int64) + 1)
+    var = sum(block.size * float(block.var(ddof=1))
+              for block in (terms[stratum == j] for j in np.unique(stratum)) if block.size > 1)
+    return float(weights @ g2), float(weights @ np.sqrt(g2)), math.sqrt(var)
+
+
+@functools.lru_cache(maxsize=64)
+def _class_instance(master: int, oracle: str, instance_class: str) -> tuple[int, np.random.SeedSequence]:
+    """The first env draw j = 0, 1, ... (< STAT_CLASS_SCAN) of ``master`` whose robust minimiser theta_rho
+    (:func:`_robust_minimum`, rho = RHO) has no active kink (``"smooth"``) or at least one (``"kink"``),
+    the kinks being the hyperplanes (theta - theta_ref)^T beta dphi_k = 0 (:func:`kink_structure`).
+    A rule on an exact property of the instance, fixed before any run; returns (j, its instance seeds)."""
+    if instance_class not in STAT_CLASSES:
+        raise ValueError(f"instance_class must be one of {STAT_CLASSES}, got {instance_class!r}")
+    for j in range(STAT_CLASS_SCAN):
+        instance = SCENARIO.seeds_for({"env_draw": j}, 0, master).instance
+        env, args, _ = _world(instance, oracle)
+        theta_min = _robust_minimum(instance, oracle, RHO)[0]
+        on_kink = kink_structure(theta_min, *args, RHO, active_tol=KINK_ACTIVE_TOL).active.size > 0
+        if on_kink == (instance_class == "kink"):
+            return j, instance
+    raise ValueError(f"no {instance_class} E5 instance among the first {STAT_CLASS_SCAN} env draws of master {master}")
 
 
 def _stationarity(env, args, params, rng, omega_hat, instance) -> dict:
@@ -177,16 +210,24 @@ def _stationarity(env, args, params, rng, omega_hat, instance) -> dict:
     step = _step(params)
     if alg == "B":
         step = min(step, GAMMA)
-    idx, inv, weights = stratified_iterate_indices(T, PER_STRATUM, rng)
+    idx, inv, weights = stratified_iterate_indices(T, PER_STRATUM, rng, proportional=STAT_PROPORTIONAL)
     run = run_algorithm(alg, env.theta_ref.copy(), *args, RHO, B, T, step, rng, idx, gamma=GAMMA,
                         inner_steps=INNER_STEPS_B, mu_in=1.0 / GAMMA - omega_hat)
-    prox = RobustSailProx(*args, RHO, B, GAMMA)
-    g2, g1 = _stratified_envelope_grad2(prox, run.iterates, inv, weights)
+    # outer stop ||dz|| < 1e-12 (not the default 1e-13): with ~2700 envelope evaluations per run a few
+    # prox-linear loops stall at ||dz|| ~ 1.2e-13 (round-off) near a kink; 1e-12 moves grad env by ~1e-11
+    prox = RobustSailProx(*args, RHO, B, GAMMA, tol=STAT_PROX_TOL)
+    g2, g1, sd_draws = _stratified_envelope_grad2(prox, idx, run.iterates, inv, weights)
     # reconstructed rate bound 4 L_G sqrt(omega Delta_F / T) (report-only: constants up to absolute factors)
     consts = weak_convexity_bound(env.beta, feature_bound(env.phi), B, RHO)
-    delta_F = prox.prox(env.theta_ref).envelope - _robust_minimum(instance, params["oracle"], RHO)[1]
+    theta_min, F_min = _robust_minimum(instance, params["oracle"], RHO)
+    delta_F = prox.prox(env.theta_ref).envelope - F_min
     bound = 4.0 * consts.L_G * math.sqrt(consts.omega * max(delta_F, 0.0) / T)
+    kinks = kink_structure(theta_min, *args, RHO, active_tol=KINK_ACTIVE_TOL)
     return {"env_grad2": g2, "env_grad": g1, "env_grad2_sqrtT": g2 * math.sqrt(T), "bound_ratio": g2 / bound,
+            "env_grad2_sd_draws": sd_draws, "envelope_evaluations": float(idx.size),
+            "minimiser_active_kinks": float(kinks.active.size),
+            "minimiser_kink_slack": float(kinks.slack.min()) if kinks.slack.size else math.nan,
+            "minimiser_kink_distance": kinks.nearest_inactive,
             "step": step, "samples": float(run.samples), "omega_hat": omega_hat,
             "inner_per_step": run.inner_iterations / T if alg == "A" else math.nan}
 
@@ -207,7 +248,8 @@ def _inexact_inner(env, args, params, rng) -> dict:
     idx, inv, weights = stratified_iterate_indices(T, PER_STRATUM, rng)
     run = run_algorithm("B", env.theta_ref.copy(), *args, RHO, B, T, alpha, rng, idx, batch=INEXACT_BATCH,
                         gap_tol=delta, gamma=GAMMA, inner="model")
-    g2, g1 = _stratified_envelope_grad2(RobustSailProx(*args, RHO, B, GAMMA), run.iterates, inv, weights)
+    g2, g1, _ = _stratified_envelope_grad2(RobustSailProx(*args, RHO, B, GAMMA), idx, run.iterates, inv,
+                                           weights)
     return {"env_grad2": g2, "env_grad": g1, "env_grad2_sqrtT": g2 * math.sqrt(T), "step": alpha,
             "inner_tol": delta, "inner_per_step": run.inner_iterations / T, "samples": float(run.samples)}
 
@@ -339,7 +381,9 @@ def cell(params: dict, seeds: CellSeeds) -> dict:
     if exp == "certificate":
         return _certificate(env, args, params, rng)
     if exp == "stationarity":
-        return _stationarity(env, args, params, rng, omega_hat, instance)
+        draw, instance = _class_instance(int(seeds.instance.entropy), params["oracle"], params["instance_class"])
+        env, args, omega_hat = _world(instance, params["oracle"])
+        return _stationarity(env, args, params, rng, omega_hat, instance) | {"env_draw_selected": float(draw)}
     if exp == "deterministic":
         T = int(params["T"])
         return {"avg_env_grad2": float(_deterministic_curve(instance, params["oracle"])[:T].mean()),
@@ -498,24 +542,29 @@ CLAIMS = (
                    "rho in {1, 1.5} rho_true (box, confounder); the maximum over the random theta alone and the "
                    "control rho_true/2 reported"),
     *(Claim(id="robust_sail.stationarity_rate", kind="upper", metric="env_grad2", x="T", predicted=-0.5,
-            tol=0.1, cut=STAT_CUT, label=f"instance {k}", paper=PAPER, experiment="stationarity",
-            where={**_STAT, "env_draw": k},
+            tol=0.1, cut=STAT_CUT, label=f"{cls} minimiser", paper=PAPER, experiment="stationarity",
+            where={**_STAT, "instance_class": cls},
             also=("env_grad", "env_grad2_sqrtT"), statement=_STATEMENT_RATE,
-            quantity=(f"E||grad env_0.1(theta_t*)||^2 on E5 instance {k} (env_draw {k}), Algorithm A, N_b = 1, "
-                      "alpha = 2/sqrt(T), unbiased stratified estimate (32 exact envelope gradients per dyadic "
-                      "stratum of [0, T)), mean over seeds; slope over the last octaves T >= 2^18 (quick "
+            quantity=(f"E||grad env_0.1(theta_t*)||^2 on one E5 instance per master: the first env draw whose "
+                      f"robust minimiser lies {'on no' if cls == 'smooth' else 'on at least one'} kink hyperplane; "
+                      "Algorithm A, N_b = 1, alpha = 2/sqrt(T), unbiased stratified estimate (exact envelope "
+                      "gradients at >= 32 draws per dyadic stratum of [0, T) plus 2048 allocated in proportion "
+                      "to the strata's lengths), mean over seeds; slope over the last octaves T >= 2^18 (quick "
                       "2^18, 2^20; full up to 2^22); equivalently P(T) grows at most like T^0.1 there"),
-            notes=("boundedness of P(T) judged per instance on long horizons: on some E5 instances P(T) is "
-                   "still rising below T ~ 2^18 (a pooled short-horizon slope mixes them); a step "
-                   "alpha = 2 T^-3/4 (too small) fails this check (tests/sail/test_scenario.py); no tight partner: "
-                   "the constant of P(T) depends on the instance and is not derived, and on kink instances P(T) "
-                   "has not settled by 2^20"))
-      for k in STAT_INSTANCES),
+            notes=("boundedness of P(T) judged per instance on long horizons (a pooled slope mixes instances); "
+                   "instances split by the exact kink structure at the robust minimiser, a rule fixed before "
+                   "any run; a step alpha = 2 T^-3/4 (too small) fails this check (tests/sail/test_scenario.py); "
+                   "no tight partner: the local smooth (Lyapunov) constant of P(T) needs the iterates' spread to "
+                   "be small against the distance to the nearest kink, which it is not at feasible T "
+                   + ("(docs/theory/sail.md §5.6)" if cls == "smooth" else
+                      "; at a kink with a small subgradient slack P(T) still drifts upwards at T <= 2^22 by an "
+                      "instance-dependent amount (docs/theory/sail.md §5.6)")))
+      for cls in STAT_CLASSES),
     Claim(id="robust_sail.stationarity_rate", kind="report", metric="env_grad2", x="T", predicted=-0.5, tol=0.0,
           cut=STAT_CUT, label="pooled", paper=PAPER, experiment="stationarity", where=_STAT, also=("env_grad",),
           statement=_STATEMENT_RATE,
-          quantity=("slope of the mean over instances and seeds of E||grad env||^2 (the instance rows "
-                    "above)"),
+          quantity=("slope of the mean over the two instances (smooth and kink minimiser) and seeds of "
+                    "E||grad env||^2"),
           notes="report-only: the pooled slope averages instances with different constants; the verdict is per instance"),
     Claim(id="robust_sail.inexact_inner", kind="tight", metric="env_grad2", x="T", predicted=0.0, tol=0.1,
           label="delta = alpha^2", paper=PAPER, experiment="inexact_inner",
@@ -618,11 +667,13 @@ SCENARIO = Scenario(
         Experiment("certificate", quick={"oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5], "seeds": 1},
                    full={"oracle": ["box", "confounder"], "rho_factor": [0.5, 1.0, 1.5], "seeds": 4}),
         Experiment("stationarity",
-                   quick={"oracle": ["box"], "algorithm": ["A"], "env_draw": list(STAT_INSTANCES),
-                          "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 6},
-                   full=[{"oracle": ["box"], "algorithm": ["A"], "env_draw": list(range(4)), "step_rule": ["c/sqrtT"],
-                          "T": _STAT_T_FULL, "seeds": 16},
-                         {"oracle": ["box"], "algorithm": ["B", "C"], "env_draw": list(STAT_INSTANCES),
+                   quick=[{"oracle": ["box"], "algorithm": ["A"], "instance_class": ["smooth"],
+                           "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 10},
+                          {"oracle": ["box"], "algorithm": ["A"], "instance_class": ["kink"],
+                           "step_rule": ["c/sqrtT"], "T": _STAT_T_QUICK, "seeds": 4}],
+                   full=[{"oracle": ["box"], "algorithm": ["A"], "instance_class": list(STAT_CLASSES),
+                          "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL, "seeds": 16},
+                         {"oracle": ["box"], "algorithm": ["B", "C"], "instance_class": list(STAT_CLASSES),
                           "step_rule": ["c/sqrtT"], "T": _STAT_T_FULL[:5], "seeds": 8}]),
         Experiment("inexact_inner",
                    quick={"oracle": ["box"], "delta_rule": list(INNER_TOLERANCES), "env_draw": [0, 1], "T": INEXACT_T,
@@ -671,6 +722,18 @@ SCENARIO = Scenario(
         "env_grad2": "stationarity, inexact_inner: E||grad env_gamma(theta_t*)||^2, t* uniform on {0..T-1}: squared "
                      "Moreau-envelope gradient (gamma = 0.1, exact) estimated without bias from stratified iterates",
         "env_grad": "stationarity, inexact_inner: E||grad env_gamma(theta_t*)|| (same stratified estimate)",
+        "env_grad2_sd_draws": "stationarity: sd of the env_grad2 estimate given the trajectory (from the iterate "
+                              "draws alone: sqrt(sum over strata of m_j times the within-stratum variance of "
+                              "weight x value)); the rest of the seed-to-seed spread is trajectory noise",
+        "envelope_evaluations": "stationarity: distinct iterates at which the exact envelope gradient was evaluated",
+        "minimiser_active_kinks": "stationarity: kink hyperplanes (theta - theta_ref)^T beta dphi_k = 0 through the "
+                                  "robust minimiser theta_rho (distance <= 1e-9), per instance",
+        "minimiser_kink_slack": "stationarity: smallest subgradient slack min(u+_k - s_k, s_k + u-_k) ||a_k|| over the "
+                                "kinks active at theta_rho (the smaller one-sided slope of F across the kink; NaN if "
+                                "none is active; docs/theory/sail.md §5.6)",
+        "minimiser_kink_distance": "stationarity: distance from theta_rho to the nearest inactive kink hyperplane",
+        "env_draw_selected": "stationarity: the env draw that the instance_class rule selected (first smooth or kink "
+                             "minimiser among env draws 0, 1, ... of the master)",
         "env_grad2_sqrtT": "stationarity, inexact_inner: env_grad2 sqrt(T) (settles to a constant at the T^-1/2 rate)",
         "bound_ratio": "stationarity: env_grad2 / (4 L_G sqrt(omega Delta_F / T)), against the reconstructed rate "
                        "bound (report only)",

@@ -626,6 +626,87 @@ def pair_weights_kernel(theta, phi, p_x, pair_x, pair_a, pair_b, out):
         out[k] = 2.0 * p_x[x] * math.exp(logpi[x, pair_a[k]] + logpi[x, pair_b[k]])
 
 
+@dataclass(frozen=True)
+class KinkStructure:
+    """Kinks of F = L^W_rho at a point and the subgradient slack across the active ones
+    (docs/theory/sail.md §5.6, :func:`kink_structure`).
+
+    active : indices k (into :func:`penalty_pairs`) with t_k = 0 up to the tolerance;
+    multipliers : s_k of the active kinks solving the stationarity system;
+    slack : min(u+_k - s_k, s_k + u-_k) ||a_k|| per active kink (the smaller one-sided slope of F across it);
+    residual : ||g + sum_k s_k a_k|| of the least-squares solve (0 at a stationary point);
+    nearest_inactive : min over inactive kinks of the distance |t_k| / ||a_k|| to its hyperplane.
+    """
+
+    active: np.ndarray
+    multipliers: np.ndarray
+    slack: np.ndarray
+    residual: float
+    nearest_inactive: float
+
+
+def kink_structure(theta, phi, p_x, theta_ref, beta, P_obs, rho, active_tol: float = 1e-9) -> KinkStructure:
+    """Active kinks of F = L^W_rho at ``theta`` and how far 0 lies inside their subdifferential.
+
+    With F = S + sum_k w_k pen_k (docs/theory/sail.md §5.4) and g = grad S + sum_k pen_k grad w_k, the
+    subdifferential at theta is g + sum_k s_k a_k with s_k = u+_k = w_k c+_k (t_k > 0), s_k = -u-_k
+    (t_k < 0) and s_k in [-u-_k, u+_k] on the active kinks (t_k = 0). At a stationary point the active
+    s solve sum_active s_k a_k = -(g + sum_inactive s_k a_k) (least squares; the residual says how
+    stationary theta is). The slack min(u+_k - s_k, s_k + u-_k) ||a_k|| is the smaller of the one-sided
+    slopes F'(theta; +-n_k) across kink k along its unit normal n_k when it is the only active kink (with
+    several, along the part of n_k orthogonal to the other active normals, scaled by a_k^T d / ||a_k||):
+    a small slack makes the kink a shallow V (docs/theory/sail.md §5.6).
+
+    Parameters
+    ----------
+    theta : array_like, shape (d,)
+        The point (typically a minimiser of F).
+    phi : array_like, shape (n_x, n_y, d)
+        Features.
+    p_x : array_like, shape (n_x,)
+        Context law.
+    theta_ref : array_like, shape (d,)
+        Reference policy parameter.
+    beta : float
+        Temperature (> 0).
+    P_obs : array_like, shape (n_x, n_y, n_y)
+        Observed oracle table.
+    rho : float
+        Box radius in [0, 1].
+    active_tol : float, default 1e-9
+        A kink is active when the distance |t_k| / ||a_k|| of theta to its hyperplane is <= active_tol (>= 0).
+
+    Returns
+    -------
+    simlab.objectives.sail.KinkStructure
+        Active kinks, their multipliers and slacks, the stationarity residual and the distance to the
+        nearest inactive kink (inf if none).
+    """
+    theta, phi, p_x, theta_ref, beta, P_obs = check_sail_problem(theta, phi, p_x, theta_ref, beta, P_obs)
+    rho = check_float("rho", rho, low=0.0, high=1.0)
+    active_tol = check_float("active_tol", active_tol, low=0.0)
+    pairs = penalty_pairs(phi, theta_ref, beta, P_obs, rho)
+    g = np.empty(phi.shape[2])
+    robust_sail_kernel(theta, phi, p_x, theta_ref, beta, P_obs, rho, 1.0, 0.0, g)
+    w = np.empty(pairs.x.size)
+    pair_weights_kernel(theta, phi, p_x, pairs.x, pairs.a, pairs.b, w)
+    u_plus, u_minus = w * pairs.c_plus, w * pairs.c_minus
+    norms = np.linalg.norm(pairs.rows, axis=1)
+    t = pairs.rows @ theta - pairs.offsets
+    dist = np.abs(t) / norms
+    act = dist <= active_tol
+    s_inactive = np.where(t > 0, u_plus, -u_minus)[~act]
+    rhs = -(g + pairs.rows[~act].T @ s_inactive)
+    if act.any():
+        s = np.linalg.lstsq(pairs.rows[act].T, rhs, rcond=None)[0]
+        residual = float(np.linalg.norm(pairs.rows[act].T @ s - rhs))
+    else:
+        s, residual = np.empty(0), float(np.linalg.norm(rhs))
+    slack = np.minimum(u_plus[act] - s, s + u_minus[act]) * norms[act]
+    nearest = float(dist[~act].min()) if (~act).any() else math.inf
+    return KinkStructure(np.flatnonzero(act), s, slack, residual, nearest)
+
+
 # --------------------------------------------------------------------------------------------------
 # weak convexity (docs/theory/sail.md §5.3)
 # --------------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def _mean_se(sub: pd.DataFrame, x: str, metric: str) -> tuple[np.ndarray, np.nda
 
 
 def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
-    """P(T) = E||grad env_gamma(theta_t*)||^2 sqrt(T) vs T, one line per (algorithm, E5 instance), mean
+    """P(T) = E||grad env_gamma(theta_t*)||^2 sqrt(T) vs T, one line per (algorithm, E5 instance: its
+    ``instance_class`` or ``env_draw``), mean
     over seeds with standard errors, from the stored rows only (no fit: the verdict table holds the
     slopes, fitted with the claim's own cut). Bounded, flattening lines are the O(T^-1/2) rate.
 
@@ -71,11 +72,15 @@ def stationarity_figure(df: pd.DataFrame, outdir: Path) -> list[Path]:
 
     apply_style()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    keys = ["algorithm", "step_rule"] + (["env_draw"] if "env_draw" in rows.columns else [])
+    instance = next((c for c in ("instance_class", "env_draw") if c in rows.columns), None)
+    keys = ["algorithm", "step_rule"] + ([instance] if instance else [])
     for key, sub in sorted(rows.groupby(keys), key=lambda kv: tuple(str(v) for v in kv[0])):
         T, mean, se = _mean_se(sub, "T", "env_grad2_sqrtT")
         per_step = float((sub["samples"] / sub["T"]).mean()) if "samples" in sub.columns else np.nan
-        label = f"{key[0]}, instance {int(key[2])}" if len(key) > 2 else str(key[0])
+        if instance == "instance_class":
+            label = f"{key[0]}, {key[2]} minimiser"
+        else:
+            label = f"{key[0]}, instance {int(key[2])}" if len(key) > 2 else str(key[0])
         if key[1] != "c/sqrtT":
             label += f", alpha = {key[1]}"
         ax.errorbar(T, mean, yerr=se, marker="o", capsize=3, label=f"{label} ({per_step:g} samples/step)")

@@ -96,6 +96,38 @@ def test_stratified_indices_are_unbiased_for_the_uniform_output_index(T):
         assert abs(np.mean(est) - values.mean()) <= 4 * np.std(est) / np.sqrt(400)
 
 
+@pytest.mark.parametrize("T", [1, 7, 1000, 2 ** 20])
+def test_proportional_stratified_indices_are_unbiased(T):
+    """With a proportional budget every dyadic stratum j gets m_j = max(per_stratum, ceil(budget |S_j| / T))
+    draws of weight |S_j|/(T m_j): the weights sum to 1, the counts match, and a Monte Carlo mean of the
+    estimate matches the exact trajectory average (independent check by brute force over all t)."""
+    rng = np.random.default_rng(T + 1)
+    idx, inv, w = stratified_iterate_indices(T, 4, rng, proportional=256)
+    assert abs(w.sum() - 1.0) <= 1e-12 and np.all(np.diff(idx) > 0) and idx[-1] < T
+    draws = idx[inv]
+    lo = np.where(draws == 0, 0, 2 ** np.floor(np.log2(np.maximum(draws, 1))).astype(np.int64))
+    hi = np.minimum(np.where(draws == 0, 1, 2 * lo), T)
+    m = np.maximum(4, np.ceil(256 * (hi - lo) / T)).astype(np.int64)
+    np.testing.assert_allclose(w, (hi - lo) / (m * T))
+    for start in np.unique(lo):   # each stratum holds exactly m_j draws
+        assert np.sum(lo == start) == m[lo == start][0]
+    if T >= 1000:
+        values = np.sin(np.arange(T) / 37.0) + 5.0 / (1.0 + np.arange(T))
+        est = [w2 @ values[i2[v2]] for i2, v2, w2 in
+               (stratified_iterate_indices(T, 4, rng, proportional=256) for _ in range(400))]
+        assert abs(np.mean(est) - values.mean()) <= 4 * np.std(est) / np.sqrt(400)
+    with pytest.raises(ValueError, match="proportional"):
+        stratified_iterate_indices(T, 4, rng, proportional=-1)
+
+
+def test_proportional_allocation_without_budget_is_the_equal_allocation():
+    """proportional = 0 draws exactly what the equal allocation draws (same stream, same weights)."""
+    a = stratified_iterate_indices(5000, 8, np.random.default_rng(3))
+    b = stratified_iterate_indices(5000, 8, np.random.default_rng(3), proportional=0)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_b_model_inner_with_alpha_equal_gamma_is_algorithm_a():
     """B with the model-prox inner solve and alpha = gamma takes theta_{t+1} = z_t: Algorithm A with step gamma."""
     args = problem(random_instance(5))

@@ -219,3 +219,37 @@ def test_project_ball_is_the_nearest_point_of_the_ball():
         S.project_ball(center, center, -1.0)
     with pytest.raises(ValueError, match="center"):
         S.project_ball(center, center[:2], 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_kink_slack_is_the_smaller_one_sided_slope(seed):
+    """At a minimiser of F on a kink (seed 0: one active kink, seed 3: two), the multipliers solve the
+    stationarity system and each slack equals min(F'(theta; d), F'(theta; -d)) ||a_k|| / (a_k^T d), with
+    d the unit part of the kink's normal orthogonal to the other active normals; the one-sided slopes
+    come from finite differences of the value alone (Richardson-extrapolated)."""
+    from simlab.solvers.sail_algorithms import deterministic_prox_linear
+
+    args = problem(random_instance(seed))
+    rho = 0.1
+    theta = deterministic_prox_linear(args[2], *args, rho, 3.0, 1500, 0.5)[-1]
+    ks = S.kink_structure(theta, *args, rho)
+    assert ks.active.size == (1 if seed == 0 else 2) and ks.residual <= 1e-10
+    assert np.all(ks.slack > 0) and ks.nearest_inactive > 1e-3
+    rows = S.penalty_pairs(args[0], args[2], args[3], args[4], rho).rows
+    F = lambda th: S.robust_sail_value_grad(th, *args, rho)[0]
+    for j, k in enumerate(ks.active):
+        others = rows[np.delete(ks.active, j)]
+        d = rows[k].copy()
+        if others.size:
+            q, _ = np.linalg.qr(others.T)
+            d -= q @ (q.T @ d)
+        d /= np.linalg.norm(d)
+
+        def slope(direction, eps=1e-5):
+            D = lambda e: (F(theta + e * direction) - F(theta)) / e
+            return 2.0 * D(eps / 2) - D(eps)
+
+        one_sided = min(slope(d), slope(-d))
+        assert abs(one_sided * np.linalg.norm(rows[k]) / (rows[k] @ d) - ks.slack[j]) <= 1e-7 + 1e-4 * ks.slack[j]
+    with pytest.raises(ValueError, match="active_tol"):
+        S.kink_structure(theta, *args, rho, active_tol=-1.0)

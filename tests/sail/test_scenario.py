@@ -19,10 +19,10 @@ def scenario():
     return load_scenario("robust_sail")
 
 
-def _rows(scenario, step_rule: str, Ts, seeds: int, env_draw: int = 0) -> pd.DataFrame:
+def _rows(scenario, step_rule: str, Ts, seeds: int, instance_class: str = "smooth") -> pd.DataFrame:
     out = []
     for T in Ts:
-        params = {"experiment": "stationarity", "oracle": "box", "algorithm": "A", "env_draw": env_draw,
+        params = {"experiment": "stationarity", "oracle": "box", "algorithm": "A", "instance_class": instance_class,
                   "step_rule": step_rule, "T": T}
         for r in range(seeds):
             metrics = scenario.cell(dict(params), scenario.seeds_for(params, r, DEFAULT_MASTER_SEED))
@@ -43,17 +43,40 @@ def _verdict(claim, rows):
 
 
 def test_stationarity_bound_fails_for_constant_step(scenario):
-    claim = _claim(scenario, "robust_sail.stationarity_rate", "instance 0")
-    m = _verdict(claim, _rows(scenario, "constant", (2 ** 18, 2 ** 20), 2))
+    claim = _claim(scenario, "robust_sail.stationarity_rate", "smooth minimiser")
+    m = _verdict(claim, _rows(scenario, "constant", (2 ** 18, 2 ** 19), 2))
     assert m.verdict == "fail", f"a constant step must fail the O(T^-1/2) bound (slope {m.measured:.3f})"
 
 
-def test_stationarity_bound_fails_for_too_slow_schedule(scenario):
-    """alpha = 2 T^-3/4 (too small a step) gives E||grad env||^2 ~ T^-1/4: the bound must fail."""
-    claim = _claim(scenario, "robust_sail.stationarity_rate", "instance 0")
-    m = _verdict(claim, _rows(scenario, "c/T^(3/4)", (2 ** 18, 2 ** 20), 3))
+@pytest.mark.parametrize("cls", ["smooth", "kink"])
+def test_stationarity_bound_fails_for_too_slow_schedule(scenario, cls):
+    """alpha = 2 T^-3/4 (too small a step) gives E||grad env||^2 ~ T^-1/4: each instance row must fail."""
+    claim = _claim(scenario, "robust_sail.stationarity_rate", f"{cls} minimiser")
+    m = _verdict(claim, _rows(scenario, "c/T^(3/4)", (2 ** 18, 2 ** 20), 3, instance_class=cls))
     assert m.verdict == "fail", f"slope {m.measured:.3f}, CI {m.ci}"
     assert m.ci[0] > claim.predicted + claim.tol
+
+
+def test_instance_classes_follow_the_kink_rule(scenario):
+    """The smooth row's instance has no kink at its robust minimiser (NaN slack, positive distance to the
+    nearest kink), the kink row's has one (positive slack); the first env draw belongs to one of the two
+    classes, so one of them selects draw 0 (the rule is on the instance, fixed before any run)."""
+    selected = {}
+    for cls in ("smooth", "kink"):
+        params = {"experiment": "stationarity", "oracle": "box", "algorithm": "A", "instance_class": cls,
+                  "step_rule": "c/sqrtT", "T": 2 ** 10}
+        m = scenario.cell(dict(params), scenario.seeds_for(params, 0, DEFAULT_MASTER_SEED))
+        selected[cls] = int(m["env_draw_selected"])
+        if cls == "smooth":
+            assert m["minimiser_active_kinks"] == 0 and np.isnan(m["minimiser_kink_slack"])
+            assert m["minimiser_kink_distance"] > 1e-9
+        else:
+            assert m["minimiser_active_kinks"] >= 1 and m["minimiser_kink_slack"] > 0
+    assert selected["smooth"] != selected["kink"] and min(selected.values()) == 0
+    with pytest.raises(ValueError, match="instance_class"):
+        bad = {"experiment": "stationarity", "oracle": "box", "algorithm": "A", "instance_class": "both",
+               "step_rule": "c/sqrtT", "T": 2 ** 10}
+        scenario.cell(dict(bad), scenario.seeds_for(bad, 0, DEFAULT_MASTER_SEED))
 
 
 def _tolerance_rows(slopes: dict, seed: int = 0) -> pd.DataFrame:
