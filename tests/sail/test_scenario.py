@@ -48,11 +48,12 @@ def test_stationarity_bound_fails_for_constant_step(scenario):
     assert m.verdict == "fail", f"a constant step must fail the O(T^-1/2) bound (slope {m.measured:.3f})"
 
 
-@pytest.mark.parametrize("cls", ["smooth", "kink"])
-def test_stationarity_bound_fails_for_too_slow_schedule(scenario, cls):
-    """alpha = 2 T^-3/4 (too small a step) gives E||grad env||^2 ~ T^-1/4: each instance row must fail."""
-    claim = _claim(scenario, "robust_sail.stationarity_rate", f"{cls} minimiser")
-    m = _verdict(claim, _rows(scenario, "c/T^(3/4)", (2 ** 18, 2 ** 20), 3, instance_class=cls))
+def test_stationarity_bound_fails_for_too_slow_schedule(scenario):
+    """alpha = 2 T^-3/4 (too small a step) gives E||grad env||^2 ~ T^-1/4: the judged (smooth) row must fail.
+    The kink row is report-only (a finding: P(T) still drifts there at feasible T)."""
+    claim = _claim(scenario, "robust_sail.stationarity_rate", "smooth minimiser")
+    assert _claim(scenario, "robust_sail.stationarity_rate", "kink minimiser").kind == "report"
+    m = _verdict(claim, _rows(scenario, "c/T^(3/4)", (2 ** 18, 2 ** 20), 3))
     assert m.verdict == "fail", f"slope {m.measured:.3f}, CI {m.ci}"
     assert m.ci[0] > claim.predicted + claim.tol
 
@@ -73,6 +74,11 @@ def test_instance_classes_follow_the_kink_rule(scenario):
         else:
             assert m["minimiser_active_kinks"] >= 1 and m["minimiser_kink_slack"] > 0
     assert selected["smooth"] != selected["kink"] and min(selected.values()) == 0
+    # the smooth row pools the first two smooth instances: class_rank 1 is a later draw of the same class
+    params = {"experiment": "stationarity", "oracle": "box", "algorithm": "A", "instance_class": "smooth",
+              "class_rank": 1, "step_rule": "c/sqrtT", "T": 2 ** 10}
+    m = scenario.cell(dict(params), scenario.seeds_for(params, 0, DEFAULT_MASTER_SEED))
+    assert int(m["env_draw_selected"]) > selected["smooth"] and m["minimiser_active_kinks"] == 0
     with pytest.raises(ValueError, match="instance_class"):
         bad = {"experiment": "stationarity", "oracle": "box", "algorithm": "A", "instance_class": "both",
                "step_rule": "c/sqrtT", "T": 2 ** 10}
