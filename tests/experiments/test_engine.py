@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simlab.experiments.claims import check
-from simlab.experiments.rates import (as_verdict, fit_rate, verdict_identity, verdict_identity_in_expectation,
+from simlab.experiments.rates import (as_verdict, fit_group_mean_slope, fit_rate, verdict_identity, verdict_identity_in_expectation,
                                       verdict_ordering, verdict_tight, verdict_upper)
 from simlab.experiments.scenario import Claim, Scenario, load_scenario, select_claims
 from simlab.experiments.store import Store
@@ -40,6 +42,46 @@ def test_rate_fit_recovers_a_known_slope():
     assert abs(fit.slope + 0.75) < 0.03 and fit.ci[0] < -0.75 < fit.ci[1]
     assert fit.x.tolist() == [100, 1000, 10000]
     assert np.isnan(fit.local_rates()[0]) and abs(fit.local_rates()[-1] + 0.75) < 0.1
+
+
+def test_group_mean_slope_weighs_every_group_equally():
+    """Two groups with exact power laws of very different scale: the mean of their slopes, where one pooled mean
+    would follow the large group; one group alone reproduces fit_rate's slope and CI to the bit; the
+    bootstrap CI covers the mean slope of noisy data and resamples replicates jointly across groups."""
+    x = np.repeat([2.0 ** 18, 2.0 ** 20], 6)
+    rep = np.tile(np.arange(6), 2)
+    xs, ys = np.concatenate([x, x]), np.concatenate([100.0 * x ** -0.4, 1e-3 * x ** -0.6])
+    reps, groups = np.concatenate([rep, rep]), np.repeat(["a", "b"], x.size)
+    mean, ci, slopes = fit_group_mean_slope(xs, ys, reps, groups)
+    assert slopes["a"] == pytest.approx(-0.4, abs=1e-12) and slopes["b"] == pytest.approx(-0.6, abs=1e-12)
+    assert mean == pytest.approx(-0.5, abs=1e-12) and ci == pytest.approx((-0.5, -0.5), abs=1e-12)
+    assert fit_rate(xs, ys, reps).slope == pytest.approx(-0.4, abs=1e-3)  # the pooled mean follows group a
+    rng = np.random.default_rng(1)
+    x = np.repeat([10.0, 100.0, 1000.0], 300)
+    rep = np.tile(np.arange(300), 3)
+    y = x ** -0.75 * rng.lognormal(0, 0.3, x.size)
+    one = fit_rate(x, y, rep, cut=100)
+    mean, ci, _ = fit_group_mean_slope(x, y, rep, np.zeros(x.size, dtype=int), cut=100)
+    assert (mean, ci) == (one.slope, one.ci)
+    y2 = 5.0 * x ** -0.25 * rng.lognormal(0, 0.3, x.size)
+    mean, ci, slopes = fit_group_mean_slope(np.concatenate([x, x]), np.concatenate([y, y2]),
+                                            np.concatenate([rep, rep]), np.repeat([0, 1], x.size))
+    assert ci[0] < -0.5 < ci[1] and mean == pytest.approx(np.mean(list(slopes.values())))
+
+
+@settings(max_examples=40, deadline=None)
+@given(scales=st.lists(st.floats(1e-6, 1e6), min_size=2, max_size=4), seed=st.integers(0, 2 ** 16))
+def test_group_mean_slope_is_invariant_to_each_groups_scale(scales, seed):
+    """Multiplying one group's values by a positive constant moves no slope, so neither the mean nor its CI."""
+    rng = np.random.default_rng(seed)
+    x = np.repeat([10.0, 100.0, 1000.0], 8)
+    rep = np.tile(np.arange(8), 3)
+    k = len(scales)
+    xs, reps, groups = np.tile(x, k), np.tile(rep, k), np.repeat(np.arange(k), x.size)
+    ys = xs ** -0.5 * rng.lognormal(0, 0.5, xs.size)
+    mean, ci, _ = fit_group_mean_slope(xs, ys, reps, groups, resamples=200)
+    scaled = fit_group_mean_slope(xs, ys * np.repeat(scales, x.size), reps, groups, resamples=200)
+    assert scaled[0] == pytest.approx(mean, abs=1e-9) and scaled[1] == pytest.approx(ci, abs=1e-9)
 
 
 @pytest.mark.parametrize("ci, expected", [

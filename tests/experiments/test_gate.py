@@ -310,14 +310,17 @@ def test_ctrl_c_ends_with_the_clean_message_only(tmp_path):
     store = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "simlab.cli", "run", "toy", "--full", "--workers", "2", "--store", str(store),
            "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # 0.3 s cells (120 of them, about 18 s on 2 workers): the signal lands mid-sweep even on a loaded machine,
+    # where 50 ms cells let the whole sweep finish between two polls
+    proc = subprocess.Popen(cmd, env=dict(env, SIMLAB_TOY_SLEEP="0.3"), stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
-        time.sleep(0.3)
+        time.sleep(0.1)
         if store.exists():
             st = Store(store)
             try:
-                if len(st.rows("toy")) >= 10:
+                if len(st.rows("toy")) >= 2:
                     break
             finally:
                 st.close()

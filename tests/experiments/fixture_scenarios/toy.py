@@ -1,4 +1,5 @@
 """A toy scenario for engine tests: err = chi^2_4 / (4 n) has slope exactly -1 in expectation."""
+import os
 import time
 
 import numpy as np
@@ -7,7 +8,9 @@ from simlab.experiments.scenario import Claim, Scenario
 
 
 def cell(params, seeds):
-    time.sleep(float(params.get("sleep", 0.0)))
+    # SIMLAB_TOY_SLEEP slows the sleeping cells down (never the numbers) for tests that interrupt a sweep
+    sleep = float(params.get("sleep", 0.0))
+    time.sleep(float(os.environ.get("SIMLAB_TOY_SLEEP", sleep)) if sleep else 0.0)
     rng = np.random.default_rng(seeds.sample)
     n = params["n"]
     err = rng.chisquare(4) / (4 * n)
