@@ -8,7 +8,7 @@ seeds and keeps the pairing when the scenario uses nested prefixes (common rando
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -87,6 +87,16 @@ def fit_rate(x: np.ndarray, values: np.ndarray, replicate: np.ndarray, cut: floa
     x = np.asarray(x, dtype=float)
     values = np.asarray(values, dtype=float)
     replicate = np.asarray(replicate)
+    fit = _point_fit(x, values, cut)
+    # joint bootstrap over replicates
+    reps = np.unique(replicate)
+    table = _replicate_table(x, values, replicate, reps, fit.x)
+    draws = np.random.default_rng(seed).integers(0, reps.size, size=(resamples, reps.size))
+    return replace(fit, ci=_percentile_ci(_bootstrap_slopes(np.log(fit.x), table, draws), resamples))
+
+
+def _point_fit(x: np.ndarray, values: np.ndarray, cut: float | None) -> RateFit:
+    """The per-point statistics and the OLS slopes of :func:`fit_rate`, without the CI (NaN)."""
     grid = np.unique(x)
     stats = {k: [] for k in ("mean", "median", "q25", "q75", "se", "n", "fail")}
     for g in grid:
@@ -107,13 +117,7 @@ def fit_rate(x: np.ndarray, values: np.ndarray, replicate: np.ndarray, cut: floa
     slope = float(_ols_slope(logx, np.log(arr["mean"][use])))
     intercept = float(np.mean(np.log(arr["mean"][use])) - slope * logx.mean())
     slope_median = float(_ols_slope(logx, np.log(arr["median"][use])))
-
-    # joint bootstrap over replicates
-    reps = np.unique(replicate)
-    table = _replicate_table(x, values, replicate, reps, grid[use])
-    draws = np.random.default_rng(seed).integers(0, reps.size, size=(resamples, reps.size))
-    ci = _percentile_ci(_bootstrap_slopes(logx, table, draws), resamples)
-    return RateFit(slope, intercept, ci, slope_median, grid[use], arr["mean"][use], arr["median"][use],
+    return RateFit(slope, intercept, (float("nan"), float("nan")), slope_median, grid[use], arr["mean"][use], arr["median"][use],
                    arr["q25"][use], arr["q75"][use], arr["se"][use], arr["n"][use], arr["fail"][use],
                    x_all=grid, mean_all=arr["mean"])
 
@@ -190,7 +194,7 @@ def fit_group_mean_slope(x: np.ndarray, values: np.ndarray, replicate: np.ndarra
     slopes, boots = {}, []
     for g in np.unique(group):
         sel = group == g
-        fit = fit_rate(x[sel], values[sel], replicate[sel], cut=cut, resamples=2, seed=seed)
+        fit = _point_fit(x[sel], values[sel], cut)
         slopes[g.item() if hasattr(g, "item") else g] = fit.slope
         table = _replicate_table(x[sel], values[sel], replicate[sel], reps, fit.x)
         boots.append(_bootstrap_slopes(np.log(fit.x), table, draws))
